@@ -1,0 +1,1502 @@
+//! The live classroom's protocol core: wire messages, the session state
+//! machine and its rules, as pure functions. The Durable Object adapter decodes
+//! socket text, calls [`receive`] (or [`handle`]) and executes the returned
+//! [`Effect`]s in order; it holds no business rules. Time and fresh ids are
+//! parameters, so the same inputs always give the same effects, and a session's
+//! state is always `replay(config, persisted events)`.
+//!
+//! One message: rate limit → [`decode_client_msg`] → hello gate ([`Connection`])
+//! → [`SessionState::decide`] (the rules) → events → [`SessionState::apply`] →
+//! effects (persist, then broadcast, then reply / audit).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::run::Event;
+
+/// The one protocol version; `hello` with any other is refused and closed.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Bigger frames are refused before parsing: bounds the work one message costs.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
+/// Question, answer and annotation texts, in characters after trimming.
+pub const MAX_TEXT_CHARS: usize = 2000;
+/// Ids, annotation kinds and colors are short tokens.
+pub const MAX_TOKEN_CHARS: usize = 64;
+pub const MAX_POINTS: usize = 1000;
+/// A snapshot must fit one WebSocket frame (1 MiB on workerd), so the state is
+/// bounded: annotations, their points, questions (and per asker, so one learner
+/// cannot use up the room's budget).
+pub const MAX_ANNOTATIONS: usize = 200;
+pub const MAX_TOTAL_POINTS: usize = 20_000;
+pub const MAX_QUESTIONS: usize = 100;
+pub const MAX_QUESTIONS_PER_ASKER: usize = 10;
+/// Observers per session; the next one is closed with `room_full`.
+pub const MAX_OBSERVERS: u32 = 500;
+/// Per-connection message rate: sustained messages per second, and burst.
+pub const RATE_PER_SEC: i64 = 20;
+pub const RATE_BURST: i64 = 40;
+/// `author_id` of events no person caused (the teacher's connection dropped).
+pub const SYSTEM_AUTHOR: &str = "system";
+/// WebSocket close codes (4000–4999 are the application's).
+pub const CLOSE_UNSUPPORTED_VERSION: u16 = 4426;
+pub const CLOSE_ROOM_FULL: u16 = 4429;
+pub const JOIN_CODE_LEN: usize = 6;
+/// No 0/O, 1/I/L: a code read aloud or off a projector is typed right.
+const JOIN_ALPHABET: &[u8; 31] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
+#[rustfmt::skip]
+const CLIENT_TYPES: [&str; 11] = [
+    "hello", "cursor", "annotate", "clear_annotations", "pause", "resume", "end", "answer", "ask",
+    "respond", "ping",
+];
+
+// ---------------------------------------------------------------- errors
+
+/// Every refusal a client can see, as `{"type":"error","code","message"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    MessageTooLarge,
+    MalformedMessage,
+    UnknownMessageType,
+    InvalidMessage,
+    UnsupportedVersion,
+    HelloRequired,
+    AuthorityViolation,
+    SessionEnded,
+    SessionPaused,
+    InvalidCursor,
+    UnknownQuestion,
+    AlreadyResponded,
+    InvalidChoice,
+    LimitReached,
+    RateLimited,
+    RoomFull,
+}
+
+/// A broken protocol rule: a code for programs and a sentence for people.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProtocolError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ProtocolError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ProtocolError { code, message: message.into() }
+    }
+    pub fn to_msg(&self) -> ServerMsg {
+        ServerMsg::Error { code: self.code, message: self.message.clone() }
+    }
+}
+
+fn err<T>(code: ErrorCode, message: impl Into<String>) -> Result<T, ProtocolError> {
+    Err(ProtocolError::new(code, message))
+}
+
+// ---------------------------------------------------------------- wire messages
+
+/// Client → server. Unknown fields are ignored (a newer client may add optional
+/// fields within the same protocol version); unknown types are refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMsg {
+    Hello { last_seq: Option<u64>, version: Option<u32> },
+    Cursor { step: i64, x: Option<f64>, y: Option<f64> },
+    Annotate(AnnotationDraft),
+    ClearAnnotations,
+    Pause,
+    Resume,
+    End,
+    Answer { question_id: String, text: String },
+    Ask { text: String },
+    Respond { question_id: String, choice: u32 },
+    Ping,
+}
+
+/// What the teacher draws. `id` lets a client resend after a reconnect: an
+/// annotation id already present makes the command a no-op.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnnotationDraft {
+    pub id: Option<String>,
+    pub kind: String,
+    pub text: Option<String>,
+    #[serde(default)]
+    pub points: Vec<[f64; 2]>,
+    pub color: Option<String>,
+}
+
+impl ClientMsg {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientMsg::Hello { .. } => "hello",
+            ClientMsg::Cursor { .. } => "cursor",
+            ClientMsg::Annotate(_) => "annotate",
+            ClientMsg::ClearAnnotations => "clear_annotations",
+            ClientMsg::Pause => "pause",
+            ClientMsg::Resume => "resume",
+            ClientMsg::End => "end",
+            ClientMsg::Answer { .. } => "answer",
+            ClientMsg::Ask { .. } => "ask",
+            ClientMsg::Respond { .. } => "respond",
+            ClientMsg::Ping => "ping",
+        }
+    }
+
+    /// Commands only the session's teacher may send.
+    pub fn is_teacher_command(&self) -> bool {
+        matches!(
+            self,
+            ClientMsg::Cursor { .. }
+                | ClientMsg::Annotate(_)
+                | ClientMsg::ClearAnnotations
+                | ClientMsg::Pause
+                | ClientMsg::Resume
+                | ClientMsg::End
+                | ClientMsg::Answer { .. }
+        )
+    }
+
+    /// Field limits; [`SessionState::decide`] re-checks, so a message built in
+    /// code cannot bypass them.
+    pub fn validate(&self) -> Result<(), ProtocolError> {
+        match self {
+            ClientMsg::Cursor { x, y, .. } => {
+                if x.iter().chain(y).any(|v| !v.is_finite()) {
+                    return err(ErrorCode::InvalidMessage, "x and y must be finite numbers");
+                }
+                Ok(())
+            }
+            ClientMsg::Annotate(AnnotationDraft { id, kind, text, points, color }) => {
+                if let Some(id) = id {
+                    check_token("id", id)?;
+                }
+                check_token("kind", kind)?;
+                if let Some(c) = color {
+                    check_token("color", c)?;
+                }
+                if let Some(t) = text {
+                    check_text("text", t)?;
+                }
+                if points.len() > MAX_POINTS {
+                    return err(ErrorCode::InvalidMessage, format!("at most {MAX_POINTS} points"));
+                }
+                if points.iter().flatten().any(|v| !v.is_finite()) {
+                    return err(ErrorCode::InvalidMessage, "points must be finite numbers");
+                }
+                Ok(())
+            }
+            ClientMsg::Answer { question_id, text } => {
+                check_token("question_id", question_id)?;
+                check_text("text", text)
+            }
+            ClientMsg::Ask { text } => check_text("text", text),
+            ClientMsg::Respond { question_id, .. } => check_token("question_id", question_id),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn check_text(field: &str, text: &str) -> Result<(), ProtocolError> {
+    let t = text.trim();
+    if t.is_empty() || t.chars().count() > MAX_TEXT_CHARS {
+        return err(
+            ErrorCode::InvalidMessage,
+            format!("{field}: 1 to {MAX_TEXT_CHARS} characters required"),
+        );
+    }
+    Ok(())
+}
+
+fn check_token(field: &str, token: &str) -> Result<(), ProtocolError> {
+    let n = token.chars().count();
+    if n == 0 || n > MAX_TOKEN_CHARS || token.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return err(
+            ErrorCode::InvalidMessage,
+            format!("{field}: 1 to {MAX_TOKEN_CHARS} characters, no spaces"),
+        );
+    }
+    Ok(())
+}
+
+/// Socket text → message. Never panics: size first (cheap), then JSON, then the
+/// type, then the fields, so each failure has its own code.
+pub fn decode_client_msg(text: &str) -> Result<ClientMsg, ProtocolError> {
+    if text.len() > MAX_MESSAGE_BYTES {
+        return err(
+            ErrorCode::MessageTooLarge,
+            format!("messages are limited to {MAX_MESSAGE_BYTES} bytes"),
+        );
+    }
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| ProtocolError::new(ErrorCode::MalformedMessage, format!("not JSON: {e}")))?;
+    let Some(kind) = value.get("type").and_then(Value::as_str) else {
+        return err(ErrorCode::MalformedMessage, "expected a JSON object with a string `type`");
+    };
+    if !CLIENT_TYPES.contains(&kind) {
+        return err(ErrorCode::UnknownMessageType, format!("unknown message type `{kind}`"));
+    }
+    let msg: ClientMsg = serde_json::from_value(value)
+        .map_err(|e| ProtocolError::new(ErrorCode::InvalidMessage, e.to_string()))?;
+    msg.validate()?;
+    Ok(msg)
+}
+
+/// Server → client. Clients rely on exactly these five types.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    /// `presence` is `None` from the core (it does not count sockets): the
+    /// adapter fills it in before sending.
+    Snapshot {
+        seq: u64,
+        state: Box<SessionState>,
+        presence: Option<u32>,
+    },
+    Event {
+        seq: u64,
+        event: Event,
+    },
+    Presence {
+        count: u32,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+    Pong,
+}
+
+// ---------------------------------------------------------------- session state
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Teacher,
+    Observer,
+}
+
+/// The author of a message, as the adapter authenticated it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Who {
+    pub user_id: String,
+    pub role: Role,
+}
+
+/// A quiz question of the pinned lesson: only its id and number of choices
+/// (the answer key never enters the live session).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuizRef {
+    pub id: String,
+    pub choices: u32,
+}
+
+/// Fixed when the session is created: the exact lesson version and its teacher.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionConfig {
+    pub session_id: String,
+    pub run_id: String,
+    pub lesson_id: String,
+    pub version: u32,
+    pub sha256: String,
+    pub teacher_id: String,
+    pub org: String,
+    /// Number of timeline items; the cursor step ranges over `0..=step_count`.
+    pub step_count: u32,
+    pub quiz: Vec<QuizRef>,
+}
+
+impl SessionConfig {
+    /// The role a user gets in this session: only the session's teacher teaches.
+    pub fn role_of(&self, user_id: &str) -> Role {
+        if user_id == self.teacher_id {
+            Role::Teacher
+        } else {
+            Role::Observer
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Waiting,
+    Live,
+    Paused,
+    Ended,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseReason {
+    Teacher,
+    TeacherDisconnected,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cursor {
+    pub step: i64,
+    pub x: Option<f64>,
+    pub y: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Annotation {
+    pub id: String,
+    pub kind: String,
+    pub text: Option<String>,
+    pub points: Vec<[f64; 2]>,
+    pub color: Option<String>,
+    /// The cursor step it was drawn on.
+    pub step: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Question {
+    pub id: String,
+    pub text: String,
+    pub asker_id: String,
+    pub asked_at: i64,
+    pub answer: Option<String>,
+}
+
+/// Everything a session is; `snapshot.state`. Changed only by [`Self::apply`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionState {
+    pub config: SessionConfig,
+    pub status: Status,
+    /// `Some` exactly while `status` is `paused`.
+    pub paused_reason: Option<PauseReason>,
+    pub cursor: Cursor,
+    pub annotations: Vec<Annotation>,
+    pub questions: Vec<Question>,
+    /// quiz question id → learner id → choice (ordered maps: stable snapshots).
+    pub quiz_responses: BTreeMap<String, BTreeMap<String, u32>>,
+    /// Seq of the last applied event.
+    pub seq: u64,
+}
+
+/// The events of a session's run (`type` = the serde rename, `payload` = the fields).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "payload")]
+pub enum SessionEvent {
+    #[serde(rename = "session.started")]
+    Started {},
+    #[serde(rename = "cursor.moved")]
+    CursorMoved { step: i64, x: Option<f64>, y: Option<f64> },
+    #[serde(rename = "annotation.added")]
+    AnnotationAdded(Annotation),
+    #[serde(rename = "annotations.cleared")]
+    AnnotationsCleared {},
+    #[serde(rename = "session.paused")]
+    Paused { reason: PauseReason },
+    #[serde(rename = "session.resumed")]
+    Resumed {},
+    #[serde(rename = "session.ended")]
+    Ended {},
+    #[serde(rename = "question.asked")]
+    QuestionAsked { question_id: String, text: String, asker_id: String },
+    #[serde(rename = "question.answered")]
+    QuestionAnswered { question_id: String, text: String },
+    #[serde(rename = "quiz.responded")]
+    QuizResponded { question_id: String, choice: u32, learner_id: String },
+}
+
+impl SessionEvent {
+    /// `(type, payload)` for the envelope.
+    fn into_parts(self) -> (String, Value) {
+        match serde_json::to_value(&self) {
+            Ok(Value::Object(mut m)) => {
+                let kind = m.get("type").and_then(Value::as_str).unwrap_or_default().to_string();
+                (kind, m.remove("payload").unwrap_or(Value::Null))
+            }
+            _ => (String::new(), Value::Null),
+        }
+    }
+
+    /// `None` for types this module does not know (other writers, newer versions).
+    pub fn parse(ev: &Event) -> Option<SessionEvent> {
+        serde_json::from_value(json!({ "type": ev.kind, "payload": ev.payload })).ok()
+    }
+}
+
+impl SessionState {
+    pub fn new(config: SessionConfig) -> Self {
+        SessionState {
+            config,
+            status: Status::Waiting,
+            paused_reason: None,
+            cursor: Cursor::default(),
+            annotations: Vec::new(),
+            questions: Vec::new(),
+            quiz_responses: BTreeMap::new(),
+            seq: 0,
+        }
+    }
+
+    /// The only way state changes. Events at or below `seq` were already
+    /// folded (replay from a checkpoint is idempotent); unknown types only
+    /// advance `seq`. Trusts the event: the rules ran in [`Self::decide`].
+    pub fn apply(&mut self, ev: &Event) {
+        if ev.seq <= self.seq {
+            return;
+        }
+        self.seq = ev.seq;
+        let Some(event) = SessionEvent::parse(ev) else {
+            return;
+        };
+        match event {
+            SessionEvent::Started {} => {
+                if self.status == Status::Waiting {
+                    self.status = Status::Live;
+                }
+            }
+            SessionEvent::CursorMoved { step, x, y } => self.cursor = Cursor { step, x, y },
+            SessionEvent::AnnotationAdded(a) => self.annotations.push(a),
+            SessionEvent::AnnotationsCleared {} => self.annotations.clear(),
+            SessionEvent::Paused { reason } => {
+                self.status = Status::Paused;
+                self.paused_reason = Some(reason);
+            }
+            SessionEvent::Resumed {} => {
+                self.status = Status::Live;
+                self.paused_reason = None;
+            }
+            SessionEvent::Ended {} => {
+                self.status = Status::Ended;
+                self.paused_reason = None;
+            }
+            SessionEvent::QuestionAsked { question_id, text, asker_id } => {
+                self.questions.push(Question {
+                    id: question_id,
+                    text,
+                    asker_id,
+                    asked_at: ev.timestamp,
+                    answer: None,
+                });
+            }
+            SessionEvent::QuestionAnswered { question_id, text } => {
+                if let Some(q) = self.questions.iter_mut().find(|q| q.id == question_id) {
+                    q.answer = Some(text);
+                }
+            }
+            SessionEvent::QuizResponded { question_id, choice, learner_id } => {
+                self.quiz_responses.entry(question_id).or_default().insert(learner_id, choice);
+            }
+        }
+    }
+
+    /// Authority is the core's: the role must say teacher AND the user must be
+    /// the session's teacher.
+    fn is_teacher(&self, who: &Who) -> bool {
+        who.role == Role::Teacher && who.user_id == self.config.teacher_id
+    }
+
+    /// The rules: which events a message causes, or why it is refused. Pure;
+    /// an empty list means "accepted, nothing changes" (e.g. `pause` twice).
+    pub fn decide(&self, who: &Who, msg: &ClientMsg) -> Result<Vec<SessionEvent>, ProtocolError> {
+        use ClientMsg as M;
+        use ErrorCode as C;
+        use SessionEvent as E;
+        let teacher = self.is_teacher(who);
+        if msg.is_teacher_command() && !teacher {
+            return err(
+                C::AuthorityViolation,
+                format!("only the session's teacher may send `{}`", msg.kind()),
+            );
+        }
+        msg.validate()?;
+        let paused = self.status == Status::Paused;
+        // The teacher's first command opens the session (ending one that never
+        // started does not); `next` is the seq the command's own event gets.
+        let start = self.status == Status::Waiting && msg.is_teacher_command() && *msg != M::End;
+        let next = self.seq + 1 + u64::from(start);
+        let events = match msg {
+            M::Ping => return Ok(Vec::new()),
+            M::Hello { version, .. } => return self.decide_hello(teacher, *version),
+            _ if self.status == Status::Ended => {
+                return err(C::SessionEnded, "the session has ended")
+            }
+            M::Cursor { step, x, y } => {
+                if paused {
+                    return err(C::SessionPaused, "the session is paused; the cursor is frozen");
+                }
+                if *step < 0 || *step > i64::from(self.config.step_count) {
+                    return err(
+                        C::InvalidCursor,
+                        format!("step must be within 0..={}", self.config.step_count),
+                    );
+                }
+                vec![E::CursorMoved { step: *step, x: *x, y: *y }]
+            }
+            M::Annotate(AnnotationDraft { id, kind, text, points, color }) => {
+                let id = id.clone().unwrap_or_else(|| format!("a{next}"));
+                if self.annotations.iter().any(|a| a.id == id) {
+                    return Ok(Vec::new());
+                }
+                let used: usize = self.annotations.iter().map(|a| a.points.len()).sum();
+                if self.annotations.len() >= MAX_ANNOTATIONS
+                    || used + points.len() > MAX_TOTAL_POINTS
+                {
+                    return err(C::LimitReached, "too many annotations; clear some first");
+                }
+                vec![E::AnnotationAdded(Annotation {
+                    id,
+                    kind: kind.clone(),
+                    text: text.as_ref().map(|t| t.trim().to_string()),
+                    points: points.clone(),
+                    color: color.clone(),
+                    step: self.cursor.step,
+                })]
+            }
+            M::ClearAnnotations => vec![E::AnnotationsCleared {}],
+            M::Pause if paused => Vec::new(),
+            M::Pause => vec![E::Paused { reason: PauseReason::Teacher }],
+            M::Resume if paused => vec![E::Resumed {}],
+            M::Resume => Vec::new(),
+            M::End => vec![E::Ended {}],
+            M::Answer { question_id, text } => {
+                if !self.questions.iter().any(|q| q.id == *question_id) {
+                    return err(C::UnknownQuestion, format!("no question `{question_id}`"));
+                }
+                vec![E::QuestionAnswered {
+                    question_id: question_id.clone(),
+                    text: text.trim().to_string(),
+                }]
+            }
+            M::Ask { text } => {
+                let mine = self.questions.iter().filter(|q| q.asker_id == who.user_id).count();
+                if self.questions.len() >= MAX_QUESTIONS || mine >= MAX_QUESTIONS_PER_ASKER {
+                    return err(C::LimitReached, "no more questions can be asked here");
+                }
+                // Deterministic id: the seq of the `question.asked` event.
+                vec![E::QuestionAsked {
+                    question_id: format!("q{next}"),
+                    text: text.trim().to_string(),
+                    asker_id: who.user_id.clone(),
+                }]
+            }
+            M::Respond { question_id, choice } => {
+                let Some(quiz) = self.config.quiz.iter().find(|q| q.id == *question_id) else {
+                    return err(C::UnknownQuestion, format!("no quiz question `{question_id}`"));
+                };
+                if *choice >= quiz.choices {
+                    return err(C::InvalidChoice, format!("choice must be below {}", quiz.choices));
+                }
+                let responded = self.quiz_responses.get(question_id);
+                if responded.is_some_and(|m| m.contains_key(&who.user_id)) {
+                    return err(C::AlreadyResponded, "you already responded to this question");
+                }
+                vec![E::QuizResponded {
+                    question_id: question_id.clone(),
+                    choice: *choice,
+                    learner_id: who.user_id.clone(),
+                }]
+            }
+        };
+        Ok(if start { std::iter::once(E::Started {}).chain(events).collect() } else { events })
+    }
+
+    /// The teacher's arrival opens a waiting session and resumes one paused by
+    /// the teacher's disconnect (not one the teacher paused on purpose).
+    fn decide_hello(
+        &self,
+        teacher: bool,
+        version: Option<u32>,
+    ) -> Result<Vec<SessionEvent>, ProtocolError> {
+        let v = version.unwrap_or(PROTOCOL_VERSION);
+        if v != PROTOCOL_VERSION {
+            return err(
+                ErrorCode::UnsupportedVersion,
+                format!(
+                    "protocol version {v} is not supported; this server speaks {PROTOCOL_VERSION}"
+                ),
+            );
+        }
+        Ok(match (teacher, self.status, self.paused_reason) {
+            (true, Status::Waiting, _) => vec![SessionEvent::Started {}],
+            (true, Status::Paused, Some(PauseReason::TeacherDisconnected)) => {
+                vec![SessionEvent::Resumed {}]
+            }
+            _ => Vec::new(),
+        })
+    }
+
+    /// The full state at the current seq (presence left to the adapter).
+    pub fn snapshot(&self) -> ServerMsg {
+        ServerMsg::Snapshot { seq: self.seq, state: Box::new(self.clone()), presence: None }
+    }
+}
+
+/// State = fold of `apply` over the session's events.
+pub fn replay(config: SessionConfig, events: &[Event]) -> SessionState {
+    let mut state = SessionState::new(config);
+    for ev in events {
+        state.apply(ev);
+    }
+    state
+}
+
+// ---------------------------------------------------------------- connections
+
+/// Per-socket protocol state, stored in the socket attachment (so it survives
+/// hibernation). Each variant carries only what is valid in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Connection {
+    /// Accepted, no `hello` yet: receives no broadcasts, may only say hello or ping.
+    AwaitingHello { user_id: String, role: Role },
+    /// Synced: `last_seq` is the seq this socket was brought up to at its hello;
+    /// from then on it receives every broadcast event.
+    Connected { user_id: String, role: Role, last_seq: u64 },
+}
+
+impl Connection {
+    pub fn new(user_id: impl Into<String>, role: Role) -> Self {
+        Connection::AwaitingHello { user_id: user_id.into(), role }
+    }
+    pub fn who(&self) -> Who {
+        match self {
+            Connection::AwaitingHello { user_id, role }
+            | Connection::Connected { user_id, role, .. } => {
+                Who { user_id: user_id.clone(), role: *role }
+            }
+        }
+    }
+    pub fn is_connected(&self) -> bool {
+        matches!(self, Connection::Connected { .. })
+    }
+}
+
+/// A token bucket in thousandths of a message (integers: exact, serializable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateBucket {
+    pub tokens: i64,
+    pub last_ms: i64,
+}
+
+impl RateBucket {
+    pub fn full(now_ms: i64) -> Self {
+        RateBucket { tokens: RATE_BURST * 1000, last_ms: now_ms }
+    }
+    /// Refill for the time elapsed (a clock going backwards refills nothing),
+    /// then spend one message if there is one.
+    pub fn take(&mut self, now_ms: i64) -> bool {
+        let elapsed = now_ms.saturating_sub(self.last_ms).max(0);
+        self.tokens =
+            self.tokens.saturating_add(elapsed.saturating_mul(RATE_PER_SEC)).min(RATE_BURST * 1000);
+        self.last_ms = self.last_ms.max(now_ms);
+        if self.tokens >= 1000 {
+            self.tokens -= 1000;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The whole socket attachment: protocol state and rate bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peer {
+    pub conn: Connection,
+    pub rate: RateBucket,
+}
+
+impl Peer {
+    pub fn new(user_id: impl Into<String>, role: Role, now_ms: i64) -> Self {
+        Peer { conn: Connection::new(user_id, role), rate: RateBucket::full(now_ms) }
+    }
+}
+
+// ---------------------------------------------------------------- effects
+
+/// What the adapter must do, in the order given.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Append these events to storage atomically. If it fails, stop executing
+    /// the rest and rebuild the state from storage: nothing was broadcast.
+    Persist(Vec<Event>),
+    /// Send to every socket whose attachment is `Connected` at this moment
+    /// (serialize once). A socket saying hello becomes `Connected` only when
+    /// the adapter writes back its `Peer` after all effects.
+    Broadcast(ServerMsg),
+    /// Send to the sender only.
+    Reply(ServerMsg),
+    /// Send the sender every stored event with `seq > after`, in order, as
+    /// `event` messages; if some are no longer retained, `Snapshot` of the
+    /// current state instead. Always the last effect of a hello, so it sees
+    /// everything persisted before it.
+    SendSince { after: u64 },
+    /// Append to the org's audit log (and log it).
+    Audit { action: &'static str, detail: Value },
+    /// Close the sender's socket.
+    Close { code: u16, reason: &'static str },
+}
+
+fn reply_err(code: ErrorCode, message: impl Into<String>) -> Vec<Effect> {
+    vec![Effect::Reply(ProtocolError::new(code, message).to_msg())]
+}
+
+/// Gate before accepting a socket: observers beyond the cap get `Close(room_full)`.
+pub fn admission(role: Role, observers_connected: u32) -> Option<Effect> {
+    (role == Role::Observer && observers_connected >= MAX_OBSERVERS)
+        .then_some(Effect::Close { code: CLOSE_ROOM_FULL, reason: "room_full" })
+}
+
+/// One socket text message, end to end: rate limit, decode, [`handle`].
+/// Write `peer` back as the socket attachment after executing the effects.
+pub fn receive(
+    state: &mut SessionState,
+    peer: &mut Peer,
+    text: &str,
+    now_ms: i64,
+    new_id: &mut dyn FnMut() -> String,
+) -> Vec<Effect> {
+    if !peer.rate.take(now_ms) {
+        return reply_err(
+            ErrorCode::RateLimited,
+            format!("more than {RATE_PER_SEC} messages per second; slow down"),
+        );
+    }
+    match decode_client_msg(text) {
+        Ok(msg) => handle(state, &mut peer.conn, msg, now_ms, new_id),
+        Err(e) => vec![Effect::Reply(e.to_msg())],
+    }
+}
+
+/// One decoded message from one connection. Updates `conn` (hello) and
+/// `state` (through `apply` only) and says what the adapter must do.
+pub fn handle(
+    state: &mut SessionState,
+    conn: &mut Connection,
+    msg: ClientMsg,
+    now_ms: i64,
+    new_id: &mut dyn FnMut() -> String,
+) -> Vec<Effect> {
+    let who = conn.who();
+    match msg {
+        ClientMsg::Ping => vec![Effect::Reply(ServerMsg::Pong)],
+        ClientMsg::Hello { last_seq, .. } => {
+            let known = state.seq;
+            let events = match state.decide(&who, &msg) {
+                Ok(events) => events,
+                Err(e) => {
+                    let refused = e.code == ErrorCode::UnsupportedVersion;
+                    let close = Effect::Close {
+                        code: CLOSE_UNSUPPORTED_VERSION,
+                        reason: "unsupported_version",
+                    };
+                    return std::iter::once(Effect::Reply(e.to_msg()))
+                        .chain(refused.then_some(close))
+                        .collect();
+                }
+            };
+            // Only the hello that opens a connection may start or resume the
+            // session: a re-hello on a synced socket never sees an event twice.
+            let events = if conn.is_connected() { Vec::new() } else { events };
+            let mut out = commit(state, &who.user_id, events, now_ms, new_id);
+            match last_seq {
+                Some(after) if after <= known => {
+                    if after < state.seq {
+                        out.push(Effect::SendSince { after });
+                    }
+                }
+                _ => out.push(Effect::Reply(state.snapshot())),
+            }
+            *conn =
+                Connection::Connected { user_id: who.user_id, role: who.role, last_seq: state.seq };
+            out
+        }
+        _ if !conn.is_connected() => {
+            reply_err(ErrorCode::HelloRequired, "say hello before anything else")
+        }
+        msg => match state.decide(&who, &msg) {
+            Ok(events) => commit(state, &who.user_id, events, now_ms, new_id),
+            Err(e) if e.code == ErrorCode::AuthorityViolation => vec![
+                Effect::Reply(e.to_msg()),
+                Effect::Audit {
+                    action: "classroom.authority_violation",
+                    detail: json!({
+                        "session_id": state.config.session_id,
+                        "org": state.config.org,
+                        "user_id": who.user_id,
+                        "command": msg.kind(),
+                    }),
+                },
+            ],
+            Err(e) => vec![Effect::Reply(e.to_msg())],
+        },
+    }
+}
+
+/// Call when the teacher's LAST socket closes: a live session pauses (cursor
+/// frozen); the teacher's next hello resumes it.
+pub fn teacher_disconnected(
+    state: &mut SessionState,
+    now_ms: i64,
+    new_id: &mut dyn FnMut() -> String,
+) -> Vec<Effect> {
+    if state.status != Status::Live {
+        return Vec::new();
+    }
+    let paused = SessionEvent::Paused { reason: PauseReason::TeacherDisconnected };
+    commit(state, SYSTEM_AUTHOR, vec![paused], now_ms, new_id)
+}
+
+/// Number the events (seq = state.seq + 1, …), apply them, and emit one
+/// atomic `Persist` followed by one `Broadcast` per event.
+fn commit(
+    state: &mut SessionState,
+    author: &str,
+    events: Vec<SessionEvent>,
+    now_ms: i64,
+    new_id: &mut dyn FnMut() -> String,
+) -> Vec<Effect> {
+    if events.is_empty() {
+        return Vec::new();
+    }
+    let mut persisted = Vec::with_capacity(events.len());
+    for e in events {
+        let (kind, payload) = e.into_parts();
+        let ev = Event {
+            id: new_id(),
+            run_id: state.config.run_id.clone(),
+            seq: state.seq + 1,
+            kind,
+            payload,
+            timestamp: now_ms,
+            author_id: author.to_string(),
+        };
+        state.apply(&ev);
+        persisted.push(ev);
+    }
+    let broadcasts = persisted
+        .iter()
+        .map(|e| Effect::Broadcast(ServerMsg::Event { seq: e.seq, event: e.clone() }));
+    std::iter::once(Effect::Persist(persisted.clone())).chain(broadcasts).collect()
+}
+
+// ---------------------------------------------------------------- join codes
+
+/// A join code from random bytes (pass 16): the first 16 bytes as a 128-bit
+/// number reduced modulo 31^6 (bias below 2^-98, i.e. uniform), in base 31.
+/// Uniqueness among open sessions is the caller's (retry with new bytes).
+pub fn join_code(random: &[u8]) -> String {
+    let wide = random.iter().take(16).fold(0u128, |n, b| (n << 8) | u128::from(*b));
+    let base = JOIN_ALPHABET.len() as u128;
+    let mut n = wide % base.pow(JOIN_CODE_LEN as u32);
+    let mut out = [0u8; JOIN_CODE_LEN];
+    for c in out.iter_mut().rev() {
+        *c = JOIN_ALPHABET.get((n % base) as usize).copied().unwrap_or(b'2');
+        n /= base;
+    }
+    out.iter().map(|b| char::from(*b)).collect()
+}
+
+/// What a person typed → the canonical code: trims, ignores case, spaces and dashes.
+pub fn normalize_join_code(input: &str) -> Option<String> {
+    let code: String = input
+        .trim()
+        .chars()
+        .filter(|c| *c != '-' && *c != ' ')
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    (code.len() == JOIN_CODE_LEN && code.bytes().all(|b| JOIN_ALPHABET.contains(&b)))
+        .then_some(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use ErrorCode as C;
+    use SessionEvent as E;
+
+    fn config() -> SessionConfig {
+        SessionConfig {
+            session_id: "s1".into(),
+            run_id: "r1".into(),
+            lesson_id: "l1".into(),
+            version: 3,
+            sha256: "ab".repeat(32),
+            teacher_id: "t".into(),
+            org: "o1".into(),
+            step_count: 10,
+            quiz: vec![QuizRef { id: "k1".into(), choices: 3 }],
+        }
+    }
+    fn teacher() -> Who {
+        Who { user_id: "t".into(), role: Role::Teacher }
+    }
+    fn learner(n: usize) -> Who {
+        Who { user_id: format!("u{n}"), role: Role::Observer }
+    }
+    fn ids() -> impl FnMut() -> String {
+        let mut n = 0;
+        move || {
+            n += 1;
+            format!("ev-{n}")
+        }
+    }
+    /// Given: these events, committed by the core itself onto a fresh session.
+    fn given(events: Vec<SessionEvent>) -> SessionState {
+        let mut s = SessionState::new(config());
+        commit(&mut s, "t", events, 0, &mut ids());
+        s
+    }
+    fn live() -> SessionState {
+        given(vec![E::Started {}])
+    }
+    fn paused(reason: PauseReason) -> SessionState {
+        given(vec![E::Started {}, E::Paused { reason }])
+    }
+    /// When: `who` sends `msg`. Then: the decided events, or the error code.
+    fn when(s: &SessionState, who: &Who, msg: ClientMsg) -> Result<Vec<SessionEvent>, C> {
+        s.decide(who, &msg).map_err(|e| e.code)
+    }
+    /// The same through `handle`, as the adapter calls it, on a connected socket.
+    fn send(s: &mut SessionState, who: &Who, msg: ClientMsg) -> Vec<Effect> {
+        let mut conn =
+            Connection::Connected { user_id: who.user_id.clone(), role: who.role, last_seq: 0 };
+        handle(s, &mut conn, msg, 42, &mut ids())
+    }
+    fn cursor(step: i64) -> ClientMsg {
+        ClientMsg::Cursor { step, x: Some(0.5), y: None }
+    }
+    fn ask(text: &str) -> ClientMsg {
+        ClientMsg::Ask { text: text.into() }
+    }
+    fn hello(last_seq: Option<u64>) -> ClientMsg {
+        ClientMsg::Hello { last_seq, version: Some(PROTOCOL_VERSION) }
+    }
+    fn note(id: Option<&str>) -> ClientMsg {
+        let (kind, text, color) = ("note".into(), Some("see".into()), None);
+        ClientMsg::Annotate(AnnotationDraft {
+            id: id.map(Into::into),
+            kind,
+            text,
+            points: vec![[1.0, 2.0]],
+            color,
+        })
+    }
+    fn error_code(effects: &[Effect]) -> Option<C> {
+        effects.iter().find_map(|e| match e {
+            Effect::Reply(ServerMsg::Error { code, .. }) => Some(*code),
+            _ => None,
+        })
+    }
+    fn persisted(effects: &[Effect]) -> Vec<Event> {
+        let batches = effects.iter().filter_map(|e| match e {
+            Effect::Persist(evs) => Some(evs.clone()),
+            _ => None,
+        });
+        batches.flatten().collect()
+    }
+
+    #[test]
+    fn decode_refuses_each_kind_of_bad_input_with_its_code() {
+        let code = |t: &str| decode_client_msg(t).err().map(|e| e.code);
+        let text = |n: usize| format!(r#"{{"type":"ask","text":"{}"}}"#, "é".repeat(n));
+        assert_eq!(code(&text(MAX_MESSAGE_BYTES / 2)), Some(C::MessageTooLarge));
+        for bad in ["", "{", "[1]", "3", r#"{"type":3}"#, r#"{"text":"x"}"#] {
+            assert_eq!(code(bad), Some(C::MalformedMessage), "{bad}");
+        }
+        assert_eq!(code(r#"{"type":"teleport"}"#), Some(C::UnknownMessageType));
+        for bad in [
+            r#"{"type":"cursor","step":"2"}"#,
+            r#"{"type":"cursor","step":1.5}"#,
+            r#"{"type":"cursor"}"#,
+            r#"{"type":"respond","question_id":"k1","choice":-1}"#,
+            r#"{"type":"ask","text":"   "}"#,
+            r#"{"type":"annotate","kind":"ink","points":[[1]]}"#,
+            r#"{"type":"annotate","kind":"has space"}"#,
+            r#"{"type":"hello","last_seq":-3}"#,
+            &text(MAX_TEXT_CHARS + 1),
+        ] {
+            assert_eq!(code(bad), Some(C::InvalidMessage), "{bad}");
+        }
+        assert_eq!(code(&text(MAX_TEXT_CHARS)), None);
+    }
+
+    #[test]
+    fn decode_ignores_unknown_fields_and_round_trips_every_type() {
+        assert_eq!(decode_client_msg(r#"{"type":"ping","extra":1}"#), Ok(ClientMsg::Ping));
+        let zoomed = decode_client_msg(r#"{"type":"cursor","step":2,"zoom":3}"#);
+        assert_eq!(zoomed, Ok(ClientMsg::Cursor { step: 2, x: None, y: None }));
+        for text in [
+            r#"{"type":"hello"}"#,
+            r#"{"type":"hello","last_seq":4,"version":1}"#,
+            r#"{"type":"cursor","step":3,"x":0.25,"y":-1e3}"#,
+            r##"{"type":"annotate","id":"a1","kind":"ink","points":[[1,-2.5]],"color":"#f00"}"##,
+            r#"{"type":"annotate","kind":"note","text":"look"}"#,
+            r#"{"type":"clear_annotations"}"#,
+            r#"{"type":"pause"}"#,
+            r#"{"type":"resume"}"#,
+            r#"{"type":"end"}"#,
+            r#"{"type":"answer","question_id":"q1","text":"yes"}"#,
+            r#"{"type":"ask","text":"why?"}"#,
+            r#"{"type":"respond","question_id":"k1","choice":2}"#,
+            r#"{"type":"ping"}"#,
+        ] {
+            let msg = decode_client_msg(text).unwrap();
+            assert!(text.contains(&format!(r#""type":"{}""#, msg.kind())));
+            let again = serde_json::to_string(&msg).unwrap();
+            assert_eq!(decode_client_msg(&again), Ok(msg));
+        }
+    }
+
+    #[test]
+    fn hello_gates_the_connection_and_syncs_it() {
+        let mut s = given(vec![E::Started {}, E::CursorMoved { step: 2, x: None, y: None }]);
+        let mut conn = Connection::new("u1", Role::Observer);
+        // Given a fresh socket, when it sends a command or a wrong version, then it stays out.
+        let out = handle(&mut s, &mut conn, ask("hi"), 0, &mut ids());
+        assert_eq!(error_code(&out), Some(C::HelloRequired));
+        assert_eq!(
+            handle(&mut s, &mut conn, ClientMsg::Ping, 0, &mut ids()),
+            [Effect::Reply(ServerMsg::Pong)]
+        );
+        let v2 = ClientMsg::Hello { last_seq: None, version: Some(2) };
+        let out = handle(&mut s, &mut conn, v2, 0, &mut ids());
+        assert_eq!(error_code(&out), Some(C::UnsupportedVersion));
+        let close =
+            Effect::Close { code: CLOSE_UNSUPPORTED_VERSION, reason: "unsupported_version" };
+        assert_eq!(out[1], close);
+        assert!(!conn.is_connected());
+        // When it says hello: a snapshot without a usable last_seq, else the missed events.
+        let snap = vec![Effect::Reply(s.snapshot())];
+        for (last, expected) in [
+            (None, snap.clone()),
+            (Some(9), snap),
+            (Some(1), vec![Effect::SendSince { after: 1 }]),
+            (Some(2), vec![]),
+        ] {
+            let mut conn = Connection::new("u1", Role::Observer);
+            assert_eq!(handle(&mut s, &mut conn, hello(last), 0, &mut ids()), expected);
+            let synced =
+                Connection::Connected { user_id: "u1".into(), role: Role::Observer, last_seq: 2 };
+            assert_eq!(conn, synced);
+        }
+        let wire = serde_json::to_value(s.snapshot()).unwrap();
+        assert_eq!((wire["type"].as_str(), wire["seq"].as_u64()), (Some("snapshot"), Some(2)));
+        assert_eq!(
+            (wire["state"]["status"].as_str(), wire["state"]["cursor"]["step"].as_i64()),
+            (Some("live"), Some(2))
+        );
+    }
+
+    #[test]
+    fn the_teachers_presence_starts_pauses_and_resumes_the_session() {
+        // Given a waiting session, when the teacher says hello, then it starts, synced last.
+        let mut s = given(vec![]);
+        let mut conn = Connection::new("t", Role::Teacher);
+        let out = handle(&mut s, &mut conn, hello(Some(0)), 5, &mut ids());
+        assert_eq!(s.status, Status::Live);
+        assert_eq!(persisted(&out)[0].kind, "session.started");
+        assert!(matches!(
+            out.as_slice(),
+            [Effect::Persist(_), Effect::Broadcast(_), Effect::SendSince { after: 0 }]
+        ));
+        assert_eq!(
+            handle(&mut s, &mut conn, hello(Some(1)), 6, &mut ids()),
+            [],
+            "a re-hello only resyncs"
+        );
+        // When the teacher's connection drops, then the session pauses and the cursor freezes.
+        let ev = persisted(&teacher_disconnected(&mut s, 7, &mut ids()));
+        assert_eq!(
+            (ev[0].kind.as_str(), ev[0].author_id.as_str()),
+            ("session.paused", SYSTEM_AUTHOR)
+        );
+        assert_eq!(ev[0].payload, json!({"reason": "teacher_disconnected"}));
+        assert_eq!(s, paused(PauseReason::TeacherDisconnected).with_seq(2));
+        assert_eq!(when(&s, &teacher(), cursor(1)), Err(C::SessionPaused));
+        assert_eq!(teacher_disconnected(&mut s, 8, &mut ids()), []);
+        assert_eq!(when(&s, &learner(1), hello(None)), Ok(vec![]));
+        // When the teacher comes back, then it resumes; a deliberate pause stays.
+        let out =
+            handle(&mut s, &mut Connection::new("t", Role::Teacher), hello(None), 9, &mut ids());
+        assert_eq!((persisted(&out)[0].kind.as_str(), s.status), ("session.resumed", Status::Live));
+        assert_eq!(when(&paused(PauseReason::Teacher), &teacher(), hello(None)), Ok(vec![]));
+        assert_eq!(teacher_disconnected(&mut given(vec![]), 0, &mut ids()), []);
+    }
+
+    impl SessionState {
+        fn with_seq(mut self, seq: u64) -> Self {
+            self.seq = seq;
+            self
+        }
+    }
+
+    #[test]
+    fn only_the_sessions_teacher_may_command_and_violations_are_audited() {
+        let commands = [
+            cursor(1),
+            note(None),
+            ClientMsg::ClearAnnotations,
+            ClientMsg::Pause,
+            ClientMsg::Resume,
+            ClientMsg::End,
+            ClientMsg::Answer { question_id: "q2".into(), text: "x".into() },
+        ];
+        let asked =
+            E::QuestionAsked { question_id: "q2".into(), text: "?".into(), asker_id: "u1".into() };
+        // A forged role is not enough: the user must be the session's teacher.
+        let impostor = Who { user_id: "u9".into(), role: Role::Teacher };
+        for who in [learner(1), impostor] {
+            for msg in commands.clone() {
+                let mut s = given(vec![E::Started {}, asked.clone()]);
+                let before = s.clone();
+                let out = send(&mut s, &who, msg.clone());
+                assert_eq!(error_code(&out), Some(C::AuthorityViolation));
+                let [_, Effect::Audit { action: "classroom.authority_violation", detail }] =
+                    out.as_slice()
+                else {
+                    panic!("{out:?}")
+                };
+                assert_eq!(detail["command"], msg.kind());
+                assert_eq!(s, before);
+            }
+        }
+    }
+
+    #[test]
+    fn the_status_machine_and_the_cursor_rules() {
+        let t = &teacher();
+        let waiting = given(vec![]);
+        let moved = E::CursorMoved { step: 4, x: Some(0.5), y: None };
+        assert_eq!(when(&waiting, t, cursor(4)), Ok(vec![E::Started {}, moved]));
+        let pause = E::Paused { reason: PauseReason::Teacher };
+        assert_eq!(when(&waiting, t, ClientMsg::Pause), Ok(vec![E::Started {}, pause.clone()]));
+        assert_eq!(when(&waiting, t, ClientMsg::End), Ok(vec![E::Ended {}]));
+        assert_eq!(when(&waiting, &learner(1), ask("hi")).map(|e| e.len()), Ok(1));
+        let s = live();
+        assert_eq!(when(&s, t, cursor(-1)), Err(C::InvalidCursor));
+        assert_eq!(when(&s, t, cursor(11)), Err(C::InvalidCursor));
+        assert!(when(&s, t, cursor(0)).is_ok() && when(&s, t, cursor(10)).is_ok());
+        let nan = ClientMsg::Cursor { step: 1, x: Some(f64::NAN), y: None };
+        assert_eq!(when(&s, t, nan), Err(C::InvalidMessage));
+        assert_eq!(when(&s, t, ClientMsg::Resume), Ok(vec![]));
+        assert_eq!(when(&s, t, ClientMsg::Pause), Ok(vec![pause]));
+        let p = paused(PauseReason::Teacher);
+        assert_eq!(when(&p, t, cursor(1)), Err(C::SessionPaused));
+        assert_eq!(when(&p, t, ClientMsg::Pause), Ok(vec![]));
+        assert_eq!(when(&p, t, ClientMsg::Resume), Ok(vec![E::Resumed {}]));
+        assert_eq!(when(&p, t, ClientMsg::End), Ok(vec![E::Ended {}]));
+        let ended = given(vec![E::Started {}, E::Ended {}]);
+        for msg in [cursor(1), ClientMsg::Resume, ClientMsg::End, ask("late?")] {
+            assert_eq!(when(&ended, t, msg), Err(C::SessionEnded));
+        }
+        let respond = ClientMsg::Respond { question_id: "k1".into(), choice: 0 };
+        assert_eq!(when(&ended, &learner(1), respond), Err(C::SessionEnded));
+        assert_eq!(when(&ended, &learner(1), hello(None)), Ok(vec![]));
+    }
+
+    #[test]
+    fn questions_are_asked_by_anyone_answered_by_the_teacher_and_bounded() {
+        let mut s = live();
+        let ev = persisted(&send(&mut s, &learner(1), ask("  why?  ")));
+        assert_eq!(ev[0].kind, "question.asked");
+        assert_eq!(ev[0].payload, json!({"question_id": "q2", "text": "why?", "asker_id": "u1"}));
+        assert_eq!(s.questions[0].asked_at, 42);
+        let answer =
+            |id: &str| ClientMsg::Answer { question_id: id.into(), text: "because".into() };
+        assert_eq!(when(&s, &teacher(), answer("q9")), Err(C::UnknownQuestion));
+        send(&mut s, &teacher(), answer("q2"));
+        assert_eq!(s.questions[0].answer.as_deref(), Some("because"));
+        for _ in 1..MAX_QUESTIONS_PER_ASKER {
+            send(&mut s, &learner(1), ask("again"));
+        }
+        assert_eq!(when(&s, &learner(1), ask("more")), Err(C::LimitReached));
+        assert!(when(&s, &learner(2), ask("mine")).is_ok());
+    }
+
+    #[test]
+    fn quiz_responses_are_one_per_learner_per_question() {
+        let first =
+            E::QuizResponded { question_id: "k1".into(), choice: 1, learner_id: "u1".into() };
+        let s = given(vec![E::Started {}, first]);
+        let respond = |q: &str, choice| ClientMsg::Respond { question_id: q.into(), choice };
+        assert_eq!(when(&s, &learner(1), respond("k1", 0)), Err(C::AlreadyResponded));
+        assert_eq!(when(&s, &learner(2), respond("k7", 0)), Err(C::UnknownQuestion));
+        assert_eq!(when(&s, &learner(2), respond("k1", 3)), Err(C::InvalidChoice));
+        let second =
+            E::QuizResponded { question_id: "k1".into(), choice: 2, learner_id: "u2".into() };
+        assert_eq!(when(&s, &learner(2), respond("k1", 2)), Ok(vec![second]));
+        assert_eq!(s.quiz_responses["k1"]["u1"], 1);
+    }
+
+    #[test]
+    fn annotations_are_idempotent_by_id_bounded_and_cleared() {
+        let mut s = given(vec![E::Started {}, E::CursorMoved { step: 3, x: None, y: None }]);
+        assert_eq!(persisted(&send(&mut s, &teacher(), note(Some("n1")))).len(), 1);
+        assert_eq!(send(&mut s, &teacher(), note(Some("n1"))), []);
+        send(&mut s, &teacher(), note(None));
+        let drawn: Vec<_> = s.annotations.iter().map(|a| (a.id.as_str(), a.step)).collect();
+        assert_eq!(drawn, [("n1", 3), ("a4", 3)]);
+        for _ in 2..MAX_ANNOTATIONS {
+            send(&mut s, &teacher(), note(None));
+        }
+        assert_eq!(when(&s, &teacher(), note(None)), Err(C::LimitReached));
+        send(&mut s, &teacher(), ClientMsg::ClearAnnotations);
+        assert!(s.annotations.is_empty());
+    }
+
+    #[test]
+    fn events_are_persisted_then_broadcast_with_a_full_envelope() {
+        let mut s = given(vec![]);
+        let out = send(&mut s, &teacher(), cursor(2));
+        let [Effect::Persist(evs), Effect::Broadcast(b1), Effect::Broadcast(b2)] = out.as_slice()
+        else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            (b1, b2),
+            (
+                &ServerMsg::Event { seq: 1, event: evs[0].clone() },
+                &ServerMsg::Event { seq: 2, event: evs[1].clone() }
+            )
+        );
+        let e = &evs[1];
+        assert_eq!(
+            (e.id.as_str(), e.run_id.as_str(), e.seq, e.kind.as_str()),
+            ("ev-2", "r1", 2, "cursor.moved")
+        );
+        assert_eq!((e.timestamp, e.author_id.as_str()), (42, "t"));
+        assert_eq!(e.payload, json!({"step": 2, "x": 0.5, "y": null}));
+        let wire = serde_json::to_value(b2).unwrap();
+        assert_eq!(
+            (wire["type"].as_str(), wire["event"]["type"].as_str()),
+            (Some("event"), Some("cursor.moved"))
+        );
+    }
+
+    #[test]
+    fn apply_skips_folded_seqs_and_unknown_types() {
+        let mut s = live();
+        let mut ev = persisted(&send(&mut given(vec![]), &teacher(), ClientMsg::End))[0].clone();
+        s.apply(&ev); // seq 1 is already folded
+        assert_eq!(s, live());
+        (ev.seq, ev.kind) = (2, "x_custom.thing".into());
+        s.apply(&ev);
+        assert_eq!(s, live().with_seq(2));
+    }
+
+    #[test]
+    fn rate_limits_decode_errors_and_admission() {
+        let mut b = RateBucket::full(0);
+        assert_eq!((0..RATE_BURST).filter(|_| b.take(0)).count() as i64, RATE_BURST);
+        assert!(!b.take(0) && !b.take(49) && b.take(50));
+        assert!(!b.take(-10_000), "a clock going backwards refills nothing");
+        let mut s = live();
+        let mut peer = Peer::new("u1", Role::Observer, 0);
+        assert_eq!(
+            error_code(&receive(&mut s, &mut peer, "nope", 0, &mut ids())),
+            Some(C::MalformedMessage)
+        );
+        receive(&mut s, &mut peer, r#"{"type":"hello"}"#, 0, &mut ids());
+        assert!(peer.conn.is_connected());
+        let attachment = serde_json::to_string(&peer).unwrap();
+        assert_eq!(serde_json::from_str::<Peer>(&attachment).unwrap(), peer);
+        let codes: Vec<_> = (0..RATE_BURST)
+            .map(|_| error_code(&receive(&mut s, &mut peer, r#"{"type":"ping"}"#, 0, &mut ids())))
+            .collect();
+        let allowed = codes.iter().take_while(|c| c.is_none()).count() as i64;
+        assert_eq!((allowed, codes.last()), (RATE_BURST - 2, Some(&Some(C::RateLimited))));
+        let full = Effect::Close { code: CLOSE_ROOM_FULL, reason: "room_full" };
+        assert_eq!(admission(Role::Observer, MAX_OBSERVERS), Some(full));
+        assert_eq!(admission(Role::Observer, MAX_OBSERVERS - 1), None);
+        assert_eq!(admission(Role::Teacher, MAX_OBSERVERS), None);
+    }
+
+    #[test]
+    fn join_codes_are_unambiguous_uniform_and_normalized() {
+        let code = join_code(&[7u8; 16]);
+        assert_eq!((code.len(), code.clone()), (JOIN_CODE_LEN, join_code(&[7u8; 16])));
+        assert_ne!(code, join_code(&[8u8; 16]));
+        assert_eq!(join_code(&[]), "222222");
+        let typed = format!("  {}-{} ", code[..3].to_lowercase(), &code[3..]);
+        assert_eq!(normalize_join_code(&typed), Some(code));
+        for bad in ["", "ABCDE", "ABCDEFG", "ABCDE0", "abcdeI", "ÄBCDEF"] {
+            assert_eq!(normalize_join_code(bad), None, "{bad}");
+        }
+        let mut counts = [0u32; 31];
+        for i in 0..31_000u64 {
+            let bytes = (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) as u128 * 0xD1B5_4A32_D192_ED03)
+                .to_be_bytes();
+            for b in join_code(&bytes).bytes() {
+                counts[JOIN_ALPHABET.iter().position(|a| *a == b).unwrap()] += 1;
+            }
+        }
+        assert!(counts.iter().all(|c| (5400..6600).contains(c)), "{counts:?}");
+    }
+
+    // ------------------------------------------------------------ properties
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Send(usize, ClientMsg),
+        Drop(usize),
+        Rejoin(usize, bool),
+    }
+
+    fn any_msg() -> impl Strategy<Value = ClientMsg> {
+        prop_oneof![
+            4 => (-2i64..13, proptest::option::of(-5.0f64..5.0))
+                .prop_map(|(step, x)| ClientMsg::Cursor { step, x, y: x }),
+            2 => (0u8..4).prop_map(|n| note((n > 0).then(|| ["n1", "n2", "n3"][n as usize - 1]))),
+            1 => Just(ClientMsg::ClearAnnotations),
+            2 => Just(ClientMsg::Pause),
+            2 => Just(ClientMsg::Resume),
+            1 => Just(ClientMsg::End),
+            2 => (1u64..20, "[a-z ]{0,6}")
+                .prop_map(|(n, text)| ClientMsg::Answer { question_id: format!("q{n}"), text }),
+            2 => "[a-z]{1,6}".prop_map(|text| ClientMsg::Ask { text }),
+            2 => (prop_oneof![Just("k1"), Just("k2")], 0u32..4)
+                .prop_map(|(q, choice)| ClientMsg::Respond { question_id: q.into(), choice }),
+            1 => Just(ClientMsg::Ping),
+            1 => proptest::option::of(0u64..30).prop_map(hello),
+        ]
+    }
+
+    fn any_op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            10 => (0usize..4, any_msg()).prop_map(|(i, m)| Op::Send(i, m)),
+            1 => (0usize..4).prop_map(Op::Drop),
+            2 => (0usize..4, any::<bool>()).prop_map(|(i, r)| Op::Rejoin(i, r)),
+        ]
+    }
+
+    /// A model adapter with its clients: 0 is the teacher, 1..=3 observers.
+    /// `seen[i]` is the last seq client i holds: every delivery must be the next.
+    struct Sim {
+        state: SessionState,
+        store: Vec<Event>,
+        conns: Vec<Connection>,
+        seen: Vec<u64>,
+        now: i64,
+        ids: u64,
+    }
+
+    impl Sim {
+        fn who(i: usize) -> Who {
+            if i == 0 {
+                teacher()
+            } else {
+                learner(i)
+            }
+        }
+
+        fn execute(&mut self, sender: usize, effects: &[Effect]) {
+            for e in effects {
+                match e {
+                    Effect::Persist(evs) => self.store.extend(evs.iter().cloned()),
+                    Effect::Broadcast(ServerMsg::Event { seq, event }) => {
+                        assert_eq!(self.store.last(), Some(event), "persisted before broadcast");
+                        for (i, c) in self.conns.iter().enumerate() {
+                            if c.is_connected() {
+                                assert_eq!(self.seen[i] + 1, *seq, "client {i}: gap or duplicate");
+                                self.seen[i] = *seq;
+                            }
+                        }
+                    }
+                    Effect::Reply(ServerMsg::Snapshot { seq, .. }) => self.seen[sender] = *seq,
+                    Effect::SendSince { after } => {
+                        assert_eq!(self.seen[sender], *after);
+                        for ev in self.store.iter().filter(|e| e.seq > *after) {
+                            assert_eq!(self.seen[sender] + 1, ev.seq);
+                            self.seen[sender] = ev.seq;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+
+        /// Executes like the adapter: the sender's attachment is written back last.
+        fn step(&mut self, i: usize, msg: Option<ClientMsg>) -> Vec<Effect> {
+            self.now += 100;
+            if let Some(ClientMsg::Hello { last_seq: Some(claimed), .. }) = msg {
+                self.seen[i] = claimed; // a client holds exactly what it claims
+            }
+            let mut conn = self.conns[i].clone();
+            let ids = &mut self.ids;
+            let mut new_id = || {
+                *ids += 1;
+                format!("id{ids}")
+            };
+            let out = match msg {
+                Some(msg) => handle(&mut self.state, &mut conn, msg, self.now, &mut new_id),
+                None => teacher_disconnected(&mut self.state, self.now, &mut new_id),
+            };
+            self.execute(i, &out);
+            self.conns[i] = conn;
+            out
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        #[test]
+        fn random_sessions_are_gapless_authoritative_and_replayable(ops in proptest::collection::vec(any_op(), 0..80)) {
+            let mut sim = Sim {
+                state: SessionState::new(config()),
+                store: Vec::new(),
+                conns: (0..4).map(|i| Connection::new(Sim::who(i).user_id, Sim::who(i).role)).collect(),
+                seen: vec![0; 4],
+                now: 0,
+                ids: 0,
+            };
+            for i in (0..4).rev() {
+                sim.step(i, Some(hello(None)));
+            }
+            for op in ops {
+                match op {
+                    Op::Send(i, msg) => {
+                        let before = sim.state.clone();
+                        let teacher_cmd = msg.is_teacher_command();
+                        let out = sim.step(i, Some(msg));
+                        if i > 0 {
+                            prop_assert_eq!(&sim.state.cursor, &before.cursor);
+                            if teacher_cmd {
+                                prop_assert!(persisted(&out).is_empty());
+                                prop_assert_eq!(&sim.state, &before);
+                            }
+                        }
+                    }
+                    Op::Drop(i) => {
+                        sim.conns[i] = Connection::new(Sim::who(i).user_id, Sim::who(i).role);
+                        if i == 0 {
+                            sim.step(0, None);
+                        }
+                    }
+                    Op::Rejoin(i, resume) => {
+                        let last = resume.then_some(sim.seen[i]);
+                        sim.step(i, Some(hello(last)));
+                    }
+                }
+            }
+            let seqs: Vec<u64> = sim.store.iter().map(|e| e.seq).collect();
+            prop_assert_eq!(seqs, (1..=sim.state.seq).collect::<Vec<_>>());
+            let stored: Vec<Event> = serde_json::from_str(&serde_json::to_string(&sim.store).unwrap()).unwrap();
+            prop_assert_eq!(&replay(config(), &stored), &sim.state);
+            for (i, c) in sim.conns.iter().enumerate() {
+                prop_assert!(!c.is_connected() || sim.seen[i] == sim.state.seq);
+            }
+        }
+
+        #[test]
+        fn decode_never_panics_on_any_text(text in any::<String>()) {
+            let _ = decode_client_msg(&text);
+        }
+
+        #[test]
+        fn decode_never_panics_on_json_like_text(
+            text in r#"\{"type":"(hello|cursor|annotate|answer|ask|respond|ping|x)"(,"[a-z_]{1,9}":(-?[0-9]{1,22}(\.[0-9]e[0-9]{1,3})?|"[a-z ]{0,5}"|null|\[\[[0-9.,e-]{0,12}\]\]|\{\}|true)){0,4}\}"#
+        ) {
+            let _ = decode_client_msg(&text);
+        }
+    }
+}

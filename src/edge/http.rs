@@ -1,0 +1,171 @@
+//! The HTTP side of the edge: the request context handlers receive, JSON
+//! responses, and the one place an `AppError` becomes a response.
+
+use crate::error::{AppError, AppResult};
+use crate::identity::{self, Claims};
+use serde_json::Value;
+use worker::{Env, Headers, Method, Request, Response};
+
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+impl From<worker::Error> for AppError {
+    fn from(e: worker::Error) -> Self {
+        AppError::internal(e.to_string())
+    }
+}
+
+/// Everything a handler needs about one request. Time is read once, here.
+pub struct Ctx {
+    pub req: Request,
+    pub env: Env,
+    pub now_ms: i64,
+    pub path: String,
+    query: Vec<(String, String)>,
+    /// Org of the verified caller, for the request log line.
+    pub log_org: Option<String>,
+}
+
+impl Ctx {
+    pub fn new(req: Request, env: Env) -> AppResult<Ctx> {
+        let url = req.url().map_err(|_| AppError::bad_request("bad_url", "the URL could not be parsed"))?;
+        let query = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        Ok(Ctx { path: url.path().to_owned(), req, env, now_ms: worker::Date::now().as_millis() as i64, query, log_org: None })
+    }
+
+    pub fn method(&self) -> Method {
+        self.req.method()
+    }
+
+    pub fn var(&self, name: &str) -> Option<String> {
+        self.env.var(name).ok().map(|v| v.to_string()).or_else(|| self.env.secret(name).ok().map(|s| s.to_string()))
+    }
+
+    pub fn is_development(&self) -> bool {
+        self.var("ENVIRONMENT").as_deref() == Some("development")
+    }
+
+    pub fn var_u64(&self, name: &str, default: u64) -> u64 {
+        self.var(name).and_then(|v| v.parse().ok()).unwrap_or(default)
+    }
+
+    pub fn query(&self, key: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// A non-negative integer query parameter; anything else is a 400 naming it.
+    pub fn query_u64(&self, key: &str) -> AppResult<Option<u64>> {
+        match self.query(key) {
+            None | Some("") => Ok(None),
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n <= i64::MAX as u64)
+                .map(Some)
+                .ok_or_else(|| AppError::bad_request("invalid_query", format!("{key}: must be a non-negative integer"))),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.req.headers().get(name).ok().flatten()
+    }
+
+    /// The verified caller: `Authorization: Bearer` or, for WebSockets and
+    /// EventSource which cannot send headers, `?token=`.
+    pub fn claims(&mut self) -> AppResult<Claims> {
+        let header = self.header("authorization");
+        let token = identity::bearer(header.as_deref())
+            .map(str::to_owned)
+            .or_else(|| self.query("token").map(str::to_owned))
+            .ok_or_else(|| AppError::unauthorized("missing bearer token"))?;
+        let secret = self.auth_secret()?;
+        let claims = identity::verify(&token, secret.as_bytes(), self.now_ms / 1000)?;
+        self.log_org = Some(claims.org.clone());
+        Ok(claims)
+    }
+
+    pub fn auth_secret(&self) -> AppResult<String> {
+        self.var("AUTH_SECRET").filter(|s| s.len() >= 16).ok_or_else(|| AppError::internal("AUTH_SECRET is not set"))
+    }
+
+    /// The raw body, refused with 413 past `MAX_BODY_BYTES` (checked against
+    /// the declared length first, so an oversized upload is not read at all).
+    pub async fn body_bytes(&mut self, limit: usize) -> AppResult<Vec<u8>> {
+        let too_large = || AppError::too_large(format!("request body is larger than {limit} bytes"));
+        if let Some(len) = self.header("content-length").and_then(|l| l.parse::<usize>().ok()) {
+            if len > limit {
+                return Err(too_large());
+            }
+        }
+        let bytes = self.req.bytes().await.map_err(|_| AppError::bad_request("unreadable_body", "the request body could not be read"))?;
+        if bytes.len() > limit {
+            return Err(too_large());
+        }
+        Ok(bytes)
+    }
+
+    pub fn max_body(&self) -> usize {
+        self.var_u64("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES as u64) as usize
+    }
+
+    /// The body as a JSON object.
+    pub async fn json(&mut self) -> AppResult<Value> {
+        let limit = self.max_body();
+        let bytes = self.body_bytes(limit).await?;
+        if bytes.is_empty() {
+            return Err(AppError::bad_request("malformed_json", "request body is empty; a JSON object is required"));
+        }
+        let text = std::str::from_utf8(&bytes).map_err(|_| AppError::bad_request("malformed_json", "request body is not valid UTF-8"))?;
+        let value: Value = serde_json::from_str(text)?;
+        if !value.is_object() {
+            return Err(AppError::bad_request("malformed_json", "request body must be a JSON object"));
+        }
+        Ok(value)
+    }
+
+    pub fn base_url(&self) -> String {
+        self.req.url().map(|u| u.origin().ascii_serialization()).unwrap_or_default()
+    }
+}
+
+pub fn json(status: u16, body: &Value) -> AppResult<Response> {
+    let mut r = Response::from_json(body)?.with_status(status);
+    r.headers_mut().set("cache-control", "no-store")?;
+    Ok(r)
+}
+
+pub fn ok(body: Value) -> AppResult<Response> {
+    json(200, &body)
+}
+
+pub fn created(body: Value) -> AppResult<Response> {
+    json(201, &body)
+}
+
+pub fn error_response(e: &AppError) -> worker::Result<Response> {
+    let mut r = Response::from_json(&e.body())?.with_status(e.status());
+    let headers: &mut Headers = r.headers_mut();
+    headers.set("cache-control", "no-store")?;
+    if let Some(secs) = e.retry_after() {
+        headers.set("retry-after", &secs.to_string())?;
+    }
+    Ok(r)
+}
+
+/// 405 unless the method is one of `allowed`.
+pub fn allow(method: &Method, allowed: &[Method]) -> AppResult<()> {
+    if allowed.contains(method) {
+        Ok(())
+    } else {
+        let names: Vec<String> = allowed.iter().map(|m| m.to_string()).collect();
+        Err(AppError::rule(405, "method_not_allowed", format!("{method} is not allowed here; allowed: {}", names.join(", "))))
+    }
+}
+
+/// Ids in paths must be safe before they reach SQL, R2 keys or logs.
+pub fn path_id<'a>(raw: &'a str, what: &str) -> AppResult<&'a str> {
+    if identity::is_valid_id(raw) {
+        Ok(raw)
+    } else {
+        Err(AppError::not_found(what))
+    }
+}

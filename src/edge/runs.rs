@@ -1,0 +1,354 @@
+//! Runs and events over HTTP, with D1 as the event store.
+//!
+//! Single writer: every append is one D1 batch, which D1 runs as one SQLite
+//! transaction on a database that executes writes one at a time. Each insert
+//! computes its seq as `MAX(seq) + 1` inside that transaction, so parallel
+//! appends serialize into unique, gapless seqs without a per-run object.
+//! `expected_seq` rides in the first insert: a mismatch yields a NULL seq,
+//! the NOT NULL constraint aborts the batch, and nothing lands.
+
+use super::http::{allow, created, ok, path_id, Ctx};
+use super::store::{self, i, t, u};
+use crate::error::{AppError, AppResult};
+use crate::identity::Claims;
+use crate::policy::{self, Action, Scope};
+use crate::run::{self, Checkpoint, Event, NewEvent};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use worker::{D1Database, Method, Response};
+
+#[derive(Deserialize)]
+pub struct RunRow {
+    pub id: String,
+    pub org: String,
+    pub kind: String,
+    pub creator: String,
+    pub created_at: i64,
+}
+
+#[derive(Deserialize)]
+struct EventRow {
+    id: String,
+    run_id: String,
+    seq: u64,
+    #[serde(rename = "type")]
+    kind: String,
+    payload: String,
+    timestamp: i64,
+    author_id: String,
+}
+
+impl EventRow {
+    fn into_event(self) -> Event {
+        let payload = serde_json::from_str(&self.payload).unwrap_or(Value::Null);
+        Event { id: self.id, run_id: self.run_id, seq: self.seq, kind: self.kind, payload, timestamp: self.timestamp, author_id: self.author_id }
+    }
+}
+
+pub async fn route(ctx: &mut Ctx, rest: &[&str]) -> AppResult<Response> {
+    let m = ctx.method();
+    match rest {
+        [] => {
+            allow(&m, &[Method::Post])?;
+            create(ctx).await
+        }
+        [id] => {
+            allow(&m, &[Method::Get])?;
+            let id = path_id(id, "run")?.to_owned();
+            read_run(ctx, &id).await
+        }
+        [id, "events"] | [id, "events", _] => {
+            if rest.len() == 3 {
+                // A single event is immutable: it can be read in the list, never changed.
+                allow(&m, &[])?;
+            }
+            allow(&m, &[Method::Get, Method::Post])?;
+            let id = path_id(id, "run")?.to_owned();
+            if m == Method::Post {
+                append(ctx, &id).await
+            } else {
+                list_events(ctx, &id).await
+            }
+        }
+        [id, "state"] => {
+            allow(&m, &[Method::Get])?;
+            let id = path_id(id, "run")?.to_owned();
+            state(ctx, &id).await
+        }
+        [id, "xapi"] => {
+            allow(&m, &[Method::Get])?;
+            let id = path_id(id, "run")?.to_owned();
+            xapi(ctx, &id).await
+        }
+        _ => Err(AppError::not_found("route")),
+    }
+}
+
+pub async fn load_run(db: &D1Database, id: &str) -> AppResult<Option<RunRow>> {
+    store::first(db, "SELECT id, org, kind, creator, created_at FROM runs WHERE id = ?1", &[t(id)]).await
+}
+
+/// Load a run and authorize `action` on it; another org's run is a 404.
+pub async fn authorized_run(db: &D1Database, claims: &Claims, id: &str, action: Action) -> AppResult<RunRow> {
+    let run = load_run(db, id).await?.ok_or_else(|| AppError::not_found("run"))?;
+    let scope = Scope { same_org: run.org == claims.org, owner: run.creator == claims.sub };
+    policy::authorize(claims, action, scope, "run")?;
+    Ok(run)
+}
+
+pub fn new_id() -> String {
+    let mut bytes = [0u8; 16];
+    // getrandom on wasm uses crypto.getRandomValues; it does not fail there.
+    let _ = getrandom::fill(&mut bytes);
+    uuid::Builder::from_random_bytes(bytes).into_uuid().hyphenated().to_string()
+}
+
+/// Create a run row. Used by the API and by sessions and attempts.
+pub async fn insert_run(db: &D1Database, org: &str, kind: &str, creator: &str, now_ms: i64) -> AppResult<String> {
+    let id = new_id();
+    store::run(db, "INSERT INTO runs (id, org, kind, creator, created_at) VALUES (?1, ?2, ?3, ?4, ?5)", &[t(&id), t(org), t(kind), t(creator), i(now_ms)]).await?;
+    Ok(id)
+}
+
+async fn create(ctx: &mut Ctx) -> AppResult<Response> {
+    let claims = ctx.claims()?;
+    policy::authorize(&claims, Action::RunCreate, Scope::ORG, "run")?;
+    let body = ctx.json().await?;
+    let kind = match body.get("kind") {
+        None | Some(Value::Null) => "recording".to_owned(),
+        Some(Value::String(k)) if run::is_valid_type(k) && k.len() <= 32 && !matches!(k.as_str(), "session" | "attempt") => k.clone(),
+        Some(_) => return Err(AppError::bad_request("invalid_field", "kind: must be a lowercase word (session and attempt are reserved)")),
+    };
+    let db = store::db(&ctx.env)?;
+    let id = insert_run(&db, &claims.org, &kind, &claims.sub, ctx.now_ms).await?;
+    created(json!({"run_id": id, "kind": kind}))
+}
+
+async fn read_run(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
+    let claims = ctx.claims()?;
+    let db = store::db(&ctx.env)?;
+    let run = authorized_run(&db, &claims, id, Action::RunRead).await?;
+    let last_seq = last_seq(&db, id).await?;
+    ok(json!({"run_id": run.id, "org": run.org, "kind": run.kind, "creator": run.creator, "created_at": run::rfc3339_ms(run.created_at), "last_seq": last_seq}))
+}
+
+pub async fn last_seq(db: &D1Database, run_id: &str) -> AppResult<u64> {
+    #[derive(Deserialize)]
+    struct Row {
+        last: Option<u64>,
+    }
+    let row: Option<Row> = store::first(db, "SELECT MAX(seq) AS last FROM events WHERE run_id = ?1", &[t(run_id)]).await?;
+    Ok(row.and_then(|r| r.last).unwrap_or(0))
+}
+
+/// Seqs already held by these event ids in the run.
+async fn existing_seqs(db: &D1Database, run_id: &str, events: &[NewEvent]) -> AppResult<Vec<(String, u64)>> {
+    #[derive(Deserialize)]
+    struct Row {
+        id: String,
+        seq: u64,
+    }
+    let mut found = Vec::new();
+    // ≤ 100 bound parameters per statement.
+    for chunk in events.chunks(90) {
+        let placeholders: Vec<String> = (0..chunk.len()).map(|n| format!("?{}", n + 2)).collect();
+        let sql = format!("SELECT id, seq FROM events WHERE run_id = ?1 AND id IN ({})", placeholders.join(","));
+        let mut args = vec![t(run_id)];
+        args.extend(chunk.iter().map(|e| t(&e.id)));
+        let rows: Vec<Row> = store::all(db, &sql, &args).await?;
+        found.extend(rows.into_iter().map(|r| (r.id, r.seq)));
+    }
+    Ok(found)
+}
+
+pub enum Appended {
+    /// Every event was already in the run: seqs of the originals.
+    AlreadyThere { first_seq: u64, last_seq: u64 },
+    New { first_seq: u64, last_seq: u64 },
+}
+
+/// Append a validated batch atomically. Public for attempts, which write runs too.
+pub async fn append_events(db: &D1Database, run: &RunRow, author: &str, events: &[NewEvent], expected_seq: Option<u64>, now_ms: i64) -> AppResult<Appended> {
+    // A concurrent append of the same new id can win between our check and
+    // our batch; the unique index then aborts ours and one retry settles it.
+    for _ in 0..2 {
+        let existing = existing_seqs(db, &run.id, events).await?;
+        let fresh: Vec<&NewEvent> = events.iter().filter(|e| !existing.iter().any(|(id, _)| *id == e.id)).collect();
+        if fresh.is_empty() {
+            let seqs: Vec<u64> = existing.iter().map(|(_, s)| *s).collect();
+            return Ok(Appended::AlreadyThere { first_seq: seqs.iter().copied().min().unwrap_or(0), last_seq: seqs.iter().copied().max().unwrap_or(0) });
+        }
+        let mut stmts = Vec::with_capacity(fresh.len() + 1);
+        for (n, e) in fresh.iter().enumerate() {
+            let payload = e.payload.to_string();
+            let seq_expr = match (n, expected_seq) {
+                (0, Some(_)) => "CASE WHEN COALESCE(MAX(seq), 0) = ?8 THEN COALESCE(MAX(seq), 0) + 1 END",
+                _ => "COALESCE(MAX(seq), 0) + 1",
+            };
+            let sql = format!("INSERT INTO events (run_id, seq, id, type, payload, timestamp, author_id, org) SELECT ?1, {seq_expr}, ?2, ?3, ?4, ?5, ?6, ?7 FROM events WHERE run_id = ?1 RETURNING seq");
+            let mut args = vec![t(&run.id), t(&e.id), t(&e.kind), t(&payload), i(now_ms), t(author), t(&run.org)];
+            if let (0, Some(x)) = (n, expected_seq) {
+                args.push(u(x));
+            }
+            stmts.push(store::stmt(db, &sql, &args)?);
+        }
+        stmts.push(store::counter_stmt(db, "dropple_events_appended_total", "", fresh.len() as f64)?);
+        match db.batch(stmts).await {
+            Ok(results) => {
+                #[derive(Deserialize)]
+                struct Seq {
+                    seq: u64,
+                }
+                let mut seqs = Vec::new();
+                for r in results.iter().take(fresh.len()) {
+                    seqs.extend(r.results::<Seq>()?.into_iter().map(|s| s.seq));
+                }
+                let (first_seq, last_seq) = (seqs.iter().copied().min().unwrap_or(0), seqs.iter().copied().max().unwrap_or(0));
+                return Ok(Appended::New { first_seq, last_seq });
+            }
+            Err(e) => {
+                let e = AppError::from(e);
+                if store::is_constraint(&e, "NOT NULL") {
+                    let current = last_seq(db, &run.id).await?;
+                    return Err(AppError::conflict("seq_conflict", format!("expected_seq {} does not match the run's last seq {current}", expected_seq.unwrap_or(0))));
+                }
+                if !store::is_constraint(&e, "UNIQUE") {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Err(AppError::conflict("concurrent_append", "the same events were being appended concurrently; retry"))
+}
+
+async fn append(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {
+    let claims = ctx.claims()?;
+    let db = store::db(&ctx.env)?;
+    let run = authorized_run(&db, &claims, run_id, Action::RunAppend).await?;
+    if run.kind == "session" || run.kind == "attempt" {
+        return Err(AppError::forbidden("session and attempt runs are written by their own writer only"));
+    }
+    let body = ctx.json().await?;
+    if let Some(extra) = body.as_object().and_then(|o| o.keys().find(|k| !matches!(k.as_str(), "events" | "expected_seq"))) {
+        return Err(AppError::bad_request("invalid_field", format!("{extra}: unknown field (allowed: events, expected_seq)")));
+    }
+    let expected_seq = match body.get("expected_seq") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_u64().filter(|n| *n <= i64::MAX as u64).ok_or_else(|| AppError::bad_request("invalid_field", "expected_seq: must be a non-negative integer"))?),
+    };
+    let events = run::validate_batch(body.get("events").unwrap_or(&Value::Null))?;
+    match append_events(&db, &run, &claims.sub, &events, expected_seq, ctx.now_ms).await? {
+        Appended::AlreadyThere { first_seq, last_seq } => ok(json!({"first_seq": first_seq, "last_seq": last_seq, "duplicate": true})),
+        Appended::New { first_seq, last_seq } => created(json!({"first_seq": first_seq, "last_seq": last_seq})),
+    }
+}
+
+pub async fn events_page(db: &D1Database, run_id: &str, after: u64, to: u64, limit: u64) -> AppResult<Vec<Event>> {
+    let rows: Vec<EventRow> = store::all(
+        db,
+        "SELECT id, run_id, seq, type, payload, timestamp, author_id FROM events WHERE run_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
+        &[t(run_id), u(after), u(to), u(limit)],
+    )
+    .await?;
+    Ok(rows.into_iter().map(EventRow::into_event).collect())
+}
+
+async fn list_events(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {
+    let claims = ctx.claims()?;
+    let after = ctx.query_u64("after")?.unwrap_or(0);
+    let limit = ctx.query_u64("limit")?.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(AppError::bad_request("invalid_query", "limit: must be from 1 to 1000"));
+    }
+    let db = store::db(&ctx.env)?;
+    authorized_run(&db, &claims, run_id, Action::RunRead).await?;
+    let events = events_page(&db, run_id, after, i64::MAX as u64, limit).await?;
+    let last_seq = last_seq(&db, run_id).await?;
+    let next_after = events.last().map(|e| e.seq).filter(|s| *s < last_seq);
+    ok(json!({"events": events, "last_seq": last_seq, "next_after": next_after}))
+}
+
+/// Replay a run up to `target` from its best checkpoint, storing the
+/// checkpoints the replay passes so the next one starts later.
+pub async fn replay_to(db: &D1Database, run_id: &str, target: u64, every: u64) -> AppResult<(run::Canvas, u64)> {
+    #[derive(Deserialize)]
+    struct CpRow {
+        seq: u64,
+        state: String,
+        hash: String,
+    }
+    let row: Option<CpRow> = store::first(db, "SELECT seq, state, hash FROM checkpoints WHERE run_id = ?1 AND seq <= ?2 ORDER BY seq DESC LIMIT 1", &[t(run_id), u(target)]).await?;
+    // A checkpoint that no longer matches its hash is ignored: replay from scratch is the fallback.
+    let checkpoint = row.and_then(|r| serde_json::from_str(&r.state).ok().map(|state| Checkpoint { seq: r.seq, state, hash: r.hash })).and_then(Checkpoint::verified);
+    let (mut state, mut seq) = match &checkpoint {
+        Some(c) => (c.state.clone(), c.seq),
+        None => (run::Canvas::default(), 0),
+    };
+    const PAGE: u64 = 5000;
+    loop {
+        let page = events_page(db, run_id, seq, target, PAGE).await?;
+        if page.is_empty() {
+            break;
+        }
+        let from = Checkpoint { seq, state, hash: String::new() };
+        let (next, next_seq, checkpoints) = run::replay(Some(&from), &page, every);
+        (state, seq) = (next, next_seq);
+        if !checkpoints.is_empty() {
+            let mut stmts = Vec::new();
+            for c in &checkpoints {
+                let text = serde_json::to_string(&c.state).map_err(|e| AppError::internal(e.to_string()))?;
+                stmts.push(store::stmt(db, "INSERT OR IGNORE INTO checkpoints (run_id, seq, state, hash) VALUES (?1, ?2, ?3, ?4)", &[t(run_id), u(c.seq), t(&text), t(&c.hash)])?);
+            }
+            db.batch(stmts).await?;
+        }
+        if (page.len() as u64) < PAGE {
+            break;
+        }
+    }
+    Ok((state, seq))
+}
+
+async fn state(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {
+    let claims = ctx.claims()?;
+    let at_seq = ctx.query_u64("at_seq")?;
+    let at_ms = match ctx.query("at") {
+        None | Some("") => None,
+        Some(text) => Some(run::parse_rfc3339_ms(text).ok_or_else(|| AppError::bad_request("invalid_query", "at: must be an RFC 3339 time"))?),
+    };
+    let db = store::db(&ctx.env)?;
+    authorized_run(&db, &claims, run_id, Action::RunRead).await?;
+    let last = last_seq(&db, run_id).await?;
+    let target = match (at_seq, at_ms) {
+        (Some(_), Some(_)) => return Err(AppError::bad_request("invalid_query", "give at_seq or at, not both")),
+        (Some(s), None) if s > last => return Err(AppError::rule(404, "seq_out_of_range", format!("at_seq {s} is past the run's last seq {last}"))),
+        (Some(s), None) => s,
+        (None, Some(ms)) => {
+            #[derive(Deserialize)]
+            struct Row {
+                seq: Option<u64>,
+            }
+            let row: Option<Row> = store::first(&db, "SELECT MAX(seq) AS seq FROM events WHERE run_id = ?1 AND timestamp <= ?2", &[t(run_id), i(ms)]).await?;
+            row.and_then(|r| r.seq).unwrap_or(0)
+        }
+        (None, None) => last,
+    };
+    let started = worker::Date::now().as_millis();
+    let every = ctx.var_u64("CHECKPOINT_EVERY", 100).max(1);
+    let (canvas, seq) = replay_to(&db, run_id, target, every).await?;
+    let elapsed = (worker::Date::now().as_millis() - started) as f64 / 1000.0;
+    let _ = db.batch(vec![store::counter_stmt(&db, "dropple_replay_seconds_sum", "", elapsed)?, store::counter_stmt(&db, "dropple_replay_seconds_count", "", 1.0)?]).await;
+    ok(json!({"seq": seq, "state": canvas.to_value(), "hash": canvas.hash()}))
+}
+
+async fn xapi(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {
+    let claims = ctx.claims()?;
+    let after = ctx.query_u64("after")?.unwrap_or(0);
+    let limit = ctx.query_u64("limit")?.unwrap_or(500).clamp(1, 1000);
+    let db = store::db(&ctx.env)?;
+    authorized_run(&db, &claims, run_id, Action::RunRead).await?;
+    let base = ctx.base_url();
+    let events = events_page(&db, run_id, after, i64::MAX as u64, limit).await?;
+    let statements: Vec<Value> = events.iter().map(|e| run::xapi_statement(e, &base)).collect();
+    ok(json!({"statements": statements, "more": events.len() as u64 == limit}))
+}
+

@@ -1,0 +1,192 @@
+//! Health, development tokens, orgs (usage), the audit log and metrics.
+
+use super::http::{allow, created, ok, path_id, Ctx};
+use super::store::{self, i, t};
+use crate::error::{AppError, AppResult};
+use crate::identity::{self, Claims, Role};
+use crate::policy::{self, Action, Plan, Scope};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use worker::{D1Database, Method, Response};
+
+pub async fn route(ctx: &mut Ctx, rest: &[&str]) -> AppResult<Response> {
+    let m = ctx.method();
+    match rest {
+        ["health"] => {
+            allow(&m, &[Method::Get])?;
+            ok(json!({"ok": true, "version": env!("CARGO_PKG_VERSION")}))
+        }
+        ["dev", "tokens"] if ctx.is_development() => {
+            allow(&m, &[Method::Post])?;
+            dev_token(ctx).await
+        }
+        ["orgs", org, "usage"] => {
+            allow(&m, &[Method::Get])?;
+            let org = path_id(org, "org")?.to_owned();
+            usage(ctx, &org).await
+        }
+        ["audit"] => {
+            allow(&m, &[Method::Get])?;
+            audit(ctx).await
+        }
+        ["metrics"] => {
+            allow(&m, &[Method::Get])?;
+            metrics(ctx).await
+        }
+        _ => Err(AppError::not_found("route")),
+    }
+}
+
+async fn dev_token(ctx: &mut Ctx) -> AppResult<Response> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        sub: String,
+        org: String,
+        roles: Vec<Role>,
+        ttl_secs: Option<i64>,
+        display_name: Option<String>,
+    }
+    let body: Body = serde_json::from_value(ctx.json().await?)
+        .map_err(|e| AppError::bad_request("invalid_field", format!("{e} (roles: author, teacher, reviewer, learner, governor)")))?;
+    if !identity::is_valid_id(&body.sub) || !identity::is_valid_id(&body.org) {
+        return Err(AppError::bad_request("invalid_field", "sub and org: ids of [A-Za-z0-9._-], at most 64 characters"));
+    }
+    let ttl = body.ttl_secs.unwrap_or(12 * 3600).clamp(1, 30 * 24 * 3600);
+    let claims = Claims { sub: body.sub, org: body.org, roles: body.roles, exp: ctx.now_ms / 1000 + ttl };
+    let db = store::db(&ctx.env)?;
+    ensure_org(&db, &claims.org, ctx.now_ms).await?;
+    if let Some(name) = body.display_name.filter(|n| !n.is_empty() && n.chars().count() <= 100) {
+        store::run(&db, "INSERT INTO people (id, org, display_name) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO UPDATE SET display_name = excluded.display_name WHERE erased_at IS NULL", &[t(&claims.sub), t(&claims.org), t(&name)]).await?;
+    }
+    let token = identity::issue(&claims, ctx.auth_secret()?.as_bytes())?;
+    created(json!({"token": token, "claims": claims}))
+}
+
+/// Orgs are created on first sight (development) on the free plan.
+pub async fn ensure_org(db: &D1Database, org: &str, now_ms: i64) -> AppResult<()> {
+    store::run(db, "INSERT OR IGNORE INTO orgs (id, plan, created_at) VALUES (?1, 'free', ?2)", &[t(org), i(now_ms)]).await
+}
+
+pub async fn org_plan(db: &D1Database, org: &str, now_ms: i64) -> AppResult<Plan> {
+    #[derive(Deserialize)]
+    struct Row {
+        plan: String,
+    }
+    if let Some(r) = store::first::<Row>(db, "SELECT plan FROM orgs WHERE id = ?1", &[t(org)]).await? {
+        return Ok(Plan::parse(&r.plan).unwrap_or(Plan::Free));
+    }
+    ensure_org(db, org, now_ms).await?;
+    Ok(Plan::Free)
+}
+
+/// Count one request against a fixed per-org window; 429 past the limit.
+pub async fn rate_limit(db: &D1Database, key: &str, limit: u64, window_ms: i64, now_ms: i64) -> AppResult<()> {
+    #[derive(Deserialize)]
+    struct Row {
+        count: u64,
+    }
+    let start = policy::rate_window_start(now_ms, window_ms);
+    let row: Option<Row> = store::first(
+        db,
+        "INSERT INTO rate_windows (key, window_start, count) VALUES (?1, ?2, 1) \
+         ON CONFLICT (key) DO UPDATE SET count = CASE WHEN window_start = excluded.window_start THEN count + 1 ELSE 1 END, window_start = excluded.window_start \
+         RETURNING count",
+        &[t(key), i(start)],
+    )
+    .await?;
+    policy::rate_verdict(row.map(|r| r.count).unwrap_or(1), limit, now_ms, window_ms)
+}
+
+async fn usage(ctx: &mut Ctx, org: &str) -> AppResult<Response> {
+    let claims = ctx.claims()?;
+    policy::authorize(&claims, Action::UsageRead, Scope { same_org: claims.org == org, owner: false }, "org")?;
+    let db = store::db(&ctx.env)?;
+    let plan = org_plan(&db, org, ctx.now_ms).await?;
+    let used = usage_counts(&db, org, ctx.now_ms).await?;
+    ok(json!({"org": org, "plan": plan, "limits": plan.limits(), "usage": used}))
+}
+
+/// Current use, read from the records themselves (tables created by later
+/// migrations are counted when present).
+async fn usage_counts(db: &D1Database, org: &str, _now_ms: i64) -> AppResult<Value> {
+    #[derive(Deserialize)]
+    struct N {
+        n: u64,
+    }
+    let runs: Option<N> = store::first(db, "SELECT COUNT(*) AS n FROM runs WHERE org = ?1", &[t(org)]).await?;
+    let events: Option<N> = store::first(db, "SELECT COUNT(*) AS n FROM events WHERE org = ?1", &[t(org)]).await?;
+    Ok(json!({
+        "runs": runs.map(|r| r.n).unwrap_or(0),
+        "events": events.map(|r| r.n).unwrap_or(0),
+    }))
+}
+
+async fn audit(ctx: &mut Ctx) -> AppResult<Response> {
+    let claims = ctx.claims()?;
+    let org = ctx.query("org_id").unwrap_or(&claims.org).to_owned();
+    policy::authorize(&claims, Action::AuditRead, Scope { same_org: org == claims.org, owner: false }, "org")?;
+    let after = ctx.query_u64("after")?.unwrap_or(0);
+    let limit = ctx.query_u64("limit")?.unwrap_or(100).clamp(1, 500);
+    #[derive(Deserialize, serde::Serialize)]
+    struct Row {
+        id: u64,
+        at: i64,
+        actor: String,
+        action: String,
+        target: String,
+        detail: String,
+    }
+    let db = store::db(&ctx.env)?;
+    let rows: Vec<Row> = store::all(&db, "SELECT id, at, actor, action, target, detail FROM audit WHERE org = ?1 AND id > ?2 ORDER BY id LIMIT ?3", &[t(&org), store::u(after), store::u(limit)]).await?;
+    let next_after = (rows.len() as u64 == limit).then(|| rows.last().map(|r| r.id)).flatten();
+    let entries: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            json!({"id": r.id, "at": crate::run::rfc3339_ms(r.at), "actor": r.actor, "action": r.action, "target": r.target,
+                   "detail": serde_json::from_str::<Value>(&r.detail).unwrap_or(Value::Null)})
+        })
+        .collect();
+    ok(json!({"entries": entries, "next_after": next_after}))
+}
+
+async fn metrics(ctx: &mut Ctx) -> AppResult<Response> {
+    let claims = ctx.claims()?;
+    policy::authorize(&claims, Action::MetricsRead, Scope::ORG, "metrics")?;
+    let db = store::db(&ctx.env)?;
+    let text = render_metrics(&db).await?;
+    let mut r = Response::ok(text)?;
+    r.headers_mut().set("content-type", "text/plain; version=0.0.4; charset=utf-8")?;
+    Ok(r)
+}
+
+async fn render_metrics(db: &D1Database) -> AppResult<String> {
+    #[derive(Deserialize)]
+    struct Row {
+        name: String,
+        labels: String,
+        value: f64,
+    }
+    #[derive(Deserialize)]
+    struct Stats {
+        runs: u64,
+        max_events: Option<u64>,
+    }
+    let rows: Vec<Row> = store::all(db, "SELECT name, labels, value FROM metrics ORDER BY name, labels", &[]).await?;
+    let stats: Option<Stats> = store::first(db, "SELECT COUNT(*) AS runs, (SELECT MAX(c) FROM (SELECT COUNT(*) AS c FROM events GROUP BY run_id)) AS max_events FROM runs", &[]).await?;
+    let mut out = String::new();
+    let mut last_name = String::new();
+    for r in rows {
+        if r.name != last_name {
+            let kind = if r.name.ends_with("_total") { "counter" } else { "gauge" };
+            out.push_str(&format!("# TYPE {} {kind}\n", r.name));
+            last_name = r.name.clone();
+        }
+        out.push_str(&format!("{}{} {}\n", r.name, r.labels, r.value));
+    }
+    let stats = stats.unwrap_or(Stats { runs: 0, max_events: None });
+    out.push_str(&format!("# TYPE dropple_runs gauge\ndropple_runs {}\n", stats.runs));
+    out.push_str(&format!("# TYPE dropple_events_per_run_max gauge\ndropple_events_per_run_max {}\n", stats.max_events.unwrap_or(0)));
+    Ok(out)
+}
+

@@ -1,0 +1,329 @@
+//! Lessons: immutable artifacts (metadata + a timeline of canvas operations +
+//! a quiz with its answer key). Validation names the offending field path;
+//! the sha256 of the canonical JSON names the content; frames are folds of
+//! the timeline with the same reducer as run replay.
+
+use crate::canonical::canonical_sha256;
+use crate::error::{AppError, AppResult};
+use crate::grading::{validate_quiz, QuizItem};
+use crate::run::{Canvas, Event};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+pub const FORMAT: &str = "dropple.lesson/1";
+pub const MAX_TIMELINE_ITEMS: usize = 10_000;
+pub const DEFAULT_PASS_THRESHOLD: f64 = 0.7;
+
+/// Timeline item types and the payload fields each requires (name, is_number).
+const ITEM_RULES: &[(&str, &[(&str, bool)])] = &[
+    ("element.added", &[("id", false), ("kind", false), ("x", true), ("y", true)]),
+    ("element.updated", &[("id", false)]),
+    ("element.moved", &[("id", false), ("x", true), ("y", true)]),
+    ("element.removed", &[("id", false)]),
+    ("edge.added", &[("id", false), ("from", false), ("to", false)]),
+    ("edge.removed", &[("id", false)]),
+    ("narration", &[("text", false)]),
+    ("chapter", &[("title", false)]),
+];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineItem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub payload: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Source {
+    pub run_id: String,
+    pub from_seq: u64,
+    pub to_seq: u64,
+}
+
+/// What an author supplies; the server adds ids, version, author and time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Draft {
+    pub title: String,
+    pub summary: String,
+    pub tags: Vec<String>,
+    pub language: String,
+    pub timeline: Vec<TimelineItem>,
+    pub quiz: Vec<QuizItem>,
+    pub pass_threshold: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Artifact {
+    pub format: String,
+    pub lesson_id: String,
+    pub version: u32,
+    pub title: String,
+    pub summary: String,
+    pub tags: Vec<String>,
+    pub language: String,
+    pub author_id: String,
+    pub org: String,
+    pub created_at: String,
+    pub timeline: Vec<TimelineItem>,
+    pub quiz: Vec<QuizItem>,
+    pub pass_threshold: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
+    /// sha256 of the canonical JSON of every other field.
+    #[serde(default)]
+    pub sha256: String,
+}
+
+fn invalid(path: &str, why: &str) -> AppError {
+    AppError::bad_request("invalid_field", format!("{path}: {why}"))
+}
+
+fn text(obj: &Map<String, Value>, key: &str, max: usize, required: bool) -> AppResult<String> {
+    match obj.get(key) {
+        None | Some(Value::Null) if !required => Ok(String::new()),
+        Some(Value::String(s)) if s.chars().count() <= max && (!required || !s.trim().is_empty()) => Ok(s.clone()),
+        Some(Value::String(_)) => Err(invalid(key, &format!("must be 1..{max} characters"))),
+        _ => Err(invalid(key, "must be a string")),
+    }
+}
+
+pub fn validate_timeline(items: &Value, path: &str) -> AppResult<Vec<TimelineItem>> {
+    let arr = items.as_array().ok_or_else(|| invalid(path, "must be an array"))?;
+    if arr.len() > MAX_TIMELINE_ITEMS {
+        return Err(AppError::too_large(format!("{path}: at most {MAX_TIMELINE_ITEMS} items")));
+    }
+    arr.iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let at = format!("{path}[{i}]");
+            let kind = item.get("type").and_then(Value::as_str).unwrap_or_default();
+            let rules = ITEM_RULES
+                .iter()
+                .find(|(t, _)| *t == kind)
+                .map(|(_, r)| *r)
+                .ok_or_else(|| invalid(&format!("{at}.type"), "must be one of element.added, element.updated, element.moved, element.removed, edge.added, edge.removed, narration, chapter"))?;
+            let payload = item
+                .get("payload")
+                .filter(|p| p.is_object())
+                .ok_or_else(|| invalid(&format!("{at}.payload"), "must be an object"))?;
+            if payload.to_string().len() > crate::run::MAX_PAYLOAD_BYTES {
+                return Err(AppError::too_large(format!("{at}.payload: too large")));
+            }
+            for (field, numeric) in rules {
+                let v = payload.get(*field);
+                let ok = if *numeric {
+                    v.and_then(Value::as_f64).is_some_and(f64::is_finite)
+                } else {
+                    v.and_then(Value::as_str).is_some_and(|s| !s.is_empty() && s.len() <= 10_000)
+                };
+                if !ok {
+                    let want = if *numeric { "a number" } else { "a non-empty string" };
+                    return Err(invalid(&format!("{at}.payload.{field}"), &format!("must be {want}")));
+                }
+            }
+            Ok(TimelineItem { kind: kind.to_owned(), payload: payload.clone() })
+        })
+        .collect()
+}
+
+/// Validate a lesson body (`POST /v1/lessons`, a new version, or an import).
+pub fn validate_draft(body: &Value) -> AppResult<Draft> {
+    let obj = body.as_object().ok_or_else(|| invalid("body", "must be a JSON object"))?;
+    let title = text(obj, "title", 200, true)?;
+    let summary = text(obj, "summary", 5_000, false)?;
+    let language = match obj.get("language") {
+        None | Some(Value::Null) => "en".to_owned(),
+        Some(Value::String(s)) if (2..=16).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') => s.clone(),
+        Some(_) => return Err(invalid("language", "must be a BCP 47 tag such as en or pt-BR")),
+    };
+    let tags = match obj.get("tags") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(t)) if t.len() <= 20 => t
+            .iter()
+            .enumerate()
+            .map(|(i, tag)| {
+                tag.as_str()
+                    .map(|s| s.trim().to_lowercase())
+                    .filter(|s| !s.is_empty() && s.chars().count() <= 40)
+                    .ok_or_else(|| invalid(&format!("tags[{i}]"), "must be a string of 1..40 characters"))
+            })
+            .collect::<AppResult<Vec<_>>>()?,
+        Some(_) => return Err(invalid("tags", "must be an array of at most 20 strings")),
+    };
+    let timeline = validate_timeline(obj.get("timeline").unwrap_or(&Value::Null), "timeline")?;
+    let quiz: Vec<QuizItem> = match obj.get("quiz") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(q @ Value::Array(items)) => {
+            if items.len() > 200 {
+                return Err(AppError::too_large("quiz: at most 200 questions"));
+            }
+            for (i, item) in items.iter().enumerate() {
+                serde_json::from_value::<QuizItem>(item.clone()).map_err(|e| invalid(&format!("quiz[{i}]"), &format!("{e}")))?;
+            }
+            serde_json::from_value(q.clone()).map_err(|e| invalid("quiz", &e.to_string()))?
+        }
+        Some(_) => return Err(invalid("quiz", "must be an array")),
+    };
+    validate_quiz(&quiz).map_err(|(path, why)| invalid(&path, &why))?;
+    let pass_threshold = match obj.get("pass_threshold") {
+        None | Some(Value::Null) => DEFAULT_PASS_THRESHOLD,
+        Some(v) => v
+            .as_f64()
+            .filter(|t| (0.0..=1.0).contains(t))
+            .ok_or_else(|| invalid("pass_threshold", "must be a number from 0 to 1"))?,
+    };
+    Ok(Draft { title, summary, tags, language, timeline, quiz, pass_threshold })
+}
+
+impl Artifact {
+    pub fn new(draft: Draft, lesson_id: &str, version: u32, author_id: &str, org: &str, created_at: &str, source: Option<Source>) -> Artifact {
+        let mut a = Artifact {
+            format: FORMAT.into(),
+            lesson_id: lesson_id.into(),
+            version,
+            title: draft.title,
+            summary: draft.summary,
+            tags: draft.tags,
+            language: draft.language,
+            author_id: author_id.into(),
+            org: org.into(),
+            created_at: created_at.into(),
+            timeline: draft.timeline,
+            quiz: draft.quiz,
+            pass_threshold: draft.pass_threshold,
+            source,
+            sha256: String::new(),
+        };
+        a.sha256 = a.content_hash();
+        a
+    }
+
+    /// The hash of everything but the hash itself.
+    pub fn content_hash(&self) -> String {
+        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
+        if let Some(o) = v.as_object_mut() {
+            o.remove("sha256");
+        }
+        canonical_sha256(&v)
+    }
+
+    /// The artifact as learners see it: the answer key is gone.
+    pub fn without_answer_key(&self) -> Value {
+        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
+        if let Some(quiz) = v.get_mut("quiz").and_then(Value::as_array_mut) {
+            for q in quiz {
+                if let Some(o) = q.as_object_mut() {
+                    o.remove("answer");
+                }
+            }
+        }
+        v
+    }
+
+    /// Frame `k`: the canvas after the first `k` items; `None` past the end.
+    pub fn frame(&self, k: usize) -> Option<Canvas> {
+        let items = self.timeline.get(..k)?;
+        let mut canvas = Canvas::default();
+        for item in items {
+            canvas.apply(&item.kind, &item.payload);
+        }
+        Some(canvas)
+    }
+}
+
+/// Export: a recorded run's canvas events become a timeline. Events the
+/// canvas does not know (cursor moves, session control) are left out.
+pub fn timeline_from_events(events: &[Event]) -> Vec<TimelineItem> {
+    events
+        .iter()
+        .filter(|e| ITEM_RULES.iter().any(|(t, _)| *t == e.kind))
+        .map(|e| TimelineItem { kind: e.kind.clone(), payload: e.payload.clone() })
+        .collect()
+}
+
+/// An imported artifact may carry its own sha256: if so it must match.
+pub fn check_import_hash(body: &Value, draft: &Draft) -> AppResult<()> {
+    let Some(claimed) = body.get("sha256").and_then(Value::as_str) else { return Ok(()) };
+    let Ok(original) = serde_json::from_value::<Artifact>(body.clone()) else {
+        return Err(AppError::unprocessable("sha256_unverifiable", "sha256: given, but the artifact lacks the fields it covers"));
+    };
+    if original.content_hash() != claimed || original.timeline != draft.timeline {
+        return Err(AppError::unprocessable("sha256_mismatch", "sha256: does not match the artifact's content"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn body() -> Value {
+        json!({
+            "title": "Fractions", "summary": "Halves", "tags": ["Math"],
+            "timeline": [
+                {"type": "element.added", "payload": {"id": "a", "kind": "box", "x": 1, "y": 2}},
+                {"type": "narration", "payload": {"text": "A half"}},
+                {"type": "element.moved", "payload": {"id": "a", "x": 5, "y": 6}}
+            ],
+            "quiz": [{"id": "q1", "prompt": "1/2 + 1/2?", "choices": ["1", "2"], "answer": 0}]
+        })
+    }
+
+    fn artifact() -> Artifact {
+        Artifact::new(validate_draft(&body()).unwrap(), "l1", 1, "ana", "acme", "2026-01-01T00:00:00.000Z", None)
+    }
+
+    #[test]
+    fn same_content_same_sha256() {
+        assert_eq!(artifact().sha256, artifact().sha256);
+        let mut other = artifact();
+        other.title = "Other".into();
+        assert_ne!(other.content_hash(), artifact().sha256);
+        assert_eq!(artifact().content_hash(), artifact().sha256);
+    }
+
+    #[test]
+    fn frames_fold_the_timeline() {
+        let a = artifact();
+        assert_eq!(a.frame(0).unwrap(), Canvas::default());
+        assert_eq!(a.frame(1).unwrap().elements["a"]["x"], json!(1));
+        assert_eq!(a.frame(3).unwrap().elements["a"]["x"], json!(5));
+        assert!(a.frame(4).is_none());
+    }
+
+    #[test]
+    fn answer_key_hidden() {
+        let v = artifact().without_answer_key();
+        assert!(v["quiz"][0].get("answer").is_none());
+        assert_eq!(v["quiz"][0]["prompt"], json!("1/2 + 1/2?"));
+    }
+
+    #[test]
+    fn errors_name_the_field_path() {
+        let cases = [
+            (json!({"summary": "x", "timeline": []}), "title"),
+            (json!({"title": "t", "timeline": [{"type": "element.added", "payload": {"id": "a", "kind": "box", "x": "1", "y": 2}}]}), "timeline[0].payload.x"),
+            (json!({"title": "t", "timeline": [{"type": "nope", "payload": {}}]}), "timeline[0].type"),
+            (json!({"title": "t", "timeline": [], "pass_threshold": 2}), "pass_threshold"),
+            (json!({"title": "t", "timeline": [], "tags": [1]}), "tags[0]"),
+            (json!({"title": "t"}), "timeline"),
+        ];
+        for (b, path) in cases {
+            let e = validate_draft(&b).unwrap_err();
+            assert!(e.public_message().starts_with(path), "{} vs {path}", e.public_message());
+        }
+    }
+
+    #[test]
+    fn import_round_trip_checks_the_hash() {
+        let a = artifact();
+        let exported = serde_json::to_value(&a).unwrap();
+        let draft = validate_draft(&exported).unwrap();
+        assert!(check_import_hash(&exported, &draft).is_ok());
+        let mut tampered = exported.clone();
+        tampered["title"] = json!("Changed");
+        let d2 = validate_draft(&tampered).unwrap();
+        assert_eq!(check_import_hash(&tampered, &d2).unwrap_err().code(), "sha256_mismatch");
+    }
+}

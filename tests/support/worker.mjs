@@ -1,0 +1,93 @@
+// Starts the real worker on local workerd (wrangler dev) with fresh, isolated
+// state: a temporary persistence directory, migrations applied, a free
+// loopback port. Always stopped by `stop()`, which tests call in `after`.
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const WRANGLER = join(ROOT, "node_modules", ".bin", "wrangler");
+const ENV = { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true", NO_COLOR: "1" };
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export function migrate(persistDir) {
+  const r = spawnSync(WRANGLER, ["d1", "migrations", "apply", "DB", "--local", "--persist-to", persistDir], {
+    cwd: ROOT, env: ENV, encoding: "utf8", timeout: 120_000,
+  });
+  if (r.status !== 0) throw new Error(`migrations failed: ${r.stdout}\n${r.stderr}`);
+}
+
+/** Start wrangler dev; resolves once /v1/health answers. */
+export async function startWorker({ persistDir, port, vars = {}, keepState = false } = {}) {
+  const dir = persistDir ?? mkdtempSync(join(tmpdir(), "dropple-test-"));
+  if (!persistDir) migrate(dir);
+  const p = port ?? (await freePort());
+  const args = ["dev", "--ip", "127.0.0.1", "--port", String(p), "--persist-to", dir,
+    "--show-interactive-dev-session=false", "--log-level", "warn"];
+  for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
+  const child = spawn(WRANGLER, args, { cwd: ROOT, env: ENV, stdio: ["ignore", "pipe", "pipe"], detached: true });
+  let log = "";
+  child.stdout.on("data", (d) => { log += d; });
+  child.stderr.on("data", (d) => { log += d; });
+  const base = `http://127.0.0.1:${p}`;
+  const deadline = Date.now() + 90_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`wrangler dev exited early:\n${log}`);
+    try {
+      const r = await fetch(`${base}/v1/health`, { signal: AbortSignal.timeout(2000) });
+      if (r.status === 200) break;
+    } catch { /* not up yet */ }
+    if (Date.now() > deadline) {
+      try { process.kill(-child.pid, "SIGKILL"); } catch {}
+      throw new Error(`worker did not start within 90 s:\n${log}`);
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  const stop = async () => {
+    if (child.exitCode === null) {
+      const exited = new Promise((r) => child.once("exit", r));
+      try { process.kill(-child.pid, "SIGTERM"); } catch {}
+      const timer = setTimeout(() => { try { process.kill(-child.pid, "SIGKILL"); } catch {} }, 5000);
+      await exited;
+      clearTimeout(timer);
+    }
+    if (!persistDir && !keepState) rmSync(dir, { recursive: true, force: true });
+  };
+  return { base, port: p, dir, stop, log: () => log };
+}
+
+/** A small API client bound to one worker. */
+export function client(base) {
+  const call = async (method, path, { token, body, headers = {}, raw } = {}) => {
+    const h = { ...headers };
+    if (token) h.authorization = `Bearer ${token}`;
+    let payload;
+    if (raw !== undefined) payload = raw;
+    else if (body !== undefined) { payload = JSON.stringify(body); h["content-type"] = "application/json"; }
+    const r = await fetch(base + path, { method, headers: h, body: payload, signal: AbortSignal.timeout(30_000) });
+    const text = await r.text();
+    let json;
+    try { json = text ? JSON.parse(text) : undefined; } catch { json = undefined; }
+    return { status: r.status, headers: r.headers, json, text };
+  };
+  const token = async (sub, org, roles) => {
+    const r = await call("POST", "/v1/dev/tokens", { body: { sub, org, roles } });
+    if (r.status !== 201) throw new Error(`dev token: ${r.status} ${r.text}`);
+    return r.json.token;
+  };
+  return { call, token };
+}
