@@ -85,8 +85,7 @@ pub fn format_f64(v: f64) -> String {
     let (rounded, rounded_exp) = split_sci(&format!("{:.*e}", precision, v.abs()));
     let rounded = rounded.trim_end_matches('0').to_owned();
     if rounded.len() == digits.len()
-        && format!("{}e{}", rounded, rounded_exp + 1 - rounded.len() as i32).parse::<f64>()
-            == Ok(v.abs())
+        && format!("{}e{}", rounded, rounded_exp + 1 - rounded.len() as i32).parse::<f64>() == Ok(v.abs())
     {
         digits = rounded;
         exp = rounded_exp;
@@ -175,10 +174,7 @@ mod tests {
         let b: Value = serde_json::from_str(r#"{ "a" : [true, null, "x"], "b" : 1 }"#).unwrap();
         assert_eq!(to_canonical_string(&a), r#"{"a":[true,null,"x"],"b":1}"#);
         assert_eq!(canonical_sha256(&a), canonical_sha256(&b));
-        assert_ne!(
-            canonical_sha256(&a),
-            canonical_sha256(&json!({"a": [], "b": 1}))
-        );
+        assert_ne!(canonical_sha256(&a), canonical_sha256(&json!({"a": [], "b": 1})));
     }
 
     /// RFC 8785 Appendix B, plus the edge cases of the reference test suite.
@@ -251,10 +247,7 @@ mod tests {
         }
         // 2^53 + 1 held as an integer is beyond the exact range: JCS prints the
         // double nearest to it, as JSON.parse would.
-        assert_eq!(
-            to_canonical_string(&json!(9_007_199_254_740_993u64)),
-            "9007199254740992"
-        );
+        assert_eq!(to_canonical_string(&json!(9_007_199_254_740_993u64)), "9007199254740992");
         assert_eq!(to_canonical_string(&json!(-42i64)), "-42");
     }
 
@@ -324,9 +317,6 @@ mod tests {
 
     #[test]
     fn control_characters_use_lowercase_escapes() {
-        assert_eq!(
-            to_canonical_string(&json!("\u{1}\u{1f}\u{7f}")),
-            "\"\\u0001\\u001f\u{7f}\""
-        );
+        assert_eq!(to_canonical_string(&json!("\u{1}\u{1f}\u{7f}")), "\"\\u0001\\u001f\u{7f}\"");
     }
 }

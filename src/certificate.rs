@@ -68,19 +68,14 @@ impl PublicIssuerKey {
 fn check_key_id(key_id: &str) -> Result<(), String> {
     let ok = !key_id.is_empty()
         && key_id.len() <= 64
-        && key_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        && key_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     ensure(ok, "key id must be 1-64 characters of A-Z a-z 0-9 - _ .")
 }
 
 impl IssuerKey {
     pub fn from_seed(seed: &[u8; 32], key_id: &str) -> Result<Self, String> {
         check_key_id(key_id)?;
-        Ok(IssuerKey {
-            signing: SigningKey::from_bytes(seed),
-            key_id: key_id.to_owned(),
-        })
+        Ok(IssuerKey { signing: SigningKey::from_bytes(seed), key_id: key_id.to_owned() })
     }
 
     /// Parse a 32-byte seed from secret text: 64 hex digits, or base64url /
@@ -95,10 +90,8 @@ impl IssuerKey {
                 .find_map(|engine| engine.decode(text).ok())
                 .ok_or_else(|| "signing key must be hex or base64url".to_owned())?
         };
-        let seed: [u8; 32] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| format!("signing key must be 32 bytes, got {}", bytes.len()))?;
+        let seed: [u8; 32] =
+            bytes.as_slice().try_into().map_err(|_| format!("signing key must be 32 bytes, got {}", bytes.len()))?;
         Self::from_seed(&seed, key_id)
     }
 
@@ -109,10 +102,7 @@ impl IssuerKey {
         self.signing.verifying_key().to_bytes()
     }
     pub fn public(&self) -> PublicIssuerKey {
-        PublicIssuerKey {
-            key_id: self.key_id.clone(),
-            public_key: self.public_key_bytes(),
-        }
+        PublicIssuerKey { key_id: self.key_id.clone(), public_key: self.public_key_bytes() }
     }
     /// "z" + base58btc(0xed 0x01 ++ public key): starts with "z6Mk".
     pub fn public_multikey(&self) -> String {
@@ -148,10 +138,7 @@ pub fn issuer_profile(issuer_id: &str, name: &str, keys: &[PublicIssuerKey]) -> 
             "publicKeyMultibase": k.multikey(), "publicKeyJwk": k.jwk(),
         })
     };
-    let ids: Vec<String> = keys
-        .iter()
-        .map(|k| k.verification_method(issuer_id))
-        .collect();
+    let ids: Vec<String> = keys.iter().map(|k| k.verification_method(issuer_id)).collect();
     json!({
         "@context": [VC_CONTEXT, OB_CONTEXT, CID_CONTEXT], "id": issuer_id, "type": ["Profile"],
         "name": name, "verificationMethod": keys.iter().map(method).collect::<Vec<_>>(),
@@ -167,11 +154,7 @@ pub fn resolve_from_profile(profile: &Value, verification_method: &str) -> Optio
         .as_array()?
         .iter()
         .find(|m| m.get("id").and_then(Value::as_str) == Some(verification_method))?;
-    if let Some(key) = method
-        .get("publicKeyMultibase")
-        .and_then(Value::as_str)
-        .and_then(multikey_decode)
-    {
+    if let Some(key) = method.get("publicKeyMultibase").and_then(Value::as_str).and_then(multikey_decode) {
         return Some(key);
     }
     let x = method.get("publicKeyJwk")?.get("x")?.as_str()?;
@@ -219,9 +202,7 @@ pub fn build_credential(input: &CredentialInput) -> Value {
     } else {
         format!("urn:dropple:learner:{}", input.learner_id)
     };
-    let score = serde_json::Number::from_f64(input.score)
-        .map(Value::Number)
-        .unwrap_or(Value::Null);
+    let score = serde_json::Number::from_f64(input.score).map(Value::Number).unwrap_or(Value::Null);
     let (run, from, to) = (&input.attempt_run_id, input.seq_from, input.seq_to);
     let percent = format!("{}", (input.score * 100.0).round());
     let (title, version) = (&input.lesson_title, input.lesson_version);
@@ -281,9 +262,7 @@ pub fn status_entry(credential: &Value) -> Option<(String, u64)> {
 /// The issuer id of a credential (`issuer` as a string or a Profile's id).
 pub fn issuer_id_of(credential: &Value) -> Option<&str> {
     let issuer = credential.get("issuer")?;
-    issuer
-        .as_str()
-        .or_else(|| issuer.get("id").and_then(Value::as_str))
+    issuer.as_str().or_else(|| issuer.get("id").and_then(Value::as_str))
 }
 
 // ---------------------------------------------------------------- proofs
@@ -332,16 +311,11 @@ fn hash_data(proof_config: &Value, unsecured: &Value) -> Vec<u8> {
 /// The eddsa-jcs-2022 "Verify Proof" algorithm for a single proof.
 fn verify_proof(document: &Value, public_key: &[u8; 32]) -> Result<(), String> {
     let doc = document.as_object().ok_or("not an object")?;
-    let proof = doc
-        .get("proof")
-        .and_then(Value::as_object)
-        .ok_or("no proof object")?;
+    let proof = doc.get("proof").and_then(Value::as_object).ok_or("no proof object")?;
     let mut options = proof.clone();
     let proof_value = options.remove("proofValue").ok_or("no proofValue")?;
     let encoded = proof_value.as_str().and_then(|s| s.strip_prefix('z'));
-    let bytes = encoded
-        .and_then(|s| bs58::decode(s).into_vec().ok())
-        .ok_or("proofValue is not base58btc multibase")?;
+    let bytes = encoded.and_then(|s| bs58::decode(s).into_vec().ok()).ok_or("proofValue is not base58btc multibase")?;
     let signature = Signature::from_slice(&bytes).map_err(|_| "proofValue is not 64 bytes")?;
     let key = VerifyingKey::from_bytes(public_key).map_err(|_| "invalid public key")?;
     let mut unsecured = doc.clone();
@@ -405,11 +379,7 @@ fn check(name: &str, result: Result<String, String>) -> Check {
         Ok(detail) => (true, detail),
         Err(detail) => (false, detail),
     };
-    Check {
-        name: name.into(),
-        ok,
-        detail,
-    }
+    Check { name: name.into(), ok, detail }
 }
 
 fn has_type(value: Option<&Value>, wanted: &str) -> bool {
@@ -433,10 +403,7 @@ fn check_structure(doc: &Value) -> Result<String, String> {
     let contexts = obj.get("@context").and_then(Value::as_array);
     let contexts = contexts.ok_or("@context must be an array")?;
     let first = contexts.first().and_then(Value::as_str);
-    ensure(
-        first == Some(VC_CONTEXT),
-        "@context must start with VC 2.0's",
-    )?;
+    ensure(first == Some(VC_CONTEXT), "@context must start with VC 2.0's")?;
     let types = obj.get("type");
     let vc = has_type(types, "VerifiableCredential");
     ensure(vc, "type must include VerifiableCredential")?;
@@ -470,8 +437,7 @@ fn check_structure(doc: &Value) -> Result<String, String> {
     let proof = obj.get("proof").and_then(Value::as_object);
     let proof = proof.ok_or("proof must be a single object")?;
     let field = |name: &str| proof.get(name).and_then(Value::as_str);
-    let suite =
-        field("type") == Some("DataIntegrityProof") && field("cryptosuite") == Some(CRYPTOSUITE);
+    let suite = field("type") == Some("DataIntegrityProof") && field("cryptosuite") == Some(CRYPTOSUITE);
     ensure(suite, "proof must be an eddsa-jcs-2022 DataIntegrityProof")?;
     let purpose = field("proofPurpose") == Some("assertionMethod");
     ensure(purpose, "proofPurpose must be assertionMethod")?;
@@ -503,10 +469,7 @@ pub fn verify(
     is_revoked: Option<bool>,
     now_rfc3339: &str,
 ) -> Verification {
-    let method = credential
-        .get("proof")
-        .and_then(|p| p.get("verificationMethod"))
-        .and_then(Value::as_str);
+    let method = credential.get("proof").and_then(|p| p.get("verificationMethod")).and_then(Value::as_str);
     let key = method.and_then(&resolve_key);
     let issuer = issuer_id_of(credential);
 
@@ -536,10 +499,7 @@ pub fn verify(
         check("validity", check_validity(credential, now_rfc3339)),
         check("status", status),
     ];
-    Verification {
-        valid: checks.iter().all(|c| c.ok),
-        checks,
-    }
+    Verification { valid: checks.iter().all(|c| c.ok), checks }
 }
 
 // ---------------------------------------------------------------- status lists
@@ -559,21 +519,15 @@ pub fn encode_status_list(revoked_indexes: &[u64]) -> String {
     }
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     // Writing to a Vec cannot fail.
-    let zipped = encoder
-        .write_all(&bits)
-        .and_then(|()| encoder.finish())
-        .unwrap_or_default();
+    let zipped = encoder.write_all(&bits).and_then(|()| encoder.finish()).unwrap_or_default();
     format!("u{}", URL_SAFE_NO_PAD.encode(zipped))
 }
 
 /// The bitstring of an `encodedList`.
 pub fn decode_status_list(encoded: &str) -> Result<Vec<u8>, String> {
-    let text = encoded
-        .strip_prefix('u')
-        .ok_or("encodedList must be multibase base64url ('u' prefix)")?;
-    let zipped = URL_SAFE_NO_PAD
-        .decode(text.trim_end_matches('='))
-        .map_err(|e| format!("encodedList is not base64url: {e}"))?;
+    let text = encoded.strip_prefix('u').ok_or("encodedList must be multibase base64url ('u' prefix)")?;
+    let zipped =
+        URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')).map_err(|e| format!("encodedList is not base64url: {e}"))?;
     let mut bits = Vec::new();
     flate2::read::GzDecoder::new(zipped.as_slice())
         .take(MAX_STATUS_LIST_BYTES + 1)
@@ -590,8 +544,7 @@ pub fn is_set(bits: &[u8], index: u64) -> bool {
     let Ok(index) = usize::try_from(index) else {
         return false;
     };
-    bits.get(index / 8)
-        .is_some_and(|byte| byte & (0x80 >> (index % 8)) != 0)
+    bits.get(index / 8).is_some_and(|byte| byte & (0x80 >> (index % 8)) != 0)
 }
 
 /// Look a credential's bit up in a status list credential (unsigned or
@@ -607,12 +560,7 @@ pub fn revoked_in(status_list_credential: &Value, index: u64) -> Option<bool> {
 }
 
 /// The unsigned `BitstringStatusListCredential` served at `list_url`.
-pub fn status_list_credential(
-    list_url: &str,
-    issuer_id: &str,
-    revoked: &[u64],
-    valid_from: &str,
-) -> Value {
+pub fn status_list_credential(list_url: &str, issuer_id: &str, revoked: &[u64], valid_from: &str) -> Value {
     json!({
         "@context": [VC_CONTEXT], "id": list_url,
         "type": ["VerifiableCredential", "BitstringStatusListCredential"],
@@ -652,10 +600,7 @@ mod tests {
 
     fn signed() -> (Value, IssuerKey) {
         let k = key(7, "k1");
-        (
-            sign(build_credential(&input()), &k, "2025-05-01T10:00:01Z"),
-            k,
-        )
+        (sign(build_credential(&input()), &k, "2025-05-01T10:00:01Z"), k)
     }
 
     fn resolver(k: &IssuerKey) -> impl Fn(&str) -> Option<[u8; 32]> {
@@ -665,11 +610,7 @@ mod tests {
 
     /// Names of the failed checks.
     fn failed(v: &Verification) -> Vec<&str> {
-        v.checks
-            .iter()
-            .filter(|c| !c.ok)
-            .map(|c| c.name.as_str())
-            .collect()
+        v.checks.iter().filter(|c| !c.ok).map(|c| c.name.as_str()).collect()
     }
 
     /// The eddsa-jcs-2022 test vector of the W3C vc-di-eddsa specification.
@@ -721,28 +662,12 @@ mod tests {
             assert_eq!(multikey_decode(&mk), Some(k.public_key_bytes()));
         }
         let x = URL_SAFE_NO_PAD.encode(a.public_key_bytes());
-        assert_eq!(
-            a.public_jwk(),
-            json!({"kty": "OKP", "crv": "Ed25519", "x": x})
-        );
+        assert_eq!(a.public_jwk(), json!({"kty": "OKP", "crv": "Ed25519", "x": x}));
         assert!(!format!("{a:?}").contains(&hex_seed));
         let profile = issuer_profile(ISSUER, "Dropple", &[a.public(), key(1, "old").public()]);
         let m = &profile["verificationMethod"][0];
-        let seen = json!([
-            m["id"],
-            m["type"],
-            m["publicKeyJwk"]["x"],
-            profile["assertionMethod"][1]
-        ]);
-        assert_eq!(
-            seen,
-            json!([
-                format!("{ISSUER}#2025-01"),
-                "Multikey",
-                x,
-                format!("{ISSUER}#old")
-            ])
-        );
+        let seen = json!([m["id"], m["type"], m["publicKeyJwk"]["x"], profile["assertionMethod"][1]]);
+        assert_eq!(seen, json!([format!("{ISSUER}#2025-01"), "Multikey", x, format!("{ISSUER}#old")]));
         let found = resolve_from_profile(&profile, &format!("{ISSUER}#2025-01"));
         assert_eq!(found, Some(a.public_key_bytes()));
         assert_eq!(resolve_from_profile(&profile, "nope"), None);
@@ -848,10 +773,7 @@ mod tests {
         let set: Vec<u64> = all.filter(|i| is_set(&bits, *i)).collect();
         assert_eq!(set, [0, 7, 8, 17, 131_071]);
         assert!(!is_set(&bits, u64::MAX));
-        let (a, b) = (
-            encode_status_list(&[17, 0]),
-            encode_status_list(&[0, 17, 17]),
-        );
+        let (a, b) = (encode_status_list(&[17, 0]), encode_status_list(&[0, 17, 17]));
         assert_eq!(a, b);
         for bad in ["zabc", "u!!", "uAAAA", ""] {
             assert!(decode_status_list(bad).is_err(), "{bad}");
@@ -887,11 +809,7 @@ mod tests {
             "[a-z@#:/]{0,12}".prop_map(Value::String),
             Just(json!("2025-05-01T10:00:00Z")),
         ];
-        let keys = prop_oneof![
-            "[a-z]{1,6}",
-            Just("proof".to_owned()),
-            Just("@context".to_owned()),
-        ];
+        let keys = prop_oneof!["[a-z]{1,6}", Just("proof".to_owned()), Just("@context".to_owned()),];
         leaf.prop_recursive(4, 48, 6, move |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
@@ -906,13 +824,8 @@ mod tests {
         out.push(at.clone());
         let esc = |k: &str| k.replace('~', "~0").replace('/', "~1");
         match v {
-            Value::Object(m) => m
-                .iter()
-                .for_each(|(k, v)| pointers(v, format!("{at}/{}", esc(k)), out)),
-            Value::Array(a) => a
-                .iter()
-                .enumerate()
-                .for_each(|(i, v)| pointers(v, format!("{at}/{i}"), out)),
+            Value::Object(m) => m.iter().for_each(|(k, v)| pointers(v, format!("{at}/{}", esc(k)), out)),
+            Value::Array(a) => a.iter().enumerate().for_each(|(i, v)| pointers(v, format!("{at}/{i}"), out)),
             _ => {}
         }
     }

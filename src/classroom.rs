@@ -201,10 +201,7 @@ impl ClientMsg {
 fn check_text(field: &str, text: &str) -> Result<(), ProtocolError> {
     let t = text.trim();
     if t.is_empty() || t.chars().count() > MAX_TEXT_CHARS {
-        return err(
-            ErrorCode::InvalidMessage,
-            format!("{field}: 1 to {MAX_TEXT_CHARS} characters required"),
-        );
+        return err(ErrorCode::InvalidMessage, format!("{field}: 1 to {MAX_TEXT_CHARS} characters required"));
     }
     Ok(())
 }
@@ -212,10 +209,7 @@ fn check_text(field: &str, text: &str) -> Result<(), ProtocolError> {
 fn check_token(field: &str, token: &str) -> Result<(), ProtocolError> {
     let n = token.chars().count();
     if n == 0 || n > MAX_TOKEN_CHARS || token.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return err(
-            ErrorCode::InvalidMessage,
-            format!("{field}: 1 to {MAX_TOKEN_CHARS} characters, no spaces"),
-        );
+        return err(ErrorCode::InvalidMessage, format!("{field}: 1 to {MAX_TOKEN_CHARS} characters, no spaces"));
     }
     Ok(())
 }
@@ -224,10 +218,7 @@ fn check_token(field: &str, token: &str) -> Result<(), ProtocolError> {
 /// type, then the fields, so each failure has its own code.
 pub fn decode_client_msg(text: &str) -> Result<ClientMsg, ProtocolError> {
     if text.len() > MAX_MESSAGE_BYTES {
-        return err(
-            ErrorCode::MessageTooLarge,
-            format!("messages are limited to {MAX_MESSAGE_BYTES} bytes"),
-        );
+        return err(ErrorCode::MessageTooLarge, format!("messages are limited to {MAX_MESSAGE_BYTES} bytes"));
     }
     let value: Value = serde_json::from_str(text)
         .map_err(|e| ProtocolError::new(ErrorCode::MalformedMessage, format!("not JSON: {e}")))?;
@@ -237,8 +228,8 @@ pub fn decode_client_msg(text: &str) -> Result<ClientMsg, ProtocolError> {
     if !CLIENT_TYPES.contains(&kind) {
         return err(ErrorCode::UnknownMessageType, format!("unknown message type `{kind}`"));
     }
-    let msg: ClientMsg = serde_json::from_value(value)
-        .map_err(|e| ProtocolError::new(ErrorCode::InvalidMessage, e.to_string()))?;
+    let msg: ClientMsg =
+        serde_json::from_value(value).map_err(|e| ProtocolError::new(ErrorCode::InvalidMessage, e.to_string()))?;
     msg.validate()?;
     Ok(msg)
 }
@@ -468,13 +459,7 @@ impl SessionState {
                 self.paused_reason = None;
             }
             SessionEvent::QuestionAsked { question_id, text, asker_id } => {
-                self.questions.push(Question {
-                    id: question_id,
-                    text,
-                    asker_id,
-                    asked_at: ev.timestamp,
-                    answer: None,
-                });
+                self.questions.push(Question { id: question_id, text, asker_id, asked_at: ev.timestamp, answer: None });
             }
             SessionEvent::QuestionAnswered { question_id, text } => {
                 if let Some(q) = self.questions.iter_mut().find(|q| q.id == question_id) {
@@ -501,10 +486,7 @@ impl SessionState {
         use SessionEvent as E;
         let teacher = self.is_teacher(who);
         if msg.is_teacher_command() && !teacher {
-            return err(
-                C::AuthorityViolation,
-                format!("only the session's teacher may send `{}`", msg.kind()),
-            );
+            return err(C::AuthorityViolation, format!("only the session's teacher may send `{}`", msg.kind()));
         }
         msg.validate()?;
         let paused = self.status == Status::Paused;
@@ -515,18 +497,13 @@ impl SessionState {
         let events = match msg {
             M::Ping => return Ok(Vec::new()),
             M::Hello { version, .. } => return self.decide_hello(teacher, *version),
-            _ if self.status == Status::Ended => {
-                return err(C::SessionEnded, "the session has ended")
-            }
+            _ if self.status == Status::Ended => return err(C::SessionEnded, "the session has ended"),
             M::Cursor { step, x, y } => {
                 if paused {
                     return err(C::SessionPaused, "the session is paused; the cursor is frozen");
                 }
                 if *step < 0 || *step > i64::from(self.config.step_count) {
-                    return err(
-                        C::InvalidCursor,
-                        format!("step must be within 0..={}", self.config.step_count),
-                    );
+                    return err(C::InvalidCursor, format!("step must be within 0..={}", self.config.step_count));
                 }
                 vec![E::CursorMoved { step: *step, x: *x, y: *y }]
             }
@@ -536,9 +513,7 @@ impl SessionState {
                     return Ok(Vec::new());
                 }
                 let used: usize = self.annotations.iter().map(|a| a.points.len()).sum();
-                if self.annotations.len() >= MAX_ANNOTATIONS
-                    || used + points.len() > MAX_TOTAL_POINTS
-                {
+                if self.annotations.len() >= MAX_ANNOTATIONS || used + points.len() > MAX_TOTAL_POINTS {
                     return err(C::LimitReached, "too many annotations; clear some first");
                 }
                 vec![E::AnnotationAdded(Annotation {
@@ -560,10 +535,7 @@ impl SessionState {
                 if !self.questions.iter().any(|q| q.id == *question_id) {
                     return err(C::UnknownQuestion, format!("no question `{question_id}`"));
                 }
-                vec![E::QuestionAnswered {
-                    question_id: question_id.clone(),
-                    text: text.trim().to_string(),
-                }]
+                vec![E::QuestionAnswered { question_id: question_id.clone(), text: text.trim().to_string() }]
             }
             M::Ask { text } => {
                 let mine = self.questions.iter().filter(|q| q.asker_id == who.user_id).count();
@@ -600,18 +572,12 @@ impl SessionState {
 
     /// The teacher's arrival opens a waiting session and resumes one paused by
     /// the teacher's disconnect (not one the teacher paused on purpose).
-    fn decide_hello(
-        &self,
-        teacher: bool,
-        version: Option<u32>,
-    ) -> Result<Vec<SessionEvent>, ProtocolError> {
+    fn decide_hello(&self, teacher: bool, version: Option<u32>) -> Result<Vec<SessionEvent>, ProtocolError> {
         let v = version.unwrap_or(PROTOCOL_VERSION);
         if v != PROTOCOL_VERSION {
             return err(
                 ErrorCode::UnsupportedVersion,
-                format!(
-                    "protocol version {v} is not supported; this server speaks {PROTOCOL_VERSION}"
-                ),
+                format!("protocol version {v} is not supported; this server speaks {PROTOCOL_VERSION}"),
             );
         }
         Ok(match (teacher, self.status, self.paused_reason) {
@@ -658,8 +624,7 @@ impl Connection {
     }
     pub fn who(&self) -> Who {
         match self {
-            Connection::AwaitingHello { user_id, role }
-            | Connection::Connected { user_id, role, .. } => {
+            Connection::AwaitingHello { user_id, role } | Connection::Connected { user_id, role, .. } => {
                 Who { user_id: user_id.clone(), role: *role }
             }
         }
@@ -684,8 +649,7 @@ impl RateBucket {
     /// then spend one message if there is one.
     pub fn take(&mut self, now_ms: i64) -> bool {
         let elapsed = now_ms.saturating_sub(self.last_ms).max(0);
-        self.tokens =
-            self.tokens.saturating_add(elapsed.saturating_mul(RATE_PER_SEC)).min(RATE_BURST * 1000);
+        self.tokens = self.tokens.saturating_add(elapsed.saturating_mul(RATE_PER_SEC)).min(RATE_BURST * 1000);
         self.last_ms = self.last_ms.max(now_ms);
         if self.tokens >= 1000 {
             self.tokens -= 1000;
@@ -754,10 +718,7 @@ pub fn receive(
     new_id: &mut dyn FnMut() -> String,
 ) -> Vec<Effect> {
     if !peer.rate.take(now_ms) {
-        return reply_err(
-            ErrorCode::RateLimited,
-            format!("more than {RATE_PER_SEC} messages per second; slow down"),
-        );
+        return reply_err(ErrorCode::RateLimited, format!("more than {RATE_PER_SEC} messages per second; slow down"));
     }
     match decode_client_msg(text) {
         Ok(msg) => handle(state, &mut peer.conn, msg, now_ms, new_id),
@@ -783,13 +744,8 @@ pub fn handle(
                 Ok(events) => events,
                 Err(e) => {
                     let refused = e.code == ErrorCode::UnsupportedVersion;
-                    let close = Effect::Close {
-                        code: CLOSE_UNSUPPORTED_VERSION,
-                        reason: "unsupported_version",
-                    };
-                    return std::iter::once(Effect::Reply(e.to_msg()))
-                        .chain(refused.then_some(close))
-                        .collect();
+                    let close = Effect::Close { code: CLOSE_UNSUPPORTED_VERSION, reason: "unsupported_version" };
+                    return std::iter::once(Effect::Reply(e.to_msg())).chain(refused.then_some(close)).collect();
                 }
             };
             // Only the hello that opens a connection may start or resume the
@@ -804,13 +760,10 @@ pub fn handle(
                 }
                 _ => out.push(Effect::Reply(state.snapshot())),
             }
-            *conn =
-                Connection::Connected { user_id: who.user_id, role: who.role, last_seq: state.seq };
+            *conn = Connection::Connected { user_id: who.user_id, role: who.role, last_seq: state.seq };
             out
         }
-        _ if !conn.is_connected() => {
-            reply_err(ErrorCode::HelloRequired, "say hello before anything else")
-        }
+        _ if !conn.is_connected() => reply_err(ErrorCode::HelloRequired, "say hello before anything else"),
         msg => match state.decide(&who, &msg) {
             Ok(events) => commit(state, &who.user_id, events, now_ms, new_id),
             Err(e) if e.code == ErrorCode::AuthorityViolation => vec![
@@ -832,11 +785,7 @@ pub fn handle(
 
 /// Call when the teacher's LAST socket closes: a live session pauses (cursor
 /// frozen); the teacher's next hello resumes it.
-pub fn teacher_disconnected(
-    state: &mut SessionState,
-    now_ms: i64,
-    new_id: &mut dyn FnMut() -> String,
-) -> Vec<Effect> {
+pub fn teacher_disconnected(state: &mut SessionState, now_ms: i64, new_id: &mut dyn FnMut() -> String) -> Vec<Effect> {
     if state.status != Status::Live {
         return Vec::new();
     }
@@ -871,9 +820,7 @@ fn commit(
         state.apply(&ev);
         persisted.push(ev);
     }
-    let broadcasts = persisted
-        .iter()
-        .map(|e| Effect::Broadcast(ServerMsg::Event { seq: e.seq, event: e.clone() }));
+    let broadcasts = persisted.iter().map(|e| Effect::Broadcast(ServerMsg::Event { seq: e.seq, event: e.clone() }));
     std::iter::once(Effect::Persist(persisted.clone())).chain(broadcasts).collect()
 }
 
@@ -896,14 +843,9 @@ pub fn join_code(random: &[u8]) -> String {
 
 /// What a person typed → the canonical code: trims, ignores case, spaces and dashes.
 pub fn normalize_join_code(input: &str) -> Option<String> {
-    let code: String = input
-        .trim()
-        .chars()
-        .filter(|c| *c != '-' && *c != ' ')
-        .map(|c| c.to_ascii_uppercase())
-        .collect();
-    (code.len() == JOIN_CODE_LEN && code.bytes().all(|b| JOIN_ALPHABET.contains(&b)))
-        .then_some(code)
+    let code: String =
+        input.trim().chars().filter(|c| *c != '-' && *c != ' ').map(|c| c.to_ascii_uppercase()).collect();
+    (code.len() == JOIN_CODE_LEN && code.bytes().all(|b| JOIN_ALPHABET.contains(&b))).then_some(code)
 }
 
 #[cfg(test)]
@@ -957,8 +899,7 @@ mod tests {
     }
     /// The same through `handle`, as the adapter calls it, on a connected socket.
     fn send(s: &mut SessionState, who: &Who, msg: ClientMsg) -> Vec<Effect> {
-        let mut conn =
-            Connection::Connected { user_id: who.user_id.clone(), role: who.role, last_seq: 0 };
+        let mut conn = Connection::Connected { user_id: who.user_id.clone(), role: who.role, last_seq: 0 };
         handle(s, &mut conn, msg, 42, &mut ids())
     }
     fn cursor(step: i64) -> ClientMsg {
@@ -972,13 +913,7 @@ mod tests {
     }
     fn note(id: Option<&str>) -> ClientMsg {
         let (kind, text, color) = ("note".into(), Some("see".into()), None);
-        ClientMsg::Annotate(AnnotationDraft {
-            id: id.map(Into::into),
-            kind,
-            text,
-            points: vec![[1.0, 2.0]],
-            color,
-        })
+        ClientMsg::Annotate(AnnotationDraft { id: id.map(Into::into), kind, text, points: vec![[1.0, 2.0]], color })
     }
     fn error_code(effects: &[Effect]) -> Option<C> {
         effects.iter().find_map(|e| match e {
@@ -1053,29 +988,21 @@ mod tests {
         // Given a fresh socket, when it sends a command or a wrong version, then it stays out.
         let out = handle(&mut s, &mut conn, ask("hi"), 0, &mut ids());
         assert_eq!(error_code(&out), Some(C::HelloRequired));
-        assert_eq!(
-            handle(&mut s, &mut conn, ClientMsg::Ping, 0, &mut ids()),
-            [Effect::Reply(ServerMsg::Pong)]
-        );
+        assert_eq!(handle(&mut s, &mut conn, ClientMsg::Ping, 0, &mut ids()), [Effect::Reply(ServerMsg::Pong)]);
         let v2 = ClientMsg::Hello { last_seq: None, version: Some(2) };
         let out = handle(&mut s, &mut conn, v2, 0, &mut ids());
         assert_eq!(error_code(&out), Some(C::UnsupportedVersion));
-        let close =
-            Effect::Close { code: CLOSE_UNSUPPORTED_VERSION, reason: "unsupported_version" };
+        let close = Effect::Close { code: CLOSE_UNSUPPORTED_VERSION, reason: "unsupported_version" };
         assert_eq!(out[1], close);
         assert!(!conn.is_connected());
         // When it says hello: a snapshot without a usable last_seq, else the missed events.
         let snap = vec![Effect::Reply(s.snapshot())];
-        for (last, expected) in [
-            (None, snap.clone()),
-            (Some(9), snap),
-            (Some(1), vec![Effect::SendSince { after: 1 }]),
-            (Some(2), vec![]),
-        ] {
+        for (last, expected) in
+            [(None, snap.clone()), (Some(9), snap), (Some(1), vec![Effect::SendSince { after: 1 }]), (Some(2), vec![])]
+        {
             let mut conn = Connection::new("u1", Role::Observer);
             assert_eq!(handle(&mut s, &mut conn, hello(last), 0, &mut ids()), expected);
-            let synced =
-                Connection::Connected { user_id: "u1".into(), role: Role::Observer, last_seq: 2 };
+            let synced = Connection::Connected { user_id: "u1".into(), role: Role::Observer, last_seq: 2 };
             assert_eq!(conn, synced);
         }
         let wire = serde_json::to_value(s.snapshot()).unwrap();
@@ -1094,29 +1021,18 @@ mod tests {
         let out = handle(&mut s, &mut conn, hello(Some(0)), 5, &mut ids());
         assert_eq!(s.status, Status::Live);
         assert_eq!(persisted(&out)[0].kind, "session.started");
-        assert!(matches!(
-            out.as_slice(),
-            [Effect::Persist(_), Effect::Broadcast(_), Effect::SendSince { after: 0 }]
-        ));
-        assert_eq!(
-            handle(&mut s, &mut conn, hello(Some(1)), 6, &mut ids()),
-            [],
-            "a re-hello only resyncs"
-        );
+        assert!(matches!(out.as_slice(), [Effect::Persist(_), Effect::Broadcast(_), Effect::SendSince { after: 0 }]));
+        assert_eq!(handle(&mut s, &mut conn, hello(Some(1)), 6, &mut ids()), [], "a re-hello only resyncs");
         // When the teacher's connection drops, then the session pauses and the cursor freezes.
         let ev = persisted(&teacher_disconnected(&mut s, 7, &mut ids()));
-        assert_eq!(
-            (ev[0].kind.as_str(), ev[0].author_id.as_str()),
-            ("session.paused", SYSTEM_AUTHOR)
-        );
+        assert_eq!((ev[0].kind.as_str(), ev[0].author_id.as_str()), ("session.paused", SYSTEM_AUTHOR));
         assert_eq!(ev[0].payload, json!({"reason": "teacher_disconnected"}));
         assert_eq!(s, paused(PauseReason::TeacherDisconnected).with_seq(2));
         assert_eq!(when(&s, &teacher(), cursor(1)), Err(C::SessionPaused));
         assert_eq!(teacher_disconnected(&mut s, 8, &mut ids()), []);
         assert_eq!(when(&s, &learner(1), hello(None)), Ok(vec![]));
         // When the teacher comes back, then it resumes; a deliberate pause stays.
-        let out =
-            handle(&mut s, &mut Connection::new("t", Role::Teacher), hello(None), 9, &mut ids());
+        let out = handle(&mut s, &mut Connection::new("t", Role::Teacher), hello(None), 9, &mut ids());
         assert_eq!((persisted(&out)[0].kind.as_str(), s.status), ("session.resumed", Status::Live));
         assert_eq!(when(&paused(PauseReason::Teacher), &teacher(), hello(None)), Ok(vec![]));
         assert_eq!(teacher_disconnected(&mut given(vec![]), 0, &mut ids()), []);
@@ -1140,8 +1056,7 @@ mod tests {
             ClientMsg::End,
             ClientMsg::Answer { question_id: "q2".into(), text: "x".into() },
         ];
-        let asked =
-            E::QuestionAsked { question_id: "q2".into(), text: "?".into(), asker_id: "u1".into() };
+        let asked = E::QuestionAsked { question_id: "q2".into(), text: "?".into(), asker_id: "u1".into() };
         // A forged role is not enough: the user must be the session's teacher.
         let impostor = Who { user_id: "u9".into(), role: Role::Teacher };
         for who in [learner(1), impostor] {
@@ -1150,9 +1065,7 @@ mod tests {
                 let before = s.clone();
                 let out = send(&mut s, &who, msg.clone());
                 assert_eq!(error_code(&out), Some(C::AuthorityViolation));
-                let [_, Effect::Audit { action: "classroom.authority_violation", detail }] =
-                    out.as_slice()
-                else {
+                let [_, Effect::Audit { action: "classroom.authority_violation", detail }] = out.as_slice() else {
                     panic!("{out:?}")
                 };
                 assert_eq!(detail["command"], msg.kind());
@@ -1200,8 +1113,7 @@ mod tests {
         assert_eq!(ev[0].kind, "question.asked");
         assert_eq!(ev[0].payload, json!({"question_id": "q2", "text": "why?", "asker_id": "u1"}));
         assert_eq!(s.questions[0].asked_at, 42);
-        let answer =
-            |id: &str| ClientMsg::Answer { question_id: id.into(), text: "because".into() };
+        let answer = |id: &str| ClientMsg::Answer { question_id: id.into(), text: "because".into() };
         assert_eq!(when(&s, &teacher(), answer("q9")), Err(C::UnknownQuestion));
         send(&mut s, &teacher(), answer("q2"));
         assert_eq!(s.questions[0].answer.as_deref(), Some("because"));
@@ -1214,15 +1126,13 @@ mod tests {
 
     #[test]
     fn quiz_responses_are_one_per_learner_per_question() {
-        let first =
-            E::QuizResponded { question_id: "k1".into(), choice: 1, learner_id: "u1".into() };
+        let first = E::QuizResponded { question_id: "k1".into(), choice: 1, learner_id: "u1".into() };
         let s = given(vec![E::Started {}, first]);
         let respond = |q: &str, choice| ClientMsg::Respond { question_id: q.into(), choice };
         assert_eq!(when(&s, &learner(1), respond("k1", 0)), Err(C::AlreadyResponded));
         assert_eq!(when(&s, &learner(2), respond("k7", 0)), Err(C::UnknownQuestion));
         assert_eq!(when(&s, &learner(2), respond("k1", 3)), Err(C::InvalidChoice));
-        let second =
-            E::QuizResponded { question_id: "k1".into(), choice: 2, learner_id: "u2".into() };
+        let second = E::QuizResponded { question_id: "k1".into(), choice: 2, learner_id: "u2".into() };
         assert_eq!(when(&s, &learner(2), respond("k1", 2)), Ok(vec![second]));
         assert_eq!(s.quiz_responses["k1"]["u1"], 1);
     }
@@ -1247,29 +1157,19 @@ mod tests {
     fn events_are_persisted_then_broadcast_with_a_full_envelope() {
         let mut s = given(vec![]);
         let out = send(&mut s, &teacher(), cursor(2));
-        let [Effect::Persist(evs), Effect::Broadcast(b1), Effect::Broadcast(b2)] = out.as_slice()
-        else {
+        let [Effect::Persist(evs), Effect::Broadcast(b1), Effect::Broadcast(b2)] = out.as_slice() else {
             panic!("{out:?}")
         };
         assert_eq!(
             (b1, b2),
-            (
-                &ServerMsg::Event { seq: 1, event: evs[0].clone() },
-                &ServerMsg::Event { seq: 2, event: evs[1].clone() }
-            )
+            (&ServerMsg::Event { seq: 1, event: evs[0].clone() }, &ServerMsg::Event { seq: 2, event: evs[1].clone() })
         );
         let e = &evs[1];
-        assert_eq!(
-            (e.id.as_str(), e.run_id.as_str(), e.seq, e.kind.as_str()),
-            ("ev-2", "r1", 2, "cursor.moved")
-        );
+        assert_eq!((e.id.as_str(), e.run_id.as_str(), e.seq, e.kind.as_str()), ("ev-2", "r1", 2, "cursor.moved"));
         assert_eq!((e.timestamp, e.author_id.as_str()), (42, "t"));
         assert_eq!(e.payload, json!({"step": 2, "x": 0.5, "y": null}));
         let wire = serde_json::to_value(b2).unwrap();
-        assert_eq!(
-            (wire["type"].as_str(), wire["event"]["type"].as_str()),
-            (Some("event"), Some("cursor.moved"))
-        );
+        assert_eq!((wire["type"].as_str(), wire["event"]["type"].as_str()), (Some("event"), Some("cursor.moved")));
     }
 
     #[test]
@@ -1291,10 +1191,7 @@ mod tests {
         assert!(!b.take(-10_000), "a clock going backwards refills nothing");
         let mut s = live();
         let mut peer = Peer::new("u1", Role::Observer, 0);
-        assert_eq!(
-            error_code(&receive(&mut s, &mut peer, "nope", 0, &mut ids())),
-            Some(C::MalformedMessage)
-        );
+        assert_eq!(error_code(&receive(&mut s, &mut peer, "nope", 0, &mut ids())), Some(C::MalformedMessage));
         receive(&mut s, &mut peer, r#"{"type":"hello"}"#, 0, &mut ids());
         assert!(peer.conn.is_connected());
         let attachment = serde_json::to_string(&peer).unwrap();
@@ -1323,8 +1220,7 @@ mod tests {
         }
         let mut counts = [0u32; 31];
         for i in 0..31_000u64 {
-            let bytes = (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) as u128 * 0xD1B5_4A32_D192_ED03)
-                .to_be_bytes();
+            let bytes = (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) as u128 * 0xD1B5_4A32_D192_ED03).to_be_bytes();
             for b in join_code(&bytes).bytes() {
                 counts[JOIN_ALPHABET.iter().position(|a| *a == b).unwrap()] += 1;
             }

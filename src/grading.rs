@@ -73,10 +73,7 @@ pub fn validate_quiz(items: &[QuizItem]) -> Result<(), (String, String)> {
             return Err((field("choices"), "needs at least 2 choices".into()));
         }
         if answer_index(item).is_none() {
-            return Err((
-                field("answer"),
-                "must be a choice index or the exact text of a choice".into(),
-            ));
+            return Err((field("answer"), "must be a choice index or the exact text of a choice".into()));
         }
     }
     Ok(())
@@ -98,18 +95,8 @@ pub fn grade(items: &[QuizItem], answers: &BTreeMap<String, usize>, pass_thresho
         .collect();
     let total = u32::try_from(per_question.len()).unwrap_or(u32::MAX);
     let correct = u32::try_from(per_question.iter().filter(|(_, ok)| *ok).count()).unwrap_or(0);
-    let score = if total == 0 {
-        1.0
-    } else {
-        (f64::from(correct) / f64::from(total)).clamp(0.0, 1.0)
-    };
-    Grade {
-        score,
-        passed: score >= pass_threshold,
-        correct,
-        total,
-        per_question,
-    }
+    let score = if total == 0 { 1.0 } else { (f64::from(correct) / f64::from(total)).clamp(0.0, 1.0) };
+    Grade { score, passed: score >= pass_threshold, correct, total, per_question }
 }
 
 #[cfg(test)]
@@ -149,25 +136,13 @@ mod tests {
     #[test]
     fn validation_names_the_field() {
         assert_eq!(validate_quiz(&[]), Ok(()));
-        assert_eq!(
-            validate_quiz(&[item("a", json!(0)), item("b", json!("blue"))]),
-            Ok(())
-        );
+        assert_eq!(validate_quiz(&[item("a", json!(0)), item("b", json!("blue"))]), Ok(()));
         let err = |items: &[QuizItem]| validate_quiz(items).unwrap_err().0;
-        assert_eq!(
-            err(&[item("a", json!(0)), item(" ", json!(0))]),
-            "quiz[1].id"
-        );
-        assert_eq!(
-            err(&[item("a", json!(0)), item("a", json!(1))]),
-            "quiz[1].id"
-        );
+        assert_eq!(err(&[item("a", json!(0)), item(" ", json!(0))]), "quiz[1].id");
+        assert_eq!(err(&[item("a", json!(0)), item("a", json!(1))]), "quiz[1].id");
         let mut few = item("c", json!(0));
         few.choices.truncate(1);
-        assert_eq!(
-            err(&[item("a", json!(0)), item("b", json!(1)), few]),
-            "quiz[2].choices"
-        );
+        assert_eq!(err(&[item("a", json!(0)), item("b", json!(1)), few]), "quiz[2].choices");
         assert_eq!(err(&[item("a", json!(3))]), "quiz[0].answer");
         assert_eq!(err(&[item("a", json!("purple"))]), "quiz[0].answer");
         assert_eq!(err(&[item("a", json!(true))]), "quiz[0].answer");
@@ -175,23 +150,12 @@ mod tests {
 
     #[test]
     fn grading_counts_correct_answers() {
-        let quiz = [
-            item("a", json!(0)),
-            item("b", json!("green")),
-            item("c", json!(2)),
-        ];
-        let g = grade(
-            &quiz,
-            &answers(&[("a", 0), ("b", 1), ("c", 0), ("zzz", 1)]),
-            0.6,
-        );
+        let quiz = [item("a", json!(0)), item("b", json!("green")), item("c", json!(2))];
+        let g = grade(&quiz, &answers(&[("a", 0), ("b", 1), ("c", 0), ("zzz", 1)]), 0.6);
         assert_eq!((g.correct, g.total), (2, 3));
         assert!((g.score - 2.0 / 3.0).abs() < 1e-12);
         assert!(g.passed);
-        assert_eq!(
-            g.per_question,
-            vec![("a".into(), true), ("b".into(), true), ("c".into(), false)]
-        );
+        assert_eq!(g.per_question, vec![("a".into(), true), ("b".into(), true), ("c".into(), false)]);
         let none = grade(&quiz, &BTreeMap::new(), 0.5);
         assert_eq!((none.score, none.passed, none.correct), (0.0, false, 0));
         let all = grade(&quiz, &answers(&[("a", 0), ("b", 1), ("c", 2)]), 1.0);

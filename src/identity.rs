@@ -130,7 +130,7 @@ mod tests {
         let forged_body = B64.encode(br#"{"sub":"ana","org":"acme","roles":["governor"],"exp":2000}"#);
         let cases = [
             issue(&claims(2_000), b"other-secret").unwrap(), // bad signature
-            format!("{none_header}.{b}."),                  // alg none
+            format!("{none_header}.{b}."),                   // alg none
             issue(&claims(999), SECRET).unwrap(),            // expired
             format!("{h}.{forged_body}.{}", good.rsplit('.').next().unwrap()),
             "garbage".into(),

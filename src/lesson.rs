@@ -133,7 +133,11 @@ pub fn validate_draft(body: &Value) -> AppResult<Draft> {
     let summary = text(obj, "summary", 5_000, false)?;
     let language = match obj.get("language") {
         None | Some(Value::Null) => "en".to_owned(),
-        Some(Value::String(s)) if (2..=16).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') => s.clone(),
+        Some(Value::String(s))
+            if (2..=16).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
+        {
+            s.clone()
+        }
         Some(_) => return Err(invalid("language", "must be a BCP 47 tag such as en or pt-BR")),
     };
     let tags = match obj.get("tags") {
@@ -158,7 +162,8 @@ pub fn validate_draft(body: &Value) -> AppResult<Draft> {
                 return Err(AppError::too_large("quiz: at most 200 questions"));
             }
             for (i, item) in items.iter().enumerate() {
-                serde_json::from_value::<QuizItem>(item.clone()).map_err(|e| invalid(&format!("quiz[{i}]"), &format!("{e}")))?;
+                serde_json::from_value::<QuizItem>(item.clone())
+                    .map_err(|e| invalid(&format!("quiz[{i}]"), &format!("{e}")))?;
             }
             serde_json::from_value(q.clone()).map_err(|e| invalid("quiz", &e.to_string()))?
         }
@@ -176,7 +181,15 @@ pub fn validate_draft(body: &Value) -> AppResult<Draft> {
 }
 
 impl Artifact {
-    pub fn new(draft: Draft, lesson_id: &str, version: u32, author_id: &str, org: &str, created_at: &str, source: Option<Source>) -> Artifact {
+    pub fn new(
+        draft: Draft,
+        lesson_id: &str,
+        version: u32,
+        author_id: &str,
+        org: &str,
+        created_at: &str,
+        source: Option<Source>,
+    ) -> Artifact {
         let mut a = Artifact {
             format: FORMAT.into(),
             lesson_id: lesson_id.into(),
@@ -245,7 +258,10 @@ pub fn timeline_from_events(events: &[Event]) -> Vec<TimelineItem> {
 pub fn check_import_hash(body: &Value, draft: &Draft) -> AppResult<()> {
     let Some(claimed) = body.get("sha256").and_then(Value::as_str) else { return Ok(()) };
     let Ok(original) = serde_json::from_value::<Artifact>(body.clone()) else {
-        return Err(AppError::unprocessable("sha256_unverifiable", "sha256: given, but the artifact lacks the fields it covers"));
+        return Err(AppError::unprocessable(
+            "sha256_unverifiable",
+            "sha256: given, but the artifact lacks the fields it covers",
+        ));
     };
     if original.content_hash() != claimed || original.timeline != draft.timeline {
         return Err(AppError::unprocessable("sha256_mismatch", "sha256: does not match the artifact's content"));
@@ -303,7 +319,10 @@ mod tests {
     fn errors_name_the_field_path() {
         let cases = [
             (json!({"summary": "x", "timeline": []}), "title"),
-            (json!({"title": "t", "timeline": [{"type": "element.added", "payload": {"id": "a", "kind": "box", "x": "1", "y": 2}}]}), "timeline[0].payload.x"),
+            (
+                json!({"title": "t", "timeline": [{"type": "element.added", "payload": {"id": "a", "kind": "box", "x": "1", "y": 2}}]}),
+                "timeline[0].payload.x",
+            ),
             (json!({"title": "t", "timeline": [{"type": "nope", "payload": {}}]}), "timeline[0].type"),
             (json!({"title": "t", "timeline": [], "pass_threshold": 2}), "pass_threshold"),
             (json!({"title": "t", "timeline": [], "tags": [1]}), "tags[0]"),

@@ -92,12 +92,20 @@ fn rule(action: Action) -> (&'static [Role], bool, &'static str) {
     use Role::*;
     match action {
         Action::RunCreate => (&[Author, Teacher], false, "only authors and teachers create runs"),
-        Action::RunAppend => (&[Author, Teacher, Learner, Governor, Reviewer], true, "only the run's writer appends to it"),
-        Action::RunRead => (&[Author, Teacher, Governor], false, "runs are read by the org's authors, teachers and governors"),
+        Action::RunAppend => {
+            (&[Author, Teacher, Learner, Governor, Reviewer], true, "only the run's writer appends to it")
+        }
+        Action::RunRead => {
+            (&[Author, Teacher, Governor], false, "runs are read by the org's authors, teachers and governors")
+        }
         Action::LessonCreate => (&[Author], false, "only authors create lessons"),
         Action::LessonVersion => (&[Author], true, "only the lesson's author publishes new versions"),
-        Action::LessonRead => (&[Author, Teacher, Reviewer, Learner, Governor], false, "no role grants reading lessons"),
-        Action::LessonReadAnswerKey => (&[Author, Reviewer, Governor], false, "the answer key is for the author, reviewers and governors"),
+        Action::LessonRead => {
+            (&[Author, Teacher, Reviewer, Learner, Governor], false, "no role grants reading lessons")
+        }
+        Action::LessonReadAnswerKey => {
+            (&[Author, Reviewer, Governor], false, "the answer key is for the author, reviewers and governors")
+        }
         Action::AssetUpload => (&[Author], false, "only authors upload media"),
         Action::SessionCreate => (&[Teacher], false, "only teachers open sessions"),
         Action::SessionTeach => (&[Teacher], true, "only the session's teacher drives it"),
@@ -107,13 +115,17 @@ fn rule(action: Action) -> (&'static [Role], bool, &'static str) {
         Action::ListingGovern => (&[Governor], false, "only governors publish, suspend and reinstate"),
         Action::ReviewWrite => (&[Learner], false, "only learners write reviews"),
         Action::AttemptCreate => (&[Learner], false, "only learners take attempts"),
-        Action::CertificateReadAny => (&[Teacher, Governor], false, "only teachers and governors read others' certificates"),
+        Action::CertificateReadAny => {
+            (&[Teacher, Governor], false, "only teachers and governors read others' certificates")
+        }
         Action::CertificateRevoke => (&[Governor], false, "only governors revoke certificates"),
         Action::AiJobCreate => (&[Author, Teacher, Reviewer, Learner, Governor], false, "no role grants AI jobs"),
         Action::AuditRead => (&[Governor], false, "only governors read the audit log"),
         Action::MetricsRead => (&[Governor], false, "only governors read metrics"),
         Action::UsageRead => (&[Author, Teacher, Reviewer, Learner, Governor], false, "no role grants reading usage"),
-        Action::PersonalDataErase => (&[Governor], false, "only the person themself or a governor erases personal data"),
+        Action::PersonalDataErase => {
+            (&[Governor], false, "only the person themself or a governor erases personal data")
+        }
     }
 }
 
@@ -180,9 +192,27 @@ impl Plan {
     pub fn limits(self) -> Limits {
         const MIB: u64 = 1024 * 1024;
         match self {
-            Plan::Free => Limits { live_sessions: 3, observers_per_session: 1_000, ai_jobs_per_month: 1_000, ai_jobs_per_minute: 60, media_bytes: 100 * MIB },
-            Plan::Pro => Limits { live_sessions: 50, observers_per_session: 2_000, ai_jobs_per_month: 50_000, ai_jobs_per_minute: 600, media_bytes: 10 * 1024 * MIB },
-            Plan::Enterprise => Limits { live_sessions: 1_000, observers_per_session: 5_000, ai_jobs_per_month: 1_000_000, ai_jobs_per_minute: 6_000, media_bytes: 1024 * 1024 * MIB },
+            Plan::Free => Limits {
+                live_sessions: 3,
+                observers_per_session: 1_000,
+                ai_jobs_per_month: 1_000,
+                ai_jobs_per_minute: 60,
+                media_bytes: 100 * MIB,
+            },
+            Plan::Pro => Limits {
+                live_sessions: 50,
+                observers_per_session: 2_000,
+                ai_jobs_per_month: 50_000,
+                ai_jobs_per_minute: 600,
+                media_bytes: 10 * 1024 * MIB,
+            },
+            Plan::Enterprise => Limits {
+                live_sessions: 1_000,
+                observers_per_session: 5_000,
+                ai_jobs_per_month: 1_000_000,
+                ai_jobs_per_minute: 6_000,
+                media_bytes: 1024 * 1024 * MIB,
+            },
         }
     }
 }
@@ -246,7 +276,11 @@ mod tests {
             for role in Role::ALL {
                 for owner in [false, true] {
                     let got = decide(&[role], action, Scope { same_org: true, owner });
-                    assert_eq!(got == Decision::Allow, expected(action, role, owner), "{action:?} {role:?} owner={owner}");
+                    assert_eq!(
+                        got == Decision::Allow,
+                        expected(action, role, owner),
+                        "{action:?} {role:?} owner={owner}"
+                    );
                     // Another org is always refused, whatever the role.
                     assert_eq!(decide(&[role], action, Scope { same_org: false, owner }), Decision::DenyForeign);
                     cells += 2;

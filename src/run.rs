@@ -52,9 +52,7 @@ pub fn is_valid_type(t: &str) -> bool {
 
 /// Validate an append body's `events` array. Errors name the index and field.
 pub fn validate_batch(events: &Value) -> AppResult<Vec<NewEvent>> {
-    let items = events
-        .as_array()
-        .ok_or_else(|| AppError::bad_request("invalid_field", "events: must be an array"))?;
+    let items = events.as_array().ok_or_else(|| AppError::bad_request("invalid_field", "events: must be an array"))?;
     if items.is_empty() {
         return Err(AppError::bad_request("invalid_field", "events: must hold at least one event"));
     }
@@ -63,12 +61,11 @@ pub fn validate_batch(events: &Value) -> AppResult<Vec<NewEvent>> {
     }
     let mut out: Vec<NewEvent> = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        let field = |name: &str, why: &str| {
-            AppError::bad_request("invalid_field", format!("events[{i}].{name}: {why}"))
-        };
-        let obj = item.as_object().ok_or_else(|| {
-            AppError::bad_request("invalid_field", format!("events[{i}]: must be an object"))
-        })?;
+        let field =
+            |name: &str, why: &str| AppError::bad_request("invalid_field", format!("events[{i}].{name}: {why}"));
+        let obj = item
+            .as_object()
+            .ok_or_else(|| AppError::bad_request("invalid_field", format!("events[{i}]: must be an object")))?;
         if let Some(extra) = obj.keys().find(|k| !matches!(k.as_str(), "id" | "type" | "payload")) {
             return Err(field(extra, "unknown field (allowed: id, type, payload)"));
         }
@@ -88,9 +85,7 @@ pub fn validate_batch(events: &Value) -> AppResult<Vec<NewEvent>> {
             Some(_) => return Err(field("payload", "must be a JSON object")),
         };
         if payload.to_string().len() > MAX_PAYLOAD_BYTES {
-            return Err(AppError::too_large(format!(
-                "events[{i}].payload: larger than {MAX_PAYLOAD_BYTES} bytes"
-            )));
+            return Err(AppError::too_large(format!("events[{i}].payload: larger than {MAX_PAYLOAD_BYTES} bytes")));
         }
         if out.iter().any(|e| e.id == id) {
             return Err(field("id", "appears twice in the batch"));
@@ -326,7 +321,8 @@ mod tests {
             assert_eq!(e.status(), 400);
             assert!(e.public_message().starts_with(field), "{} vs {field}", e.public_message());
         }
-        let big = json!([{"id": "6f9619ff-8b86-d011-b42d-00c04fc964fe", "type": "a", "payload": {"t": "x".repeat(70_000)}}]);
+        let big =
+            json!([{"id": "6f9619ff-8b86-d011-b42d-00c04fc964fe", "type": "a", "payload": {"t": "x".repeat(70_000)}}]);
         assert_eq!(validate_batch(&big).unwrap_err().status(), 413);
     }
 
@@ -370,10 +366,24 @@ mod tests {
 
     fn arb_event() -> impl Strategy<Value = (String, Value)> {
         let id = prop::sample::select(vec!["a", "b", "c", "d"]);
-        let num = prop_oneof![any::<i32>().prop_map(|n| json!(n)), any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f))];
+        let num = prop_oneof![
+            any::<i32>().prop_map(|n| json!(n)),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f))
+        ];
         (0..9usize, id.clone(), id, num.clone(), num, "[a-z ]{0,8}").prop_map(|(k, a, b, x, y, text)| {
-            let kinds = ["element.added", "element.updated", "element.moved", "element.removed", "edge.added", "edge.removed", "narration", "chapter", "other.kind"];
-            let payload = json!({"id": a, "from": a, "to": b, "x": x, "y": y, "text": text, "title": text, "kind": "box"});
+            let kinds = [
+                "element.added",
+                "element.updated",
+                "element.moved",
+                "element.removed",
+                "edge.added",
+                "edge.removed",
+                "narration",
+                "chapter",
+                "other.kind",
+            ];
+            let payload =
+                json!({"id": a, "from": a, "to": b, "x": x, "y": y, "text": text, "title": text, "kind": "box"});
             (kinds[k].to_owned(), payload)
         })
     }

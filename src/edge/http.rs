@@ -29,7 +29,14 @@ impl Ctx {
     pub fn new(req: Request, env: Env) -> AppResult<Ctx> {
         let url = req.url().map_err(|_| AppError::bad_request("bad_url", "the URL could not be parsed"))?;
         let query = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
-        Ok(Ctx { path: url.path().to_owned(), req, env, now_ms: worker::Date::now().as_millis() as i64, query, log_org: None })
+        Ok(Ctx {
+            path: url.path().to_owned(),
+            req,
+            env,
+            now_ms: worker::Date::now().as_millis() as i64,
+            query,
+            log_org: None,
+        })
     }
 
     pub fn method(&self) -> Method {
@@ -56,12 +63,9 @@ impl Ctx {
     pub fn query_u64(&self, key: &str) -> AppResult<Option<u64>> {
         match self.query(key) {
             None | Some("") => Ok(None),
-            Some(v) => v
-                .parse::<u64>()
-                .ok()
-                .filter(|n| *n <= i64::MAX as u64)
-                .map(Some)
-                .ok_or_else(|| AppError::bad_request("invalid_query", format!("{key}: must be a non-negative integer"))),
+            Some(v) => v.parse::<u64>().ok().filter(|n| *n <= i64::MAX as u64).map(Some).ok_or_else(|| {
+                AppError::bad_request("invalid_query", format!("{key}: must be a non-negative integer"))
+            }),
         }
     }
 
@@ -96,7 +100,11 @@ impl Ctx {
                 return Err(too_large());
             }
         }
-        let bytes = self.req.bytes().await.map_err(|_| AppError::bad_request("unreadable_body", "the request body could not be read"))?;
+        let bytes = self
+            .req
+            .bytes()
+            .await
+            .map_err(|_| AppError::bad_request("unreadable_body", "the request body could not be read"))?;
         if bytes.len() > limit {
             return Err(too_large());
         }
@@ -114,7 +122,8 @@ impl Ctx {
         if bytes.is_empty() {
             return Err(AppError::bad_request("malformed_json", "request body is empty; a JSON object is required"));
         }
-        let text = std::str::from_utf8(&bytes).map_err(|_| AppError::bad_request("malformed_json", "request body is not valid UTF-8"))?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| AppError::bad_request("malformed_json", "request body is not valid UTF-8"))?;
         let value: Value = serde_json::from_str(text)?;
         if !value.is_object() {
             return Err(AppError::bad_request("malformed_json", "request body must be a JSON object"));
@@ -157,7 +166,11 @@ pub fn allow(method: &Method, allowed: &[Method]) -> AppResult<()> {
         Ok(())
     } else {
         let names: Vec<String> = allowed.iter().map(|m| m.to_string()).collect();
-        Err(AppError::rule(405, "method_not_allowed", format!("{method} is not allowed here; allowed: {}", names.join(", "))))
+        Err(AppError::rule(
+            405,
+            "method_not_allowed",
+            format!("{method} is not allowed here; allowed: {}", names.join(", ")),
+        ))
     }
 }
 

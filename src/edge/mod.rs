@@ -24,7 +24,10 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
         Ok(r) => r,
         Err(e) => {
             if let AppError::Internal(detail) = &e {
-                worker::console_error!("{}", serde_json::json!({"msg": "internal error", "path": ctx.path, "detail": detail}));
+                worker::console_error!(
+                    "{}",
+                    serde_json::json!({"msg": "internal error", "path": ctx.path, "detail": detail})
+                );
             }
             http::error_response(&e)?
         }
@@ -46,11 +49,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
 /// The path with ids replaced, so log lines group by route.
 fn route_name(path: &str) -> String {
     let segs: Vec<&str> = path.split('/').collect();
-    segs.iter()
-        .enumerate()
-        .map(|(n, s)| if n >= 3 && n % 2 == 1 { ":id" } else { s })
-        .collect::<Vec<_>>()
-        .join("/")
+    segs.iter().enumerate().map(|(n, s)| if n >= 3 && n % 2 == 1 { ":id" } else { s }).collect::<Vec<_>>().join("/")
 }
 
 async fn route(ctx: &mut Ctx) -> AppResult<Response> {

@@ -41,7 +41,15 @@ struct EventRow {
 impl EventRow {
     fn into_event(self) -> Event {
         let payload = serde_json::from_str(&self.payload).unwrap_or(Value::Null);
-        Event { id: self.id, run_id: self.run_id, seq: self.seq, kind: self.kind, payload, timestamp: self.timestamp, author_id: self.author_id }
+        Event {
+            id: self.id,
+            run_id: self.run_id,
+            seq: self.seq,
+            kind: self.kind,
+            payload,
+            timestamp: self.timestamp,
+            author_id: self.author_id,
+        }
     }
 }
 
@@ -106,7 +114,12 @@ pub fn new_id() -> String {
 /// Create a run row. Used by the API and by sessions and attempts.
 pub async fn insert_run(db: &D1Database, org: &str, kind: &str, creator: &str, now_ms: i64) -> AppResult<String> {
     let id = new_id();
-    store::run(db, "INSERT INTO runs (id, org, kind, creator, created_at) VALUES (?1, ?2, ?3, ?4, ?5)", &[t(&id), t(org), t(kind), t(creator), i(now_ms)]).await?;
+    store::run(
+        db,
+        "INSERT INTO runs (id, org, kind, creator, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        &[t(&id), t(org), t(kind), t(creator), i(now_ms)],
+    )
+    .await?;
     Ok(id)
 }
 
@@ -116,8 +129,17 @@ async fn create(ctx: &mut Ctx) -> AppResult<Response> {
     let body = ctx.json().await?;
     let kind = match body.get("kind") {
         None | Some(Value::Null) => "recording".to_owned(),
-        Some(Value::String(k)) if run::is_valid_type(k) && k.len() <= 32 && !matches!(k.as_str(), "session" | "attempt") => k.clone(),
-        Some(_) => return Err(AppError::bad_request("invalid_field", "kind: must be a lowercase word (session and attempt are reserved)")),
+        Some(Value::String(k))
+            if run::is_valid_type(k) && k.len() <= 32 && !matches!(k.as_str(), "session" | "attempt") =>
+        {
+            k.clone()
+        }
+        Some(_) => {
+            return Err(AppError::bad_request(
+                "invalid_field",
+                "kind: must be a lowercase word (session and attempt are reserved)",
+            ))
+        }
     };
     let db = store::db(&ctx.env)?;
     let id = insert_run(&db, &claims.org, &kind, &claims.sub, ctx.now_ms).await?;
@@ -129,7 +151,9 @@ async fn read_run(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     let db = store::db(&ctx.env)?;
     let run = authorized_run(&db, &claims, id, Action::RunRead).await?;
     let last_seq = last_seq(&db, id).await?;
-    ok(json!({"run_id": run.id, "org": run.org, "kind": run.kind, "creator": run.creator, "created_at": run::rfc3339_ms(run.created_at), "last_seq": last_seq}))
+    ok(
+        json!({"run_id": run.id, "org": run.org, "kind": run.kind, "creator": run.creator, "created_at": run::rfc3339_ms(run.created_at), "last_seq": last_seq}),
+    )
 }
 
 pub async fn last_seq(db: &D1Database, run_id: &str) -> AppResult<u64> {
@@ -137,7 +161,8 @@ pub async fn last_seq(db: &D1Database, run_id: &str) -> AppResult<u64> {
     struct Row {
         last: Option<u64>,
     }
-    let row: Option<Row> = store::first(db, "SELECT MAX(seq) AS last FROM events WHERE run_id = ?1", &[t(run_id)]).await?;
+    let row: Option<Row> =
+        store::first(db, "SELECT MAX(seq) AS last FROM events WHERE run_id = ?1", &[t(run_id)]).await?;
     Ok(row.and_then(|r| r.last).unwrap_or(0))
 }
 
@@ -163,12 +188,25 @@ async fn existing_seqs(db: &D1Database, run_id: &str, events: &[NewEvent]) -> Ap
 
 pub enum Appended {
     /// Every event was already in the run: seqs of the originals.
-    AlreadyThere { first_seq: u64, last_seq: u64 },
-    New { first_seq: u64, last_seq: u64 },
+    AlreadyThere {
+        first_seq: u64,
+        last_seq: u64,
+    },
+    New {
+        first_seq: u64,
+        last_seq: u64,
+    },
 }
 
 /// Append a validated batch atomically. Public for attempts, which write runs too.
-pub async fn append_events(db: &D1Database, run: &RunRow, author: &str, events: &[NewEvent], expected_seq: Option<u64>, now_ms: i64) -> AppResult<Appended> {
+pub async fn append_events(
+    db: &D1Database,
+    run: &RunRow,
+    author: &str,
+    events: &[NewEvent],
+    expected_seq: Option<u64>,
+    now_ms: i64,
+) -> AppResult<Appended> {
     // A concurrent append of the same new id can win between our check and
     // our batch; the unique index then aborts ours and one retry settles it.
     for _ in 0..2 {
@@ -176,7 +214,10 @@ pub async fn append_events(db: &D1Database, run: &RunRow, author: &str, events: 
         let fresh: Vec<&NewEvent> = events.iter().filter(|e| !existing.iter().any(|(id, _)| *id == e.id)).collect();
         if fresh.is_empty() {
             let seqs: Vec<u64> = existing.iter().map(|(_, s)| *s).collect();
-            return Ok(Appended::AlreadyThere { first_seq: seqs.iter().copied().min().unwrap_or(0), last_seq: seqs.iter().copied().max().unwrap_or(0) });
+            return Ok(Appended::AlreadyThere {
+                first_seq: seqs.iter().copied().min().unwrap_or(0),
+                last_seq: seqs.iter().copied().max().unwrap_or(0),
+            });
         }
         let mut stmts = Vec::with_capacity(fresh.len() + 1);
         for (n, e) in fresh.iter().enumerate() {
@@ -203,14 +244,21 @@ pub async fn append_events(db: &D1Database, run: &RunRow, author: &str, events: 
                 for r in results.iter().take(fresh.len()) {
                     seqs.extend(r.results::<Seq>()?.into_iter().map(|s| s.seq));
                 }
-                let (first_seq, last_seq) = (seqs.iter().copied().min().unwrap_or(0), seqs.iter().copied().max().unwrap_or(0));
+                let (first_seq, last_seq) =
+                    (seqs.iter().copied().min().unwrap_or(0), seqs.iter().copied().max().unwrap_or(0));
                 return Ok(Appended::New { first_seq, last_seq });
             }
             Err(e) => {
                 let e = AppError::from(e);
                 if store::is_constraint(&e, "NOT NULL") {
                     let current = last_seq(db, &run.id).await?;
-                    return Err(AppError::conflict("seq_conflict", format!("expected_seq {} does not match the run's last seq {current}", expected_seq.unwrap_or(0))));
+                    return Err(AppError::conflict(
+                        "seq_conflict",
+                        format!(
+                            "expected_seq {} does not match the run's last seq {current}",
+                            expected_seq.unwrap_or(0)
+                        ),
+                    ));
                 }
                 if !store::is_constraint(&e, "UNIQUE") {
                     return Err(e);
@@ -229,16 +277,26 @@ async fn append(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {
         return Err(AppError::forbidden("session and attempt runs are written by their own writer only"));
     }
     let body = ctx.json().await?;
-    if let Some(extra) = body.as_object().and_then(|o| o.keys().find(|k| !matches!(k.as_str(), "events" | "expected_seq"))) {
-        return Err(AppError::bad_request("invalid_field", format!("{extra}: unknown field (allowed: events, expected_seq)")));
+    if let Some(extra) =
+        body.as_object().and_then(|o| o.keys().find(|k| !matches!(k.as_str(), "events" | "expected_seq")))
+    {
+        return Err(AppError::bad_request(
+            "invalid_field",
+            format!("{extra}: unknown field (allowed: events, expected_seq)"),
+        ));
     }
-    let expected_seq = match body.get("expected_seq") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_u64().filter(|n| *n <= i64::MAX as u64).ok_or_else(|| AppError::bad_request("invalid_field", "expected_seq: must be a non-negative integer"))?),
-    };
+    let expected_seq =
+        match body.get("expected_seq") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.as_u64().filter(|n| *n <= i64::MAX as u64).ok_or_else(|| {
+                AppError::bad_request("invalid_field", "expected_seq: must be a non-negative integer")
+            })?),
+        };
     let events = run::validate_batch(body.get("events").unwrap_or(&Value::Null))?;
     match append_events(&db, &run, &claims.sub, &events, expected_seq, ctx.now_ms).await? {
-        Appended::AlreadyThere { first_seq, last_seq } => ok(json!({"first_seq": first_seq, "last_seq": last_seq, "duplicate": true})),
+        Appended::AlreadyThere { first_seq, last_seq } => {
+            ok(json!({"first_seq": first_seq, "last_seq": last_seq, "duplicate": true}))
+        }
         Appended::New { first_seq, last_seq } => created(json!({"first_seq": first_seq, "last_seq": last_seq})),
     }
 }
@@ -277,9 +335,16 @@ pub async fn replay_to(db: &D1Database, run_id: &str, target: u64, every: u64) -
         state: String,
         hash: String,
     }
-    let row: Option<CpRow> = store::first(db, "SELECT seq, state, hash FROM checkpoints WHERE run_id = ?1 AND seq <= ?2 ORDER BY seq DESC LIMIT 1", &[t(run_id), u(target)]).await?;
+    let row: Option<CpRow> = store::first(
+        db,
+        "SELECT seq, state, hash FROM checkpoints WHERE run_id = ?1 AND seq <= ?2 ORDER BY seq DESC LIMIT 1",
+        &[t(run_id), u(target)],
+    )
+    .await?;
     // A checkpoint that no longer matches its hash is ignored: replay from scratch is the fallback.
-    let checkpoint = row.and_then(|r| serde_json::from_str(&r.state).ok().map(|state| Checkpoint { seq: r.seq, state, hash: r.hash })).and_then(Checkpoint::verified);
+    let checkpoint = row
+        .and_then(|r| serde_json::from_str(&r.state).ok().map(|state| Checkpoint { seq: r.seq, state, hash: r.hash }))
+        .and_then(Checkpoint::verified);
     let (mut state, mut seq) = match &checkpoint {
         Some(c) => (c.state.clone(), c.seq),
         None => (run::Canvas::default(), 0),
@@ -297,7 +362,11 @@ pub async fn replay_to(db: &D1Database, run_id: &str, target: u64, every: u64) -
             let mut stmts = Vec::new();
             for c in &checkpoints {
                 let text = serde_json::to_string(&c.state).map_err(|e| AppError::internal(e.to_string()))?;
-                stmts.push(store::stmt(db, "INSERT OR IGNORE INTO checkpoints (run_id, seq, state, hash) VALUES (?1, ?2, ?3, ?4)", &[t(run_id), u(c.seq), t(&text), t(&c.hash)])?);
+                stmts.push(store::stmt(
+                    db,
+                    "INSERT OR IGNORE INTO checkpoints (run_id, seq, state, hash) VALUES (?1, ?2, ?3, ?4)",
+                    &[t(run_id), u(c.seq), t(&text), t(&c.hash)],
+                )?);
             }
             db.batch(stmts).await?;
         }
@@ -313,21 +382,35 @@ async fn state(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {
     let at_seq = ctx.query_u64("at_seq")?;
     let at_ms = match ctx.query("at") {
         None | Some("") => None,
-        Some(text) => Some(run::parse_rfc3339_ms(text).ok_or_else(|| AppError::bad_request("invalid_query", "at: must be an RFC 3339 time"))?),
+        Some(text) => Some(
+            run::parse_rfc3339_ms(text)
+                .ok_or_else(|| AppError::bad_request("invalid_query", "at: must be an RFC 3339 time"))?,
+        ),
     };
     let db = store::db(&ctx.env)?;
     authorized_run(&db, &claims, run_id, Action::RunRead).await?;
     let last = last_seq(&db, run_id).await?;
     let target = match (at_seq, at_ms) {
         (Some(_), Some(_)) => return Err(AppError::bad_request("invalid_query", "give at_seq or at, not both")),
-        (Some(s), None) if s > last => return Err(AppError::rule(404, "seq_out_of_range", format!("at_seq {s} is past the run's last seq {last}"))),
+        (Some(s), None) if s > last => {
+            return Err(AppError::rule(
+                404,
+                "seq_out_of_range",
+                format!("at_seq {s} is past the run's last seq {last}"),
+            ))
+        }
         (Some(s), None) => s,
         (None, Some(ms)) => {
             #[derive(Deserialize)]
             struct Row {
                 seq: Option<u64>,
             }
-            let row: Option<Row> = store::first(&db, "SELECT MAX(seq) AS seq FROM events WHERE run_id = ?1 AND timestamp <= ?2", &[t(run_id), i(ms)]).await?;
+            let row: Option<Row> = store::first(
+                &db,
+                "SELECT MAX(seq) AS seq FROM events WHERE run_id = ?1 AND timestamp <= ?2",
+                &[t(run_id), i(ms)],
+            )
+            .await?;
             row.and_then(|r| r.seq).unwrap_or(0)
         }
         (None, None) => last,
@@ -336,7 +419,12 @@ async fn state(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {
     let every = ctx.var_u64("CHECKPOINT_EVERY", 100).max(1);
     let (canvas, seq) = replay_to(&db, run_id, target, every).await?;
     let elapsed = (worker::Date::now().as_millis() - started) as f64 / 1000.0;
-    let _ = db.batch(vec![store::counter_stmt(&db, "dropple_replay_seconds_sum", "", elapsed)?, store::counter_stmt(&db, "dropple_replay_seconds_count", "", 1.0)?]).await;
+    let _ = db
+        .batch(vec![
+            store::counter_stmt(&db, "dropple_replay_seconds_sum", "", elapsed)?,
+            store::counter_stmt(&db, "dropple_replay_seconds_count", "", 1.0)?,
+        ])
+        .await;
     ok(json!({"seq": seq, "state": canvas.to_value(), "hash": canvas.hash()}))
 }
 
@@ -351,4 +439,3 @@ async fn xapi(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {
     let statements: Vec<Value> = events.iter().map(|e| run::xapi_statement(e, &base)).collect();
     ok(json!({"statements": statements, "more": events.len() as u64 == limit}))
 }
-

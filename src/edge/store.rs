@@ -72,7 +72,15 @@ pub fn is_constraint(e: &AppError, kind: &str) -> bool {
 
 /// Append to the audit log (itself append-only by trigger). Best effort for
 /// refusals: an audit write failing must not turn a 4xx into a 500.
-pub fn audit_stmt(db: &D1Database, org: &str, at_ms: i64, actor: &str, action: &str, target: &str, detail: &serde_json::Value) -> AppResult<D1PreparedStatement> {
+pub fn audit_stmt(
+    db: &D1Database,
+    org: &str,
+    at_ms: i64,
+    actor: &str,
+    action: &str,
+    target: &str,
+    detail: &serde_json::Value,
+) -> AppResult<D1PreparedStatement> {
     stmt(
         db,
         "INSERT INTO audit (org, at, actor, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -80,13 +88,24 @@ pub fn audit_stmt(db: &D1Database, org: &str, at_ms: i64, actor: &str, action: &
     )
 }
 
-pub async fn audit(db: &D1Database, org: &str, at_ms: i64, actor: &str, action: &str, target: &str, detail: &serde_json::Value) {
+pub async fn audit(
+    db: &D1Database,
+    org: &str,
+    at_ms: i64,
+    actor: &str,
+    action: &str,
+    target: &str,
+    detail: &serde_json::Value,
+) {
     let result = match audit_stmt(db, org, at_ms, actor, action, target, detail) {
         Ok(s) => s.run().await.map_err(AppError::from),
         Err(e) => Err(e),
     };
     if let Err(e) = result {
-        worker::console_error!("{}", serde_json::json!({"msg": "audit write failed", "action": action, "error": e.to_string()}));
+        worker::console_error!(
+            "{}",
+            serde_json::json!({"msg": "audit write failed", "action": action, "error": e.to_string()})
+        );
     }
 }
 

@@ -47,10 +47,14 @@ async fn dev_token(ctx: &mut Ctx) -> AppResult<Response> {
         ttl_secs: Option<i64>,
         display_name: Option<String>,
     }
-    let body: Body = serde_json::from_value(ctx.json().await?)
-        .map_err(|e| AppError::bad_request("invalid_field", format!("{e} (roles: author, teacher, reviewer, learner, governor)")))?;
+    let body: Body = serde_json::from_value(ctx.json().await?).map_err(|e| {
+        AppError::bad_request("invalid_field", format!("{e} (roles: author, teacher, reviewer, learner, governor)"))
+    })?;
     if !identity::is_valid_id(&body.sub) || !identity::is_valid_id(&body.org) {
-        return Err(AppError::bad_request("invalid_field", "sub and org: ids of [A-Za-z0-9._-], at most 64 characters"));
+        return Err(AppError::bad_request(
+            "invalid_field",
+            "sub and org: ids of [A-Za-z0-9._-], at most 64 characters",
+        ));
     }
     let ttl = body.ttl_secs.unwrap_or(12 * 3600).clamp(1, 30 * 24 * 3600);
     let claims = Claims { sub: body.sub, org: body.org, roles: body.roles, exp: ctx.now_ms / 1000 + ttl };
@@ -65,7 +69,8 @@ async fn dev_token(ctx: &mut Ctx) -> AppResult<Response> {
 
 /// Orgs are created on first sight (development) on the free plan.
 pub async fn ensure_org(db: &D1Database, org: &str, now_ms: i64) -> AppResult<()> {
-    store::run(db, "INSERT OR IGNORE INTO orgs (id, plan, created_at) VALUES (?1, 'free', ?2)", &[t(org), i(now_ms)]).await
+    store::run(db, "INSERT OR IGNORE INTO orgs (id, plan, created_at) VALUES (?1, 'free', ?2)", &[t(org), i(now_ms)])
+        .await
 }
 
 pub async fn org_plan(db: &D1Database, org: &str, now_ms: i64) -> AppResult<Plan> {
@@ -138,7 +143,12 @@ async fn audit(ctx: &mut Ctx) -> AppResult<Response> {
         detail: String,
     }
     let db = store::db(&ctx.env)?;
-    let rows: Vec<Row> = store::all(&db, "SELECT id, at, actor, action, target, detail FROM audit WHERE org = ?1 AND id > ?2 ORDER BY id LIMIT ?3", &[t(&org), store::u(after), store::u(limit)]).await?;
+    let rows: Vec<Row> = store::all(
+        &db,
+        "SELECT id, at, actor, action, target, detail FROM audit WHERE org = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+        &[t(&org), store::u(after), store::u(limit)],
+    )
+    .await?;
     let next_after = (rows.len() as u64 == limit).then(|| rows.last().map(|r| r.id)).flatten();
     let entries: Vec<Value> = rows
         .into_iter()
@@ -186,7 +196,9 @@ async fn render_metrics(db: &D1Database) -> AppResult<String> {
     }
     let stats = stats.unwrap_or(Stats { runs: 0, max_events: None });
     out.push_str(&format!("# TYPE dropple_runs gauge\ndropple_runs {}\n", stats.runs));
-    out.push_str(&format!("# TYPE dropple_events_per_run_max gauge\ndropple_events_per_run_max {}\n", stats.max_events.unwrap_or(0)));
+    out.push_str(&format!(
+        "# TYPE dropple_events_per_run_max gauge\ndropple_events_per_run_max {}\n",
+        stats.max_events.unwrap_or(0)
+    ));
     Ok(out)
 }
-
