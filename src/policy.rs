@@ -104,7 +104,7 @@ fn rule(action: Action) -> (&'static [Role], bool, &'static str) {
             (&[Author, Teacher, Reviewer, Learner, Governor], false, "no role grants reading lessons")
         }
         Action::LessonReadAnswerKey => {
-            (&[Author, Reviewer, Governor], false, "the answer key is for the author, reviewers and governors")
+            (&[Reviewer, Governor], false, "the answer key is for the lesson's author, reviewers and governors")
         }
         Action::AssetUpload => (&[Author], false, "only authors upload media"),
         Action::SessionCreate => (&[Teacher], false, "only teachers open sessions"),
@@ -136,8 +136,12 @@ pub fn decide(roles: &[Role], action: Action, scope: Scope) -> Decision {
     }
     let (allowed, must_own, reason) = rule(action);
     let has_role = roles.iter().any(|r| allowed.contains(r));
-    // Erasing one's own personal data needs no role.
-    if action == Action::PersonalDataErase && scope.owner {
+    // Erasing one's own personal data needs no role; a lesson's own author
+    // sees its answer key whatever else they are.
+    if scope.owner
+        && (action == Action::PersonalDataErase
+            || action == Action::LessonReadAnswerKey && roles.contains(&Role::Author))
+    {
         return Decision::Allow;
     }
     if has_role && (!must_own || scope.owner) {
@@ -257,7 +261,7 @@ mod tests {
             LessonCreate | AssetUpload => role == Author,
             LessonVersion => role == Author && owner,
             LessonRead | SessionObserve | AiJobCreate | UsageRead => true,
-            LessonReadAnswerKey => matches!(role, Author | Reviewer | Governor),
+            LessonReadAnswerKey => matches!(role, Reviewer | Governor) || role == Author && owner,
             SessionCreate => role == Teacher,
             SessionTeach => role == Teacher && owner,
             ListingSubmit => role == Author && owner,

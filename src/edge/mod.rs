@@ -3,6 +3,7 @@
 
 mod classroom_do;
 mod http;
+mod lessons;
 mod runs;
 mod store;
 mod system;
@@ -56,7 +57,14 @@ async fn route(ctx: &mut Ctx) -> AppResult<Response> {
     let path = ctx.path.clone();
     let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     match segs.as_slice() {
+        ["v1", "runs", id, "export"] => {
+            http::allow(&ctx.method(), &[worker::Method::Post])?;
+            let id = http::path_id(id, "run")?.to_owned();
+            lessons::export(ctx, &id).await
+        }
         ["v1", "runs", rest @ ..] => runs::route(ctx, rest).await,
+        ["v1", "lessons", rest @ ..] => lessons::route(ctx, rest).await,
+        ["v1", "assets", rest @ ..] => lessons::assets_route(ctx, rest).await,
         ["v1", rest @ ..] => system::route(ctx, rest).await,
         _ => Err(AppError::not_found("route")),
     }
