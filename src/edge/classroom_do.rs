@@ -1,19 +1,604 @@
-//! The classroom Durable Object (one per live session).
+//! The classroom Durable Object: one per live session. It adapts sockets and
+//! storage to the pure protocol core in `crate::classroom`: decode, call the
+//! core, carry out the effects in order (persist before broadcast).
+//!
+//! Storage is the object's SQLite: `meta` (config, outbox position) and
+//! `events` (the session's run). The in-memory state is only a cache of
+//! `replay(config, events)`, rebuilt after hibernation, a reset or a restart.
+//! An alarm forwards events to D1 (the outbox), retrying with backoff, so a D1
+//! fault loses nothing.
 
-use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
+use super::sessions::{HDR_OBSERVER_LIMIT, HDR_ROLE, HDR_USER};
+use super::store::{self, t, u};
+use crate::classroom::{self, Effect, Peer, Role, ServerMsg, SessionConfig, SessionState, Status};
+use crate::error::AppError;
+use crate::run::Event;
+use futures_channel::mpsc::{unbounded, UnboundedSender};
+use serde::Deserialize;
+use serde_json::json;
+use std::cell::RefCell;
+use worker::{
+    durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, SqlStorageValue, State, WebSocket,
+    WebSocketIncomingMessage, WebSocketPair,
+};
+
+/// Events per outbox batch; each insert binds 8 values, D1 allows 100 per statement.
+const OUTBOX_BATCH: usize = 100;
+const OUTBOX_DELAY_MS: i64 = 20;
 
 #[durable_object]
 pub struct Classroom {
-    _state: State,
-    _env: Env,
+    state: State,
+    env: Env,
+    /// Cache of the folded session; `None` until loaded. A RefCell because
+    /// handlers take `&self`; never borrowed across an `.await`.
+    session: RefCell<Option<SessionState>>,
+    /// Open SSE streams. They keep the object awake, so memory is fine here.
+    sse: RefCell<Vec<UnboundedSender<std::result::Result<Vec<u8>, worker::Error>>>>,
+}
+
+#[derive(Deserialize)]
+struct EventRow {
+    seq: f64,
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    payload: String,
+    timestamp: f64,
+    author_id: String,
+}
+
+#[derive(Deserialize)]
+struct MetaRow {
+    value: String,
+}
+
+fn now_ms() -> i64 {
+    worker::Date::now().as_millis() as i64
+}
+
+fn json_response(status: u16, body: &serde_json::Value) -> Result<Response> {
+    Ok(Response::from_json(body)?.with_status(status))
+}
+
+fn error(status: u16, code: &str, message: &str) -> Result<Response> {
+    json_response(status, &json!({"error": {"code": code, "message": message}}))
+}
+
+impl Classroom {
+    fn sql(&self) -> SqlStorage {
+        self.state.storage().sql()
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let sql = self.sql();
+        sql.exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)", None)?;
+        sql.exec(
+            "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, type TEXT NOT NULL, payload TEXT NOT NULL, timestamp INTEGER NOT NULL, author_id TEXT NOT NULL)",
+            None,
+        )?;
+        Ok(())
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>> {
+        let rows: Vec<MetaRow> =
+            self.sql().exec("SELECT value FROM meta WHERE key = ?", vec![SqlStorageValue::from(key)])?.to_array()?;
+        Ok(rows.into_iter().next().map(|r| r.value))
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.sql().exec(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            vec![key.into(), value.into()],
+        )?;
+        Ok(())
+    }
+
+    fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>> {
+        let rows: Vec<EventRow> = self
+            .sql()
+            .exec(
+                "SELECT seq, id, type, payload, timestamp, author_id FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                vec![SqlStorageValue::from(after as f64), SqlStorageValue::from(limit as f64)],
+            )?
+            .to_array()?;
+        let run_id = self.with_session(|s| s.config.run_id.clone())?.unwrap_or_default();
+        Ok(rows
+            .into_iter()
+            .map(|r| Event {
+                id: r.id,
+                run_id: run_id.clone(),
+                seq: r.seq as u64,
+                kind: r.kind,
+                payload: serde_json::from_str(&r.payload).unwrap_or(serde_json::Value::Null),
+                timestamp: r.timestamp as i64,
+                author_id: r.author_id,
+            })
+            .collect())
+    }
+
+    /// Load (replay) the session into the cache if needed, then run `f` on it.
+    /// `Ok(None)` when the object was never initialised.
+    fn with_session<T>(&self, f: impl FnOnce(&mut SessionState) -> T) -> Result<Option<T>> {
+        if self.session.borrow().is_none() {
+            self.migrate()?;
+            let Some(config) = self.meta("config")? else { return Ok(None) };
+            let config: SessionConfig =
+                serde_json::from_str(&config).map_err(|e| worker::Error::RustError(e.to_string()))?;
+            let mut state = SessionState::new(config);
+            let mut after = 0;
+            loop {
+                let rows: Vec<EventRow> = self
+                    .sql()
+                    .exec(
+                        "SELECT seq, id, type, payload, timestamp, author_id FROM events WHERE seq > ? ORDER BY seq LIMIT 1000",
+                        vec![SqlStorageValue::from(after as f64)],
+                    )?
+                    .to_array()?;
+                let Some(last) = rows.last() else { break };
+                after = last.seq as u64;
+                for r in rows {
+                    let ev = Event {
+                        id: r.id,
+                        run_id: state.config.run_id.clone(),
+                        seq: r.seq as u64,
+                        kind: r.kind,
+                        payload: serde_json::from_str(&r.payload).unwrap_or(serde_json::Value::Null),
+                        timestamp: r.timestamp as i64,
+                        author_id: r.author_id,
+                    };
+                    state.apply(&ev);
+                }
+            }
+            *self.session.borrow_mut() = Some(state);
+        }
+        Ok(self.session.borrow_mut().as_mut().map(f))
+    }
+
+    /// Everyone who has said hello (their attachment is `Connected`), plus SSE streams.
+    fn connected_sockets(&self) -> Vec<WebSocket> {
+        self.state
+            .get_websockets()
+            .into_iter()
+            .filter(|ws| ws.deserialize_attachment::<Peer>().ok().flatten().is_some_and(|p| p.conn.is_connected()))
+            .collect()
+    }
+
+    fn presence_count(&self) -> u32 {
+        self.sse.borrow_mut().retain(|s| !s.is_closed());
+        (self.connected_sockets().len() + self.sse.borrow().len()) as u32
+    }
+
+    /// Serialize once, send to every connected socket and SSE stream.
+    fn broadcast(&self, msg: &ServerMsg) {
+        let Ok(text) = serde_json::to_string(msg) else { return };
+        for ws in self.connected_sockets() {
+            let _ = ws.send_with_str(&text);
+        }
+        if let ServerMsg::Event { seq, .. } | ServerMsg::Snapshot { seq, .. } = msg {
+            let frame = sse_frame(*seq, msg_kind(msg), &text);
+            self.sse.borrow_mut().retain(|s| s.unbounded_send(Ok(frame.clone().into_bytes())).is_ok());
+        }
+    }
+
+    fn send(ws: &WebSocket, msg: &ServerMsg) {
+        if let Ok(text) = serde_json::to_string(msg) {
+            let _ = ws.send_with_str(&text);
+        }
+    }
+
+    fn snapshot_with_presence(&self) -> Result<Option<ServerMsg>> {
+        let snap = self.with_session(|s| s.snapshot())?;
+        let count = self.presence_count();
+        Ok(snap.map(|m| match m {
+            ServerMsg::Snapshot { seq, state, .. } => ServerMsg::Snapshot { seq, state, presence: Some(count) },
+            other => other,
+        }))
+    }
+
+    fn persist(&self, events: &[Event]) -> Result<()> {
+        let sql = self.sql();
+        // No await between these statements: the object's storage commits
+        // them together, so a batch lands whole or not at all.
+        for e in events {
+            sql.exec(
+                "INSERT INTO events (seq, id, type, payload, timestamp, author_id) VALUES (?, ?, ?, ?, ?, ?)",
+                vec![
+                    SqlStorageValue::from(e.seq as f64),
+                    e.id.clone().into(),
+                    e.kind.clone().into(),
+                    e.payload.to_string().into(),
+                    SqlStorageValue::from(e.timestamp as f64),
+                    e.author_id.clone().into(),
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Carry out the core's effects for `ws` (the sender, if any). Returns
+    /// audit entries to write after (they need D1, an await).
+    fn execute(&self, ws: Option<&WebSocket>, effects: Vec<Effect>) -> Vec<serde_json::Value> {
+        let mut audits = Vec::new();
+        let mut persisted = false;
+        for effect in effects {
+            match effect {
+                Effect::Persist(events) => {
+                    if let Err(e) = self.persist(&events) {
+                        // Nothing broadcast yet: drop the cache so the next
+                        // message replays exactly what storage holds.
+                        worker::console_error!(
+                            "{}",
+                            json!({"msg": "classroom persist failed", "error": e.to_string()})
+                        );
+                        *self.session.borrow_mut() = None;
+                        if let Some(ws) = ws {
+                            Self::send(
+                                ws,
+                                &ServerMsg::Error {
+                                    code: classroom::ErrorCode::InvalidMessage,
+                                    message: "could not store the change; try again".into(),
+                                },
+                            );
+                        }
+                        return audits;
+                    }
+                    persisted = true;
+                }
+                Effect::Broadcast(msg) => self.broadcast(&msg),
+                Effect::Reply(msg) => {
+                    let msg = match msg {
+                        ServerMsg::Snapshot { seq, state, .. } => {
+                            ServerMsg::Snapshot { seq, state, presence: Some(self.presence_count() + 1) }
+                        }
+                        m => m,
+                    };
+                    if let Some(ws) = ws {
+                        Self::send(ws, &msg);
+                    }
+                }
+                Effect::SendSince { after } => {
+                    if let Some(ws) = ws {
+                        let mut cursor = after;
+                        while let Ok(page) = self.events_after(cursor, 500) {
+                            let Some(last) = page.last().map(|e| e.seq) else { break };
+                            for e in page {
+                                Self::send(ws, &ServerMsg::Event { seq: e.seq, event: e });
+                            }
+                            cursor = last;
+                        }
+                    }
+                }
+                Effect::Audit { action, detail } => audits.push(json!({"action": action, "detail": detail})),
+                Effect::Close { code, reason } => {
+                    if let Some(ws) = ws {
+                        let _ = ws.close(Some(code), Some(reason));
+                    }
+                }
+            }
+        }
+        if persisted {
+            self.schedule_outbox(OUTBOX_DELAY_MS);
+        }
+        audits
+    }
+
+    fn schedule_outbox(&self, delay_ms: i64) {
+        let storage = self.state.storage();
+        self.state.wait_until(async move {
+            if let Ok(None) = storage.get_alarm().await {
+                let _ = storage.set_alarm(std::time::Duration::from_millis(delay_ms.max(1) as u64)).await;
+            }
+        });
+    }
+
+    async fn write_audits(&self, audits: Vec<serde_json::Value>, actor: &str) {
+        if audits.is_empty() {
+            return;
+        }
+        let Ok(db) = store::db(&self.env) else { return };
+        let org = self.with_session(|s| s.config.org.clone()).ok().flatten().unwrap_or_default();
+        for a in audits {
+            let action = a["action"].as_str().unwrap_or("classroom.audit").to_owned();
+            worker::console_log!("{}", json!({"msg": "audit", "action": action, "actor": actor}));
+            store::audit(
+                &db,
+                &org,
+                now_ms(),
+                actor,
+                &action,
+                a["detail"]["session_id"].as_str().unwrap_or(""),
+                &a["detail"],
+            )
+            .await;
+        }
+    }
+
+    async fn accept_socket(&self, req: &Request) -> Result<Response> {
+        let user = req.headers().get(HDR_USER)?.unwrap_or_default();
+        let role =
+            if req.headers().get(HDR_ROLE)?.as_deref() == Some("teacher") { Role::Teacher } else { Role::Observer };
+        let limit: u32 =
+            req.headers().get(HDR_OBSERVER_LIMIT)?.and_then(|l| l.parse().ok()).unwrap_or(classroom::MAX_OBSERVERS);
+        let pair = WebSocketPair::new()?;
+        let tag = if role == Role::Teacher { "teacher" } else { "observer" };
+        let observers = self.state.get_websockets_with_tag("observer").len() as u32;
+        // The plan may allow fewer observers than the protocol's own cap.
+        let over_plan = role == Role::Observer && observers >= limit;
+        let refusal = classroom::admission(role, observers)
+            .or_else(|| over_plan.then_some(Effect::Close { code: classroom::CLOSE_ROOM_FULL, reason: "room_full" }));
+        self.state.accept_websocket_with_tags(&pair.server, &[tag]);
+        pair.server.serialize_attachment(Peer::new(user, role, now_ms()))?;
+        if let Some(Effect::Close { code, reason }) = refusal {
+            Self::send(
+                &pair.server,
+                &ServerMsg::Error { code: classroom::ErrorCode::RoomFull, message: "the session is full".into() },
+            );
+            let _ = pair.server.close(Some(code), Some(reason));
+        }
+        Response::from_websocket(pair.client)
+    }
+
+    fn open_sse(&self, req: &Request) -> Result<Response> {
+        let url = req.url()?;
+        let after = url
+            .query_pairs()
+            .find(|(k, _)| k == "after")
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+            .or_else(|| req.headers().get("last-event-id").ok().flatten().and_then(|v| v.trim().parse().ok()));
+        let (tx, rx) = unbounded();
+        let mut preamble = String::from("retry: 1000\n\n");
+        let known = self.with_session(|s| s.seq)?.unwrap_or(0);
+        match after {
+            Some(after) if after <= known => {
+                let mut cursor = after;
+                loop {
+                    let page = self.events_after(cursor, 500)?;
+                    let Some(last) = page.last().map(|e| e.seq) else { break };
+                    for e in page {
+                        let seq = e.seq;
+                        let text = serde_json::to_string(&ServerMsg::Event { seq, event: e }).unwrap_or_default();
+                        preamble.push_str(&sse_frame(seq, "event", &text));
+                    }
+                    cursor = last;
+                }
+            }
+            _ => {
+                if let Some(snap) = self.snapshot_with_presence()? {
+                    let text = serde_json::to_string(&snap).unwrap_or_default();
+                    preamble.push_str(&sse_frame(known, "snapshot", &text));
+                }
+            }
+        }
+        let _ = tx.unbounded_send(Ok(preamble.into_bytes()));
+        self.sse.borrow_mut().push(tx);
+        let mut resp = Response::from_stream(rx)?;
+        let h = resp.headers_mut();
+        h.set("content-type", "text/event-stream; charset=utf-8")?;
+        h.set("cache-control", "no-store")?;
+        Ok(resp)
+    }
+
+    /// Forward events D1 has not seen yet; returns whether everything is synced.
+    async fn flush_outbox(&self) -> std::result::Result<bool, AppError> {
+        let synced: u64 = self.meta("d1_synced_seq")?.and_then(|v| v.parse().ok()).unwrap_or(0);
+        let events = self.events_after(synced, OUTBOX_BATCH)?;
+        let (org, status, session_id) = self
+            .with_session(|s| (s.config.org.clone(), s.status, s.config.session_id.clone()))?
+            .ok_or_else(|| AppError::internal("outbox of an uninitialised session"))?;
+        let db = store::db(&self.env)?;
+        if self.fault_active(&db).await {
+            return Err(AppError::internal("D1 writes disabled by the development fault switch"));
+        }
+        let Some(last) = events.last().map(|e| e.seq) else { return Ok(true) };
+        let mut stmts = Vec::with_capacity(events.len() + 1);
+        for e in &events {
+            let payload = e.payload.to_string();
+            stmts.push(store::stmt(
+                &db,
+                "INSERT OR IGNORE INTO events (run_id, seq, id, type, payload, timestamp, author_id, org) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                &[t(&e.run_id), u(e.seq), t(&e.id), t(&e.kind), t(&payload), store::i(e.timestamp), t(&e.author_id), t(&org)],
+            )?);
+        }
+        stmts.push(store::stmt(
+            &db,
+            "UPDATE sessions SET status = ?1 WHERE id = ?2",
+            &[t(status_name(status)), t(&session_id)],
+        )?);
+        stmts.push(store::counter_stmt(&db, "dropple_events_appended_total", "", events.len() as f64)?);
+        db.batch(stmts).await?;
+        self.set_meta("d1_synced_seq", &last.to_string())?;
+        self.set_meta("outbox_failures", "0")?;
+        Ok(self.events_after(last, 1)?.is_empty())
+    }
+
+    async fn fault_active(&self, db: &worker::D1Database) -> bool {
+        if self.env.var("ENVIRONMENT").map(|v| v.to_string()).ok().as_deref() != Some("development") {
+            return false;
+        }
+        #[derive(Deserialize)]
+        struct Row {
+            value: String,
+        }
+        let row: std::result::Result<Option<Row>, _> =
+            store::first(db, "SELECT value FROM dev_faults WHERE name = 'd1_writes'", &[]).await;
+        matches!(row, Ok(Some(r)) if r.value == "fail")
+    }
+}
+
+fn status_name(s: Status) -> &'static str {
+    match s {
+        Status::Waiting => "waiting",
+        Status::Live => "live",
+        Status::Paused => "paused",
+        Status::Ended => "ended",
+    }
+}
+
+fn msg_kind(msg: &ServerMsg) -> &'static str {
+    match msg {
+        ServerMsg::Snapshot { .. } => "snapshot",
+        _ => "event",
+    }
+}
+
+fn sse_frame(seq: u64, kind: &str, data: &str) -> String {
+    format!("id: {seq}\nevent: {kind}\ndata: {data}\n\n")
 }
 
 impl DurableObject for Classroom {
     fn new(state: State, env: Env) -> Self {
-        Classroom { _state: state, _env: env }
+        Classroom { state, env, session: RefCell::new(None), sse: RefCell::new(Vec::new()) }
     }
 
-    async fn fetch(&self, _req: Request) -> Result<Response> {
-        Response::error("not found", 404)
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        let path = req.path();
+        match path.as_str() {
+            "/init" => {
+                let mut req = req;
+                let config: SessionConfig = match req.json().await {
+                    Ok(c) => c,
+                    Err(_) => return error(400, "invalid_config", "session config is malformed"),
+                };
+                self.migrate()?;
+                if self.meta("config")?.is_none() {
+                    let text = serde_json::to_string(&config).map_err(|e| worker::Error::RustError(e.to_string()))?;
+                    self.set_meta("config", &text)?;
+                }
+                json_response(200, &json!({"ok": true}))
+            }
+            "/status" => {
+                match self.with_session(|s| (status_name(s.status), s.cursor.clone(), s.seq, s.questions.len()))? {
+                    Some((status, cursor, seq, questions)) => json_response(
+                        200,
+                        &json!({"status": status, "cursor": cursor, "seq": seq, "participants": self.presence_count(), "questions": questions}),
+                    ),
+                    None => error(404, "not_found", "session not found"),
+                }
+            }
+            "/ws" => {
+                if self.with_session(|_| ())?.is_none() {
+                    return error(404, "not_found", "session not found");
+                }
+                self.accept_socket(&req).await
+            }
+            "/sse" => {
+                if self.with_session(|_| ())?.is_none() {
+                    return error(404, "not_found", "session not found");
+                }
+                self.open_sse(&req)
+            }
+            _ => error(404, "not_found", "route not found"),
+        }
+    }
+
+    async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> Result<()> {
+        let text = match message {
+            WebSocketIncomingMessage::String(s) => s,
+            WebSocketIncomingMessage::Binary(_) => {
+                Self::send(
+                    &ws,
+                    &ServerMsg::Error {
+                        code: classroom::ErrorCode::InvalidMessage,
+                        message: "binary frames are not part of the protocol; send JSON text".into(),
+                    },
+                );
+                return Ok(());
+            }
+        };
+        let Some(mut peer) = ws.deserialize_attachment::<Peer>()? else {
+            let _ = ws.close(Some(1011), Some("lost attachment"));
+            return Ok(());
+        };
+        let was_connected = peer.conn.is_connected();
+        let now = now_ms();
+        let effects = self
+            .with_session(|state| classroom::receive(state, &mut peer, &text, now, &mut super::runs::new_id))?
+            .unwrap_or_default();
+        let audits = self.execute(Some(&ws), effects);
+        ws.serialize_attachment(&peer)?;
+        if !was_connected && peer.conn.is_connected() {
+            let count = self.presence_count();
+            self.broadcast(&ServerMsg::Presence { count });
+        }
+        let actor = peer.conn.who().user_id;
+        self.write_audits(audits, &actor).await;
+        Ok(())
+    }
+
+    async fn websocket_close(&self, ws: WebSocket, _code: usize, _reason: String, _was_clean: bool) -> Result<()> {
+        self.on_socket_gone(&ws);
+        Ok(())
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
+        self.on_socket_gone(&ws);
+        Ok(())
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        match self.flush_outbox().await {
+            Ok(true) => {
+                self.set_meta("outbox_failures", "0")?;
+            }
+            Ok(false) => {
+                self.state.storage().set_alarm(std::time::Duration::from_millis(1)).await?;
+            }
+            Err(e) => {
+                let failures: u32 = self.meta("outbox_failures")?.and_then(|v| v.parse().ok()).unwrap_or(0) + 1;
+                self.set_meta("outbox_failures", &failures.to_string())?;
+                // 250 ms, 500 ms, 1 s … capped at 30 s: D1 coming back is noticed quickly.
+                let delay = (250u64 << failures.min(7)).min(30_000);
+                worker::console_error!(
+                    "{}",
+                    json!({"msg": "outbox flush failed", "failures": failures, "retry_ms": delay, "error": e.to_string()})
+                );
+                self.state.storage().set_alarm(std::time::Duration::from_millis(delay)).await?;
+            }
+        }
+        Response::ok("ok")
+    }
+}
+
+impl Classroom {
+    fn on_socket_gone(&self, ws: &WebSocket) {
+        let peer = ws.deserialize_attachment::<Peer>().ok().flatten();
+        let _ = ws.close(Some(1000), Some("bye"));
+        let Some(peer) = peer else { return };
+        if peer.conn.who().role == Role::Teacher {
+            let teacher_left =
+                self.state.get_websockets_with_tag("teacher").iter().all(|other| other == ws || other_closing(other));
+            if teacher_left {
+                let now = now_ms();
+                let effects = self
+                    .with_session(|state| classroom::teacher_disconnected(state, now, &mut super::runs::new_id))
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                self.execute(None, effects);
+            }
+        }
+        if peer.conn.is_connected() {
+            let count =
+                self.connected_sockets().iter().filter(|s| *s != ws).count() as u32 + self.sse.borrow().len() as u32;
+            self.broadcast(&ServerMsg::Presence { count });
+        }
+    }
+}
+
+/// A socket in CLOSING/CLOSED state no longer counts as present.
+fn other_closing(ws: &WebSocket) -> bool {
+    let raw: &web_sys_like::WebSocketLike = wasm_bindgen::JsCast::unchecked_ref(ws.as_ref());
+    raw.ready_state() >= 2
+}
+
+mod web_sys_like {
+    use wasm_bindgen::prelude::*;
+    #[wasm_bindgen]
+    extern "C" {
+        #[wasm_bindgen(js_name = WebSocket)]
+        pub type WebSocketLike;
+        #[wasm_bindgen(method, getter, js_name = readyState)]
+        pub fn ready_state(this: &WebSocketLike) -> u16;
     }
 }

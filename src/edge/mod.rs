@@ -5,6 +5,7 @@ mod classroom_do;
 mod http;
 mod lessons;
 mod runs;
+mod sessions;
 mod store;
 mod system;
 
@@ -63,6 +64,8 @@ async fn route(ctx: &mut Ctx) -> AppResult<Response> {
             lessons::export(ctx, &id).await
         }
         ["v1", "runs", rest @ ..] => runs::route(ctx, rest).await,
+        ["v1", "sessions", rest @ ..] => sessions::route(ctx, rest).await,
+        ["v1", "join", code] => sessions::join(ctx, code).await,
         ["v1", "lessons", rest @ ..] => lessons::route(ctx, rest).await,
         ["v1", "assets", rest @ ..] => lessons::assets_route(ctx, rest).await,
         ["v1", rest @ ..] => system::route(ctx, rest).await,

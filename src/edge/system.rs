@@ -20,6 +20,15 @@ pub async fn route(ctx: &mut Ctx, rest: &[&str]) -> AppResult<Response> {
             allow(&m, &[Method::Post])?;
             dev_token(ctx).await
         }
+        ["dev", "faults"] if ctx.is_development() => {
+            allow(&m, &[Method::Put])?;
+            set_fault(ctx).await
+        }
+        ["dev", "orgs", org, "plan"] if ctx.is_development() => {
+            allow(&m, &[Method::Put])?;
+            let org = path_id(org, "org")?.to_owned();
+            set_plan(ctx, &org).await
+        }
         ["orgs", org, "usage"] => {
             allow(&m, &[Method::Get])?;
             let org = path_id(org, "org")?.to_owned();
@@ -65,6 +74,33 @@ async fn dev_token(ctx: &mut Ctx) -> AppResult<Response> {
     }
     let token = identity::issue(&claims, ctx.auth_secret()?.as_bytes())?;
     created(json!({"token": token, "claims": claims}))
+}
+
+/// Development-only fault switches, e.g. `{"d1_writes": "fail"}` makes the
+/// classroom outbox's D1 writes fail until set back to `"ok"`.
+async fn set_fault(ctx: &mut Ctx) -> AppResult<Response> {
+    let body = ctx.json().await?;
+    let value = match body.get("d1_writes").and_then(Value::as_str) {
+        Some(v @ ("fail" | "ok")) => v.to_owned(),
+        _ => return Err(AppError::bad_request("invalid_field", "d1_writes: must be \"fail\" or \"ok\"")),
+    };
+    let db = store::db(&ctx.env)?;
+    store::run(&db, "INSERT INTO dev_faults (name, value) VALUES ('d1_writes', ?1) ON CONFLICT (name) DO UPDATE SET value = excluded.value", &[t(&value)]).await?;
+    ok(json!({"d1_writes": value}))
+}
+
+/// Development-only: move an org to another plan (`{"plan": "pro"}`).
+async fn set_plan(ctx: &mut Ctx, org: &str) -> AppResult<Response> {
+    let body = ctx.json().await?;
+    let plan = body
+        .get("plan")
+        .and_then(Value::as_str)
+        .and_then(Plan::parse)
+        .ok_or_else(|| AppError::bad_request("invalid_field", "plan: must be free, pro or enterprise"))?;
+    let db = store::db(&ctx.env)?;
+    ensure_org(&db, org, ctx.now_ms).await?;
+    store::run(&db, "UPDATE orgs SET plan = ?1 WHERE id = ?2", &[t(plan.as_str()), t(org)]).await?;
+    ok(json!({"org": org, "plan": plan}))
 }
 
 /// Orgs are created on first sight (development) on the free plan.

@@ -1,0 +1,233 @@
+//! Live sessions over HTTP: create (pinned to an exact lesson version), join
+//! by code, status, and the WebSocket / SSE doors into the session's
+//! Durable Object. Authentication happens here; the object trusts the
+//! identity headers because only this worker can reach it.
+
+use super::http::{allow, created, ok, path_id, Ctx};
+use super::store::{self, i, t, CLASSROOM};
+use super::{lessons, runs, system};
+use crate::classroom::{self, QuizRef, SessionConfig};
+use crate::error::{AppError, AppResult};
+use crate::identity::Claims;
+use crate::policy::{self, Action, Scope};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use worker::{Headers, Method, Request, RequestInit, Response};
+
+pub const HDR_USER: &str = "x-dropple-user";
+pub const HDR_ROLE: &str = "x-dropple-role";
+pub const HDR_ORG: &str = "x-dropple-org";
+pub const HDR_OBSERVER_LIMIT: &str = "x-dropple-observer-limit";
+
+#[derive(Deserialize)]
+pub struct SessionRow {
+    pub id: String,
+    pub org: String,
+    pub teacher_id: String,
+    pub run_id: String,
+    pub status: String,
+}
+
+pub async fn route(ctx: &mut Ctx, rest: &[&str]) -> AppResult<Response> {
+    let m = ctx.method();
+    match rest {
+        [] => {
+            allow(&m, &[Method::Post])?;
+            create(ctx).await
+        }
+        [id] => {
+            allow(&m, &[Method::Get])?;
+            let id = path_id(id, "session")?.to_owned();
+            status(ctx, &id).await
+        }
+        [id, "ws"] => {
+            allow(&m, &[Method::Get])?;
+            let id = path_id(id, "session")?.to_owned();
+            connect(ctx, &id, "ws").await
+        }
+        [id, "sse"] => {
+            allow(&m, &[Method::Get])?;
+            let id = path_id(id, "session")?.to_owned();
+            connect(ctx, &id, "sse").await
+        }
+        _ => Err(AppError::not_found("route")),
+    }
+}
+
+pub async fn join(ctx: &mut Ctx, code: &str) -> AppResult<Response> {
+    allow(&ctx.method(), &[Method::Get])?;
+    ctx.claims()?;
+    let code = classroom::normalize_join_code(code).ok_or_else(|| AppError::not_found("join code"))?;
+    let db = store::db(&ctx.env)?;
+    #[derive(Deserialize)]
+    struct Row {
+        id: String,
+        lesson_id: String,
+        version: u32,
+    }
+    let row: Option<Row> = store::first(
+        &db,
+        "SELECT id, lesson_id, version FROM sessions WHERE join_code = ?1 AND status != 'ended'",
+        &[t(&code)],
+    )
+    .await?;
+    let row = row.ok_or_else(|| AppError::not_found("join code"))?;
+    ok(json!({"session_id": row.id, "lesson_id": row.lesson_id, "version": row.version}))
+}
+
+pub async fn load_session(ctx: &Ctx, id: &str) -> AppResult<SessionRow> {
+    let db = store::db(&ctx.env)?;
+    store::first(&db, "SELECT id, org, teacher_id, run_id, status FROM sessions WHERE id = ?1", &[t(id)])
+        .await?
+        .ok_or_else(|| AppError::not_found("session"))
+}
+
+fn random_bytes() -> [u8; 16] {
+    let mut b = [0u8; 16];
+    let _ = getrandom::fill(&mut b);
+    b
+}
+
+async fn create(ctx: &mut Ctx) -> AppResult<Response> {
+    let claims = ctx.claims()?;
+    policy::authorize(&claims, Action::SessionCreate, Scope::ORG, "session")?;
+    let body = ctx.json().await?;
+    let lesson_id = body
+        .get("lesson_id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| AppError::bad_request("invalid_field", "lesson_id: required string"))?;
+    let version = body
+        .get("version")
+        .and_then(Value::as_u64)
+        .filter(|v| (1..=u32::MAX as u64).contains(v))
+        .ok_or_else(|| AppError::bad_request("invalid_field", "version: required positive integer"))?
+        as u32;
+    let lesson_id = path_id(lesson_id, "lesson")?.to_owned();
+    let db = store::db(&ctx.env)?;
+    let lesson = lessons::load_lesson(&db, &lesson_id).await?.ok_or_else(|| AppError::not_found("lesson"))?;
+    if lesson.org != claims.org {
+        return Err(AppError::not_found("lesson"));
+    }
+    let row =
+        lessons::load_version(&db, &lesson_id, version).await?.ok_or_else(|| AppError::not_found("lesson version"))?;
+    let artifact = lessons::fetch_artifact(ctx, &row).await?;
+
+    let plan = system::org_plan(&db, &claims.org, ctx.now_ms).await?;
+    #[derive(Deserialize)]
+    struct N {
+        n: u64,
+    }
+    let live: Option<N> =
+        store::first(&db, "SELECT COUNT(*) AS n FROM sessions WHERE org = ?1 AND status != 'ended'", &[t(&claims.org)])
+            .await?;
+    if let Err(e) = policy::check_limit("live_sessions", plan.limits().live_sessions, live.map(|n| n.n).unwrap_or(0), 1)
+    {
+        store::audit(&db, &claims.org, ctx.now_ms, &claims.sub, "plan_limit.refused", "live_sessions", &json!({}))
+            .await;
+        return Err(e);
+    }
+
+    let run_id = runs::insert_run(&db, &claims.org, "session", &claims.sub, ctx.now_ms).await?;
+    let session_id = runs::new_id();
+    let mut join_code = String::new();
+    for attempt in 0..6 {
+        let code = classroom::join_code(&random_bytes());
+        let inserted = store::run(
+            &db,
+            "INSERT INTO sessions (id, org, teacher_id, lesson_id, version, sha256, run_id, join_code, status, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'waiting', ?9)",
+            &[t(&session_id), t(&claims.org), t(&claims.sub), t(&lesson_id), i(version), t(&row.sha256), t(&run_id), t(&code), i(ctx.now_ms)],
+        )
+        .await;
+        match inserted {
+            Ok(()) => {
+                join_code = code;
+                break;
+            }
+            Err(e) if store::is_constraint(&e, "UNIQUE") && attempt < 5 => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    let config = SessionConfig {
+        session_id: session_id.clone(),
+        run_id: run_id.clone(),
+        lesson_id: lesson_id.clone(),
+        version,
+        sha256: row.sha256.clone(),
+        teacher_id: claims.sub.clone(),
+        org: claims.org.clone(),
+        step_count: artifact.timeline.len() as u32,
+        quiz: artifact.quiz.iter().map(|q| QuizRef { id: q.id.clone(), choices: q.choices.len() as u32 }).collect(),
+    };
+    let body = serde_json::to_string(&config).map_err(|e| AppError::internal(e.to_string()))?;
+    let resp = to_object(ctx, &session_id, "/init", Method::Post, Some(body), None).await?;
+    if resp.status_code() != 200 {
+        return Err(AppError::internal(format!("classroom init answered {}", resp.status_code())));
+    }
+    created(json!({
+        "session_id": session_id, "join_code": join_code, "run_id": run_id,
+        "lesson_id": lesson_id, "version": version, "sha256": row.sha256,
+    }))
+}
+
+/// Call the session's Durable Object with the caller's identity attached.
+async fn to_object(
+    ctx: &Ctx,
+    session_id: &str,
+    path: &str,
+    method: Method,
+    body: Option<String>,
+    who: Option<(&Claims, &str, u64)>,
+) -> AppResult<Response> {
+    let stub = ctx.env.durable_object(CLASSROOM)?.id_from_name(session_id)?.get_stub()?;
+    let headers = Headers::new();
+    if let Some((claims, role, observer_limit)) = who {
+        headers.set(HDR_USER, &claims.sub)?;
+        headers.set(HDR_ORG, &claims.org)?;
+        headers.set(HDR_ROLE, role)?;
+        headers.set(HDR_OBSERVER_LIMIT, &observer_limit.to_string())?;
+    }
+    if let Some(upgrade) = ctx.header("upgrade") {
+        headers.set("upgrade", &upgrade)?;
+    }
+    if let Some(last) = ctx.header("last-event-id") {
+        headers.set("last-event-id", &last)?;
+    }
+    let query = ctx.query("after").map(|a| format!("?after={a}")).unwrap_or_default();
+    let mut init = RequestInit::new();
+    init.with_method(method).with_headers(headers);
+    if let Some(b) = body {
+        init.with_body(Some(b.into()));
+    }
+    let req = Request::new_with_init(&format!("https://classroom{path}{query}"), &init)?;
+    Ok(stub.fetch_with_request(req).await?)
+}
+
+async fn status(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
+    ctx.claims()?;
+    let session = load_session(ctx, id).await?;
+    let resp = to_object(ctx, &session.id, "/status", Method::Get, None, None).await?;
+    Ok(resp)
+}
+
+async fn connect(ctx: &mut Ctx, id: &str, door: &str) -> AppResult<Response> {
+    let claims = ctx.claims()?;
+    let session = load_session(ctx, id).await?;
+    if door == "ws" && !ctx.header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
+        return Err(AppError::rule(426, "upgrade_required", "this endpoint speaks WebSocket: send Upgrade: websocket"));
+    }
+    // The session's teacher drives; anyone else allowed in observes.
+    let scope = Scope { same_org: session.org == claims.org, owner: session.teacher_id == claims.sub };
+    let teacher = policy::decide(&claims.roles, Action::SessionTeach, scope) == policy::Decision::Allow;
+    let role = if teacher && door == "ws" { "teacher" } else { "observer" };
+    let db = store::db(&ctx.env)?;
+    let plan = system::org_plan(&db, &session.org, ctx.now_ms).await?;
+    to_object(
+        ctx,
+        &session.id,
+        &format!("/{door}"),
+        Method::Get,
+        None,
+        Some((&claims, role, plan.limits().observers_per_session)),
+    )
+    .await
+}
