@@ -139,7 +139,7 @@ pub async fn load_version(db: &D1Database, id: &str, version: u32) -> AppResult<
 }
 
 /// Whether this exact version is published publicly in the marketplace.
-async fn is_public(db: &D1Database, id: &str, version: u32) -> AppResult<bool> {
+pub async fn is_public(db: &D1Database, id: &str, version: u32) -> AppResult<bool> {
     #[derive(Deserialize)]
     struct N {
         n: u64,

@@ -1,6 +1,7 @@
 //! The edge: everything that touches `worker`. One router, handlers per
 //! resource, the classroom Durable Object, stores and the queue consumer.
 
+mod certificates;
 mod classroom_do;
 mod http;
 mod lessons;
@@ -66,6 +67,10 @@ async fn route(ctx: &mut Ctx) -> AppResult<Response> {
         ["v1", "runs", rest @ ..] => runs::route(ctx, rest).await,
         ["v1", "sessions", rest @ ..] => sessions::route(ctx, rest).await,
         ["v1", "join", code] => sessions::join(ctx, code).await,
+        ["v1", "attempts", rest @ ..] => certificates::attempts_route(ctx, rest).await,
+        ["v1", "certificates", rest @ ..] => certificates::certificates_route(ctx, rest).await,
+        ["v1", "issuer"] => certificates::issuer(ctx).await,
+        ["v1", "status-lists", list] => certificates::status_list(ctx, list).await,
         ["v1", "lessons", rest @ ..] => lessons::route(ctx, rest).await,
         ["v1", "assets", rest @ ..] => lessons::assets_route(ctx, rest).await,
         ["v1", rest @ ..] => system::route(ctx, rest).await,
