@@ -13,6 +13,9 @@ if [ -f "$stamp" ] && [ -z "$(find src Cargo.toml Cargo.lock -newer "$stamp" -pr
   echo "build: up to date"
 else
   worker-build --release
+  # -Oz, every feature the compiler may emit (binaryen rejects the module
+  # otherwise), and no names section: panics are not part of the design.
+  wasm-opt build/index_bg.wasm -o build/index_bg.wasm -Oz --all-features --strip-debug --strip-producers
   touch "$stamp"
 fi
 

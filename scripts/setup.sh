@@ -43,3 +43,9 @@ if [ ! -f .dev.vars ]; then
     echo "CERT_KEY_ID=key-1"
   } > .dev.vars
 fi
+
+# Headless browser for the web app's tests (tests/web.test.mjs): Debian's Chromium.
+if [ ! -x /usr/bin/chromium ]; then
+  step "chromium (Debian package, for the browser tests)"
+  apt-get update && apt-get install -y chromium
+fi

@@ -14,6 +14,7 @@
 //! - [`classroom`]: the live-session protocol and state machine (`handle` -> effects).
 //! - [`certificate`]: JCS, Ed25519 Data Integrity proofs, Open Badges 3.0, status lists.
 //! - [`grading`]: deterministic scoring of quiz attempts.
+//! - [`urlparts`]: URL path and query splitting without the `url` crate (size).
 //! - [`canonical`]: canonical JSON (RFC 8785 style) and hashing shared by lessons, state and proofs.
 //!
 //! Edge (wasm32 only, `src/edge/`): the router and HTTP handlers per resource,
@@ -27,8 +28,10 @@ pub mod error;
 pub mod grading;
 pub mod identity;
 pub mod lesson;
+pub mod marketplace;
 pub mod policy;
 pub mod run;
+pub mod urlparts;
 
 #[cfg(target_arch = "wasm32")]
 mod edge;

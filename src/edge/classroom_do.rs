@@ -340,9 +340,9 @@ impl Classroom {
     }
 
     fn open_sse(&self, req: &Request) -> Result<Response> {
-        let url = req.url()?;
-        let after = url
-            .query_pairs()
+        let (_, _, query) = crate::urlparts::split(&req.inner().url());
+        let after = query
+            .into_iter()
             .find(|(k, _)| k == "after")
             .and_then(|(_, v)| v.parse::<u64>().ok())
             .or_else(|| req.headers().get("last-event-id").ok().flatten().and_then(|v| v.trim().parse().ok()));

@@ -20,6 +20,7 @@ pub struct Ctx {
     pub env: Env,
     pub now_ms: i64,
     pub path: String,
+    origin: String,
     query: Vec<(String, String)>,
     /// Org of the verified caller, for the request log line.
     pub log_org: Option<String>,
@@ -27,16 +28,8 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(req: Request, env: Env) -> AppResult<Ctx> {
-        let url = req.url().map_err(|_| AppError::bad_request("bad_url", "the URL could not be parsed"))?;
-        let query = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
-        Ok(Ctx {
-            path: url.path().to_owned(),
-            req,
-            env,
-            now_ms: worker::Date::now().as_millis() as i64,
-            query,
-            log_org: None,
-        })
+        let (origin, path, query) = crate::urlparts::split(&req.inner().url());
+        Ok(Ctx { path, origin, req, env, now_ms: worker::Date::now().as_millis() as i64, query, log_org: None })
     }
 
     pub fn method(&self) -> Method {
@@ -132,7 +125,7 @@ impl Ctx {
     }
 
     pub fn base_url(&self) -> String {
-        self.req.url().map(|u| u.origin().ascii_serialization()).unwrap_or_default()
+        self.origin.clone()
     }
 }
 
