@@ -34,6 +34,16 @@ pub async fn route(ctx: &mut Ctx, rest: &[&str]) -> AppResult<Response> {
             let org = path_id(org, "org")?.to_owned();
             usage(ctx, &org).await
         }
+        ["users", id] => {
+            allow(&m, &[Method::Get])?;
+            let id = path_id(id, "user")?.to_owned();
+            read_user(ctx, &id).await
+        }
+        ["users", id, "personal-data"] => {
+            allow(&m, &[Method::Delete])?;
+            let id = path_id(id, "user")?.to_owned();
+            erase(ctx, &id).await
+        }
         ["audit"] => {
             allow(&m, &[Method::Get])?;
             audit(ctx).await
@@ -157,10 +167,91 @@ async fn usage_counts(db: &D1Database, org: &str, _now_ms: i64) -> AppResult<Val
     }
     let runs: Option<N> = store::first(db, "SELECT COUNT(*) AS n FROM runs WHERE org = ?1", &[t(org)]).await?;
     let events: Option<N> = store::first(db, "SELECT COUNT(*) AS n FROM events WHERE org = ?1", &[t(org)]).await?;
+    let live: Option<N> =
+        store::first(db, "SELECT COUNT(*) AS n FROM sessions WHERE org = ?1 AND status != 'ended'", &[t(org)]).await?;
+    let media: Option<N> =
+        store::first(db, "SELECT COALESCE(SUM(size), 0) AS n FROM assets WHERE org = ?1", &[t(org)]).await?;
+    let ai_month: Option<N> = store::first(
+        db,
+        "SELECT COUNT(*) AS n FROM ai_jobs WHERE org = ?1 AND created_at >= ?2",
+        &[t(org), i(month_start_ms(_now_ms))],
+    )
+    .await?;
     Ok(json!({
         "runs": runs.map(|r| r.n).unwrap_or(0),
         "events": events.map(|r| r.n).unwrap_or(0),
+        "live_sessions": live.map(|r| r.n).unwrap_or(0),
+        "media_bytes": media.map(|r| r.n).unwrap_or(0),
+        "ai_jobs_this_month": ai_month.map(|r| r.n).unwrap_or(0),
     }))
+}
+
+#[derive(Deserialize)]
+struct PersonRow {
+    org: String,
+    display_name: Option<String>,
+    email: Option<String>,
+    erased_at: Option<i64>,
+}
+
+/// A stable pseudonym: what every read shows once personal data is erased.
+fn pseudonym(user_id: &str) -> String {
+    format!("learner-{}", &crate::canonical::sha256_hex(user_id.as_bytes())[..8])
+}
+
+async fn read_user(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
+    let claims = ctx.claims()?;
+    let db = store::db(&ctx.env)?;
+    let person: Option<PersonRow> =
+        store::first(&db, "SELECT org, display_name, email, erased_at FROM people WHERE id = ?1", &[t(id)]).await?;
+    let same_org = person.as_ref().map_or(claims.org.clone(), |p| p.org.clone()) == claims.org;
+    if !same_org {
+        return Err(AppError::not_found("user"));
+    }
+    let (name, email, erased) = match person {
+        Some(p) if p.erased_at.is_none() => (p.display_name, if claims.sub == id { p.email } else { None }, false),
+        Some(_) => (None, None, true),
+        None => (None, None, false),
+    };
+    ok(
+        json!({"user_id": id, "pseudonym": pseudonym(id), "display_name": name.unwrap_or_else(|| pseudonym(id)), "email": email, "erased": erased}),
+    )
+}
+
+/// Right to erasure: personal data goes, the event log (which only ever
+/// carries the pseudonymous id) stays as it was.
+async fn erase(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
+    let claims = ctx.claims()?;
+    let db = store::db(&ctx.env)?;
+    let person: Option<PersonRow> =
+        store::first(&db, "SELECT org, display_name, email, erased_at FROM people WHERE id = ?1", &[t(id)]).await?;
+    let org = person.as_ref().map_or(claims.org.clone(), |p| p.org.clone());
+    policy::authorize(
+        &claims,
+        Action::PersonalDataErase,
+        Scope { same_org: org == claims.org, owner: claims.sub == id },
+        "user",
+    )?;
+    db.batch(vec![
+        store::stmt(
+            &db,
+            "INSERT INTO people (id, org, erased_at) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO UPDATE SET display_name = NULL, email = NULL, erased_at = excluded.erased_at",
+            &[t(id), t(&org), i(ctx.now_ms)],
+        )?,
+        store::audit_stmt(&db, &org, ctx.now_ms, &claims.sub, "personal_data.erased", id, &json!({}))?,
+    ])
+    .await?;
+    ok(json!({"user_id": id, "erased": true, "pseudonym": pseudonym(id)}))
+}
+
+/// Start of the calendar month (UTC) containing `now_ms`.
+pub fn month_start_ms(now_ms: i64) -> i64 {
+    use chrono::Datelike;
+    chrono::DateTime::from_timestamp_millis(now_ms)
+        .and_then(|t| t.date_naive().with_day(1))
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc().timestamp_millis())
+        .unwrap_or(0)
 }
 
 async fn audit(ctx: &mut Ctx) -> AppResult<Response> {
@@ -229,6 +320,43 @@ async fn render_metrics(db: &D1Database) -> AppResult<String> {
             last_name = r.name.clone();
         }
         out.push_str(&format!("{}{} {}\n", r.name, r.labels, r.value));
+    }
+    #[derive(Deserialize)]
+    struct Rates {
+        live: u64,
+        attempts: u64,
+        submitted: u64,
+        passed: u64,
+    }
+    let rates: Option<Rates> = store::first(
+        db,
+        "SELECT (SELECT COUNT(*) FROM sessions WHERE status IN ('live', 'paused')) AS live, \
+         (SELECT COUNT(*) FROM attempts) AS attempts, (SELECT COUNT(*) FROM attempts WHERE submitted = 1) AS submitted, \
+         (SELECT COUNT(*) FROM attempts WHERE passed = 1) AS passed",
+        &[],
+    )
+    .await?;
+    #[derive(Deserialize)]
+    struct JobCount {
+        status: String,
+        n: u64,
+    }
+    let jobs: Vec<JobCount> = store::all(db, "SELECT status, COUNT(*) AS n FROM ai_jobs GROUP BY status", &[]).await?;
+    let r = rates.unwrap_or(Rates { live: 0, attempts: 0, submitted: 0, passed: 0 });
+    let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    out.push_str(&format!("# TYPE dropple_live_sessions gauge\ndropple_live_sessions {}\n", r.live));
+    out.push_str(&format!(
+        "# TYPE dropple_lesson_completion_rate gauge\ndropple_lesson_completion_rate {}\n",
+        ratio(r.submitted, r.attempts)
+    ));
+    out.push_str(&format!(
+        "# TYPE dropple_certificate_pass_rate gauge\ndropple_certificate_pass_rate {}\n",
+        ratio(r.passed, r.submitted)
+    ));
+    out.push_str("# TYPE dropple_ai_jobs gauge\n");
+    for status in ["queued", "running", "succeeded", "failed"] {
+        let n = jobs.iter().find(|j| j.status == status).map(|j| j.n).unwrap_or(0);
+        out.push_str(&format!("dropple_ai_jobs{{status=\"{status}\"}} {n}\n"));
     }
     let stats = stats.unwrap_or(Stats { runs: 0, max_events: None });
     out.push_str(&format!("# TYPE dropple_runs gauge\ndropple_runs {}\n", stats.runs));
