@@ -255,7 +255,8 @@ test("every page loads without script errors", { timeout: 60_000 }, () =>
     const p = (pages.tour = await openPage(browser, w.base, { token: tokens.tom }));
     for (const path of ["/", "/teach", "/learn", "/author", "/market", "/verify", "/replay"]) {
       await p.goto(path);
-      await p.waitForLoadState("networkidle");
+      await p.waitForLoadState("load");
+      await p.waitForTimeout(300);
       assert.ok(await p.locator("#app-header nav").count(), `${path} has the header`);
       if (SHOTS) await screenshot(p, `page${path.replace("/", "-") || "-home"}`);
     }

@@ -4,7 +4,7 @@
 use crate::error::{AppError, AppResult};
 use crate::identity::{self, Claims};
 use serde_json::Value;
-use worker::{Env, Headers, Method, Request, Response};
+use worker::{Context, Env, Headers, Method, Request, Response};
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
@@ -18,6 +18,8 @@ impl From<worker::Error> for AppError {
 pub struct Ctx {
     pub req: Request,
     pub env: Env,
+    /// For work that may finish after the response (cache fills, counters).
+    pub wctx: Context,
     pub now_ms: i64,
     pub path: String,
     origin: String,
@@ -27,9 +29,9 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn new(req: Request, env: Env) -> AppResult<Ctx> {
+    pub fn new(req: Request, env: Env, wctx: Context) -> AppResult<Ctx> {
         let (origin, path, query) = crate::urlparts::split(&req.inner().url());
-        Ok(Ctx { path, origin, req, env, now_ms: worker::Date::now().as_millis() as i64, query, log_org: None })
+        Ok(Ctx { path, origin, req, env, wctx, now_ms: worker::Date::now().as_millis() as i64, query, log_org: None })
     }
 
     pub fn method(&self) -> Method {

@@ -5,6 +5,7 @@ mod certificates;
 mod classroom_do;
 mod http;
 mod lessons;
+mod marketplace;
 mod runs;
 mod sessions;
 mod store;
@@ -15,10 +16,10 @@ use http::Ctx;
 use worker::{event, Context, Env, Request, Response};
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+async fn fetch(req: Request, env: Env, wctx: Context) -> worker::Result<Response> {
     let started = worker::Date::now().as_millis();
     let method = req.method().to_string();
-    let mut ctx = match Ctx::new(req, env) {
+    let mut ctx = match Ctx::new(req, env, wctx) {
         Ok(c) => c,
         Err(e) => return http::error_response(&e),
     };
@@ -71,6 +72,7 @@ async fn route(ctx: &mut Ctx) -> AppResult<Response> {
         ["v1", "certificates", rest @ ..] => certificates::certificates_route(ctx, rest).await,
         ["v1", "issuer"] => certificates::issuer(ctx).await,
         ["v1", "status-lists", list] => certificates::status_list(ctx, list).await,
+        ["v1", "marketplace", rest @ ..] => marketplace::route(ctx, rest).await,
         ["v1", "lessons", rest @ ..] => lessons::route(ctx, rest).await,
         ["v1", "assets", rest @ ..] => lessons::assets_route(ctx, rest).await,
         ["v1", rest @ ..] => system::route(ctx, rest).await,

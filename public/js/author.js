@@ -1,0 +1,414 @@
+// Author studio: build a lesson on the canvas. Every change (add, move,
+// remove, connect, narration, chapter) is appended to the timeline — the
+// lesson's steps — and the canvas is the fold of that timeline, the same fold
+// the server uses for frames. Publish creates a lesson or a new version;
+// "Record as a run" appends the steps as events of a new run (replayable);
+// a published version can be submitted to the marketplace.
+
+import { api, claims, describeError, uuid } from "./api.js";
+import { foldTimeline, applyItem, renderCanvas, svgPoint } from "./canvas.js";
+import { shell, $, $$, h, say } from "./ui.js";
+
+const DRAFT_KEY = "dropple.author.draft";
+let timeline = [];
+let quiz = [];
+let tool = "select";
+let selected = null;
+let connectFrom = null;
+let preview = null; // step being previewed, null = the end
+let drag = null; // {id, dx, dy, x, y, moved, pointerId}
+let published = null; // {lesson_id, version}
+const canvas = $("#canvas");
+
+// ---------------------------------------------------------------- draft
+
+function saveDraft() {
+  const draft = { timeline, quiz, title: $("#title").value, summary: $("#summary").value, tags: $("#tags").value, threshold: $("#threshold").value, base: $("#base").value };
+  try { localStorage.setItem(DRAFT_KEY, JSON.stringify(draft)); } catch {}
+}
+function loadDraft() {
+  try {
+    const d = JSON.parse(localStorage.getItem(DRAFT_KEY) || "null");
+    if (!d) return;
+    timeline = Array.isArray(d.timeline) ? d.timeline : [];
+    quiz = Array.isArray(d.quiz) ? d.quiz : [];
+    $("#title").value = d.title || "";
+    $("#summary").value = d.summary || "";
+    $("#tags").value = d.tags || "";
+    $("#threshold").value = d.threshold || "70";
+  } catch {}
+}
+for (const id of ["title", "summary", "tags", "threshold"]) $(`#${id}`).addEventListener("input", saveDraft);
+
+// ---------------------------------------------------------------- lessons
+
+let lessonsLoaded = false;
+async function loadLessons() {
+  if (lessonsLoaded) return;
+  lessonsLoaded = true;
+  try {
+    const { lessons } = await api("/v1/lessons");
+    const me = claims()?.sub;
+    const mine = lessons.filter((l) => l.author_id === me);
+    $("#base").replaceChildren(h("option", { value: "" }, "A new lesson"),
+      ...mine.map((l) => h("option", { value: l.lesson_id }, `New version of “${l.title}” (now v${l.latest_version})`)));
+  } catch { /* a fresh org: only "new lesson" */ }
+}
+
+$("#base").addEventListener("change", async () => {
+  const id = $("#base").value;
+  saveDraft();
+  if (!id) return;
+  if (timeline.length && !confirm("Load this lesson's latest version into the studio? Your current steps are replaced.")) return;
+  try {
+    const meta = await api(`/v1/lessons/${encodeURIComponent(id)}`);
+    const a = await api(`/v1/lessons/${encodeURIComponent(id)}/versions/${meta.latest_version}`);
+    timeline = a.timeline || [];
+    quiz = (a.quiz || []).filter((q) => q.answer !== undefined);
+    $("#title").value = a.title || "";
+    $("#summary").value = a.summary || "";
+    $("#tags").value = (a.tags || []).join(", ");
+    $("#threshold").value = String(Math.round((a.pass_threshold ?? 0.7) * 100));
+    preview = null;
+    changed();
+  } catch (e) {
+    say($("#canvas-status"), describeError(e), "error");
+  }
+});
+
+// ---------------------------------------------------------------- timeline
+
+function push(type, payload) {
+  if (preview !== null && preview < timeline.length) {
+    say($("#canvas-status"), "Back at the end of the timeline: new steps are always appended.", "info");
+  }
+  timeline.push({ type, payload });
+  preview = null;
+  changed();
+}
+
+function currentState() {
+  return foldTimeline(timeline, preview ?? timeline.length);
+}
+
+function changed() {
+  const n = timeline.length;
+  $("#tl-count").textContent = String(n);
+  const range = $("#preview");
+  range.max = String(n);
+  range.value = String(preview ?? n);
+  $("#preview-out").textContent = `${preview ?? n} / ${n}`;
+  $("#undo").disabled = n === 0;
+  renderTimeline();
+  renderQuiz();
+  draw();
+  saveDraft();
+}
+
+function describe(it) {
+  const p = it.payload;
+  switch (it.type) {
+    case "element.added": return `add ${p.kind} “${p.label ?? p.text ?? p.id}” at ${p.x}, ${p.y}`;
+    case "element.moved": return `move ${p.id} to ${p.x}, ${p.y}`;
+    case "element.removed": return `remove ${p.id}`;
+    case "element.updated": return `update ${p.id}`;
+    case "edge.added": return `connect ${p.from} → ${p.to}`;
+    case "edge.removed": return `disconnect ${p.id}`;
+    case "narration": return `narration: “${p.text}”`;
+    case "chapter": return `chapter: ${p.title}`;
+    default: return it.type;
+  }
+}
+
+function renderTimeline() {
+  $("#timeline").replaceChildren(...timeline.map((it, i) =>
+    h("li", { "data-type": it.type }, h("span", { class: "n" }, `${i + 1}.`), h("span", {}, describe(it)))));
+}
+
+function draw() {
+  const state = currentState();
+  const hadFocus = canvas.contains(document.activeElement);
+  renderCanvas(canvas, state, { step: preview ?? timeline.length, selected: selected ?? connectFrom, focusable: true, label: "Lesson canvas" });
+  if (hadFocus && selected) canvas.querySelector(`[data-id="${CSS.escape(selected)}"]`)?.focus();
+}
+
+$("#preview").addEventListener("input", () => {
+  const v = Number($("#preview").value);
+  preview = v >= timeline.length ? null : v;
+  $("#preview-out").textContent = `${v} / ${timeline.length}`;
+  draw();
+});
+
+$("#undo").addEventListener("click", () => {
+  timeline.pop();
+  preview = null;
+  selected = null;
+  changed();
+});
+$("#clear").addEventListener("click", () => {
+  if (!confirm("Remove every step and quiz question?")) return;
+  timeline = [];
+  quiz = [];
+  selected = connectFrom = preview = null;
+  published = null;
+  changed();
+});
+
+// ---------------------------------------------------------------- tools
+
+for (const b of $$("#tools [data-tool]")) {
+  b.addEventListener("click", () => setTool(b.dataset.tool));
+}
+function setTool(t) {
+  tool = t;
+  connectFrom = null;
+  canvas.dataset.tool = t;
+  for (const b of $$("#tools [data-tool]")) b.setAttribute("aria-pressed", String(b.dataset.tool === t));
+  const help = { select: "Drag elements to move them.", box: "Click to add a box.", label: "Click to add a label.", dot: "Click to add a dot.", connect: "Click two elements to connect them.", remove: "Click an element to remove it." };
+  say($("#canvas-status"), help[t]);
+  draw();
+}
+
+function freshId(prefix) {
+  const used = new Set(timeline.filter((it) => it.payload?.id).map((it) => it.payload.id));
+  let n = 1;
+  while (used.has(`${prefix}${n}`)) n += 1;
+  return `${prefix}${n}`;
+}
+
+function addElement(kind, x, y) {
+  const text = $("#el-text").value.trim() || kind;
+  const id = freshId(kind);
+  if (kind === "box") push("element.added", { id, kind, x: x - 60, y: y - 28, w: 120, h: 56, label: text });
+  else push("element.added", { id, kind, x, y, text });
+  selected = id;
+  draw();
+}
+
+function elementAt(target) {
+  const g = target.closest?.("[data-id]");
+  return g && g.closest(".el") ? g.dataset.id : null;
+}
+
+function onElement(id) {
+  const state = foldTimeline(timeline);
+  if (!state.elements[id]) return;
+  if (tool === "remove") {
+    push("element.removed", { id });
+    if (selected === id) selected = null;
+  } else if (tool === "connect") {
+    if (!connectFrom) { connectFrom = id; draw(); say($("#canvas-status"), `From ${id}: now click the element to connect to.`); }
+    else if (connectFrom !== id) { push("edge.added", { id: freshId("e"), from: connectFrom, to: id }); connectFrom = null; }
+  } else {
+    selected = id;
+    draw();
+  }
+}
+
+canvas.addEventListener("pointerdown", (ev) => {
+  const svg = canvas.querySelector("svg");
+  if (!svg || ev.button !== 0) return;
+  if (preview !== null) { preview = null; changed(); return; }
+  const id = elementAt(ev.target);
+  const p = svgPoint(canvas.querySelector("svg"), ev.clientX, ev.clientY);
+  if (["box", "label", "dot"].includes(tool)) {
+    ev.preventDefault();
+    addElement(tool, p.x, p.y);
+    return;
+  }
+  if (!id) { selected = null; connectFrom = null; draw(); return; }
+  if (tool !== "select") { ev.preventDefault(); onElement(id); return; }
+  const el = foldTimeline(timeline).elements[id];
+  selected = id;
+  drag = { id, dx: p.x - el.x, dy: p.y - el.y, x: el.x, y: el.y, moved: false, pointerId: ev.pointerId };
+  canvas.setPointerCapture(ev.pointerId);
+  ev.preventDefault();
+  draw();
+});
+
+canvas.addEventListener("pointermove", (ev) => {
+  if (!drag || ev.pointerId !== drag.pointerId) return;
+  const p = svgPoint(canvas.querySelector("svg"), ev.clientX, ev.clientY);
+  const x = Math.round(p.x - drag.dx);
+  const y = Math.round(p.y - drag.dy);
+  if (x === drag.x && y === drag.y) return;
+  drag.x = x;
+  drag.y = y;
+  drag.moved = true;
+  // Preview the move without committing a step until the pointer is released.
+  const state = foldTimeline(timeline);
+  applyItem(state, "element.moved", { id: drag.id, x, y });
+  renderCanvas(canvas, state, { step: timeline.length + 1, selected: drag.id, focusable: true, label: "Lesson canvas" });
+});
+
+function endDrag(ev) {
+  if (!drag || ev.pointerId !== drag.pointerId) return;
+  const d = drag;
+  drag = null;
+  try { canvas.releasePointerCapture(ev.pointerId); } catch {}
+  if (d.moved) push("element.moved", { id: d.id, x: d.x, y: d.y });
+  else draw();
+}
+canvas.addEventListener("pointerup", endDrag);
+canvas.addEventListener("pointercancel", endDrag);
+
+canvas.addEventListener("keydown", (ev) => {
+  const id = elementAt(ev.target);
+  if (!id) return;
+  const el = foldTimeline(timeline).elements[id];
+  const stepPx = ev.shiftKey ? 50 : 10;
+  const moves = { ArrowLeft: [-stepPx, 0], ArrowRight: [stepPx, 0], ArrowUp: [0, -stepPx], ArrowDown: [0, stepPx] };
+  if (ev.key in moves) {
+    ev.preventDefault();
+    selected = id;
+    push("element.moved", { id, x: Math.round(el.x + moves[ev.key][0]), y: Math.round(el.y + moves[ev.key][1]) });
+  } else if (ev.key === "Delete" || ev.key === "Backspace") {
+    ev.preventDefault();
+    selected = null;
+    push("element.removed", { id });
+  } else if (ev.key === "Enter" || ev.key === " ") {
+    ev.preventDefault();
+    onElement(id);
+  }
+});
+
+$("#narration-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const text = $("#narration").value.trim();
+  if (!text) return;
+  push("narration", { text });
+  $("#narration").value = "";
+});
+$("#chapter-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const title = $("#chapter").value.trim();
+  if (!title) return;
+  push("chapter", { title });
+  $("#chapter").value = "";
+});
+
+// ---------------------------------------------------------------- quiz
+
+function renderQuiz() {
+  $("#quiz-list").replaceChildren(...quiz.map((q, i) => h("li", { "data-quiz": q.id },
+    h("p", {}, h("strong", {}, `${i + 1}. ${q.prompt}`)),
+    h("ol", {}, ...q.choices.map((c, k) => h("li", { class: k === q.answer ? "answered" : "" }, k === q.answer ? `${c} ✓` : c))),
+    h("button", { type: "button", class: "link", onclick: () => { quiz.splice(i, 1); changed(); } }, "Remove question"))));
+}
+
+$("#quiz-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const prompt = $("#qz-prompt").value.trim();
+  const choices = $("#qz-choices").value.split("\n").map((c) => c.trim()).filter(Boolean);
+  const answer = Number($("#qz-answer").value) - 1;
+  if (choices.length < 2) return say($("#canvas-status"), "A question needs at least two choices.", "warn");
+  if (!(answer >= 0 && answer < choices.length)) return say($("#canvas-status"), `The correct choice must be 1 to ${choices.length}.`, "warn");
+  let n = quiz.length + 1;
+  while (quiz.some((q) => q.id === `q${n}`)) n += 1;
+  quiz.push({ id: `q${n}`, prompt, choices, answer });
+  $("#qz-prompt").value = "";
+  $("#qz-choices").value = "";
+  $("#qz-answer").value = "1";
+  changed();
+});
+
+// ---------------------------------------------------------------- publish
+
+function body() {
+  const tags = $("#tags").value.split(",").map((t) => t.trim()).filter(Boolean);
+  const t = Number($("#threshold").value);
+  return {
+    title: $("#title").value.trim(),
+    summary: $("#summary").value.trim(),
+    tags,
+    timeline,
+    quiz,
+    pass_threshold: isFinite(t) ? Math.max(0, Math.min(100, t)) / 100 : 0.7,
+  };
+}
+
+$("#publish").addEventListener("click", async () => {
+  const status = $("#publish-status");
+  const b = body();
+  if (!b.title) { say(status, "Give the lesson a title first.", "warn"); $("#title").focus(); return; }
+  if (!timeline.length) { say(status, "Add at least one step on the canvas first.", "warn"); return; }
+  const base = $("#base").value;
+  $("#publish").disabled = true;
+  say(status, "Publishing…");
+  try {
+    const r = base
+      ? await api(`/v1/lessons/${encodeURIComponent(base)}/versions`, { method: "POST", body: b })
+      : await api("/v1/lessons", { method: "POST", body: b });
+    published = { lesson_id: r.lesson_id, version: r.version, sha256: r.sha256 };
+    say(status, `Published “${b.title}” version ${r.version} (${timeline.length} steps).`, "ok");
+    status.dataset.lessonId = r.lesson_id;
+    status.dataset.version = String(r.version);
+    const box = $("#published");
+    box.hidden = false;
+    box.replaceChildren(
+      h("p", { class: "mono" }, `lesson ${r.lesson_id} · v${r.version} · sha256 ${String(r.sha256).slice(0, 16)}…`),
+      h("p", { class: "row" },
+        h("a", { class: "button", href: `/learn?lesson=${encodeURIComponent(r.lesson_id)}&version=${r.version}` }, "Play it"),
+        h("a", { class: "button", href: `/teach?lesson=${encodeURIComponent(r.lesson_id)}&version=${r.version}` }, "Teach it")),
+    );
+    $("#market-form").hidden = false;
+    // Later publishes of this draft become new versions of the same lesson.
+    lessonsLoaded = false;
+    await loadLessons();
+    $("#base").value = r.lesson_id;
+    saveDraft();
+  } catch (e) {
+    say(status, describeError(e), "error");
+  } finally {
+    $("#publish").disabled = false;
+  }
+});
+
+$("#record").addEventListener("click", async () => {
+  const status = $("#publish-status");
+  if (!timeline.length) { say(status, "Nothing to record yet.", "warn"); return; }
+  $("#record").disabled = true;
+  say(status, "Recording the steps as a run…");
+  try {
+    const { run_id } = await api("/v1/runs", { method: "POST", body: { kind: "recording" } });
+    for (let i = 0; i < timeline.length; i += 100) {
+      const events = timeline.slice(i, i + 100).map((it) => ({ id: uuid(), type: it.type, payload: it.payload }));
+      await api(`/v1/runs/${encodeURIComponent(run_id)}/events`, { method: "POST", body: { events } });
+    }
+    say(status, `Recorded ${timeline.length} events as run ${run_id}.`, "ok");
+    $("#published").hidden = false;
+    $("#published").append(h("p", {}, h("a", { href: `/replay?run=${encodeURIComponent(run_id)}` }, "Replay the recording")));
+  } catch (e) {
+    say(status, describeError(e), "error");
+  } finally {
+    $("#record").disabled = false;
+  }
+});
+
+$("#market-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const status = $("#market-status");
+  if (!published) return;
+  const body = { lesson_id: published.lesson_id, version: published.version, visibility: $("#visibility").value };
+  const price = $("#price").value;
+  if (price !== "") body.price_cents = Math.max(0, Math.round(Number(price)));
+  try {
+    const r = await api("/v1/marketplace/listings", { method: "POST", body });
+    say(status, `Submitted: listing ${r.listing_id ?? r.id ?? ""} is ${r.status}. A reviewer will look at it.`, "ok");
+  } catch (e) {
+    say(status, e.status === 404 && /route/.test(e.message) ? "The marketplace is not available on this server yet." : describeError(e), "error");
+  }
+});
+
+loadDraft();
+setTool("select");
+changed();
+
+shell({
+  onAuth(c) {
+    const author = !!c && c.roles.includes("author");
+    $("#need-role").hidden = author;
+    $("#studio").hidden = !author;
+    if (author) loadLessons();
+  },
+});

@@ -1,0 +1,151 @@
+// Replay: scrub a run to any seq (or moment). Canvas runs are rebuilt by the
+// server (GET /v1/runs/{id}/state?at_seq=, identical with or without
+// checkpoints); a live session's run holds session events, so the cursor is
+// folded from them and the canvas is the lesson frame at that cursor.
+
+import { api, describeError, getToken } from "./api.js";
+import { ClassroomClient, applySessionEvent } from "./classroom-client.js";
+import { renderCanvas } from "./canvas.js";
+import { shell, $, h, say, params } from "./ui.js";
+
+shell();
+
+let events = [];
+let runId = null;
+let lesson = null; // {id, version} for session runs
+let isSession = false;
+let req = 0;
+
+async function loadEvents(id) {
+  const out = [];
+  let after = 0;
+  for (;;) {
+    const r = await api(`/v1/runs/${encodeURIComponent(id)}/events?after=${after}&limit=1000`);
+    out.push(...r.events);
+    if (!r.events.length || r.events.at(-1).seq >= r.last_seq) break;
+    after = r.events.at(-1).seq;
+  }
+  return out;
+}
+
+/** A session's config (run and lesson), read from one snapshot over the socket. */
+function sessionConfig(sessionId) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { c.stop(); reject(new Error("the session did not answer")); }, 10_000);
+    const c = new ClassroomClient({
+      sessionId,
+      token: getToken,
+      onSnapshot: (state) => { clearTimeout(timer); c.stop(); resolve(state.config); },
+      onError: (e) => { if (e.code?.startsWith("http_") || c.terminal) { clearTimeout(timer); c.stop(); reject(new Error(e.message)); } },
+    }).start();
+  });
+}
+
+async function load() {
+  const status = $("#status");
+  const p = params();
+  runId = p.get("run");
+  lesson = p.get("lesson") ? { id: p.get("lesson"), version: Number(p.get("version")) } : null;
+  try {
+    if (!runId && p.get("session")) {
+      say(status, "Looking up the session…");
+      const cfg = await sessionConfig(p.get("session"));
+      runId = cfg.run_id;
+      lesson = { id: cfg.lesson_id, version: cfg.version };
+    }
+    if (!runId) return;
+    $("#run").value = runId;
+    say(status, "Loading events…");
+    events = await loadEvents(runId);
+    isSession = events.some((e) => e.type.startsWith("session.") || e.type === "cursor.moved");
+    $("#player").hidden = false;
+    $("#title").textContent = isSession ? `Session run ${runId.slice(0, 8)}…` : `Run ${runId.slice(0, 8)}…`;
+    const last = events.at(-1)?.seq ?? 0;
+    $("#seq").max = String(last);
+    $("#last").textContent = String(last);
+    $("#events").replaceChildren(...events.map((e) => h("li", { "data-seq": e.seq },
+      h("button", { type: "button", class: "link", onclick: () => show(e.seq) }, `#${e.seq}`),
+      h("span", {}, ` ${e.type} `), h("span", { class: "muted" }, `${summary(e)} · ${new Date(e.timestamp).toLocaleTimeString()}`))));
+    say(status, events.length ? "" : "This run has no events yet.", "info");
+    await show(Number(p.get("seq") ?? last));
+  } catch (e) {
+    say(status, e.status === 403 ? "Only the run's org's authors, teachers and governors can replay it." : describeError(e), "error");
+  }
+}
+
+function summary(e) {
+  const p = e.payload || {};
+  return p.text ?? p.title ?? p.label ?? (p.step !== undefined ? `step ${p.step}` : p.id ?? "");
+}
+
+async function show(seq) {
+  const last = events.at(-1)?.seq ?? 0;
+  seq = Math.max(0, Math.min(last, seq));
+  $("#seq").value = String(seq);
+  $("#seq-out").textContent = String(seq);
+  const ev = events.find((e) => e.seq === seq);
+  $("#seq-time").textContent = ev ? `· ${new Date(ev.timestamp).toLocaleString()}` : "";
+  for (const li of $("#events").children) li.toggleAttribute("aria-current", Number(li.dataset.seq) === seq);
+  const mine = ++req;
+  try {
+    if (isSession) {
+      const state = { seq: 0, status: "waiting", paused_reason: null, cursor: { step: 0 }, annotations: [], questions: [], quiz_responses: {} };
+      for (const e of events) if (e.seq <= seq) applySessionEvent(state, e);
+      const badge = $("#session-status");
+      badge.hidden = false;
+      badge.textContent = `${state.status} · cursor ${state.cursor.step} · ${state.questions.length} questions`;
+      if (!lesson) { $("#canvas").textContent = "Open this replay from the teacher console to see the lesson frames."; return; }
+      const frame = await api(`/v1/lessons/${encodeURIComponent(lesson.id)}/versions/${lesson.version}/frames/${state.cursor.step}`);
+      if (mine === req) renderCanvas($("#canvas"), frame, { step: state.cursor.step, annotations: state.annotations, label: `Session at event ${seq}` });
+    } else {
+      const r = await api(`/v1/runs/${encodeURIComponent(runId)}/state?at_seq=${seq}`);
+      if (mine === req) renderCanvas($("#canvas"), r, { step: r.seq, label: `Run at event ${r.seq}` });
+    }
+  } catch (e) {
+    if (mine === req) say($("#status"), describeError(e), "error");
+  }
+}
+
+let debounce = null;
+$("#seq").addEventListener("input", () => {
+  $("#seq-out").textContent = $("#seq").value;
+  clearTimeout(debounce);
+  debounce = setTimeout(() => show(Number($("#seq").value)), 60);
+});
+$("#prev").addEventListener("click", () => show(Number($("#seq").value) - 1));
+$("#next").addEventListener("click", () => show(Number($("#seq").value) + 1));
+let timer = null;
+$("#play").addEventListener("click", () => {
+  const b = $("#play");
+  if (timer) { clearInterval(timer); timer = null; b.textContent = "Play"; b.setAttribute("aria-pressed", "false"); return; }
+  if (Number($("#seq").value) >= Number($("#seq").max)) show(0);
+  b.textContent = "Pause";
+  b.setAttribute("aria-pressed", "true");
+  timer = setInterval(() => {
+    const n = Number($("#seq").value) + 1;
+    if (n > Number($("#seq").max)) { b.click(); return; }
+    show(n);
+  }, 700);
+});
+$("#time-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const v = $("#at").value;
+  if (!v || !runId) return;
+  try {
+    const r = await api(`/v1/runs/${encodeURIComponent(runId)}/state?at=${encodeURIComponent(new Date(v).toISOString())}`);
+    show(r.seq);
+  } catch (e) {
+    say($("#status"), describeError(e), "error");
+  }
+});
+$("#load-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const run = $("#run").value.trim();
+  const session = $("#session").value.trim();
+  const q = new URLSearchParams();
+  if (run) q.set("run", run);
+  else if (session) q.set("session", session);
+  location.search = q.toString();
+});
+
+load();

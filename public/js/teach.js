@@ -1,0 +1,272 @@
+// Teacher console: open a session for a lesson version, show the join code,
+// drive the cursor (buttons, arrow keys), pause / resume / end, see presence,
+// questions (answer them) and quiz responses. The cursor shown is always the
+// server's (what learners see), never a local guess.
+
+import { api, claims, describeError, getToken } from "./api.js";
+import { ClassroomClient } from "./classroom-client.js";
+import { renderCanvas } from "./canvas.js";
+import { shell, $, h, say, params } from "./ui.js";
+
+const SAVED = "dropple.teach.sessions";
+let client = null;
+let session = null; // {session_id, join_code, run_id, lesson_id, version}
+let artifact = null;
+let stepCount = 0;
+let frameReq = 0;
+const frames = new Map();
+const CONN_TEXT = {
+  connecting: "connecting", waiting: "waiting", live: "live", paused: "paused",
+  reconnecting: "reconnecting", ended: "ended", failed: "disconnected",
+};
+
+function saved() {
+  try { return JSON.parse(localStorage.getItem(SAVED) || "{}"); } catch { return {}; }
+}
+function remember(s) {
+  const all = saved();
+  all[s.session_id] = { ...all[s.session_id], ...s, at: Date.now() };
+  try { localStorage.setItem(SAVED, JSON.stringify(all)); } catch {}
+}
+
+let inited = false;
+async function init(c) {
+  const teacher = !!c && c.roles.includes("teacher");
+  $("#need-role").hidden = teacher;
+  if (!teacher) {
+    $("#setup").hidden = true;
+    $("#console").hidden = true;
+    if (client) { client.stop(); client = null; }
+    return;
+  }
+  if (inited) return;
+  inited = true;
+  const sid = params().get("session");
+  if (sid) {
+    attach({ ...saved()[sid], session_id: sid, join_code: params().get("code") || saved()[sid]?.join_code });
+  } else {
+    $("#setup").hidden = false;
+    loadLessons();
+  }
+}
+
+async function loadLessons() {
+  const sel = $("#lesson");
+  const status = $("#setup-status");
+  try {
+    const { lessons } = await api("/v1/lessons");
+    sel.replaceChildren(...lessons.map((l) => h("option", { value: l.lesson_id }, `${l.title} (v${l.latest_version}, ${l.step_count} steps)`)));
+    if (!lessons.length) say(status, "Your org has no lessons yet: publish one in the author studio.", "warn");
+    const want = params().get("lesson");
+    if (want && lessons.some((l) => l.lesson_id === want)) sel.value = want;
+    await loadVersions();
+  } catch (e) {
+    say(status, describeError(e), "error");
+  }
+  const mine = Object.values(saved()).filter((s) => Date.now() - (s.at || 0) < 12 * 3600e3).sort((a, b) => b.at - a.at)[0];
+  if (mine) {
+    const hint = $("#resume-hint");
+    hint.hidden = false;
+    hint.replaceChildren("Recently opened: ", h("a", { href: `/teach?session=${encodeURIComponent(mine.session_id)}&code=${encodeURIComponent(mine.join_code || "")}` }, `session ${mine.join_code || mine.session_id}`));
+  }
+}
+
+async function loadVersions() {
+  const id = $("#lesson").value;
+  const vsel = $("#version");
+  vsel.replaceChildren();
+  if (!id) return;
+  try {
+    const meta = await api(`/v1/lessons/${encodeURIComponent(id)}`);
+    const versions = (meta.versions || []).map((v) => (typeof v === "object" ? v : { version: v }));
+    vsel.replaceChildren(...versions.map((v) => h("option", { value: v.version }, `v${v.version}${v.steps !== undefined ? ` · ${v.steps} steps` : ""}`)));
+    vsel.value = String(params().get("version") || meta.latest_version || versions.at(-1)?.version);
+  } catch (e) {
+    say($("#setup-status"), describeError(e), "error");
+  }
+}
+$("#lesson").addEventListener("change", loadVersions);
+
+$("#open").addEventListener("click", async () => {
+  const status = $("#setup-status");
+  const lesson_id = $("#lesson").value;
+  const version = Number($("#version").value);
+  if (!lesson_id || !version) return say(status, "Pick a lesson and a version.", "warn");
+  $("#open").disabled = true;
+  say(status, "Opening…");
+  try {
+    const r = await api("/v1/sessions", { method: "POST", body: { lesson_id, version } });
+    const s = { session_id: r.session_id, join_code: r.join_code, run_id: r.run_id, lesson_id, version };
+    remember(s);
+    history.replaceState(null, "", `/teach?session=${encodeURIComponent(s.session_id)}&code=${encodeURIComponent(s.join_code)}`);
+    $("#setup").hidden = true;
+    attach(s);
+  } catch (e) {
+    say(status, e.status === 402 ? `Plan limit: ${e.message}` : describeError(e), "error");
+  } finally {
+    $("#open").disabled = false;
+  }
+});
+
+function attach(s) {
+  session = s;
+  $("#console").hidden = false;
+  $("#join-code").textContent = s.join_code || "——————";
+  $("#join-url").textContent = s.join_code ? `${location.origin}/learn?code=${s.join_code}` : "";
+  const me = claims();
+  client = new ClassroomClient({
+    sessionId: s.session_id,
+    token: getToken,
+    userId: me?.sub,
+    onSnapshot: (state) => { adoptConfig(state.config); render(state); },
+    onEvent: (_ev, state) => render(state),
+    onPresence: (n) => { $("#presence").textContent = String(n); },
+    onStatus: (st, detail) => {
+      const el = $("#conn-state");
+      el.dataset.state = st;
+      el.textContent = st === "paused" && detail?.reason === "teacher" ? "paused" : CONN_TEXT[st] || st;
+      if (client?.state) render(client.state);
+    },
+    onError: (e) => say($("#live-status"), `${e.message} (${e.code})`, "error"),
+  }).start();
+  window.dropple = { client };
+}
+
+async function adoptConfig(config) {
+  if (!config) return;
+  if (config.teacher_id && config.teacher_id !== claims()?.sub) {
+    say($("#live-status"), "You are not this session's teacher: you can watch, not drive.", "warn");
+  }
+  const changed = !session.lesson_id || session.lesson_id !== config.lesson_id || Number(session.version) !== config.version;
+  session = { ...session, lesson_id: config.lesson_id, version: config.version, run_id: config.run_id };
+  remember(session);
+  stepCount = config.step_count ?? stepCount;
+  $("#replay-link").href = `/replay?run=${encodeURIComponent(config.run_id)}&lesson=${encodeURIComponent(config.lesson_id)}&version=${config.version}`;
+  if (!artifact || changed) {
+    try {
+      artifact = await api(`/v1/lessons/${encodeURIComponent(config.lesson_id)}/versions/${config.version}`);
+      $("#lesson-title").textContent = `${artifact.title} · v${config.version}`;
+      if (client?.state) render(client.state);
+    } catch (e) {
+      say($("#live-status"), describeError(e), "error");
+    }
+  }
+}
+
+function render(state) {
+  const step = state.cursor?.step ?? 0;
+  const isTeacher = client?.isTeacher;
+  const open = client?.open;
+  const st = state.status;
+  $("#step-out").textContent = `Step ${step} / ${stepCount}`;
+  const canDrive = isTeacher && open && (st === "live" || st === "waiting");
+  $("#first").disabled = $("#prev").disabled = !canDrive || step <= 0;
+  $("#next").disabled = $("#last").disabled = !canDrive || step >= stepCount;
+  $("#pause").disabled = !(isTeacher && open && st === "live");
+  $("#resume").disabled = !(isTeacher && open && st === "paused");
+  $("#end").disabled = !(isTeacher && open && st !== "ended");
+  if (st === "ended") say($("#live-status"), "The session has ended. Its run stays replayable.", "info");
+  showFrame(step, state);
+  renderQuestions(state);
+  renderQuiz(state);
+}
+
+async function showFrame(step, state) {
+  const req = ++frameReq;
+  const canvas = $("#canvas");
+  if (!session?.lesson_id) return;
+  const key = `${session.lesson_id}/${session.version}/${step}`;
+  try {
+    let data = frames.get(key);
+    if (!data) {
+      data = await api(`/v1/lessons/${encodeURIComponent(session.lesson_id)}/versions/${session.version}/frames/${step}`);
+      frames.set(key, data);
+    }
+    if (req !== frameReq) return;
+    renderCanvas(canvas, data, { step, annotations: state.annotations, pointer: state.cursor, label: "Lesson canvas" });
+  } catch (e) {
+    if (req === frameReq) say($("#live-status"), describeError(e), "error");
+  }
+}
+
+function move(step) {
+  if (!client?.state) return;
+  const target = Math.max(0, Math.min(stepCount, step));
+  if (target === client.state.cursor.step) return;
+  if (!client.send({ type: "cursor", step: target })) say($("#live-status"), "Not connected: the cursor will move once the connection is back.", "warn");
+}
+const cur = () => client?.state?.cursor?.step ?? 0;
+$("#first").addEventListener("click", () => move(0));
+$("#prev").addEventListener("click", () => move(cur() - 1));
+$("#next").addEventListener("click", () => move(cur() + 1));
+$("#last").addEventListener("click", () => move(stepCount));
+$("#pause").addEventListener("click", () => client?.send({ type: "pause" }));
+$("#resume").addEventListener("click", () => client?.send({ type: "resume" }));
+$("#end").addEventListener("click", () => {
+  if (confirm("End the session for everyone?")) client?.send({ type: "end" });
+});
+
+document.addEventListener("keydown", (ev) => {
+  if (!client || $("#console").hidden) return;
+  const t = ev.target;
+  if (t.closest?.("input, textarea, select, [contenteditable]") || ev.altKey || ev.ctrlKey || ev.metaKey) return;
+  const keys = { ArrowRight: 1, ArrowDown: 1, PageDown: 1, " ": 1, ArrowLeft: -1, ArrowUp: -1, PageUp: -1 };
+  if (ev.key in keys) {
+    if (ev.key === " " && t.closest?.("button, a")) return;
+    ev.preventDefault();
+    move(cur() + keys[ev.key]);
+  } else if (ev.key === "Home") { ev.preventDefault(); move(0); }
+  else if (ev.key === "End") { ev.preventDefault(); move(stepCount); }
+});
+
+const questionEls = new Map();
+function renderQuestions(state) {
+  const list = $("#questions");
+  $("#no-questions").hidden = state.questions.length > 0;
+  for (const q of state.questions) {
+    let li = questionEls.get(q.id);
+    if (!li) {
+      const input = h("input", { id: `ans-${q.id}`, "data-testid": "answer-input", placeholder: "Your answer", maxlength: 2000 });
+      const form = h("form", { class: "row", "data-testid": "answer-form" },
+        h("label", { for: `ans-${q.id}`, class: "sr-only" }, "Answer"), input, h("button", { type: "submit" }, "Answer"));
+      form.addEventListener("submit", (ev) => {
+        ev.preventDefault();
+        const text = input.value.trim();
+        if (text && client?.send({ type: "answer", question_id: q.id, text })) input.value = "";
+      });
+      li = h("li", { "data-question": q.id },
+        h("p", {}, h("strong", {}, q.asker_id), ": ", h("span", { class: "q-text" }, q.text)),
+        h("p", { class: "answered" }), form);
+      questionEls.set(q.id, li);
+      list.prepend(li);
+    }
+    const a = li.querySelector(".answered");
+    a.textContent = q.answer ? `Answered: ${q.answer}` : "";
+    li.querySelector("form").hidden = !!q.answer || !client?.isTeacher || state.status === "ended";
+  }
+}
+
+function renderQuiz(state) {
+  const box = $("#quiz");
+  const quiz = artifact?.quiz || [];
+  if (!quiz.length) {
+    box.replaceChildren(h("p", { class: "hint" }, "This lesson has no quiz."));
+    return;
+  }
+  box.replaceChildren(...quiz.map((q) => {
+    const responses = Object.values(state.quiz_responses?.[q.id] || {});
+    const total = responses.length;
+    const rows = q.choices.flatMap((choice, i) => {
+      const n = responses.filter((c) => c === i).length;
+      const correct = q.answer === i || q.answer === choice;
+      return [
+        h("span", {}, correct ? `${choice} ✓` : choice),
+        h("div", { class: "bar", style: `width:${total ? Math.max(2, (100 * n) / total) : 0}%`, "aria-hidden": "true" }),
+        h("span", { "data-testid": `tally-${q.id}-${i}` }, String(n)),
+      ];
+    });
+    return h("div", { class: "stack" }, h("h3", {}, q.prompt, h("span", { class: "muted" }, ` — ${total} response${total === 1 ? "" : "s"}`)), h("div", { class: "tally" }, ...rows));
+  }));
+}
+
+shell({ onAuth: init });

@@ -1,0 +1,94 @@
+// Small DOM helpers and the page shell (header, navigation, sign-in, service
+// worker). No framework: pages build their DOM with `h` and update it directly.
+
+import { claims } from "./api.js";
+import { mountSignIn } from "./auth.js";
+
+export const $ = (sel, root = document) => root.querySelector(sel);
+export const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
+
+/** h("button", {class: "x", onclick: fn}, "text", child, ...) */
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on") && typeof v === "function") el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else if (k === "dataset") Object.assign(el.dataset, v);
+    else if (k === "text") el.textContent = v;
+    else if (v === true) el.setAttribute(k, "");
+    else el.setAttribute(k, String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === undefined || c === null || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+/** Show a message in a status line: kind = info | ok | error. */
+export function say(el, text, kind = "info") {
+  if (!el) return;
+  el.textContent = text || "";
+  el.dataset.kind = kind;
+  el.hidden = !text;
+}
+
+const NAV = [
+  ["/", "Home", null],
+  ["/teach", "Teach", "teacher"],
+  ["/learn", "Learn", null],
+  ["/author", "Author", "author"],
+  ["/market", "Market", null],
+  ["/replay", "Replay", null],
+  ["/verify", "Verify", null],
+];
+
+function renderNav(nav) {
+  const c = claims();
+  const here = location.pathname.replace(/\.html$/, "").replace(/\/$/, "") || "/";
+  nav.replaceChildren(
+    ...NAV.filter(([, , role]) => !role || !c || c.roles.includes(role)).map(([href, label]) =>
+      h("a", { href, "aria-current": (href === here || (href === "/" && here === "/index")) ? "page" : null }, label),
+    ),
+  );
+}
+
+/**
+ * Build the shared header into `<header id="app-header">` and register the
+ * service worker. `onAuth` runs now and whenever the identity changes.
+ */
+export function shell({ onAuth } = {}) {
+  const header = document.getElementById("app-header");
+  if (header) {
+    const nav = h("nav", { class: "main-nav", "aria-label": "Main" });
+    const who = h("div", { class: "who" });
+    header.replaceChildren(
+      h("a", { class: "brand", href: "/" }, h("span", { class: "logo", "aria-hidden": "true" }, "◆"), " Dropple"),
+      nav,
+      who,
+    );
+    renderNav(nav);
+    mountSignIn(who);
+    window.addEventListener("dropple:auth", () => renderNav(nav));
+  }
+  if (onAuth) {
+    onAuth(claims());
+    window.addEventListener("dropple:auth", () => onAuth(claims()));
+  }
+  if ("serviceWorker" in navigator && location.protocol !== "file:") {
+    navigator.serviceWorker.register("/sw.js").catch(() => {});
+  }
+}
+
+export function params() {
+  return new URLSearchParams(location.search);
+}
+
+export function fmtPct(x) {
+  return typeof x === "number" && isFinite(x) ? `${Math.round(x * 100)}%` : "—";
+}
+
+export function fmtTime(ms) {
+  try { return new Date(ms).toLocaleTimeString(); } catch { return ""; }
+}
