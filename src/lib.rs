@@ -15,12 +15,14 @@
 //! - [`certificate`]: JCS, Ed25519 Data Integrity proofs, Open Badges 3.0, status lists.
 //! - [`grading`]: deterministic scoring of quiz attempts.
 //! - [`urlparts`]: URL path and query splitting without the `url` crate (size).
+//! - [`ai`]: AI job rules, cache keys, the builtin offline provider, OpenAI-compatible shaping.
 //! - [`canonical`]: canonical JSON (RFC 8785 style) and hashing shared by lessons, state and proofs.
 //!
 //! Edge (wasm32 only, `src/edge/`): the router and HTTP handlers per resource,
 //! the classroom Durable Object, D1 / R2 / KV stores and the queue consumer. They
 //! translate, authorize, persist and broadcast; they hold no business rules.
 
+pub mod ai;
 pub mod canonical;
 pub mod certificate;
 pub mod classroom;

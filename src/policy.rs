@@ -221,6 +221,27 @@ impl Plan {
     }
 }
 
+impl Limits {
+    /// Operators may tune plans without a deploy: `PLAN_OVERRIDES` is JSON like
+    /// `{"free": {"ai_jobs_per_month": 500}}`. Unknown names and non-integer
+    /// values are ignored, so a typo can never remove a limit.
+    pub fn with_overrides(mut self, plan: Plan, overrides: Option<&serde_json::Value>) -> Limits {
+        let Some(o) = overrides.and_then(|v| v.get(plan.as_str())).and_then(|v| v.as_object()) else { return self };
+        for (name, value) in o {
+            let Some(n) = value.as_u64() else { continue };
+            match name.as_str() {
+                "live_sessions" => self.live_sessions = n,
+                "observers_per_session" => self.observers_per_session = n,
+                "ai_jobs_per_month" => self.ai_jobs_per_month = n,
+                "ai_jobs_per_minute" => self.ai_jobs_per_minute = n,
+                "media_bytes" => self.media_bytes = n,
+                _ => {}
+            }
+        }
+        self
+    }
+}
+
 /// A hard limit: `used + requested` must stay within `limit`, else 402 naming it.
 pub fn check_limit(name: &str, limit: u64, used: u64, requested: u64) -> Result<(), AppError> {
     if used.checked_add(requested).map_or(true, |total| total > limit) {
@@ -320,6 +341,16 @@ mod tests {
         assert_eq!((e.status(), e.retry_after()), (429, Some(59)));
         // Just before the window ends the wait rounds up to a whole second.
         assert_eq!(rate_verdict(61, 60, 119_999, 60_000).unwrap_err().retry_after(), Some(1));
+    }
+
+    #[test]
+    fn overrides_tune_only_named_limits() {
+        let o = serde_json::json!({"free": {"ai_jobs_per_month": 5, "bogus": 1, "live_sessions": "x"}});
+        let l = Plan::Free.limits().with_overrides(Plan::Free, Some(&o));
+        assert_eq!(l.ai_jobs_per_month, 5);
+        assert_eq!(l.live_sessions, Plan::Free.limits().live_sessions);
+        assert_eq!(Plan::Pro.limits().with_overrides(Plan::Pro, Some(&o)), Plan::Pro.limits());
+        assert_eq!(Plan::Free.limits().with_overrides(Plan::Free, None), Plan::Free.limits());
     }
 
     #[test]

@@ -85,6 +85,12 @@ pub async fn route(ctx: &mut Ctx, rest: &[&str]) -> AppResult<Response> {
             let v = parse_version(v)?;
             read_version(ctx, &id, v).await
         }
+        [id, "versions", v, "explanations"] => {
+            allow(&m, &[Method::Get])?;
+            let id = path_id(id, "lesson")?.to_owned();
+            let v = parse_version(v)?;
+            super::ai_jobs::explanations(ctx, &id, v).await
+        }
         [id, "versions", v, "frames", k] => {
             allow(&m, &[Method::Get])?;
             let id = path_id(id, "lesson")?.to_owned();
@@ -154,7 +160,12 @@ pub async fn is_public(db: &D1Database, id: &str, version: u32) -> AppResult<boo
 }
 
 pub async fn fetch_artifact(ctx: &Ctx, row: &VersionRow) -> AppResult<Artifact> {
-    let obj = bucket(ctx)?
+    fetch_artifact_env(&ctx.env, row).await
+}
+
+pub async fn fetch_artifact_env(env: &worker::Env, row: &VersionRow) -> AppResult<Artifact> {
+    let obj = env
+        .bucket(ARTIFACTS)?
         .get(&row.r2_key)
         .execute()
         .await?
@@ -286,6 +297,7 @@ async fn store_version(
             e
         });
     }
+    super::ai_jobs::on_publish(ctx, claims, &artifact).await;
     created(json!({
         "lesson_id": lesson_id, "version": version, "sha256": artifact.sha256,
         "steps": artifact.timeline.len(), "created_at": created_at,
@@ -457,7 +469,7 @@ async fn upload_asset(ctx: &mut Ctx) -> AppResult<Response> {
         return Err(AppError::unprocessable("content_mismatch", format!("the bytes are not {content_type}")));
     }
     let db = store::db(&ctx.env)?;
-    let plan = super::system::org_plan(&db, &claims.org, ctx.now_ms).await?;
+    let (_, limits) = super::system::org_limits(ctx, &db, &claims.org).await?;
     #[derive(Deserialize)]
     struct Used {
         used: Option<u64>,
@@ -465,7 +477,7 @@ async fn upload_asset(ctx: &mut Ctx) -> AppResult<Response> {
     let used: Option<Used> =
         store::first(&db, "SELECT SUM(size) AS used FROM assets WHERE org = ?1", &[t(&claims.org)]).await?;
     let used = used.and_then(|u| u.used).unwrap_or(0);
-    if let Err(e) = policy::check_limit("media_bytes", plan.limits().media_bytes, used, bytes.len() as u64) {
+    if let Err(e) = policy::check_limit("media_bytes", limits.media_bytes, used, bytes.len() as u64) {
         store::audit(
             &db,
             &claims.org,

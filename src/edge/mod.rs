@@ -1,6 +1,7 @@
 //! The edge: everything that touches `worker`. One router, handlers per
 //! resource, the classroom Durable Object, stores and the queue consumer.
 
+mod ai_jobs;
 mod certificates;
 mod classroom_do;
 mod http;
@@ -13,7 +14,7 @@ mod system;
 
 use crate::error::{AppError, AppResult};
 use http::Ctx;
-use worker::{event, Context, Env, Request, Response};
+use worker::{event, Context, Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder, Request, Response};
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, wctx: Context) -> worker::Result<Response> {
@@ -73,9 +74,41 @@ async fn route(ctx: &mut Ctx) -> AppResult<Response> {
         ["v1", "issuer"] => certificates::issuer(ctx).await,
         ["v1", "status-lists", list] => certificates::status_list(ctx, list).await,
         ["v1", "marketplace", rest @ ..] => marketplace::route(ctx, rest).await,
+        ["v1", "ai", rest @ ..] => ai_jobs::route(ctx, rest).await,
         ["v1", "lessons", rest @ ..] => lessons::route(ctx, rest).await,
         ["v1", "assets", rest @ ..] => lessons::assets_route(ctx, rest).await,
         ["v1", rest @ ..] => system::route(ctx, rest).await,
         _ => Err(AppError::not_found("route")),
     }
+}
+
+/// The AI jobs consumer (and its dead-letter queue). Every message is acked
+/// or retried here; the handler never returns an error (that would panic).
+#[event(queue)]
+async fn queue(batch: MessageBatch<serde_json::Value>, env: Env, _ctx: Context) -> worker::Result<()> {
+    let dead_letters = batch.queue() == ai_jobs::DLQ;
+    let messages = match batch.messages() {
+        Ok(m) => m,
+        Err(e) => {
+            worker::console_error!("{}", serde_json::json!({"msg": "unreadable queue batch", "error": e.to_string()}));
+            batch.retry_all();
+            return Ok(());
+        }
+    };
+    for message in messages {
+        let job_id = message.body().get("job_id").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+        let now = worker::Date::now().as_millis() as i64;
+        if dead_letters {
+            ai_jobs::dead_letter(&env, &job_id, &message.body().to_string(), now).await;
+            message.ack();
+            continue;
+        }
+        match ai_jobs::process(&env, &job_id, now).await {
+            ai_jobs::Outcome::Done => message.ack(),
+            ai_jobs::Outcome::RetryAfter(secs) => {
+                message.retry_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(secs).build())
+            }
+        }
+    }
+    Ok(())
 }

@@ -112,7 +112,7 @@ async fn create(ctx: &mut Ctx) -> AppResult<Response> {
         lessons::load_version(&db, &lesson_id, version).await?.ok_or_else(|| AppError::not_found("lesson version"))?;
     let artifact = lessons::fetch_artifact(ctx, &row).await?;
 
-    let plan = system::org_plan(&db, &claims.org, ctx.now_ms).await?;
+    let (_, limits) = system::org_limits(ctx, &db, &claims.org).await?;
     #[derive(Deserialize)]
     struct N {
         n: u64,
@@ -120,8 +120,7 @@ async fn create(ctx: &mut Ctx) -> AppResult<Response> {
     let live: Option<N> =
         store::first(&db, "SELECT COUNT(*) AS n FROM sessions WHERE org = ?1 AND status != 'ended'", &[t(&claims.org)])
             .await?;
-    if let Err(e) = policy::check_limit("live_sessions", plan.limits().live_sessions, live.map(|n| n.n).unwrap_or(0), 1)
-    {
+    if let Err(e) = policy::check_limit("live_sessions", limits.live_sessions, live.map(|n| n.n).unwrap_or(0), 1) {
         store::audit(&db, &claims.org, ctx.now_ms, &claims.sub, "plan_limit.refused", "live_sessions", &json!({}))
             .await;
         return Err(e);
@@ -220,14 +219,14 @@ async fn connect(ctx: &mut Ctx, id: &str, door: &str) -> AppResult<Response> {
     let teacher = policy::decide(&claims.roles, Action::SessionTeach, scope) == policy::Decision::Allow;
     let role = if teacher && door == "ws" { "teacher" } else { "observer" };
     let db = store::db(&ctx.env)?;
-    let plan = system::org_plan(&db, &session.org, ctx.now_ms).await?;
+    let (_, limits) = system::org_limits(ctx, &db, &session.org).await?;
     to_object(
         ctx,
         &session.id,
         &format!("/{door}"),
         Method::Get,
         None,
-        Some((&claims, role, plan.limits().observers_per_session)),
+        Some((&claims, role, limits.observers_per_session)),
     )
     .await
 }

@@ -131,6 +131,13 @@ pub async fn org_plan(db: &D1Database, org: &str, now_ms: i64) -> AppResult<Plan
     Ok(Plan::Free)
 }
 
+/// The org's plan and its limits, with `PLAN_OVERRIDES` applied.
+pub async fn org_limits(ctx: &Ctx, db: &D1Database, org: &str) -> AppResult<(Plan, policy::Limits)> {
+    let plan = org_plan(db, org, ctx.now_ms).await?;
+    let overrides = ctx.var("PLAN_OVERRIDES").and_then(|v| serde_json::from_str::<Value>(&v).ok());
+    Ok((plan, plan.limits().with_overrides(plan, overrides.as_ref())))
+}
+
 /// Count one request against a fixed per-org window; 429 past the limit.
 pub async fn rate_limit(db: &D1Database, key: &str, limit: u64, window_ms: i64, now_ms: i64) -> AppResult<()> {
     #[derive(Deserialize)]
@@ -153,9 +160,9 @@ async fn usage(ctx: &mut Ctx, org: &str) -> AppResult<Response> {
     let claims = ctx.claims()?;
     policy::authorize(&claims, Action::UsageRead, Scope { same_org: claims.org == org, owner: false }, "org")?;
     let db = store::db(&ctx.env)?;
-    let plan = org_plan(&db, org, ctx.now_ms).await?;
+    let (plan, limits) = org_limits(ctx, &db, org).await?;
     let used = usage_counts(&db, org, ctx.now_ms).await?;
-    ok(json!({"org": org, "plan": plan, "limits": plan.limits(), "usage": used}))
+    ok(json!({"org": org, "plan": plan, "limits": limits, "usage": used}))
 }
 
 /// Current use, read from the records themselves (tables created by later

@@ -1,0 +1,498 @@
+//! AI jobs: requested over HTTP (202 at once, never waiting for a model),
+//! run by the queue consumer in this same worker, retried with backoff,
+//! dead-lettered after the last attempt, results cached per lesson version
+//! and input. Rules and the builtin provider live in `crate::ai`.
+
+use super::http::{allow, ok, path_id, Ctx};
+use super::lessons::{self, LessonRow};
+use super::runs::{self, RunRow};
+use super::store::{self, i, t, AI_JOBS};
+use super::system;
+use crate::ai::{self, JobKind, JobRequest};
+use crate::error::{AppError, AppResult};
+use crate::identity::Claims;
+use crate::lesson::Artifact;
+use crate::policy::{self, Action, Scope};
+use crate::run::{rfc3339_ms, NewEvent};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use worker::{D1Database, Env, Method, Response};
+
+/// Deliveries before a job is failed and dead-lettered (wrangler.toml's
+/// `max_retries` + 1 must match).
+pub const MAX_ATTEMPTS: u32 = 5;
+pub const DLQ: &str = "dropple-ai-jobs-dlq";
+
+#[derive(Serialize, Deserialize)]
+pub struct JobMessage {
+    pub job_id: String,
+}
+
+#[derive(Deserialize)]
+struct JobRow {
+    id: String,
+    org: String,
+    kind: String,
+    lesson_id: String,
+    version: u32,
+    input: String,
+    status: String,
+    attempts: u32,
+    result: Option<String>,
+    error: Option<String>,
+    cached: u32,
+    provider: String,
+    run_id: Option<String>,
+    fail_first: u32,
+    created_at: i64,
+    updated_at: i64,
+}
+
+const JOB_COLUMNS: &str =
+    "id, org, kind, lesson_id, version, input, status, attempts, result, error, cached, provider, run_id, fail_first, created_at, updated_at";
+
+pub async fn route(ctx: &mut Ctx, rest: &[&str]) -> AppResult<Response> {
+    let m = ctx.method();
+    match rest {
+        ["jobs"] => {
+            allow(&m, &[Method::Post])?;
+            request(ctx).await
+        }
+        ["jobs", id] => {
+            allow(&m, &[Method::Get])?;
+            let id = path_id(id, "job")?.to_owned();
+            read(ctx, &id).await
+        }
+        _ => Err(AppError::not_found("route")),
+    }
+}
+
+fn provider_name(env: &Env) -> String {
+    env.var("AI_PROVIDER").map(|v| v.to_string()).unwrap_or_else(|_| "builtin".into())
+}
+
+fn model_name(env: &Env, provider: &str) -> String {
+    match provider {
+        "openai" => env.var("OPENAI_MODEL").map(|v| v.to_string()).unwrap_or_else(|_| "gpt-4o-mini".into()),
+        "workers-ai" => env
+            .var("WORKERS_AI_MODEL")
+            .map(|v| v.to_string())
+            .unwrap_or_else(|_| "@cf/meta/llama-3.1-8b-instruct".into()),
+        _ => "builtin-1".into(),
+    }
+}
+
+/// Check rate and hard limits, record the job and its run, queue it.
+async fn enqueue(
+    ctx: &Ctx,
+    db: &D1Database,
+    org: &str,
+    requester: &str,
+    req: &JobRequest,
+    fail_first: u32,
+    counted: bool,
+) -> AppResult<String> {
+    if counted {
+        let (_, limits) = system::org_limits(ctx, db, org).await?;
+        if let Err(e) =
+            system::rate_limit(db, &format!("ai:{org}"), limits.ai_jobs_per_minute, 60_000, ctx.now_ms).await
+        {
+            store::audit(db, org, ctx.now_ms, requester, "rate_limit.refused", "ai_jobs_per_minute", &json!({})).await;
+            return Err(e);
+        }
+        #[derive(Deserialize)]
+        struct N {
+            n: u64,
+        }
+        let used: Option<N> = store::first(
+            db,
+            "SELECT COUNT(*) AS n FROM ai_jobs WHERE org = ?1 AND created_at >= ?2",
+            &[t(org), i(system::month_start_ms(ctx.now_ms))],
+        )
+        .await?;
+        if let Err(e) =
+            policy::check_limit("ai_jobs_per_month", limits.ai_jobs_per_month, used.map(|u| u.n).unwrap_or(0), 1)
+        {
+            store::audit(db, org, ctx.now_ms, requester, "plan_limit.refused", "ai_jobs_per_month", &json!({})).await;
+            return Err(e);
+        }
+    }
+    let id = runs::new_id();
+    let run_id = runs::insert_run(db, org, "ai_job", requester, ctx.now_ms).await?;
+    let provider = provider_name(&ctx.env);
+    let input = serde_json::to_string(&req.input).map_err(|e| AppError::internal(e.to_string()))?;
+    store::run(
+        db,
+        "INSERT INTO ai_jobs (id, org, requester, kind, lesson_id, version, input, status, provider, run_id, fail_first, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?10, ?11, ?11)",
+        &[t(&id), t(org), t(requester), t(req.kind.as_str()), t(&req.lesson_id), i(req.version), t(&input), t(&provider), t(&run_id), i(fail_first), i(ctx.now_ms)],
+    )
+    .await?;
+    lifecycle(db, org, &run_id, "ai_job.queued", json!({"job_id": id, "kind": req.kind.as_str()}), ctx.now_ms).await;
+    ctx.env.queue(AI_JOBS)?.send(JobMessage { job_id: id.clone() }).await?;
+    Ok(id)
+}
+
+/// Lifecycle events go to the job's own run (and so to replay and xAPI).
+async fn lifecycle(db: &D1Database, org: &str, run_id: &str, kind: &str, payload: Value, now_ms: i64) {
+    let run =
+        RunRow { id: run_id.into(), org: org.into(), kind: "ai_job".into(), creator: "system".into(), created_at: 0 };
+    let ev = NewEvent { id: runs::new_id(), kind: kind.into(), payload };
+    if let Err(e) = runs::append_events(db, &run, "system", &[ev], None, now_ms).await {
+        worker::console_error!(
+            "{}",
+            json!({"msg": "ai job lifecycle event lost", "run_id": run_id, "error": e.to_string()})
+        );
+    }
+    worker::console_log!("{}", json!({"msg": "ai job", "event": kind, "run_id": run_id}));
+}
+
+async fn readable_lesson(db: &D1Database, claims: &Claims, lesson_id: &str, version: u32) -> AppResult<LessonRow> {
+    let lesson = lessons::load_lesson(db, lesson_id).await?.ok_or_else(|| AppError::not_found("lesson"))?;
+    lessons::load_version(db, lesson_id, version).await?.ok_or_else(|| AppError::not_found("lesson version"))?;
+    if lesson.org != claims.org && !lessons::is_public(db, lesson_id, version).await? {
+        return Err(AppError::not_found("lesson"));
+    }
+    Ok(lesson)
+}
+
+async fn request(ctx: &mut Ctx) -> AppResult<Response> {
+    let claims = ctx.claims()?;
+    policy::authorize(&claims, Action::AiJobCreate, Scope::ORG, "ai job")?;
+    let mut body = ctx.json().await?;
+    // Development-only fault injection for the retry and dead-letter paths.
+    let fail_first = match body.as_object_mut().and_then(|o| o.remove("_fail_first")) {
+        Some(v) if ctx.is_development() => v.as_u64().unwrap_or(0).min(100) as u32,
+        Some(_) => return Err(AppError::bad_request("invalid_field", "_fail_first: only in development")),
+        None => 0,
+    };
+    let req = ai::validate_request(&body)?;
+    let db = store::db(&ctx.env)?;
+    readable_lesson(&db, &claims, &req.lesson_id, req.version).await?;
+    let id = enqueue(ctx, &db, &claims.org, &claims.sub, &req, fail_first, true).await?;
+    let mut r = super::http::json(202, &json!({"job_id": id, "status": "queued", "url": format!("/v1/ai/jobs/{id}")}))?;
+    r.headers_mut().set("location", &format!("/v1/ai/jobs/{id}"))?;
+    Ok(r)
+}
+
+async fn load_job(db: &D1Database, id: &str) -> AppResult<Option<JobRow>> {
+    store::first(db, &format!("SELECT {JOB_COLUMNS} FROM ai_jobs WHERE id = ?1"), &[t(id)]).await
+}
+
+fn job_json(j: &JobRow) -> Value {
+    json!({
+        "job_id": j.id, "kind": j.kind, "lesson_id": j.lesson_id, "version": j.version, "status": j.status,
+        "attempts": j.attempts, "provider": j.provider, "cached": j.cached != 0, "run_id": j.run_id,
+        "input": serde_json::from_str::<Value>(&j.input).unwrap_or(Value::Null),
+        "result": j.result.as_deref().and_then(|r| serde_json::from_str::<Value>(r).ok()),
+        "error": j.error, "created_at": rfc3339_ms(j.created_at), "updated_at": rfc3339_ms(j.updated_at),
+    })
+}
+
+async fn read(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
+    let claims = ctx.claims()?;
+    let db = store::db(&ctx.env)?;
+    let job = load_job(&db, id).await?.ok_or_else(|| AppError::not_found("job"))?;
+    if job.org != claims.org {
+        return Err(AppError::not_found("job"));
+    }
+    #[derive(Deserialize)]
+    struct N {
+        n: u64,
+    }
+    let letters: Option<N> =
+        store::first(&db, "SELECT COUNT(*) AS n FROM ai_dead_letters WHERE job_id = ?1", &[t(id)]).await?;
+    let mut v = job_json(&job);
+    v["dead_lettered"] = json!(letters.is_some_and(|l| l.n > 0));
+    ok(v)
+}
+
+/// On publish: explanations for every step, queued as system jobs (not
+/// counted against the org's per-minute rate), cached with the version.
+pub async fn on_publish(ctx: &Ctx, claims: &Claims, artifact: &Artifact) {
+    if ctx.var("AI_ON_PUBLISH").as_deref() == Some("off") {
+        return;
+    }
+    let Ok(db) = store::db(&ctx.env) else { return };
+    for step in 1..=artifact.timeline.len().min(200) {
+        let req = JobRequest {
+            kind: JobKind::Explain,
+            lesson_id: artifact.lesson_id.clone(),
+            version: artifact.version,
+            input: ai::JobInput::Explain { step: step as u32 },
+        };
+        if let Err(e) = enqueue(ctx, &db, &claims.org, "system", &req, 0, false).await {
+            worker::console_error!("{}", json!({"msg": "publish-time explanation not queued", "error": e.to_string()}));
+            return;
+        }
+    }
+}
+
+/// `GET /v1/lessons/{id}/versions/{v}/explanations`: the publish-time
+/// explanations that are ready, by step.
+pub async fn explanations(ctx: &mut Ctx, lesson_id: &str, version: u32) -> AppResult<Response> {
+    let claims = ctx.claims()?;
+    let db = store::db(&ctx.env)?;
+    let lesson = readable_lesson(&db, &claims, lesson_id, version).await?;
+    #[derive(Deserialize)]
+    struct R {
+        input: String,
+        status: String,
+        result: Option<String>,
+    }
+    let rows: Vec<R> = store::all(
+        &db,
+        "SELECT input, status, result FROM ai_jobs WHERE lesson_id = ?1 AND version = ?2 AND kind = 'explain' AND requester = 'system' AND org = ?3 ORDER BY created_at",
+        &[t(lesson_id), i(version), t(&lesson.org)],
+    )
+    .await?;
+    let steps: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let input = serde_json::from_str::<Value>(&r.input).unwrap_or(Value::Null);
+            json!({"step": input.get("step"), "status": r.status,
+                   "explanation": r.result.as_deref().and_then(|x| serde_json::from_str::<Value>(x).ok())})
+        })
+        .collect();
+    ok(json!({"lesson_id": lesson_id, "version": version, "explanations": steps}))
+}
+
+// ------------------------------------------------------------------ consumer
+
+pub enum Outcome {
+    Done,
+    RetryAfter(u32),
+}
+
+/// Process one delivery. Never an `Err` for the caller: the queue handler
+/// must ack or retry every message itself.
+pub async fn process(env: &Env, job_id: &str, now_ms: i64) -> Outcome {
+    match process_inner(env, job_id, now_ms).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            worker::console_error!(
+                "{}",
+                json!({"msg": "ai job processing fault", "job_id": job_id, "error": e.to_string()})
+            );
+            Outcome::RetryAfter(ai::retry_delay_secs(1))
+        }
+    }
+}
+
+async fn process_inner(env: &Env, job_id: &str, now_ms: i64) -> AppResult<Outcome> {
+    let db = store::db(env)?;
+    let Some(job) = load_job(&db, job_id).await? else { return Ok(Outcome::Done) };
+    // Already finished (a redelivery): never run twice to completion.
+    if job.status == "succeeded" || job.status == "failed" {
+        return Ok(Outcome::Done);
+    }
+    let attempt = job.attempts + 1;
+    store::run(
+        &db,
+        "UPDATE ai_jobs SET status = 'running', attempts = ?2, updated_at = ?3 WHERE id = ?1",
+        &[t(job_id), i(attempt), i(now_ms)],
+    )
+    .await?;
+    let run_id = job.run_id.clone().unwrap_or_default();
+    lifecycle(&db, &job.org, &run_id, "ai_job.running", json!({"attempt": attempt}), now_ms).await;
+
+    let result = run_job(env, &db, &job, attempt).await;
+    match result {
+        Ok((value, cached)) => {
+            store::run(
+                &db,
+                "UPDATE ai_jobs SET status = 'succeeded', result = ?2, cached = ?3, error = NULL, updated_at = ?4 WHERE id = ?1",
+                &[t(job_id), t(&value.to_string()), i(cached as i64), i(now_ms)],
+            )
+            .await?;
+            lifecycle(
+                &db,
+                &job.org,
+                &run_id,
+                "ai_job.succeeded",
+                json!({"attempt": attempt, "cached": cached}),
+                now_ms,
+            )
+            .await;
+            Ok(Outcome::Done)
+        }
+        Err(e) => {
+            let message = e.public_message();
+            let retryable = !matches!(e, AppError::Rule { status: 400..=499, .. }) || e.status() == 429;
+            if retryable && attempt < MAX_ATTEMPTS {
+                store::run(
+                    &db,
+                    "UPDATE ai_jobs SET status = 'queued', error = ?2, updated_at = ?3 WHERE id = ?1",
+                    &[t(job_id), t(&message), i(now_ms)],
+                )
+                .await?;
+                lifecycle(
+                    &db,
+                    &job.org,
+                    &run_id,
+                    "ai_job.retrying",
+                    json!({"attempt": attempt, "error": message}),
+                    now_ms,
+                )
+                .await;
+                let scale = env.var("AI_RETRY_SCALE").ok().and_then(|v| v.to_string().parse::<u32>().ok()).unwrap_or(1);
+                Ok(Outcome::RetryAfter(ai::retry_delay_secs(attempt).saturating_mul(scale)))
+            } else {
+                fail(&db, &job, &message, now_ms).await?;
+                // The last retry sends the message on to the dead-letter queue.
+                Ok(if retryable { Outcome::RetryAfter(0) } else { Outcome::Done })
+            }
+        }
+    }
+}
+
+async fn fail(db: &D1Database, job: &JobRow, message: &str, now_ms: i64) -> AppResult<()> {
+    store::run(
+        db,
+        "UPDATE ai_jobs SET status = 'failed', error = ?2, updated_at = ?3 WHERE id = ?1 AND status != 'succeeded'",
+        &[t(&job.id), t(message), i(now_ms)],
+    )
+    .await?;
+    lifecycle(
+        db,
+        &job.org,
+        job.run_id.as_deref().unwrap_or_default(),
+        "ai_job.failed",
+        json!({"error": message}),
+        now_ms,
+    )
+    .await;
+    Ok(())
+}
+
+/// The dead-letter consumer: record the letter; the job is failed for good.
+pub async fn dead_letter(env: &Env, job_id: &str, body: &str, now_ms: i64) {
+    let Ok(db) = store::db(env) else { return };
+    let _ = store::run(
+        &db,
+        "INSERT INTO ai_dead_letters (job_id, body, at) VALUES (?1, ?2, ?3)",
+        &[t(job_id), t(body), i(now_ms)],
+    )
+    .await;
+    if let Ok(Some(job)) = load_job(&db, job_id).await {
+        if job.status != "succeeded" && job.status != "failed" {
+            let _ = fail(&db, &job, "dead-lettered after the last attempt", now_ms).await;
+        }
+    }
+}
+
+async fn run_job(env: &Env, db: &D1Database, job: &JobRow, attempt: u32) -> AppResult<(Value, bool)> {
+    let row = lessons::load_version(db, &job.lesson_id, job.version)
+        .await?
+        .ok_or_else(|| AppError::unprocessable("lesson_gone", "the lesson version no longer exists"))?;
+    let input: ai::JobInput = serde_json::from_str(&job.input).map_err(|e| AppError::internal(e.to_string()))?;
+    let kind = JobKind::parse(&job.kind).ok_or_else(|| AppError::internal("unknown job kind"))?;
+    let model = model_name(env, &job.provider);
+    let key = ai::cache_key(kind, &row.sha256, &input, &job.provider, &model);
+    #[derive(Deserialize)]
+    struct Cached {
+        result: String,
+    }
+    if let Some(c) =
+        store::first::<Cached>(db, "SELECT result FROM ai_results WHERE cache_key = ?1", &[t(&key)]).await?
+    {
+        if let Ok(v) = serde_json::from_str(&c.result) {
+            store::run(db, "UPDATE ai_jobs SET cache_key = ?2 WHERE id = ?1", &[t(&job.id), t(&key)]).await?;
+            return Ok((v, true));
+        }
+    }
+    if attempt <= job.fail_first {
+        return Err(AppError::internal(format!(
+            "injected fault: attempt {attempt} of the first {} fails",
+            job.fail_first
+        )));
+    }
+    let artifact = lessons::fetch_artifact_env(env, &row).await?;
+    let listing = match &input {
+        ai::JobInput::ReviewAssist { listing_id } => Some(listing_facts(db, listing_id).await?),
+        _ => None,
+    };
+    let value = match job.provider.as_str() {
+        "openai" => openai(env, kind, &input, &artifact, &model).await?,
+        "workers-ai" => workers_ai(env, kind, &input, &artifact, &model).await?,
+        _ => ai::run_builtin(kind, &input, &artifact, listing.as_ref())?,
+    };
+    db.batch(vec![
+        store::stmt(
+            db,
+            "INSERT OR IGNORE INTO ai_results (cache_key, result, created_at) VALUES (?1, ?2, ?3)",
+            &[t(&key), t(&value.to_string()), i(worker::Date::now().as_millis() as i64)],
+        )?,
+        store::stmt(db, "UPDATE ai_jobs SET cache_key = ?2 WHERE id = ?1", &[t(&job.id), t(&key)])?,
+    ])
+    .await?;
+    Ok((value, false))
+}
+
+async fn listing_facts(db: &D1Database, listing_id: &str) -> AppResult<ai::ListingFacts> {
+    #[derive(Deserialize)]
+    struct L {
+        title: String,
+        summary: String,
+    }
+    let l: L = store::first(db, "SELECT title, summary FROM listings WHERE id = ?1", &[t(listing_id)])
+        .await?
+        .ok_or_else(|| AppError::unprocessable("unknown_listing", "review_assist: listing_id does not exist"))?;
+    Ok(ai::ListingFacts { title: l.title, summary: l.summary })
+}
+
+/// Any OpenAI-compatible chat-completions endpoint, with a timeout.
+async fn openai(env: &Env, kind: JobKind, input: &ai::JobInput, artifact: &Artifact, model: &str) -> AppResult<Value> {
+    use worker::{AbortController, Fetch, Headers, Request, RequestInit};
+    let base = env
+        .var("OPENAI_BASE_URL")
+        .map(|v| v.to_string())
+        .map_err(|_| AppError::internal("OPENAI_BASE_URL is not set"))?;
+    let key = env.secret("OPENAI_API_KEY").map(|v| v.to_string()).unwrap_or_default();
+    let body = ai::openai_request(kind, input, artifact, model);
+    let headers = Headers::new();
+    headers.set("content-type", "application/json")?;
+    if !key.is_empty() {
+        headers.set("authorization", &format!("Bearer {key}"))?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_headers(headers).with_body(Some(body.to_string().into()));
+    let req = Request::new_with_init(&format!("{}/chat/completions", base.trim_end_matches('/')), &init)?;
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    let timeout_ms = env.var("OPENAI_TIMEOUT_MS").ok().and_then(|v| v.to_string().parse().ok()).unwrap_or(20_000u64);
+    let fetch = Fetch::Request(req);
+    let call = fetch.send_with_signal(&signal);
+    let timer = worker::Delay::from(std::time::Duration::from_millis(timeout_ms));
+    futures_util::pin_mut!(call);
+    futures_util::pin_mut!(timer);
+    let mut resp = match futures_util::future::select(call, timer).await {
+        futures_util::future::Either::Left((r, _)) => r?,
+        futures_util::future::Either::Right(_) => {
+            controller.abort();
+            return Err(AppError::internal("the AI provider timed out"));
+        }
+    };
+    if resp.status_code() >= 400 {
+        return Err(AppError::internal(format!("the AI provider answered {}", resp.status_code())));
+    }
+    let v: Value = resp.json().await.map_err(|e| AppError::internal(format!("provider response unreadable: {e}")))?;
+    ai::parse_openai_response(&v, kind)
+}
+
+/// Workers AI in production. It cannot run offline (no binding locally), so
+/// without the `AI` binding this is a clear failure, not a silent fallback.
+async fn workers_ai(
+    env: &Env,
+    kind: JobKind,
+    input: &ai::JobInput,
+    artifact: &Artifact,
+    model: &str,
+) -> AppResult<Value> {
+    let binding = env.ai("AI").map_err(|_| AppError::internal("AI_PROVIDER=workers-ai needs the AI binding"))?;
+    let body = ai::openai_request(kind, input, artifact, model);
+    let messages = body.get("messages").cloned().unwrap_or(Value::Null);
+    let out: Value =
+        binding.run(model, json!({"messages": messages})).await.map_err(|e| AppError::internal(e.to_string()))?;
+    let content = out.get("response").cloned().unwrap_or(Value::Null);
+    ai::parse_openai_response(&json!({"choices": [{"message": {"content": content}}]}), kind)
+}

@@ -1,0 +1,162 @@
+// AI jobs on Queues: 202 at once, queue-driven completion, result cache,
+// retry then success, exhaustion → failed + dead letter, 429 and 402, org
+// isolation, publish-time explanations, and the OpenAI-compatible provider
+// against a local stub speaking that protocol.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import http from "node:http";
+import { startWorker, client, freePort } from "./support/worker.mjs";
+import { DEMO_LESSON } from "../scripts/seed.mjs";
+
+let w, api, author, learner, outsider, lesson;
+before(async () => {
+  // Retries without waiting (the backoff arithmetic is tested natively); a
+  // tiny monthly budget on the pro plan to reach 402 quickly.
+  w = await startWorker({ vars: { AI_RETRY_SCALE: "0", PLAN_OVERRIDES: JSON.stringify({ pro: { ai_jobs_per_month: 3 } }) } });
+  api = client(w.base);
+  author = await api.token("ana", "acme", ["author"]);
+  learner = await api.token("lea", "acme", ["learner"]);
+  outsider = await api.token("oz", "globex", ["learner"]);
+  lesson = (await api.call("POST", "/v1/lessons", { token: author, body: DEMO_LESSON })).json;
+});
+after(async () => { await w?.stop(); });
+
+const job = (token, kind, input, extra = {}) =>
+  api.call("POST", "/v1/ai/jobs", { token, body: { kind, lesson_id: lesson.lesson_id, version: 1, input, ...extra } });
+async function settle(id, token = learner, ms = 20000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const r = await api.call("GET", `/v1/ai/jobs/${id}`, { token });
+    assert.equal(r.status, 200, r.text);
+    if (["succeeded", "failed"].includes(r.json.status)) return r.json;
+    if (Date.now() > end) throw new Error(`job ${id} still ${r.json.status}`);
+    await new Promise((res) => setTimeout(res, 150));
+  }
+}
+
+test("202 at once, then the queue completes the job; the same input hits the cache", async () => {
+  const r = await job(learner, "answer", { question: "What is a quarter?" });
+  assert.equal(r.status, 202, r.text);
+  assert.equal(r.json.status, "queued");
+  const done = await settle(r.json.job_id);
+  assert.equal(done.status, "succeeded");
+  assert.equal(done.cached, false);
+  assert.ok(done.result.citations.length > 0);
+  assert.match(done.result.answer, /quarter/i);
+  const again = await settle((await job(learner, "answer", { question: "  what IS a   quarter? " })).json.job_id);
+  assert.equal(again.cached, true);
+  assert.deepEqual(again.result, done.result);
+  const graded = await settle((await job(learner, "grade", { question: "Where is 1/2?", answer: "In the middle of the line", rubric: ["mentions the middle", { criterion: "names the line", weight: 2 }] })).json.job_id);
+  assert.equal(graded.result.score, 1);
+  assert.equal((await job(learner, "explain", { step: 999 }).then((x) => settle(x.json.job_id))).status, "failed");
+});
+
+test("a failing provider is retried to success; one that always fails is dead-lettered", async () => {
+  const flaky = await settle((await job(learner, "answer", { question: "Which half is flaky?" }, { _fail_first: 2 })).json.job_id);
+  assert.equal(flaky.status, "succeeded");
+  assert.equal(flaky.attempts, 3);
+  const doomed = await settle((await job(learner, "answer", { question: "Which quarter is doomed?" }, { _fail_first: 99 })).json.job_id, learner, 30000);
+  assert.equal(doomed.status, "failed");
+  assert.equal(doomed.attempts, 5);
+  const letter = async () => (await api.call("GET", `/v1/ai/jobs/${doomed.job_id}`, { token: learner })).json.dead_lettered;
+  const end = Date.now() + 15000;
+  while (!(await letter()) && Date.now() < end) await new Promise((r) => setTimeout(r, 200));
+  assert.equal(await letter(), true);
+  // The job's lifecycle is a run of events, readable by the org's authors.
+  const events = await api.call("GET", `/v1/runs/${doomed.run_id}/events`, { token: author });
+  assert.equal(events.status, 200, events.text);
+  const types = events.json.events.map((e) => e.type);
+  assert.equal(types[0], "ai_job.queued");
+  assert.equal(types.filter((t) => t === "ai_job.running").length, 5);
+  assert.ok(types.includes("ai_job.failed"));
+});
+
+test("validation, isolation", async () => {
+  const bad = await job(learner, "poem", {});
+  assert.equal(bad.status, 400);
+  assert.match(bad.json.error.message, /^kind/);
+  assert.equal((await job(learner, "explain", { step: -3 })).status, 400);
+  const mine = (await job(learner, "explain", { step: 1 })).json.job_id;
+  assert.equal((await api.call("GET", `/v1/ai/jobs/${mine}`, { token: outsider })).status, 404);
+  assert.equal((await api.call("POST", "/v1/ai/jobs", { token: outsider, body: { kind: "explain", lesson_id: lesson.lesson_id, version: 1, input: { step: 1 } } })).status, 404);
+});
+
+test("publish-time explanations for every step, served with the version", async () => {
+  const end = Date.now() + 20000;
+  for (;;) {
+    const r = await api.call("GET", `/v1/lessons/${lesson.lesson_id}/versions/1/explanations`, { token: learner });
+    assert.equal(r.status, 200, r.text);
+    const done = r.json.explanations.filter((e) => e.status === "succeeded");
+    if (done.length === DEMO_LESSON.timeline.length) {
+      assert.ok(done.every((e) => typeof e.explanation.text === "string"));
+      break;
+    }
+    if (Date.now() > end) throw new Error(`explanations: ${JSON.stringify(r.json).slice(0, 300)}`);
+    await new Promise((res) => setTimeout(res, 200));
+  }
+});
+
+test("over the rate: 429 with Retry-After; over the plan: 402", async () => {
+  const t = await api.token("rae", "rateorg", ["learner", "author"]);
+  const l = (await api.call("POST", "/v1/lessons", { token: t, body: { ...DEMO_LESSON, timeline: DEMO_LESSON.timeline.slice(0, 1) } })).json;
+  let limited;
+  for (let i = 0; i < 125 && !limited; i++) {
+    const r = await api.call("POST", "/v1/ai/jobs", { token: t, body: { kind: "explain", lesson_id: l.lesson_id, version: 1, input: { step: 1 } } });
+    if (r.status === 429) limited = r;
+    else assert.equal(r.status, 202, r.text);
+  }
+  assert.ok(limited, "the free plan allows at most 60 per minute");
+  assert.equal(limited.json.error.code, "rate_limited");
+  assert.ok(Number(limited.headers.get("retry-after")) >= 1);
+  const p = await api.token("pia", "proorg", ["learner", "author"]);
+  await api.call("PUT", "/v1/dev/orgs/proorg/plan", { body: { plan: "pro" } });
+  const pl = (await api.call("POST", "/v1/lessons", { token: p, body: { ...DEMO_LESSON, timeline: DEMO_LESSON.timeline.slice(0, 1) } })).json;
+  const codes = [];
+  for (let i = 0; i < 4; i++) {
+    codes.push((await api.call("POST", "/v1/ai/jobs", { token: p, body: { kind: "explain", lesson_id: pl.lesson_id, version: 1, input: { step: 1 } } })).status);
+  }
+  assert.deepEqual(codes, [202, 202, 402, 402], "1 publish-time job + 2 requests fill a budget of 3");
+  const usage = (await api.call("GET", "/v1/orgs/proorg/usage", { token: p })).json;
+  assert.equal(usage.limits.ai_jobs_per_month, 3);
+  assert.equal(usage.usage.ai_jobs_this_month, 3);
+});
+
+test("the OpenAI-compatible provider, against a local stub of that protocol", async () => {
+  const seen = [];
+  const stub = http.createServer((req, res) => {
+    let body = "";
+    req.on("data", (c) => { body += c; });
+    req.on("end", () => {
+      seen.push({ url: req.url, auth: req.headers.authorization, body: JSON.parse(body) });
+      res.setHeader("content-type", "application/json");
+      res.end(JSON.stringify({ choices: [{ message: { role: "assistant", content: JSON.stringify({ answer: "From the stub", citations: [{ step: 3, text: "x" }], confidence: 0.9 }) } }] }));
+    });
+  });
+  const port = await freePort();
+  await new Promise((r) => stub.listen(port, "127.0.0.1", r));
+  const ow = await startWorker({ vars: { AI_PROVIDER: "openai", OPENAI_BASE_URL: `http://127.0.0.1:${port}/v1`, OPENAI_MODEL: "stub-model", AI_ON_PUBLISH: "off" } });
+  try {
+    const oapi = client(ow.base);
+    const a = await oapi.token("ana", "acme", ["author", "learner"]);
+    const l = (await oapi.call("POST", "/v1/lessons", { token: a, body: DEMO_LESSON })).json;
+    const r = await oapi.call("POST", "/v1/ai/jobs", { token: a, body: { kind: "answer", lesson_id: l.lesson_id, version: 1, input: { question: "Where is 1/2?" } } });
+    assert.equal(r.status, 202);
+    const end = Date.now() + 20000;
+    let j;
+    do {
+      await new Promise((res) => setTimeout(res, 150));
+      j = (await oapi.call("GET", `/v1/ai/jobs/${r.json.job_id}`, { token: a })).json;
+    } while (!["succeeded", "failed"].includes(j.status) && Date.now() < end);
+    assert.equal(j.status, "succeeded", JSON.stringify(j));
+    assert.equal(j.result.answer, "From the stub");
+    assert.equal(j.provider, "openai");
+    assert.equal(seen.length, 1);
+    assert.equal(seen[0].url, "/v1/chat/completions");
+    assert.equal(seen[0].body.model, "stub-model");
+    assert.equal(seen[0].body.temperature, 0);
+    assert.ok(seen[0].body.messages[1].content.includes("Where is 1/2?"));
+  } finally {
+    await ow.stop();
+    stub.close();
+  }
+});
