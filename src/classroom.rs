@@ -46,9 +46,9 @@ pub const JOIN_CODE_LEN: usize = 6;
 /// No 0/O, 1/I/L: a code read aloud or off a projector is typed right.
 const JOIN_ALPHABET: &[u8; 31] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
 #[rustfmt::skip]
-const CLIENT_TYPES: [&str; 11] = [
+const CLIENT_TYPES: [&str; 12] = [
     "hello", "cursor", "annotate", "clear_annotations", "pause", "resume", "end", "answer", "ask",
-    "respond", "ping",
+    "respond", "explain", "ping",
 ];
 
 // ---------------------------------------------------------------- errors
@@ -73,6 +73,8 @@ pub enum ErrorCode {
     LimitReached,
     RateLimited,
     RoomFull,
+    /// A service the command needs (e.g. the AI provider) refused or failed.
+    Unavailable,
 }
 
 /// A broken protocol rule: a code for programs and a sentence for people.
@@ -102,16 +104,36 @@ fn err<T>(code: ErrorCode, message: impl Into<String>) -> Result<T, ProtocolErro
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMsg {
-    Hello { last_seq: Option<u64>, version: Option<u32> },
-    Cursor { step: i64, x: Option<f64>, y: Option<f64> },
+    Hello {
+        last_seq: Option<u64>,
+        version: Option<u32>,
+    },
+    Cursor {
+        step: i64,
+        x: Option<f64>,
+        y: Option<f64>,
+    },
     Annotate(AnnotationDraft),
     ClearAnnotations,
     Pause,
     Resume,
     End,
-    Answer { question_id: String, text: String },
-    Ask { text: String },
-    Respond { question_id: String, choice: u32 },
+    Answer {
+        question_id: String,
+        text: String,
+    },
+    Ask {
+        text: String,
+    },
+    Respond {
+        question_id: String,
+        choice: u32,
+    },
+    /// Teacher opt-in: explain a step (default: the cursor's) with the AI
+    /// provider; the explanation arrives later as an `explanation.ready` event.
+    Explain {
+        step: Option<u32>,
+    },
     Ping,
 }
 
@@ -140,6 +162,7 @@ impl ClientMsg {
             ClientMsg::Answer { .. } => "answer",
             ClientMsg::Ask { .. } => "ask",
             ClientMsg::Respond { .. } => "respond",
+            ClientMsg::Explain { .. } => "explain",
             ClientMsg::Ping => "ping",
         }
     }
@@ -155,6 +178,7 @@ impl ClientMsg {
                 | ClientMsg::Resume
                 | ClientMsg::End
                 | ClientMsg::Answer { .. }
+                | ClientMsg::Explain { .. }
         )
     }
 
@@ -392,6 +416,10 @@ pub enum SessionEvent {
     QuestionAnswered { question_id: String, text: String },
     #[serde(rename = "quiz.responded")]
     QuizResponded { question_id: String, choice: u32, learner_id: String },
+    #[serde(rename = "explanation.requested")]
+    ExplanationRequested { step: u32 },
+    #[serde(rename = "explanation.ready")]
+    ExplanationReady { step: u32, job_id: String, text: String },
 }
 
 impl SessionEvent {
@@ -469,6 +497,8 @@ impl SessionState {
             SessionEvent::QuizResponded { question_id, choice, learner_id } => {
                 self.quiz_responses.entry(question_id).or_default().insert(learner_id, choice);
             }
+            // Explanations live in the log only; the canvas state does not change.
+            SessionEvent::ExplanationRequested { .. } | SessionEvent::ExplanationReady { .. } => {}
         }
     }
 
@@ -498,6 +528,13 @@ impl SessionState {
             M::Ping => return Ok(Vec::new()),
             M::Hello { version, .. } => return self.decide_hello(teacher, *version),
             _ if self.status == Status::Ended => return err(C::SessionEnded, "the session has ended"),
+            M::Explain { step } => {
+                let step = step.unwrap_or(self.cursor.step.clamp(0, i64::from(u32::MAX)) as u32);
+                if step > self.config.step_count {
+                    return err(C::InvalidCursor, format!("step must be within 0..={}", self.config.step_count));
+                }
+                vec![E::ExplanationRequested { step }]
+            }
             M::Cursor { step, x, y } => {
                 if paused {
                     return err(C::SessionPaused, "the session is paused; the cursor is frozen");
@@ -696,6 +733,9 @@ pub enum Effect {
     Audit { action: &'static str, detail: Value },
     /// Close the sender's socket.
     Close { code: u16, reason: &'static str },
+    /// Ask the AI provider to explain `step`; its answer comes back through
+    /// [`explanation_ready`]. Follows the persisted `explanation.requested`.
+    RequestExplanation { step: u32, request_seq: u64 },
 }
 
 fn reply_err(code: ErrorCode, message: impl Into<String>) -> Vec<Effect> {
@@ -765,7 +805,19 @@ pub fn handle(
         }
         _ if !conn.is_connected() => reply_err(ErrorCode::HelloRequired, "say hello before anything else"),
         msg => match state.decide(&who, &msg) {
-            Ok(events) => commit(state, &who.user_id, events, now_ms, new_id),
+            Ok(events) => {
+                let mut effects = commit(state, &who.user_id, events, now_ms, new_id);
+                if let (ClientMsg::Explain { .. }, Some(Effect::Persist(persisted))) = (&msg, effects.first()) {
+                    let requested = persisted.iter().find_map(|e| match SessionEvent::parse(e) {
+                        Some(SessionEvent::ExplanationRequested { step }) => Some((step, e.seq)),
+                        _ => None,
+                    });
+                    if let Some((step, request_seq)) = requested {
+                        effects.push(Effect::RequestExplanation { step, request_seq });
+                    }
+                }
+                effects
+            }
             Err(e) if e.code == ErrorCode::AuthorityViolation => vec![
                 Effect::Reply(e.to_msg()),
                 Effect::Audit {
@@ -781,6 +833,21 @@ pub fn handle(
             Err(e) => vec![Effect::Reply(e.to_msg())],
         },
     }
+}
+
+/// The AI provider's explanation arrived (asynchronously, from the queue):
+/// it becomes the session's next event, written by the system.
+pub fn explanation_ready(
+    state: &mut SessionState,
+    step: u32,
+    job_id: &str,
+    text: &str,
+    now_ms: i64,
+    new_id: &mut dyn FnMut() -> String,
+) -> Vec<Effect> {
+    let text: String = text.chars().take(4 * MAX_TEXT_CHARS).collect();
+    let ready = SessionEvent::ExplanationReady { step, job_id: job_id.to_string(), text };
+    commit(state, SYSTEM_AUTHOR, vec![ready], now_ms, new_id)
 }
 
 /// Call when the teacher's LAST socket closes: a live session pauses (cursor
@@ -846,6 +913,49 @@ pub fn normalize_join_code(input: &str) -> Option<String> {
     let code: String =
         input.trim().chars().filter(|c| *c != '-' && *c != ' ').map(|c| c.to_ascii_uppercase()).collect();
     (code.len() == JOIN_CODE_LEN && code.bytes().all(|b| JOIN_ALPHABET.contains(&b))).then_some(code)
+}
+
+#[cfg(test)]
+mod explain_tests {
+    use super::*;
+
+    fn state() -> SessionState {
+        let config = SessionConfig {
+            session_id: "s".into(),
+            run_id: "r".into(),
+            lesson_id: "l".into(),
+            version: 1,
+            sha256: "h".into(),
+            teacher_id: "tom".into(),
+            org: "o".into(),
+            step_count: 3,
+            quiz: vec![],
+        };
+        SessionState::new(config)
+    }
+
+    #[test]
+    fn teacher_opts_in_and_the_explanation_arrives_as_an_event() {
+        let mut s = state();
+        let mut ids = (0..).map(|n| format!("id{n}"));
+        let mut new_id = || ids.next().unwrap_or_default();
+        let mut teacher = Connection::Connected { user_id: "tom".into(), role: Role::Teacher, last_seq: 0 };
+        let effects = handle(&mut s, &mut teacher, ClientMsg::Explain { step: Some(2) }, 5, &mut new_id);
+        assert!(matches!(effects.last(), Some(Effect::RequestExplanation { step: 2, request_seq: 2 })), "{effects:?}");
+        let mut observer = Connection::Connected { user_id: "lea".into(), role: Role::Observer, last_seq: 0 };
+        let refused = handle(&mut s, &mut observer, ClientMsg::Explain { step: None }, 6, &mut new_id);
+        assert!(!refused.iter().any(|e| matches!(e, Effect::RequestExplanation { .. } | Effect::Persist(_))));
+        let out = handle(&mut s, &mut teacher, ClientMsg::Explain { step: Some(9) }, 7, &mut new_id);
+        assert!(matches!(&out[..], [Effect::Reply(ServerMsg::Error { code: ErrorCode::InvalidCursor, .. })]));
+        let before = s.clone();
+        let ready = explanation_ready(&mut s, 2, "job", "Step 2 adds a dot.", 8, &mut new_id);
+        let Some(Effect::Persist(events)) = ready.first() else { panic!("{ready:?}") };
+        assert_eq!(
+            (events[0].kind.as_str(), events[0].seq, events[0].author_id.as_str()),
+            ("explanation.ready", 3, SYSTEM_AUTHOR)
+        );
+        assert_eq!((s.cursor.clone(), s.status), (before.cursor, before.status));
+    }
 }
 
 #[cfg(test)]

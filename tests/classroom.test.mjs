@@ -156,6 +156,24 @@ test("questions, answers, quiz responses; end stops everything", async () => {
   await eventually(async () => assert.equal((await api.call("GET", `/v1/join/${s.join_code}`, { token: learner })).status, 404));
 });
 
+test("live explanation is the teacher's opt-in; the result arrives as a session event", async () => {
+  const s = await newSession();
+  const t = await openSocket(wsUrl(s.session_id, teacher));
+  await t.next((m) => m.type === "snapshot");
+  const a = await openSocket(wsUrl(s.session_id, learner));
+  await a.next((m) => m.type === "snapshot");
+  a.send({ type: "explain", step: 2 });
+  assert.equal((await a.next((m) => m.type === "error")).code, "authority_violation");
+  t.send({ type: "explain", step: 2 });
+  const requested = await a.next((m) => m.type === "event" && m.event.type === "explanation.requested");
+  assert.equal(requested.event.payload.step, 2);
+  const ready = await a.next((m) => m.type === "event" && m.event.type === "explanation.ready", 20000);
+  assert.equal(ready.seq, requested.seq + 1);
+  assert.equal(ready.event.author_id, "system");
+  assert.match(ready.event.payload.text, /Step 2/);
+  await Promise.all([t.close(), a.close()]);
+});
+
 test("SSE: id is the seq, resumable with after", async () => {
   const s = await newSession();
   const t = await openSocket(wsUrl(s.session_id, teacher));

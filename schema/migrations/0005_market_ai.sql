@@ -49,6 +49,8 @@ CREATE TABLE ai_jobs (
   cached INTEGER NOT NULL DEFAULT 0,
   provider TEXT NOT NULL,
   run_id TEXT,
+  -- Set for a teacher's live explanation: the result goes back to the session.
+  session_id TEXT,
   -- Development-only fault injection: fail this many attempts first.
   fail_first INTEGER NOT NULL DEFAULT 0,
   created_at INTEGER NOT NULL,

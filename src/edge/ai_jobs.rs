@@ -43,13 +43,14 @@ struct JobRow {
     cached: u32,
     provider: String,
     run_id: Option<String>,
+    session_id: Option<String>,
     fail_first: u32,
     created_at: i64,
     updated_at: i64,
 }
 
 const JOB_COLUMNS: &str =
-    "id, org, kind, lesson_id, version, input, status, attempts, result, error, cached, provider, run_id, fail_first, created_at, updated_at";
+    "id, org, kind, lesson_id, version, input, status, attempts, result, error, cached, provider, run_id, session_id, fail_first, created_at, updated_at";
 
 pub async fn route(ctx: &mut Ctx, rest: &[&str]) -> AppResult<Response> {
     let m = ctx.method();
@@ -82,22 +83,30 @@ fn model_name(env: &Env, provider: &str) -> String {
     }
 }
 
+/// Who asks for a job and what follows from it.
+pub struct Requester<'a> {
+    pub org: &'a str,
+    pub user: &'a str,
+    /// Counted against the org's rate and monthly budget (publish-time jobs are not rate-limited).
+    pub counted: bool,
+    /// A live explanation: the result goes back to this session.
+    pub session_id: Option<&'a str>,
+    pub fail_first: u32,
+}
+
 /// Check rate and hard limits, record the job and its run, queue it.
-async fn enqueue(
-    ctx: &Ctx,
+pub async fn enqueue(
+    env: &Env,
     db: &D1Database,
-    org: &str,
-    requester: &str,
+    who: &Requester<'_>,
     req: &JobRequest,
-    fail_first: u32,
-    counted: bool,
+    now_ms: i64,
 ) -> AppResult<String> {
-    if counted {
-        let (_, limits) = system::org_limits(ctx, db, org).await?;
-        if let Err(e) =
-            system::rate_limit(db, &format!("ai:{org}"), limits.ai_jobs_per_minute, 60_000, ctx.now_ms).await
-        {
-            store::audit(db, org, ctx.now_ms, requester, "rate_limit.refused", "ai_jobs_per_minute", &json!({})).await;
+    let (org, requester) = (who.org, who.user);
+    if who.counted {
+        let (_, limits) = system::org_limits_env(env, db, org, now_ms).await?;
+        if let Err(e) = system::rate_limit(db, &format!("ai:{org}"), limits.ai_jobs_per_minute, 60_000, now_ms).await {
+            store::audit(db, org, now_ms, requester, "rate_limit.refused", "ai_jobs_per_minute", &json!({})).await;
             return Err(e);
         }
         #[derive(Deserialize)]
@@ -107,28 +116,28 @@ async fn enqueue(
         let used: Option<N> = store::first(
             db,
             "SELECT COUNT(*) AS n FROM ai_jobs WHERE org = ?1 AND created_at >= ?2",
-            &[t(org), i(system::month_start_ms(ctx.now_ms))],
+            &[t(org), i(system::month_start_ms(now_ms))],
         )
         .await?;
         if let Err(e) =
             policy::check_limit("ai_jobs_per_month", limits.ai_jobs_per_month, used.map(|u| u.n).unwrap_or(0), 1)
         {
-            store::audit(db, org, ctx.now_ms, requester, "plan_limit.refused", "ai_jobs_per_month", &json!({})).await;
+            store::audit(db, org, now_ms, requester, "plan_limit.refused", "ai_jobs_per_month", &json!({})).await;
             return Err(e);
         }
     }
     let id = runs::new_id();
-    let run_id = runs::insert_run(db, org, "ai_job", requester, ctx.now_ms).await?;
-    let provider = provider_name(&ctx.env);
+    let run_id = runs::insert_run(db, org, "ai_job", requester, now_ms).await?;
+    let provider = provider_name(env);
     let input = serde_json::to_string(&req.input).map_err(|e| AppError::internal(e.to_string()))?;
     store::run(
         db,
-        "INSERT INTO ai_jobs (id, org, requester, kind, lesson_id, version, input, status, provider, run_id, fail_first, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?10, ?11, ?11)",
-        &[t(&id), t(org), t(requester), t(req.kind.as_str()), t(&req.lesson_id), i(req.version), t(&input), t(&provider), t(&run_id), i(fail_first), i(ctx.now_ms)],
+        "INSERT INTO ai_jobs (id, org, requester, kind, lesson_id, version, input, status, provider, run_id, session_id, fail_first, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?10, ?11, ?12, ?12)",
+        &[t(&id), t(org), t(requester), t(req.kind.as_str()), t(&req.lesson_id), i(req.version), t(&input), t(&provider), t(&run_id), who.session_id.map(t).unwrap_or(store::Arg::Null), i(who.fail_first), i(now_ms)],
     )
     .await?;
-    lifecycle(db, org, &run_id, "ai_job.queued", json!({"job_id": id, "kind": req.kind.as_str()}), ctx.now_ms).await;
-    ctx.env.queue(AI_JOBS)?.send(JobMessage { job_id: id.clone() }).await?;
+    lifecycle(db, org, &run_id, "ai_job.queued", json!({"job_id": id, "kind": req.kind.as_str()}), now_ms).await;
+    env.queue(AI_JOBS)?.send(JobMessage { job_id: id.clone() }).await?;
     Ok(id)
 }
 
@@ -168,7 +177,8 @@ async fn request(ctx: &mut Ctx) -> AppResult<Response> {
     let req = ai::validate_request(&body)?;
     let db = store::db(&ctx.env)?;
     readable_lesson(&db, &claims, &req.lesson_id, req.version).await?;
-    let id = enqueue(ctx, &db, &claims.org, &claims.sub, &req, fail_first, true).await?;
+    let who = Requester { org: &claims.org, user: &claims.sub, counted: true, session_id: None, fail_first };
+    let id = enqueue(&ctx.env, &db, &who, &req, ctx.now_ms).await?;
     let mut r = super::http::json(202, &json!({"job_id": id, "status": "queued", "url": format!("/v1/ai/jobs/{id}")}))?;
     r.headers_mut().set("location", &format!("/v1/ai/jobs/{id}"))?;
     Ok(r)
@@ -220,7 +230,8 @@ pub async fn on_publish(ctx: &Ctx, claims: &Claims, artifact: &Artifact) {
             version: artifact.version,
             input: ai::JobInput::Explain { step: step as u32 },
         };
-        if let Err(e) = enqueue(ctx, &db, &claims.org, "system", &req, 0, false).await {
+        let who = Requester { org: &claims.org, user: "system", counted: false, session_id: None, fail_first: 0 };
+        if let Err(e) = enqueue(&ctx.env, &db, &who, &req, ctx.now_ms).await {
             worker::console_error!("{}", json!({"msg": "publish-time explanation not queued", "error": e.to_string()}));
             return;
         }
@@ -298,6 +309,13 @@ async fn process_inner(env: &Env, job_id: &str, now_ms: i64) -> AppResult<Outcom
     let result = run_job(env, &db, &job, attempt).await;
     match result {
         Ok((value, cached)) => {
+            // Delivered before the job is marked done: a retry may deliver again,
+            // and the session drops the duplicate by job id.
+            if let (Some(session_id), Ok(ai::JobInput::Explain { step })) =
+                (&job.session_id, serde_json::from_str::<ai::JobInput>(&job.input))
+            {
+                deliver_to_session(env, session_id, step, job_id, &value).await?;
+            }
             store::run(
                 &db,
                 "UPDATE ai_jobs SET status = 'succeeded', result = ?2, cached = ?3, error = NULL, updated_at = ?4 WHERE id = ?1",
@@ -343,6 +361,22 @@ async fn process_inner(env: &Env, job_id: &str, now_ms: i64) -> AppResult<Outcom
             }
         }
     }
+}
+
+/// A live explanation goes back to its session as an event. A failure here
+/// retries the job (the result is cached, so the provider is not asked again).
+async fn deliver_to_session(env: &Env, session_id: &str, step: u32, job_id: &str, result: &Value) -> AppResult<()> {
+    let text = result.get("text").and_then(Value::as_str).unwrap_or_default();
+    let body = json!({"step": step, "job_id": job_id, "text": text}).to_string();
+    let stub = env.durable_object(store::CLASSROOM)?.id_from_name(session_id)?.get_stub()?;
+    let mut init = worker::RequestInit::new();
+    init.with_method(Method::Post).with_body(Some(body.into()));
+    let req = worker::Request::new_with_init("https://classroom/explanation", &init)?;
+    let resp = stub.fetch_with_request(req).await?;
+    if resp.status_code() != 200 {
+        return Err(AppError::internal(format!("session answered {}", resp.status_code())));
+    }
+    Ok(())
 }
 
 async fn fail(db: &D1Database, job: &JobRow, message: &str, now_ms: i64) -> AppResult<()> {

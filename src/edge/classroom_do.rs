@@ -218,7 +218,7 @@ impl Classroom {
 
     /// Carry out the core's effects for `ws` (the sender, if any). Returns
     /// audit entries to write after (they need D1, an await).
-    fn execute(&self, ws: Option<&WebSocket>, effects: Vec<Effect>) -> Vec<serde_json::Value> {
+    fn execute(&self, ws: Option<&WebSocket>, effects: Vec<Effect>) -> Vec<Effect> {
         let mut audits = Vec::new();
         let mut persisted = false;
         for effect in effects {
@@ -269,7 +269,7 @@ impl Classroom {
                         }
                     }
                 }
-                Effect::Audit { action, detail } => audits.push(json!({"action": action, "detail": detail})),
+                later @ (Effect::Audit { .. } | Effect::RequestExplanation { .. }) => audits.push(later),
                 Effect::Close { code, reason } => {
                     if let Some(ws) = ws {
                         let _ = ws.close(Some(code), Some(reason));
@@ -292,26 +292,80 @@ impl Classroom {
         });
     }
 
-    async fn write_audits(&self, audits: Vec<serde_json::Value>, actor: &str) {
-        if audits.is_empty() {
+    /// The effects that need I/O beyond this object's storage.
+    async fn run_later(&self, ws: Option<&WebSocket>, later: Vec<Effect>, actor: &str) {
+        if later.is_empty() {
             return;
         }
         let Ok(db) = store::db(&self.env) else { return };
-        let org = self.with_session(|s| s.config.org.clone()).ok().flatten().unwrap_or_default();
-        for a in audits {
-            let action = a["action"].as_str().unwrap_or("classroom.audit").to_owned();
-            worker::console_log!("{}", json!({"msg": "audit", "action": action, "actor": actor}));
-            store::audit(
-                &db,
-                &org,
-                now_ms(),
-                actor,
-                &action,
-                a["detail"]["session_id"].as_str().unwrap_or(""),
-                &a["detail"],
-            )
-            .await;
+        let Ok(Some((org, lesson_id, version, session_id))) = self.with_session(|s| {
+            (s.config.org.clone(), s.config.lesson_id.clone(), s.config.version, s.config.session_id.clone())
+        }) else {
+            return;
+        };
+        for effect in later {
+            match effect {
+                Effect::Audit { action, detail } => {
+                    worker::console_log!("{}", json!({"msg": "audit", "action": action, "actor": actor}));
+                    store::audit(&db, &org, now_ms(), actor, action, &session_id, &detail).await;
+                }
+                Effect::RequestExplanation { step, .. } => {
+                    let req = crate::ai::JobRequest {
+                        kind: crate::ai::JobKind::Explain,
+                        lesson_id: lesson_id.clone(),
+                        version,
+                        input: crate::ai::JobInput::Explain { step },
+                    };
+                    let who = super::ai_jobs::Requester {
+                        org: &org,
+                        user: actor,
+                        counted: true,
+                        session_id: Some(&session_id),
+                        fail_first: 0,
+                    };
+                    if let Err(e) = super::ai_jobs::enqueue(&self.env, &db, &who, &req, now_ms()).await {
+                        let code = match e.status() {
+                            429 => classroom::ErrorCode::RateLimited,
+                            402 => classroom::ErrorCode::LimitReached,
+                            _ => classroom::ErrorCode::Unavailable,
+                        };
+                        if let Some(ws) = ws {
+                            Self::send(
+                                ws,
+                                &ServerMsg::Error { code, message: format!("no explanation: {}", e.public_message()) },
+                            );
+                        }
+                    }
+                }
+                _ => {}
+            }
         }
+    }
+
+    /// An explanation from the queue consumer; a redelivery of the same job is dropped.
+    fn explanation_arrived(&self, step: u32, job_id: &str, text: &str) -> Result<()> {
+        #[derive(Deserialize)]
+        struct N {
+            n: f64,
+        }
+        let seen: Vec<N> = self
+            .sql()
+            .exec(
+                "SELECT COUNT(*) AS n FROM events WHERE type = 'explanation.ready' AND json_extract(payload, '$.job_id') = ?",
+                vec![SqlStorageValue::from(job_id)],
+            )?
+            .to_array()?;
+        if seen.first().is_some_and(|n| n.n > 0.0) {
+            return Ok(());
+        }
+        let now = now_ms();
+        let effects = self
+            .with_session(|state| {
+                classroom::explanation_ready(state, step, job_id, text, now, &mut super::runs::new_id)
+            })?
+            .unwrap_or_default();
+        self.execute(None, effects);
+        Ok(())
     }
 
     async fn accept_socket(&self, req: &Request) -> Result<Response> {
@@ -467,6 +521,19 @@ impl DurableObject for Classroom {
                 }
                 json_response(200, &json!({"ok": true}))
             }
+            "/explanation" => {
+                let mut req = req;
+                let body: serde_json::Value = req.json().await.unwrap_or(serde_json::Value::Null);
+                let (Some(step), Some(job_id)) = (body["step"].as_u64(), body["job_id"].as_str()) else {
+                    return error(400, "invalid_body", "step and job_id are required");
+                };
+                if self.with_session(|_| ())?.is_none() {
+                    return error(404, "not_found", "session not found");
+                }
+                let step = step.min(u64::from(u32::MAX)) as u32;
+                self.explanation_arrived(step, job_id, body["text"].as_str().unwrap_or(""))?;
+                json_response(200, &json!({"ok": true}))
+            }
             "/status" => {
                 match self.with_session(|s| (status_name(s.status), s.cursor.clone(), s.seq, s.questions.len()))? {
                     Some((status, cursor, seq, questions)) => json_response(
@@ -515,14 +582,14 @@ impl DurableObject for Classroom {
         let effects = self
             .with_session(|state| classroom::receive(state, &mut peer, &text, now, &mut super::runs::new_id))?
             .unwrap_or_default();
-        let audits = self.execute(Some(&ws), effects);
+        let later = self.execute(Some(&ws), effects);
         ws.serialize_attachment(&peer)?;
         if !was_connected && peer.conn.is_connected() {
             let count = self.presence_count();
             self.broadcast(&ServerMsg::Presence { count });
         }
         let actor = peer.conn.who().user_id;
-        self.write_audits(audits, &actor).await;
+        self.run_later(Some(&ws), later, &actor).await;
         Ok(())
     }
 

@@ -36,7 +36,6 @@ pub struct LessonRow {
     pub id: String,
     pub org: String,
     pub author_id: String,
-    pub title: String,
     pub created_at: i64,
 }
 
@@ -132,7 +131,7 @@ fn bucket(ctx: &Ctx) -> AppResult<Bucket> {
 }
 
 pub async fn load_lesson(db: &D1Database, id: &str) -> AppResult<Option<LessonRow>> {
-    store::first(db, "SELECT id, org, author_id, title, created_at FROM lessons WHERE id = ?1", &[t(id)]).await
+    store::first(db, "SELECT id, org, author_id, created_at FROM lessons WHERE id = ?1", &[t(id)]).await
 }
 
 pub async fn load_version(db: &D1Database, id: &str, version: u32) -> AppResult<Option<VersionRow>> {

@@ -24,8 +24,6 @@ pub struct SessionRow {
     pub id: String,
     pub org: String,
     pub teacher_id: String,
-    pub run_id: String,
-    pub status: String,
 }
 
 pub async fn route(ctx: &mut Ctx, rest: &[&str]) -> AppResult<Response> {
@@ -77,7 +75,7 @@ pub async fn join(ctx: &mut Ctx, code: &str) -> AppResult<Response> {
 
 pub async fn load_session(ctx: &Ctx, id: &str) -> AppResult<SessionRow> {
     let db = store::db(&ctx.env)?;
-    store::first(&db, "SELECT id, org, teacher_id, run_id, status FROM sessions WHERE id = ?1", &[t(id)])
+    store::first(&db, "SELECT id, org, teacher_id FROM sessions WHERE id = ?1", &[t(id)])
         .await?
         .ok_or_else(|| AppError::not_found("session"))
 }

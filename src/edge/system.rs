@@ -133,8 +133,17 @@ pub async fn org_plan(db: &D1Database, org: &str, now_ms: i64) -> AppResult<Plan
 
 /// The org's plan and its limits, with `PLAN_OVERRIDES` applied.
 pub async fn org_limits(ctx: &Ctx, db: &D1Database, org: &str) -> AppResult<(Plan, policy::Limits)> {
-    let plan = org_plan(db, org, ctx.now_ms).await?;
-    let overrides = ctx.var("PLAN_OVERRIDES").and_then(|v| serde_json::from_str::<Value>(&v).ok());
+    org_limits_env(&ctx.env, db, org, ctx.now_ms).await
+}
+
+pub async fn org_limits_env(
+    env: &worker::Env,
+    db: &D1Database,
+    org: &str,
+    now_ms: i64,
+) -> AppResult<(Plan, policy::Limits)> {
+    let plan = org_plan(db, org, now_ms).await?;
+    let overrides = env.var("PLAN_OVERRIDES").ok().and_then(|v| serde_json::from_str::<Value>(&v.to_string()).ok());
     Ok((plan, plan.limits().with_overrides(plan, overrides.as_ref())))
 }
 
