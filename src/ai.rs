@@ -86,17 +86,7 @@ pub fn validate_request(body: &Value) -> AppResult<JobRequest> {
         .and_then(Value::as_str)
         .and_then(JobKind::parse)
         .ok_or_else(|| invalid("kind", "must be one of explain, answer, grade, review_assist"))?;
-    let lesson_id = body
-        .get("lesson_id")
-        .and_then(Value::as_str)
-        .filter(|s| crate::identity::is_valid_id(s))
-        .ok_or_else(|| invalid("lesson_id", "must be a lesson id"))?
-        .to_owned();
-    let version = body
-        .get("version")
-        .and_then(Value::as_u64)
-        .filter(|v| (1..=u64::from(u32::MAX)).contains(v))
-        .ok_or_else(|| invalid("version", "must be a positive integer"))? as u32;
+    let (lesson_id, version) = crate::lesson::parse_version_ref(body)?;
     let input = body.get("input").filter(|i| i.is_object()).ok_or_else(|| invalid("input", "must be an object"))?;
     let input = match kind {
         JobKind::Explain => JobInput::Explain {

@@ -244,6 +244,22 @@ impl Artifact {
     }
 }
 
+/// `{"lesson_id", "version"}` in a request body: which exact version a
+/// session, attempt or listing is about.
+pub fn parse_version_ref(body: &Value) -> AppResult<(String, u32)> {
+    let lesson_id = body
+        .get("lesson_id")
+        .and_then(Value::as_str)
+        .filter(|id| crate::identity::is_valid_id(id))
+        .ok_or_else(|| invalid("lesson_id", "must be a lesson id"))?;
+    let version = body
+        .get("version")
+        .and_then(Value::as_u64)
+        .filter(|v| (1..=u64::from(u32::MAX)).contains(v))
+        .ok_or_else(|| invalid("version", "must be a positive integer"))?;
+    Ok((lesson_id.to_owned(), version as u32))
+}
+
 /// Export: a recorded run's canvas events become a timeline. Events the
 /// canvas does not know (cursor moves, session control) are left out.
 pub fn timeline_from_events(events: &[Event]) -> Vec<TimelineItem> {
@@ -288,6 +304,19 @@ mod tests {
 
     fn artifact() -> Artifact {
         Artifact::new(validate_draft(&body()).unwrap(), "l1", 1, "ana", "acme", "2026-01-01T00:00:00.000Z", None)
+    }
+
+    #[test]
+    fn version_refs() {
+        assert_eq!(parse_version_ref(&json!({"lesson_id": "l1", "version": 2})).unwrap(), ("l1".into(), 2));
+        for (b, field) in [
+            (json!({"version": 1}), "lesson_id"),
+            (json!({"lesson_id": "../x", "version": 1}), "lesson_id"),
+            (json!({"lesson_id": "l", "version": 0}), "version"),
+            (json!({"lesson_id": "l", "version": 1e10}), "version"),
+        ] {
+            assert!(parse_version_ref(&b).unwrap_err().public_message().starts_with(field));
+        }
     }
 
     #[test]

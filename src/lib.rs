@@ -37,3 +37,5 @@ pub mod urlparts;
 
 #[cfg(target_arch = "wasm32")]
 mod edge;
+#[cfg(test)]
+mod fuzz_tests;

@@ -153,17 +153,7 @@ async fn start(ctx: &mut Ctx) -> AppResult<Response> {
     let claims = ctx.claims()?;
     policy::authorize(&claims, Action::AttemptCreate, Scope::ORG, "attempt")?;
     let body = ctx.json().await?;
-    let lesson_id = body
-        .get("lesson_id")
-        .and_then(Value::as_str)
-        .ok_or_else(|| AppError::bad_request("invalid_field", "lesson_id: required string"))?;
-    let lesson_id = path_id(lesson_id, "lesson")?.to_owned();
-    let version = body
-        .get("version")
-        .and_then(Value::as_u64)
-        .filter(|v| (1..=u32::MAX as u64).contains(v))
-        .ok_or_else(|| AppError::bad_request("invalid_field", "version: required positive integer"))?
-        as u32;
+    let (lesson_id, version) = crate::lesson::parse_version_ref(&body)?;
     let db = store::db(&ctx.env)?;
     let lesson = lessons::load_lesson(&db, &lesson_id).await?.ok_or_else(|| AppError::not_found("lesson"))?;
     let row =

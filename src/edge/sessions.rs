@@ -11,7 +11,7 @@ use crate::error::{AppError, AppResult};
 use crate::identity::Claims;
 use crate::policy::{self, Action, Scope};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use worker::{Headers, Method, Request, RequestInit, Response};
 
 pub const HDR_USER: &str = "x-dropple-user";
@@ -90,17 +90,7 @@ async fn create(ctx: &mut Ctx) -> AppResult<Response> {
     let claims = ctx.claims()?;
     policy::authorize(&claims, Action::SessionCreate, Scope::ORG, "session")?;
     let body = ctx.json().await?;
-    let lesson_id = body
-        .get("lesson_id")
-        .and_then(Value::as_str)
-        .ok_or_else(|| AppError::bad_request("invalid_field", "lesson_id: required string"))?;
-    let version = body
-        .get("version")
-        .and_then(Value::as_u64)
-        .filter(|v| (1..=u32::MAX as u64).contains(v))
-        .ok_or_else(|| AppError::bad_request("invalid_field", "version: required positive integer"))?
-        as u32;
-    let lesson_id = path_id(lesson_id, "lesson")?.to_owned();
+    let (lesson_id, version) = crate::lesson::parse_version_ref(&body)?;
     let db = store::db(&ctx.env)?;
     let lesson = lessons::load_lesson(&db, &lesson_id).await?.ok_or_else(|| AppError::not_found("lesson"))?;
     if lesson.org != claims.org {
