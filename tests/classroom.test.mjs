@@ -10,7 +10,8 @@ import { DEMO_LESSON } from "../scripts/seed.mjs";
 
 let w, api, author, teacher, teacher2, learner, learner2, governor, lesson;
 before(async () => {
-  w = await startWorker();
+  // Free-plan orgs here may have 2 observers per session, to reach room_full cheaply.
+  w = await startWorker({ vars: { PLAN_OVERRIDES: JSON.stringify({ free: { observers_per_session: 2 } }) } });
   api = client(w.base);
   author = await api.token("ana", "acme", ["author"]);
   teacher = await api.token("tom", "acme", ["teacher"]);
@@ -248,6 +249,26 @@ test("the free plan caps concurrent live sessions with 402", async () => {
   await t.next((m) => m.type === "event" && m.event.type === "session.ended");
   await t.close();
   await eventually(async () => assert.equal((await open()).status, 201));
+});
+
+test("observers past the plan's cap are turned away with room_full", async () => {
+  const tk = await api.token("tia", "tinyorg", ["teacher", "author"]);
+  const l = (await api.call("POST", "/v1/lessons", { token: tk, body: DEMO_LESSON })).json;
+  const s = (await api.call("POST", "/v1/sessions", { token: tk, body: { lesson_id: l.lesson_id, version: 1 } })).json;
+  const url = (token) => `${w.base.replace("http", "ws")}/v1/sessions/${s.session_id}/ws?token=${token}`;
+  const o1 = await openSocket(url(await api.token("o1", "tinyorg", ["learner"])));
+  const o2 = await openSocket(url(await api.token("o2", "tinyorg", ["learner"])));
+  await o1.next((m) => m.type === "snapshot");
+  await o2.next((m) => m.type === "snapshot");
+  const o3 = await openSocket(url(await api.token("o3", "tinyorg", ["learner"])));
+  assert.equal((await o3.next((m) => m.type === "error")).code, "room_full");
+  await new Promise((r) => { const end = Date.now() + 3000; const tick = () => (o3.closed || Date.now() > end ? r() : setTimeout(tick, 50)); tick(); });
+  assert.equal(o3.closed?.code, 4429);
+  assert.equal(o3.closed?.reason, "room_full");
+  // The teacher is never counted against the observer cap.
+  const t = await openSocket(url(tk));
+  await t.next((m) => m.type === "snapshot");
+  await Promise.all([o1.close(), o2.close(), t.close()]);
 });
 
 test("protocol abuse gets clear errors", async () => {
