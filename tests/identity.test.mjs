@@ -45,6 +45,8 @@ test("usage shows plan, limits and current use", async () => {
 
 test("audit is for the org's governors, paged, append-only", async () => {
   assert.equal((await api.call("GET", "/v1/audit", { token: author })).status, 403);
+  assert.equal((await api.call("DELETE", "/v1/users/nobody/personal-data", { token: governor })).status, 404, "an unknown person is no one's to erase");
+  await api.token("lou", "acme", ["learner"]);
   assert.equal((await api.call("DELETE", "/v1/users/lou/personal-data", { token: governor })).status, 200);
   const page1 = await api.call("GET", "/v1/audit?limit=1", { token: governor });
   assert.equal(page1.status, 200);

@@ -211,6 +211,11 @@ async fn read(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     }
     let letters: Option<N> =
         store::first(&db, "SELECT COUNT(*) AS n FROM ai_dead_letters WHERE job_id = ?1", &[t(id)]).await?;
+    if !matches!(job.status.as_str(), "succeeded" | "failed") {
+        // Read-repair: a queue message lost (e.g. a local runtime restart)
+        // leaves a job waiting forever; a stale one is sent again.
+        requeue_stale(&ctx.env, &db, Some(id), ctx.now_ms).await?;
+    }
     let mut v = job_json(&job);
     v["dead_lettered"] = json!(letters.is_some_and(|l| l.n > 0));
     ok(v)
@@ -265,6 +270,31 @@ pub async fn explanations(ctx: &mut Ctx, lesson_id: &str, version: u32) -> AppRe
         })
         .collect();
     ok(json!({"lesson_id": lesson_id, "version": version, "explanations": steps}))
+}
+
+/// Jobs still queued or running long after their last change lost their
+/// queue message: claim them (bump `updated_at`) and send them again. The
+/// consumer ignores finished jobs, so a late duplicate message is harmless.
+pub async fn requeue_stale(env: &Env, db: &D1Database, only: Option<&str>, now_ms: i64) -> AppResult<usize> {
+    let stale_ms = env.var("AI_STALE_SECS").ok().and_then(|v| v.to_string().parse::<i64>().ok()).unwrap_or(60) * 1000;
+    #[derive(Deserialize)]
+    struct Id {
+        id: String,
+    }
+    let ids: Vec<Id> = store::all(
+        db,
+        "UPDATE ai_jobs SET updated_at = ?1 WHERE id IN (SELECT id FROM ai_jobs WHERE status IN ('queued', 'running') AND updated_at < ?2 AND (?3 IS NULL OR id = ?3) LIMIT 100) RETURNING id",
+        &[i(now_ms), i(now_ms - stale_ms), only.map(t).unwrap_or(store::Arg::Null)],
+    )
+    .await?;
+    let queue = env.queue(AI_JOBS)?;
+    for job in &ids {
+        queue.send(JobMessage { job_id: job.id.clone() }).await?;
+    }
+    if !ids.is_empty() {
+        worker::console_log!("{}", json!({"msg": "ai jobs re-sent", "count": ids.len()}));
+    }
+    Ok(ids.len())
 }
 
 // ------------------------------------------------------------------ consumer

@@ -14,7 +14,10 @@ mod system;
 
 use crate::error::{AppError, AppResult};
 use http::Ctx;
-use worker::{event, Context, Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder, Request, Response};
+use worker::{
+    event, Context, Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder, Request, Response, ScheduleContext,
+    ScheduledEvent,
+};
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, wctx: Context) -> worker::Result<Response> {
@@ -111,4 +114,18 @@ async fn queue(batch: MessageBatch<serde_json::Value>, env: Env, _ctx: Context) 
         }
     }
     Ok(())
+}
+
+/// Every minute: re-send AI jobs whose queue message was lost.
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    let now = worker::Date::now().as_millis() as i64;
+    if let Ok(db) = store::db(&env) {
+        if let Err(e) = ai_jobs::requeue_stale(&env, &db, None, now).await {
+            worker::console_error!(
+                "{}",
+                serde_json::json!({"msg": "stale AI job sweep failed", "error": e.to_string()})
+            );
+        }
+    }
 }

@@ -179,7 +179,8 @@ async fn to_object(
     if let Some(last) = ctx.header("last-event-id") {
         headers.set("last-event-id", &last)?;
     }
-    let query = ctx.query("after").map(|a| format!("?after={a}")).unwrap_or_default();
+    // Only a validated number travels on (never the raw, decoded text).
+    let query = ctx.query_u64("after").ok().flatten().map(|a| format!("?after={a}")).unwrap_or_default();
     let mut init = RequestInit::new();
     init.with_method(method).with_headers(headers);
     if let Some(b) = body {
@@ -199,6 +200,10 @@ async fn status(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
 async fn connect(ctx: &mut Ctx, id: &str, door: &str) -> AppResult<Response> {
     let claims = ctx.claims()?;
     let session = load_session(ctx, id).await?;
+    if door == "sse" {
+        // A bad `after` is a 400, not a stream that silently starts elsewhere.
+        ctx.query_u64("after")?;
+    }
     if door == "ws" && !ctx.header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
         return Err(AppError::rule(426, "upgrade_required", "this endpoint speaks WebSocket: send Upgrade: websocket"));
     }

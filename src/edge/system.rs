@@ -81,6 +81,14 @@ async fn dev_token(ctx: &mut Ctx) -> AppResult<Response> {
     ensure_org(&db, &claims.org, ctx.now_ms).await?;
     if let Some(name) = body.display_name.filter(|n| !n.is_empty() && n.chars().count() <= 100) {
         store::run(&db, "INSERT INTO people (id, org, display_name) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO UPDATE SET display_name = excluded.display_name WHERE erased_at IS NULL", &[t(&claims.sub), t(&claims.org), t(&name)]).await?;
+    } else {
+        // Record the membership, so another org cannot claim this user (erasure).
+        store::run(
+            &db,
+            "INSERT INTO people (id, org) VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING",
+            &[t(&claims.sub), t(&claims.org)],
+        )
+        .await?;
     }
     let token = identity::issue(&claims, ctx.auth_secret()?.as_bytes())?;
     created(json!({"token": token, "claims": claims}))
@@ -241,7 +249,13 @@ async fn erase(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     let db = store::db(&ctx.env)?;
     let person: Option<PersonRow> =
         store::first(&db, "SELECT org, display_name, email, erased_at FROM people WHERE id = ?1", &[t(id)]).await?;
-    let org = person.as_ref().map_or(claims.org.clone(), |p| p.org.clone());
+    // A person nobody has recorded belongs to no org yet: only they may erase
+    // (and so claim) that id; a governor elsewhere must not.
+    let org = match &person {
+        Some(p) => p.org.clone(),
+        None if claims.sub == id => claims.org.clone(),
+        None => return Err(AppError::not_found("user")),
+    };
     policy::authorize(
         &claims,
         Action::PersonalDataErase,
