@@ -433,6 +433,8 @@ mod tests {
         let mut c = Canvas::default();
         c.apply("element.added", &json!({"id": "a", "kind": "box", "x": 1.5, "y": -2}));
         c.apply("narration", &json!({"text": "hé"}));
+        // The literal: any change to field names, order or number formatting shows here.
+        assert_eq!(c.hash(), "774b97d435ceefe1df2b47dac72c348179ab2a1d76e66c891913840a7c55ab62");
         assert_eq!(c.hash(), canonical_sha256(&c.to_value()));
         assert_eq!(c.hash().len(), 64);
         let again: Canvas = serde_json::from_value(c.to_value()).unwrap();

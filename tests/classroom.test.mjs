@@ -8,7 +8,7 @@ import { startWorker, client } from "./support/worker.mjs";
 import { openSocket } from "./support/ws.mjs";
 import { DEMO_LESSON } from "../scripts/seed.mjs";
 
-let w, api, author, teacher, teacher2, learner, learner2, governor, lesson;
+let w, api, author, teacher, teacher2, learner, learner2, outsider, governor, lesson;
 before(async () => {
   // Free-plan orgs here may have 2 observers per session, to reach room_full cheaply.
   w = await startWorker({ vars: { PLAN_OVERRIDES: JSON.stringify({ free: { observers_per_session: 2 } }) } });
@@ -17,7 +17,8 @@ before(async () => {
   teacher = await api.token("tom", "acme", ["teacher"]);
   teacher2 = await api.token("tia", "acme", ["teacher"]);
   learner = await api.token("lea", "acme", ["learner"]);
-  learner2 = await api.token("leo", "globex", ["learner"]);
+  learner2 = await api.token("leo", "acme", ["learner"]);
+  outsider = await api.token("oz", "globex", ["learner", "teacher", "governor"]);
   governor = await api.token("gil", "acme", ["governor"]);
   lesson = (await api.call("POST", "/v1/lessons", { token: author, body: DEMO_LESSON })).json;
   // Many sessions stay open across these tests: more than the free plan's 3.
@@ -35,6 +36,13 @@ async function d1Events(runId) {
   const r = await api.call("GET", `/v1/runs/${runId}/events?limit=1000`, { token: teacher });
   assert.equal(r.status, 200, r.text);
   return r.json.events;
+}
+async function observersMetric() {
+  const r = await api.call("GET", "/v1/metrics", { token: governor });
+  assert.equal(r.status, 200, r.text);
+  const line = r.text.split("\n").find((l) => l.startsWith("dropple_connected_observers "));
+  assert.ok(line, r.text);
+  return Number(line.split(" ")[1]);
 }
 async function eventually(fn, ms = 8000) {
   const end = Date.now() + ms;
@@ -60,6 +68,32 @@ test("create and join by code; only teachers open sessions", async () => {
   assert.equal(st.json.status, "waiting");
 });
 
+test("another org's session is invisible: join, status, WebSocket and SSE answer 404", async () => {
+  const s = await newSession();
+  const paths = [`/v1/join/${s.join_code}`, `/v1/sessions/${s.session_id}`, `/v1/sessions/${s.session_id}/sse`];
+  for (const path of paths) {
+    const r = await api.call("GET", path, { token: outsider });
+    assert.equal(r.status, 404, `${path}: ${r.text}`);
+    assert.equal(r.json.error.code, "not_found");
+  }
+  // A real upgrade request: the worker refuses before any socket exists.
+  const wsStatus = await new Promise((resolve, reject) => {
+    const req = http.get(`${w.base}/v1/sessions/${s.session_id}/ws?token=${outsider}`, {
+      headers: { connection: "Upgrade", upgrade: "websocket", "sec-websocket-version": "13", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==" },
+      timeout: 10_000,
+    });
+    req.on("response", (res) => { res.resume(); resolve(res.statusCode); });
+    req.on("upgrade", (res, socket) => { socket.destroy(); resolve(res.statusCode); });
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.on("error", reject);
+  });
+  assert.equal(wsStatus, 404);
+  // Nobody was let in: presence and the log are untouched.
+  const st = await api.call("GET", `/v1/sessions/${s.session_id}`, { token: teacher });
+  assert.equal(st.json.participants, 0);
+  assert.equal(st.json.seq, 0);
+});
+
 test("the teacher drives, observers follow in order, an observer cannot move the cursor", async () => {
   const s = await newSession();
   const t = await openSocket(wsUrl(s.session_id, teacher));
@@ -83,6 +117,17 @@ test("the teacher drives, observers follow in order, an observer cannot move the
   const st = await api.call("GET", `/v1/sessions/${s.session_id}`, { token: learner });
   assert.equal(st.json.cursor.step, 3);
   assert.equal(st.json.participants, 3);
+  // Connected observers reach /v1/metrics (the teacher is not one).
+  await eventually(async () => assert.equal(await observersMetric(), 2));
+  // Annotations: drawn by the teacher, seen by everyone, cleared.
+  t.send({ type: "annotate", kind: "arrow", points: [[0.1, 0.2], [0.3, 0.4]], color: "#ff0000" });
+  const [drawn] = await a.events(1);
+  assert.equal(drawn.event.type, "annotation.added");
+  assert.deepEqual(drawn.event.payload.points, [[0.1, 0.2], [0.3, 0.4]]);
+  assert.equal(drawn.event.payload.step, 3);
+  t.send({ type: "clear_annotations" });
+  assert.equal((await a.events(1))[0].event.type, "annotations.cleared");
+  await b.events(2);
   const audit = await eventually(async () => {
     const r = await api.call("GET", "/v1/audit?org_id=acme", { token: governor });
     const hit = r.json.entries.find((e) => e.action === "classroom.authority_violation" && e.actor === "lea");
@@ -93,6 +138,7 @@ test("the teacher drives, observers follow in order, an observer cannot move the
   t.send({ type: "cursor", step: 999 });
   assert.equal((await t.next((m) => m.type === "error")).code, "invalid_cursor");
   await Promise.all([t.close(), a.close(), b.close()]);
+  await eventually(async () => assert.equal(await observersMetric(), 0));
 });
 
 test("teacher disconnect pauses, reconnect resumes; a resuming observer gets exactly what it missed", async () => {
@@ -201,6 +247,22 @@ test("SSE: id is the seq, resumable with after", async () => {
   const ids = [...text.matchAll(/^id: (\d+)$/gm)].map((m) => Number(m[1]));
   assert.deepEqual(ids, [1, 2, 3]);
   ctrl.abort();
+  // A browser's EventSource resumes with Last-Event-ID: exactly what came after.
+  const ctrl2 = new AbortController();
+  const res2 = await fetch(`${w.base}/v1/sessions/${s.session_id}/sse?token=${learner}`, {
+    signal: ctrl2.signal, headers: { "last-event-id": "2" },
+  });
+  assert.equal(res2.status, 200);
+  const reader2 = res2.body.getReader();
+  let text2 = "";
+  const end = Date.now() + 5000;
+  while (!text2.includes("id: 3\n") && Date.now() < end) {
+    const { value, done } = await reader2.read();
+    if (done) break;
+    text2 += new TextDecoder().decode(value);
+  }
+  assert.deepEqual([...text2.matchAll(/^id: (\d+)$/gm)].map((m) => Number(m[1])), [3]);
+  ctrl2.abort();
   await t.close();
 });
 

@@ -257,10 +257,6 @@ test("churn: 270 observers join and leave during a stream of cursor moves; staye
 // Contract: POST /v1/ai/jobs → 202 {job_id}; GET /v1/ai/jobs/{id} → {status, attempts, result?}.
 // Development hook: `_fail_first: N` in the request body makes the provider
 // fail the first N attempts (only when ENVIRONMENT=development).
-async function aiAvailable() {
-  const r = await api.call("POST", "/v1/ai/jobs", { token: author, body: {} });
-  return r.status !== 404;
-}
 async function settle(id, ms = 40000) {
   const end = Date.now() + ms;
   for (;;) {
@@ -272,8 +268,7 @@ async function settle(id, ms = 40000) {
   }
 }
 
-test("queue faults: flaky providers are retried to success, a dead one is dead-lettered; none lost, none completed twice", async (t) => {
-  if (!(await aiAvailable())) return t.skip("POST /v1/ai/jobs answers 404: AI jobs are not deployed yet");
+test("queue faults: flaky providers are retried to success, a dead one is dead-lettered; none lost, none completed twice", async () => {
   const plan = [0, 1, 2, 3, 0, 1, 2, 3, 99, 99];
   const jobs = [];
   for (const [k, failFirst] of plan.entries()) {
@@ -322,8 +317,7 @@ test("queue faults: flaky providers are retried to success, a dead one is dead-l
   }
 });
 
-test("queue faults: a job queued across a runtime restart is not lost", async (t) => {
-  if (!(await aiAvailable())) return t.skip("POST /v1/ai/jobs answers 404: AI jobs are not deployed yet");
+test("queue faults: a job queued across a runtime restart is not lost", async () => {
   const r = await api.call("POST", "/v1/ai/jobs", {
     token: author,
     body: { kind: "answer", lesson_id: lesson.lesson_id, version: 1, input: { question: "restart question: what is a quarter?" }, _fail_first: 1 },

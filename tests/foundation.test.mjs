@@ -8,7 +8,8 @@ import { join } from "node:path";
 import { startWorker, client, ROOT } from "./support/worker.mjs";
 
 let w, api;
-before(async () => { w = await startWorker(); api = client(w.base); });
+// Log level "log": the worker's own request log lines are read back below.
+before(async () => { w = await startWorker({ logLevel: "log" }); api = client(w.base); });
 after(async () => { await w?.stop(); });
 
 const b64 = (o) => Buffer.from(typeof o === "string" ? o : JSON.stringify(o)).toString("base64url");
@@ -81,12 +82,36 @@ test("dev tokens validate their input", async () => {
   assertError(await api.call("POST", "/v1/dev/tokens", { body: { sub: "a", org: "o", roles: [], extra: 1 } }), 400);
 });
 
-test("dev tokens are off outside development", async () => {
-  const prod = await startWorker({ vars: { ENVIRONMENT: "production" } });
+test("one structured JSON log line per request: method, route, status, duration, org", async () => {
+  const token = await api.token("ana", "acme", ["author"]);
+  const run = (await api.call("POST", "/v1/runs", { token, body: {} })).json.run_id;
+  await api.call("GET", `/v1/runs/${run}/events`, { token });
+  const deadline = Date.now() + 5000;
+  let line;
+  while (!line && Date.now() < deadline) {
+    line = w.log().split("\n").map((l) => l.slice(l.indexOf("{"))).filter((l) => l.startsWith("{"))
+      .map((l) => { try { return JSON.parse(l); } catch { return null; } })
+      .find((l) => l?.route === "/v1/runs/:id/events" && l.method === "GET");
+    if (!line) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok(line, w.log().slice(-2000));
+  assert.equal(line.status, 200);
+  assert.equal(line.org, "acme");
+  assert.equal(typeof line.ms, "number");
+  assert.ok(!w.log().includes(token), "tokens never reach the log");
+});
+
+test("dev tokens are off outside development; the body limit is configurable", async () => {
+  const prod = await startWorker({ vars: { ENVIRONMENT: "production", MAX_BODY_BYTES: "2000" } });
   try {
     const r = await client(prod.base).call("POST", "/v1/dev/tokens", { body: { sub: "a", org: "o", roles: ["author"] } });
     assertError(r, 404, "not_found");
     assert.equal((await client(prod.base).call("GET", "/v1/health")).status, 200);
+    const token = sign({ alg: "HS256", typ: "JWT" }, { sub: "ana", org: "acme", roles: ["author"], exp: now() + 60 });
+    const small = await client(prod.base).call("POST", "/v1/runs", { token, body: { kind: "x".repeat(10) } });
+    assert.equal(small.status, 201, small.text);
+    const big = await client(prod.base).call("POST", "/v1/runs", { token, raw: JSON.stringify({ kind: "x".repeat(2100) }) });
+    assertError(big, 413, "payload_too_large");
   } finally {
     await prod.stop();
   }

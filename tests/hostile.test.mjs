@@ -115,6 +115,8 @@ async function snapshot() {
     audit: audit.entries.length,
     auditActions: audit.entries.map((e) => e.action),
     auditOutsider: auditOut.entries.length,
+    usage: await get("/v1/orgs/acme/usage", T.governor),
+    usageOutsider: await get("/v1/orgs/globex/usage", T.outsider),
   };
 }
 
@@ -243,6 +245,9 @@ const HTTP_CASES = [
   { name: "session version is a string", method: "POST", path: "/v1/sessions", token: "teacher", body: { lesson_id: "x", version: "1" } },
   { name: "a learner opens a session", method: "POST", path: "/v1/sessions", token: "learner", body: { lesson_id: "x", version: 1 }, status: 403 },
   { name: "another org opens a session on the lesson", method: "POST", path: "/v1/sessions", token: "outsider", body: () => ({ lesson_id: fx.lesson.lesson_id, version: 1 }) },
+  { name: "another org reads the session", method: "GET", path: () => S(), token: "outsider", status: 404 },
+  { name: "another org joins by code", method: "GET", path: () => `/v1/join/${fx.session.join_code}`, token: "outsider", status: 404 },
+  { name: "another org listens to the session", method: "GET", path: () => S() + "/sse", token: "outsider", status: 404 },
   { name: "join code with SQL injection", method: "GET", path: () => `/v1/join/${encodeURIComponent(SQLI)}`, token: "learner" },
   { name: "SSE after=-1", method: "GET", path: () => S() + "/sse?after=-1", token: "learner", status: 400 },
   { name: "session id traversal", method: "GET", path: "/v1/sessions/..%2F..%2Fx", token: "learner", status: 404 },

@@ -35,6 +35,11 @@ pub struct Classroom {
     session: RefCell<Option<SessionState>>,
     /// Open SSE streams. They keep the object awake, so memory is fine here.
     sse: RefCell<Vec<UnboundedSender<std::result::Result<Vec<u8>, worker::Error>>>>,
+    /// Sockets that said hello, with their role: derived from the attachments
+    /// (the truth, which survive hibernation) once per wake-up, then kept in
+    /// step on hello and close. Without it every broadcast would deserialize
+    /// every socket's attachment, O(observers) JS round trips per event.
+    connected: RefCell<Option<Vec<(WebSocket, Role)>>>,
 }
 
 #[derive(Deserialize)]
@@ -156,25 +161,61 @@ impl Classroom {
     }
 
     /// Everyone who has said hello (their attachment is `Connected`), plus SSE streams.
-    fn connected_sockets(&self) -> Vec<WebSocket> {
-        self.state
-            .get_websockets()
-            .into_iter()
-            .filter(|ws| ws.deserialize_attachment::<Peer>().ok().flatten().is_some_and(|p| p.conn.is_connected()))
-            .collect()
+    fn with_connected<T>(&self, f: impl FnOnce(&mut Vec<(WebSocket, Role)>) -> T) -> T {
+        let mut cache = self.connected.borrow_mut();
+        let list = cache.get_or_insert_with(|| {
+            self.state
+                .get_websockets()
+                .into_iter()
+                .filter_map(|ws| {
+                    let peer = ws.deserialize_attachment::<Peer>().ok().flatten()?;
+                    let role = peer.conn.who().role;
+                    peer.conn.is_connected().then_some((ws, role))
+                })
+                .collect()
+        });
+        f(list)
+    }
+
+    /// `ws` just said hello. A cache not built yet will read its attachment.
+    fn mark_connected(&self, ws: &WebSocket, role: Role) {
+        if let Some(list) = self.connected.borrow_mut().as_mut() {
+            if !list.iter().any(|(w, _)| w == ws) {
+                list.push((ws.clone(), role));
+            }
+        }
+    }
+
+    fn mark_gone(&self, ws: &WebSocket) {
+        if let Some(list) = self.connected.borrow_mut().as_mut() {
+            list.retain(|(w, _)| w != ws);
+        }
     }
 
     fn presence_count(&self) -> u32 {
         self.sse.borrow_mut().retain(|s| !s.is_closed());
-        (self.connected_sockets().len() + self.sse.borrow().len()) as u32
+        (self.with_connected(|l| l.len()) + self.sse.borrow().len()) as u32
     }
 
-    /// Serialize once, send to every connected socket and SSE stream.
+    /// Connected observers (sockets that are not the teacher, and SSE streams).
+    fn observer_count(&self) -> u32 {
+        self.sse.borrow_mut().retain(|s| !s.is_closed());
+        let sockets = self.with_connected(|l| l.iter().filter(|(_, r)| *r == Role::Observer).count());
+        (sockets + self.sse.borrow().len()) as u32
+    }
+
+    /// Serialize once, hand the same JS string to every connected socket and
+    /// SSE stream (`send_with_str` would copy the text into JS per socket).
     fn broadcast(&self, msg: &ServerMsg) {
         let Ok(text) = serde_json::to_string(msg) else { return };
-        for ws in self.connected_sockets() {
-            let _ = ws.send_with_str(&text);
-        }
+        let js_text = wasm_bindgen::JsValue::from_str(&text);
+        self.with_connected(|list| {
+            // A socket that can no longer be sent to has gone: drop it now.
+            list.retain(|(ws, _)| {
+                let raw: &web_sys_like::WebSocketLike = wasm_bindgen::JsCast::unchecked_ref(ws.as_ref());
+                raw.send(&js_text).is_ok()
+            })
+        });
         if let ServerMsg::Event { seq, .. } | ServerMsg::Snapshot { seq, .. } = msg {
             let frame = sse_frame(*seq, msg_kind(msg), &text);
             self.sse.borrow_mut().retain(|s| s.unbounded_send(Ok(frame.clone().into_bytes())).is_ok());
@@ -444,8 +485,13 @@ impl Classroom {
         if self.fault_active(&db).await {
             return Err(AppError::internal("D1 writes disabled by the development fault switch"));
         }
-        let Some(last) = events.last().map(|e| e.seq) else { return Ok(true) };
-        let mut stmts = Vec::with_capacity(events.len() + 1);
+        let observers = self.observer_count();
+        let observers_synced = self.meta("d1_observers")?.and_then(|v| v.parse::<u32>().ok()) == Some(observers);
+        if events.is_empty() && observers_synced {
+            return Ok(true);
+        }
+        let last = events.last().map(|e| e.seq).unwrap_or(synced);
+        let mut stmts = Vec::with_capacity(events.len() + 2);
         for e in &events {
             let payload = e.payload.to_string();
             stmts.push(store::stmt(
@@ -456,12 +502,15 @@ impl Classroom {
         }
         stmts.push(store::stmt(
             &db,
-            "UPDATE sessions SET status = ?1 WHERE id = ?2",
-            &[t(status_name(status)), t(&session_id)],
+            "UPDATE sessions SET status = ?1, observers = ?2 WHERE id = ?3",
+            &[t(status_name(status)), u(observers as u64), t(&session_id)],
         )?);
-        stmts.push(store::counter_stmt(&db, "dropple_events_appended_total", "", events.len() as f64)?);
+        if !events.is_empty() {
+            stmts.push(store::counter_stmt(&db, "dropple_events_appended_total", "", events.len() as f64)?);
+        }
         db.batch(stmts).await?;
         self.set_meta("d1_synced_seq", &last.to_string())?;
+        self.set_meta("d1_observers", &observers.to_string())?;
         self.set_meta("outbox_failures", "0")?;
         Ok(self.events_after(last, 1)?.is_empty())
     }
@@ -502,7 +551,7 @@ fn sse_frame(seq: u64, kind: &str, data: &str) -> String {
 
 impl DurableObject for Classroom {
     fn new(state: State, env: Env) -> Self {
-        Classroom { state, env, session: RefCell::new(None), sse: RefCell::new(Vec::new()) }
+        Classroom { state, env, session: RefCell::new(None), sse: RefCell::new(Vec::new()), connected: RefCell::new(None) }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
@@ -585,8 +634,10 @@ impl DurableObject for Classroom {
         let later = self.execute(Some(&ws), effects);
         ws.serialize_attachment(&peer)?;
         if !was_connected && peer.conn.is_connected() {
+            self.mark_connected(&ws, peer.conn.who().role);
             let count = self.presence_count();
             self.broadcast(&ServerMsg::Presence { count });
+            self.schedule_outbox(OUTBOX_DELAY_MS);
         }
         let actor = peer.conn.who().user_id;
         self.run_later(Some(&ws), later, &actor).await;
@@ -645,10 +696,11 @@ impl Classroom {
                 self.execute(None, effects);
             }
         }
+        self.mark_gone(ws);
         if peer.conn.is_connected() {
-            let count =
-                self.connected_sockets().iter().filter(|s| *s != ws).count() as u32 + self.sse.borrow().len() as u32;
+            let count = self.presence_count();
             self.broadcast(&ServerMsg::Presence { count });
+            self.schedule_outbox(OUTBOX_DELAY_MS);
         }
     }
 }
@@ -667,5 +719,7 @@ mod web_sys_like {
         pub type WebSocketLike;
         #[wasm_bindgen(method, getter, js_name = readyState)]
         pub fn ready_state(this: &WebSocketLike) -> u16;
+        #[wasm_bindgen(method, catch)]
+        pub fn send(this: &WebSocketLike, data: &JsValue) -> Result<(), JsValue>;
     }
 }

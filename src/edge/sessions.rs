@@ -54,22 +54,26 @@ pub async fn route(ctx: &mut Ctx, rest: &[&str]) -> AppResult<Response> {
 
 pub async fn join(ctx: &mut Ctx, code: &str) -> AppResult<Response> {
     allow(&ctx.method(), &[Method::Get])?;
-    ctx.claims()?;
+    let claims = ctx.claims()?;
     let code = classroom::normalize_join_code(code).ok_or_else(|| AppError::not_found("join code"))?;
     let db = store::db(&ctx.env)?;
     #[derive(Deserialize)]
     struct Row {
         id: String,
+        org: String,
         lesson_id: String,
         version: u32,
     }
     let row: Option<Row> = store::first(
         &db,
-        "SELECT id, lesson_id, version FROM sessions WHERE join_code = ?1 AND status != 'ended'",
+        "SELECT id, org, lesson_id, version FROM sessions WHERE join_code = ?1 AND status != 'ended'",
         &[t(&code)],
     )
     .await?;
     let row = row.ok_or_else(|| AppError::not_found("join code"))?;
+    // Another org's code answers exactly like an unknown one.
+    let scope = Scope { same_org: row.org == claims.org, owner: false };
+    policy::authorize(&claims, Action::SessionObserve, scope, "join code")?;
     ok(json!({"session_id": row.id, "lesson_id": row.lesson_id, "version": row.version}))
 }
 
@@ -190,16 +194,24 @@ async fn to_object(
     Ok(stub.fetch_with_request(req).await?)
 }
 
-async fn status(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
-    ctx.claims()?;
+/// The session if the caller may observe it; another org's answers 404.
+async fn observable_session(ctx: &Ctx, claims: &Claims, id: &str) -> AppResult<SessionRow> {
     let session = load_session(ctx, id).await?;
+    let scope = Scope { same_org: session.org == claims.org, owner: session.teacher_id == claims.sub };
+    policy::authorize(claims, Action::SessionObserve, scope, "session")?;
+    Ok(session)
+}
+
+async fn status(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
+    let claims = ctx.claims()?;
+    let session = observable_session(ctx, &claims, id).await?;
     let resp = to_object(ctx, &session.id, "/status", Method::Get, None, None).await?;
     Ok(resp)
 }
 
 async fn connect(ctx: &mut Ctx, id: &str, door: &str) -> AppResult<Response> {
     let claims = ctx.claims()?;
-    let session = load_session(ctx, id).await?;
+    let session = observable_session(ctx, &claims, id).await?;
     if door == "sse" {
         // A bad `after` is a 400, not a stream that silently starts elsewhere.
         ctx.query_u64("after")?;

@@ -354,6 +354,7 @@ async fn render_metrics(db: &D1Database) -> AppResult<String> {
     #[derive(Deserialize)]
     struct Rates {
         live: u64,
+        observers: u64,
         attempts: u64,
         submitted: u64,
         passed: u64,
@@ -361,6 +362,7 @@ async fn render_metrics(db: &D1Database) -> AppResult<String> {
     let rates: Option<Rates> = store::first(
         db,
         "SELECT (SELECT COUNT(*) FROM sessions WHERE status IN ('live', 'paused')) AS live, \
+         (SELECT COALESCE(SUM(observers), 0) FROM sessions WHERE status != 'ended') AS observers, \
          (SELECT COUNT(*) FROM attempts) AS attempts, (SELECT COUNT(*) FROM attempts WHERE submitted = 1) AS submitted, \
          (SELECT COUNT(*) FROM attempts WHERE passed = 1) AS passed",
         &[],
@@ -372,9 +374,10 @@ async fn render_metrics(db: &D1Database) -> AppResult<String> {
         n: u64,
     }
     let jobs: Vec<JobCount> = store::all(db, "SELECT status, COUNT(*) AS n FROM ai_jobs GROUP BY status", &[]).await?;
-    let r = rates.unwrap_or(Rates { live: 0, attempts: 0, submitted: 0, passed: 0 });
+    let r = rates.unwrap_or(Rates { live: 0, observers: 0, attempts: 0, submitted: 0, passed: 0 });
     let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
     out.push_str(&format!("# TYPE dropple_live_sessions gauge\ndropple_live_sessions {}\n", r.live));
+    out.push_str(&format!("# TYPE dropple_connected_observers gauge\ndropple_connected_observers {}\n", r.observers));
     out.push_str(&format!(
         "# TYPE dropple_lesson_completion_rate gauge\ndropple_lesson_completion_rate {}\n",
         ratio(r.submitted, r.attempts)

@@ -2,7 +2,7 @@
 // state: a temporary persistence directory, migrations applied, a free
 // loopback port. Always stopped by `stop()`, which tests call in `after`.
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
@@ -32,12 +32,12 @@ export function migrate(persistDir) {
 }
 
 /** Start wrangler dev; resolves once /v1/health answers. */
-export async function startWorker({ persistDir, port, vars = {}, keepState = false } = {}) {
+export async function startWorker({ persistDir, port, vars = {}, keepState = false, logLevel = "warn" } = {}) {
   const dir = persistDir ?? mkdtempSync(join(tmpdir(), "dropple-test-"));
   if (!persistDir) migrate(dir);
   const p = port ?? (await freePort());
   const args = ["dev", "--ip", "127.0.0.1", "--port", String(p), "--persist-to", dir,
-    "--show-interactive-dev-session=false", "--log-level", "warn"];
+    "--show-interactive-dev-session=false", "--log-level", logLevel];
   for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
   const child = spawn(WRANGLER, args, { cwd: ROOT, env: ENV, stdio: ["ignore", "pipe", "pipe"], detached: true });
   let log = "";
@@ -65,6 +65,8 @@ export async function startWorker({ persistDir, port, vars = {}, keepState = fal
       await exited;
       clearTimeout(timer);
     }
+    // Debugging aid: WORKER_LOG_DIR=/tmp/x keeps each worker's output.
+    if (process.env.WORKER_LOG_DIR) writeFileSync(join(process.env.WORKER_LOG_DIR, `worker-${p}.log`), log);
     if (!persistDir && !keepState) rmSync(dir, { recursive: true, force: true });
   };
   return { base, port: p, dir, stop, log: () => log };

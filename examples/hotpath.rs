@@ -1,0 +1,121 @@
+//! Hot-path micro-benchmark for `npm run bench`: the CPU one live cursor event
+//! costs in the classroom core, excluding the sends themselves.
+//!
+//! `ours`: exactly what the Durable Object does per teacher `cursor` message —
+//! `classroom::receive` (rate limit, decode, authority, decide, apply), the
+//! storage row (payload text) and the broadcast text, serialized once.
+//! `core`: `classroom::receive` alone (the protocol core's decision and state
+//! change, without producing any text).
+//! `baseline`: the least any server that looks at a message does — parse it as
+//! JSON and write it back out (a relay that validates).
+//!
+//! Usage: `hotpath ours|baseline <iterations>`; prints one JSON line with the
+//! wall-clock nanoseconds per event. Under `valgrind --tool=callgrind` the
+//! instruction count of a run with N iterations minus a run with 0 gives the
+//! instructions per event, which are stable from run to run.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use dropple_edge::classroom::{self, Effect, Peer, Role, SessionConfig, SessionState};
+
+const STEPS: u32 = 1000;
+
+fn session() -> (SessionState, Peer) {
+    let config = SessionConfig {
+        session_id: "s-bench".into(),
+        run_id: "r-bench".into(),
+        lesson_id: "l-bench".into(),
+        version: 1,
+        sha256: "0".repeat(64),
+        teacher_id: "teacher-1".into(),
+        org: "bench".into(),
+        step_count: STEPS,
+        quiz: Vec::new(),
+    };
+    let mut state = SessionState::new(config);
+    let mut peer = Peer::new("teacher-1", Role::Teacher, 0);
+    let mut ids = id_source();
+    classroom::receive(&mut state, &mut peer, r#"{"type":"hello","version":1}"#, 0, &mut ids);
+    (state, peer)
+}
+
+/// Event ids as the edge makes them (a fresh UUID-shaped string each).
+fn id_source() -> impl FnMut() -> String {
+    let mut n: u64 = 0;
+    move || {
+        n += 1;
+        format!("00000000-0000-4000-8000-{n:012x}")
+    }
+}
+
+fn run_ours(messages: &[String]) -> usize {
+    run_session(messages, true)
+}
+
+fn run_core(messages: &[String]) -> usize {
+    run_session(messages, false)
+}
+
+fn run_session(messages: &[String], serialize: bool) -> usize {
+    let (mut state, mut peer) = session();
+    let mut ids = id_source();
+    let mut bytes = 0;
+    for (i, text) in messages.iter().enumerate() {
+        // 100 ms apart: well inside the per-connection rate.
+        let now = 1_000 + i as i64 * 100;
+        let effects = classroom::receive(&mut state, &mut peer, text, now, &mut ids);
+        if !serialize {
+            bytes += effects.len();
+            continue;
+        }
+        for effect in effects {
+            match effect {
+                Effect::Persist(events) => {
+                    for e in &events {
+                        bytes += e.payload.to_string().len();
+                    }
+                }
+                Effect::Broadcast(msg) => bytes += serde_json::to_string(&msg).map(|s| s.len()).unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(state.seq as usize, messages.len() + 1, "every cursor message became one event");
+    bytes
+}
+
+fn run_baseline(messages: &[String]) -> usize {
+    let mut bytes = 0;
+    for text in messages {
+        let value: serde_json::Value = serde_json::from_str(text).expect("valid JSON");
+        bytes += serde_json::to_string(&value).map(|s| s.len()).unwrap_or(0);
+    }
+    bytes
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let which = args.get(1).map(String::as_str).unwrap_or("ours");
+    let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    // Prepared outside the timed part: the client's text, as it arrives.
+    let messages: Vec<String> = (0..n)
+        .map(|i| format!(r#"{{"type":"cursor","step":{},"x":0.{},"y":0.5}}"#, 1 + i as u32 % STEPS, i % 10))
+        .collect();
+    let run = match which {
+        "ours" => run_ours,
+        "core" => run_core,
+        "baseline" => run_baseline,
+        other => {
+            eprintln!("unknown mode {other}: use ours, core or baseline");
+            std::process::exit(2);
+        }
+    };
+    // Warm caches and the allocator on a short run first.
+    black_box(run(&messages[..n.min(1000)]));
+    let start = Instant::now();
+    let bytes = black_box(run(&messages));
+    let elapsed = start.elapsed();
+    let ns_per_event = if n == 0 { 0.0 } else { elapsed.as_nanos() as f64 / n as f64 };
+    println!(r#"{{"mode":"{which}","iterations":{n},"ns_per_event":{ns_per_event:.1},"bytes":{bytes}}}"#);
+}
