@@ -396,7 +396,7 @@ $("#market-form").addEventListener("submit", async (ev) => {
     const r = await api("/v1/marketplace/listings", { method: "POST", body });
     say(status, `Submitted: listing ${r.listing_id ?? r.id ?? ""} is ${r.status}. A reviewer will look at it.`, "ok");
   } catch (e) {
-    say(status, e.status === 404 && /route/.test(e.message) ? "The marketplace is not available on this server yet." : describeError(e), "error");
+    say(status, describeError(e), "error");
   }
 });
 
