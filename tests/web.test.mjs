@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { startWorker, client } from "./support/worker.mjs";
 import { launchBrowser, openPage, screenshot, withScreenshots } from "./support/browser.mjs";
 import { DEMO_LESSON } from "../scripts/seed.mjs";
+import { plan as assetPlan } from "../scripts/version-assets.mjs";
 
 const ORG = "webtest";
 const SHOTS = !!process.env.WEB_SCREENSHOTS; // also keep screenshots of passing steps
@@ -48,6 +49,7 @@ async function waitConn(page, text) {
 }
 
 let session; // {id, code}
+const PAGES = ["/", "/teach", "/learn", "/author", "/market", "/verify", "/replay"];
 
 test("a teacher advances three steps and both learners show the same frame", { timeout: 120_000 }, () =>
   withScreenshots("live-follow", shots, async () => {
@@ -245,10 +247,16 @@ test("the verify page shows valid for a real certificate and invalid for a tampe
     if (SHOTS) await screenshot(p, "verify-tampered");
   }));
 
-test("every page loads without script errors", { timeout: 60_000 }, () =>
+test("every page loads its stamped modules and stylesheet without script errors", { timeout: 60_000 }, () =>
   withScreenshots("pages", shots, async () => {
+    const { stamps } = assetPlan();
     const p = (pages.tour = await openPage(browser, w.base, { token: tokens.tom }));
-    for (const path of ["/", "/teach", "/learn", "/author", "/market", "/verify", "/replay"]) {
+    const loaded = [];
+    p.on("response", (r) => {
+      const u = new URL(r.url());
+      if (/^\/(js|css)\//.test(u.pathname)) loaded.push({ path: u.pathname, v: u.searchParams.get("v"), status: r.status(), page: new URL(p.url()).pathname });
+    });
+    for (const path of PAGES) {
       await p.goto(path);
       await p.waitForLoadState("load");
       await p.waitForTimeout(300);
@@ -257,4 +265,44 @@ test("every page loads without script errors", { timeout: 60_000 }, () =>
     }
     const problems = p.problems.filter((m) => !/Failed to load resource/.test(m));
     assert.deepEqual(problems, []);
+    assert.ok(loaded.length >= PAGES.length * 3, `${loaded.length} module/stylesheet loads seen`);
+    for (const l of loaded) {
+      assert.equal(l.v, stamps[l.path.slice(1)], `${l.page} loaded ${l.path} with the current stamp`);
+      assert.ok(l.status === 200 || l.status === 304, `${l.path}: ${l.status}`);
+    }
+    for (const page of ["/teach", "/learn", "/replay"]) {
+      const mods = new Set(loaded.filter((l) => l.page === page).map((l) => l.path));
+      for (const m of ["/js/api.js", "/js/ui.js", "/js/auth.js", "/js/canvas.js", "/js/classroom-client.js", "/css/app.css"]) assert.ok(mods.has(m), `${page} loaded ${m} (imports carry stamps too)`);
+    }
   }));
+
+// ---------------------------------------------------------------- caching
+
+test("static assets: stamped names are cached for a year, pages and the service worker are revalidated", { timeout: 60_000 }, async () => {
+  const { stamps } = assetPlan();
+  const get = (path, headers = {}) => fetch(w.base + path, { headers, redirect: "manual", signal: AbortSignal.timeout(10_000) });
+  for (const path of [...PAGES, "/sw.js", "/manifest.webmanifest"]) {
+    const r = await get(path);
+    assert.equal(r.status, 200, path);
+    assert.equal(r.headers.get("cache-control"), "no-cache", path);
+    const body = await r.text();
+    const etag = r.headers.get("etag");
+    assert.ok(etag, `${path} has an ETag to revalidate against`);
+    assert.equal((await get(path, { "if-none-match": etag })).status, 304, `${path} revalidates to 304`);
+    if (path.startsWith("/") && !path.includes(".")) {
+      const refs = [...body.matchAll(/(?:src|href)="(\/(?:js|css)\/[^"]+)"/g)].map((m) => m[1]);
+      assert.equal(refs.length, 2, `${path} references one module and one stylesheet`);
+      for (const ref of refs) assert.equal(ref.split("?v=")[1], stamps[ref.slice(1).split("?")[0]], `${path} → ${ref}`);
+    }
+  }
+  for (const [key, v] of Object.entries(stamps)) {
+    const r = await get(`/${key}?v=${v}`);
+    assert.equal(r.status, 200, key);
+    assert.equal(r.headers.get("cache-control"), "public, max-age=31536000, immutable", key);
+    assert.match(r.headers.get("content-type"), key.endsWith(".css") ? /^text\/css/ : /javascript/, key);
+    await r.arrayBuffer();
+  }
+  const headersFile = await get("/_headers");
+  assert.notEqual(headersFile.status, 200, "the _headers file itself is not served");
+  await headersFile.arrayBuffer();
+});
