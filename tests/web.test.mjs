@@ -22,6 +22,9 @@ before(async () => {
     lea: await api.token("lea", ORG, ["learner"]),
     leo: await api.token("leo", ORG, ["learner"]),
     tom: await api.token("tom", ORG, ["teacher"]),
+    rex: await api.token("rex", ORG, ["reviewer"]),
+    gil: await api.token("gil", ORG, ["governor"]),
+    zed: await api.token("zed", ORG, ["author", "teacher", "reviewer", "learner", "governor"]),
   };
   const r = await api.call("POST", "/v1/lessons", { token: tokens.ada, body: DEMO_LESSON });
   assert.equal(r.status, 201, r.text);
@@ -142,6 +145,113 @@ test("closing the teacher's page pauses both learners; reopening resumes", { tim
     if (SHOTS) await screenshot(teacher, "teacher-resumed");
   }));
 
+test("while live, a learner asks and answers a quiz item; the teacher sees both arrive and answers", { timeout: 90_000 }, () =>
+  withScreenshots("questions-quiz", shots, async () => {
+    assert.ok(session, "needs the live session");
+    const { teacher, lea, leo } = pages;
+    await lea.fill("#ask-text", "Why is one half in the middle?");
+    await lea.getByRole("button", { name: "Ask", exact: true }).click();
+    const q = teacher.locator("[data-testid=questions] li[data-question]", { hasText: "Why is one half in the middle?" });
+    await q.waitFor();
+    assert.match(await q.textContent(), /lea/, "the teacher sees who asked");
+    assert.equal(await lea.inputValue("#ask-text"), "", "the learner's box is cleared once sent");
+    await lea.locator("[data-testid=questions] li", { hasText: "Why is one half" }).getByText("Not answered yet").waitFor();
+
+    await q.getByLabel("Answer").fill("Because it splits the line into two equal parts.");
+    await q.getByLabel("Answer").press("Enter");
+    await q.getByText("Answered: Because it splits the line into two equal parts.").waitFor();
+    assert.equal(await q.locator("form").isHidden(), true, "an answered question has no answer form");
+    for (const p of [lea, leo]) {
+      await p.locator("[data-testid=questions] li", { hasText: "Why is one half" }).getByText("Teacher: Because it splits the line into two equal parts.").waitFor();
+    }
+
+    // Quiz responses arrive on the teacher's tally as they are given.
+    assert.equal(await teacher.textContent("[data-testid=tally-q1-1]"), "0");
+    await lea.locator("#live-quiz fieldset[data-quiz=q1]").getByRole("button", { name: "In the middle" }).click();
+    await lea.locator("#live-quiz fieldset[data-quiz=q1]").getByText("You answered: In the middle").waitFor();
+    await teacher.waitForFunction(() => document.querySelector("[data-testid=tally-q1-1]")?.textContent === "1");
+    await leo.locator("#live-quiz fieldset[data-quiz=q1]").getByRole("button", { name: "Near 0" }).click();
+    await teacher.waitForFunction(() => document.querySelector("[data-testid=tally-q1-0]")?.textContent === "1");
+    assert.match(await teacher.textContent("[data-testid=quiz-tally]"), /2 responses/);
+    const st = await api.call("GET", `/v1/sessions/${session.id}`, { token: tokens.tom });
+    assert.equal(st.status, 200, st.text);
+    if (SHOTS) for (const [n, p] of Object.entries({ teacher, lea })) await screenshot(p, `qa-${n}`);
+  }));
+
+test("the teacher console works from the keyboard with a visible focus", { timeout: 60_000 }, () =>
+  withScreenshots("keyboard", shots, async () => {
+    const { teacher, lea } = pages;
+    const step = Number(await canvasStep(teacher));
+    await teacher.locator("body").press("ArrowLeft");
+    await waitStep(lea, step - 1);
+    await teacher.locator("body").press("ArrowRight");
+    await waitStep(lea, step);
+    // Tab to the Next button and press it with Enter; the focus ring shows.
+    await teacher.locator("#prev").focus();
+    await teacher.keyboard.press("Tab");
+    assert.equal(await teacher.evaluate(() => document.activeElement.id), "next");
+    const ring = await teacher.evaluate(() => {
+      const cs = getComputedStyle(document.activeElement);
+      return { style: cs.outlineStyle, width: parseFloat(cs.outlineWidth), visible: document.activeElement.matches(":focus-visible") };
+    });
+    assert.ok(ring.visible && ring.style !== "none" && ring.width >= 2, `focus ring ${JSON.stringify(ring)}`);
+    await teacher.keyboard.press("Enter");
+    await waitStep(lea, step + 1);
+    await teacher.keyboard.press("ArrowLeft"); // arrows work with a button focused too
+    await waitStep(lea, step);
+  }));
+
+test("the replay view scrubs the session's run and a canvas run to an earlier seq and shows that canvas", { timeout: 90_000 }, () =>
+  withScreenshots("replay", shots, async () => {
+    assert.ok(session, "needs the live session");
+    const href = await pages.teacher.getAttribute("#replay-link", "href");
+    assert.match(href, /^\/replay\?run=/);
+    const runId = new URL(href, w.base).searchParams.get("run");
+    const ev = await api.call("GET", `/v1/runs/${runId}/events?after=0&limit=1000`, { token: tokens.tom });
+    assert.equal(ev.status, 200, ev.text);
+    const atTwo = ev.json.events.find((e) => e.type === "cursor.moved" && e.payload.step === 2);
+    assert.ok(atTwo, "the run recorded the cursor at step 2");
+    const frame2 = await api.call("GET", `/v1/lessons/${lesson.lesson_id}/versions/1/frames/2`, { token: tokens.tom });
+    const ids = (p) => p.locator("[data-testid=canvas] .el[data-id]").evaluateAll((els) => els.map((e) => e.dataset.id).sort());
+
+    const p = (pages.replay = await openPage(browser, w.base, { token: tokens.tom }));
+    await p.goto(href);
+    await p.locator("[data-testid=events] li").first().waitFor();
+    // The page opens at the run's last event (D1 may hold more by now than our read above: the outbox drains on its own).
+    const last = Number(await p.textContent("#last"));
+    assert.ok(last >= ev.json.last_seq, `page shows ${last} events, the API had ${ev.json.last_seq}`);
+    await p.waitForFunction((s) => document.querySelector("[data-testid=seq]")?.textContent === String(s), last);
+    assert.equal(await p.locator("[data-testid=events] li").count(), last);
+    // Scrub with the keyboard: Home, then right arrow up to the event.
+    await p.locator("[data-testid=seq-scrubber]").focus();
+    await p.keyboard.press("Home");
+    for (let i = 0; i < atTwo.seq; i++) await p.keyboard.press("ArrowRight");
+    await p.waitForFunction((s) => document.querySelector("[data-testid=canvas]")?.dataset.step === String(s), 2);
+    assert.equal(await p.textContent("[data-testid=seq]"), String(atTwo.seq));
+    assert.match(await p.textContent("#session-status"), /cursor 2/);
+    assert.deepEqual(await ids(p), Object.keys(frame2.json.state.elements).sort());
+    assert.equal(await p.locator("[data-testid=events] li[aria-current]").getAttribute("data-seq"), String(atTwo.seq));
+    if (SHOTS) await screenshot(p, "replay-session");
+
+    // A recorded canvas run: the server rebuilds the state at any seq.
+    const run = await api.call("POST", "/v1/runs", { token: tokens.tom, body: { kind: "recording" } });
+    assert.equal(run.status, 201, run.text);
+    const add = (id, x) => ({ id: crypto.randomUUID(), type: "element.added", payload: { id, kind: "box", x, y: 80, text: id } });
+    const app = await api.call("POST", `/v1/runs/${run.json.run_id}/events`, { token: tokens.tom, body: { events: [
+      add("a", 60), add("b", 260), { id: crypto.randomUUID(), type: "element.removed", payload: { id: "a" } },
+    ] } });
+    assert.equal(app.status, 201, app.text);
+    await p.goto(`/replay?run=${run.json.run_id}`);
+    await p.waitForFunction(() => document.querySelector("[data-testid=canvas]")?.dataset.step === "3");
+    assert.deepEqual(await ids(p), ["b"]);
+    await p.getByRole("button", { name: "Previous event" }).click();
+    await p.waitForFunction(() => document.querySelector("[data-testid=canvas]")?.dataset.step === "2");
+    assert.deepEqual(await ids(p), ["a", "b"], "at seq 2 the removed box is back");
+    await p.locator("[data-testid=events] li[data-seq='1'] button").click();
+    await p.waitForFunction(() => document.querySelector("[data-testid=canvas]")?.dataset.step === "1");
+    assert.deepEqual(await ids(p), ["a"]);
+  }));
+
 test("an author builds and publishes a lesson in the studio", { timeout: 90_000 }, () =>
   withScreenshots("author", shots, async () => {
     const p = (pages.author = await openPage(browser, w.base, { token: tokens.ada }));
@@ -213,6 +323,109 @@ test("an author builds and publishes a lesson in the studio", { timeout: 90_000 
     if (SHOTS) await screenshot(learner, "selfpaced");
   }));
 
+test("market: the author submits, a reviewer approves and a governor publishes from the queue, a learner writes a review", { timeout: 120_000 }, () =>
+  withScreenshots("market", shots, async () => {
+    const author = pages.author;
+    assert.ok(author, "needs the published lesson from the studio test");
+    await author.locator("#market-form").waitFor();
+    await author.selectOption("#visibility", "public");
+    await author.click("[data-testid=submit-market]");
+    await author.locator("#market-status[data-kind=ok]").waitFor();
+    const listingId = (await author.textContent("#market-status")).match(/listing (\S+) is submitted/)?.[1];
+    assert.ok(listingId, await author.textContent("#market-status"));
+    const title = "Plants need light";
+
+    // The reviewer sees it in the queue and approves it.
+    const rex = (pages.rex = await openPage(browser, w.base, { token: tokens.rex }));
+    await rex.goto("/market");
+    const rexItem = rex.locator(`[data-testid=queue] li[data-listing="${listingId}"]`);
+    await rexItem.waitFor();
+    assert.match(await rexItem.textContent(), /Plants need light.*submitted/s);
+    assert.equal(await rexItem.locator("button[data-decision=publish]").count(), 0, "a reviewer cannot publish");
+    await rexItem.getByLabel("Reason").fill("Clear and correct.");
+    await rexItem.getByRole("button", { name: "approve" }).click();
+    await rex.getByText(`“${title}” is now approved.`).waitFor();
+    await rexItem.waitFor({ state: "detached" }); // nothing left for a reviewer to decide
+
+    // The governor publishes it.
+    const gil = (pages.gil = await openPage(browser, w.base, { token: tokens.gil }));
+    await gil.goto("/market");
+    const gilItem = gil.locator(`[data-testid=queue] li[data-listing="${listingId}"]`);
+    await gilItem.getByRole("button", { name: "publish" }).click();
+    await gil.getByText(`“${title}” is now published.`).waitFor();
+    await gil.locator(`[data-testid=listings] [data-listing="${listingId}"]`).waitFor(); // the browse list refreshed at once
+
+    // A learner finds it, opens it and reviews it.
+    const lea = (pages.marketLea = await openPage(browser, w.base, { token: tokens.lea }));
+    await lea.goto("/market");
+    assert.equal(await lea.locator("#queue").isHidden(), true, "no decision queue for learners");
+    await lea.fill("#q", "plants");
+    await lea.getByRole("button", { name: "Search" }).click();
+    const card = lea.locator(`[data-testid=listings] [data-listing="${listingId}"]`);
+    await card.waitFor();
+    assert.equal(await lea.locator("[data-testid=listings] [data-listing]").count(), 1, "the search narrows to the listing");
+    await card.getByRole("link", { name: title }).click();
+    await lea.waitForURL(/listing=/);
+    await lea.locator("[data-testid=review-form]").waitFor();
+    assert.equal(await lea.textContent("[data-testid=rating-count]"), "0");
+    await lea.getByLabel("4", { exact: true }).check();
+    await lea.getByLabel("Review", { exact: true }).fill("Short and clear; the drawing helps.");
+    await lea.getByRole("button", { name: "Post review" }).click();
+    await lea.locator("#review-status[data-kind=ok]").waitFor();
+    await lea.locator("[data-testid=reviews] li[data-review=lea]", { hasText: "Short and clear; the drawing helps." }).waitFor();
+    await lea.waitForFunction(() => document.querySelector("[data-testid=rating-count]")?.textContent === "1");
+    assert.match(await lea.textContent("[data-testid=rating]"), /4\.0/);
+    // One review per learner.
+    await lea.getByLabel("Review", { exact: true }).fill("Again!");
+    await lea.getByRole("button", { name: "Post review" }).click();
+    await lea.getByText("You already reviewed this listing.").waitFor();
+    const detail = await api.call("GET", `/v1/marketplace/listings/${listingId}`);
+    assert.equal(detail.json.rating_count, 1);
+    assert.equal(detail.json.status, "published");
+    if (SHOTS) await screenshot(lea, "market-reviewed");
+  }));
+
+test("self-paced: a learner scrubs the timeline, takes the quiz and gets a certificate that verifies", { timeout: 120_000 }, () =>
+  withScreenshots("self-paced", shots, async () => {
+    const p = (pages.selfLeo = await openPage(browser, w.base, { token: tokens.leo }));
+    await p.goto(`/learn?lesson=${lesson.lesson_id}&version=1`);
+    await waitStep(p, 0);
+    assert.equal(await p.textContent("#self-steps"), String(DEMO_LESSON.timeline.length));
+    const scrub = p.getByLabel(/Timeline: step/);
+    await scrub.focus();
+    await p.keyboard.press("End");
+    await waitStep(p, DEMO_LESSON.timeline.length);
+    await p.keyboard.press("Home");
+    await waitStep(p, 0);
+    for (let i = 0; i < 3; i++) await p.keyboard.press("ArrowRight");
+    await waitStep(p, 3);
+    assert.equal(await p.textContent("[data-testid=narration]"), "Every fraction has a place on this line.");
+    await p.getByRole("button", { name: "Next step" }).click();
+    await waitStep(p, 4);
+    await p.getByRole("button", { name: "Previous step" }).click();
+    await waitStep(p, 3);
+
+    const form = p.locator("[data-testid=quiz-form]");
+    await form.locator("fieldset[data-quiz=q1]").getByLabel("In the middle").check();
+    await form.locator("fieldset[data-quiz=q2]").getByLabel("1/4").check();
+    await p.click("[data-testid=submit-quiz]");
+    await p.waitForFunction(() => document.querySelector("#quiz-status")?.dataset.passed !== undefined, null, { timeout: 20_000 });
+    assert.equal(await p.getAttribute("#quiz-status", "data-passed"), "true", await p.textContent("#quiz-status"));
+    assert.match(await p.textContent("#quiz-status"), /Score 100% — passed/);
+    const cert = p.locator("[data-testid=certificate]");
+    await cert.waitFor();
+    const certId = await cert.getAttribute("data-certificate-id");
+    assert.ok(certId);
+    await p.click("[data-testid=certificate-link]");
+    await p.waitForURL(/\/verify\?id=/);
+    await p.waitForFunction(() => document.querySelector("[data-testid=verdict]")?.dataset.valid !== undefined, null, { timeout: 20_000 });
+    assert.equal(await p.getAttribute("[data-testid=verdict]", "data-valid"), "true");
+    const list = await api.call("GET", `/v1/certificates?learner_id=leo`, { token: tokens.leo });
+    assert.equal(list.status, 200, list.text);
+    assert.ok(JSON.stringify(list.json).includes(certId), "the certificate is indexed for the learner");
+    if (SHOTS) await screenshot(p, "selfpaced-certificate");
+  }));
+
 test("the verify page shows valid for a real certificate and invalid for a tampered one", { timeout: 90_000 }, () =>
   withScreenshots("verify", shots, async () => {
     const probe = await api.call("POST", "/v1/attempts", { token: tokens.lea, body: { lesson_id: lesson.lesson_id, version: 1 } });
@@ -274,6 +487,36 @@ test("every page loads its stamped modules and stylesheet without script errors"
       const mods = new Set(loaded.filter((l) => l.page === page).map((l) => l.path));
       for (const m of ["/js/api.js", "/js/ui.js", "/js/auth.js", "/js/canvas.js", "/js/classroom-client.js", "/css/app.css"]) assert.ok(mods.has(m), `${page} loaded ${m} (imports carry stamps too)`);
     }
+  }));
+
+test("the development sign-in picker mints a token for a demo user, and is hidden where dev tokens do not exist", { timeout: 60_000 }, () =>
+  withScreenshots("dev-signin", shots, async () => {
+    const p = (pages.signin = await openPage(browser, w.base));
+    await p.goto("/market");
+    assert.equal((await p.textContent("[data-testid=whoami]")).trim(), "Sign in");
+    await p.locator("[data-testid=whoami]").click();
+    const form = p.locator("[data-testid=dev-signin]");
+    await form.waitFor();
+    assert.equal(await form.getByRole("group", { name: "Demo users" }).getByRole("button").count(), 5);
+    await form.getByRole("button", { name: "Gil (governor)" }).click();
+    assert.equal(await p.inputValue("#si-user"), "gil");
+    assert.deepEqual(await form.locator("input[name=role]:checked").evaluateAll((b) => b.map((x) => x.value)), ["governor"]);
+    await form.getByLabel("Org").fill(ORG);
+    await form.getByRole("button", { name: "Get token" }).click();
+    await p.waitForFunction(() => document.querySelector("[data-testid=whoami]")?.textContent === "gil · webtest · governor");
+    await p.locator("#queue").waitFor(); // the page follows the new identity: a governor sees the queue
+    await p.locator("[data-testid=whoami]").click();
+    await p.click("[data-testid=signout]");
+    await p.waitForFunction(() => document.querySelector("[data-testid=whoami]")?.textContent === "Sign in");
+    assert.equal(await p.locator("#queue").isHidden(), true);
+
+    // Outside development POST /v1/dev/tokens answers 404: no picker, only "paste a token".
+    const prod = (pages.signinProd = await openPage(browser, w.base));
+    await prod.route("**/v1/dev/tokens", (r) => r.fulfill({ status: 404, contentType: "application/json", body: JSON.stringify({ error: { code: "not_found", message: "no such route" } }) }));
+    await prod.goto("/");
+    await prod.locator("[data-testid=whoami]").click();
+    await prod.getByLabel("Or paste a token").waitFor();
+    assert.equal(await prod.locator("[data-testid=dev-signin]").count(), 0);
   }));
 
 // ---------------------------------------------------------------- caching
