@@ -178,6 +178,65 @@ test("while live, a learner asks and answers a quiz item; the teacher sees both 
     if (SHOTS) for (const [n, p] of Object.entries({ teacher, lea })) await screenshot(p, `qa-${n}`);
   }));
 
+test("a learner's socket is dropped: reconnecting, then live again with the teacher's frame and no event lost", { timeout: 90_000 }, () =>
+  withScreenshots("reconnect", shots, async () => {
+    assert.ok(session, "needs the live session");
+    const { teacher, lea } = pages;
+    await waitConn(lea, "live");
+    const start = await lea.evaluate(() => {
+      const c = window.dropple.client;
+      const rec = (window.__rec = { statuses: [], seqs: [], snapshots: 0, attempts: [], start: c.state.seq });
+      const { onStatus, onEvent, onSnapshot } = c.cb;
+      c.cb.onStatus = (st, d) => { rec.statuses.push(st); onStatus(st, d); };
+      c.cb.onEvent = (ev, state) => { rec.seqs.push(state.seq); onEvent(ev, state); };
+      c.cb.onSnapshot = (state) => { rec.snapshots += 1; onSnapshot(state); };
+      // Until unblocked, every new socket goes to a path that refuses to open
+      // (as when the network is down), so the client backs off and retries.
+      const Real = c.WS;
+      c.WS = class extends Real {
+        constructor(url, protocols) {
+          rec.attempts.push(Date.now());
+          super(String(url).replace("/ws?", "/ws-unreachable?"), protocols);
+        }
+      };
+      window.__unblock = () => { c.WS = Real; };
+      c.ws.close(4000, "test: drop the socket"); // kill the live socket
+      return { seq: c.state.seq, step: c.state.cursor.step };
+    });
+    await waitConn(lea, "reconnecting");
+    assert.match(await lea.textContent("#conn-detail"), /reconnecting/i);
+    // Meanwhile the lesson goes on without her.
+    for (let k = 1; k <= 2; k++) {
+      await teacher.click("[data-testid=next]");
+      await waitStep(teacher, start.step + k);
+    }
+    await lea.waitForFunction(() => window.__rec.attempts.length >= 3, null, { timeout: 20_000 });
+    assert.equal(await canvasStep(lea), String(start.step), "while disconnected her frame stays where it was");
+    await lea.evaluate(() => window.__unblock());
+
+    await waitConn(lea, "live");
+    await waitStep(lea, start.step + 2);
+    const rec = await lea.evaluate(() => ({ ...window.__rec, seq: window.dropple.client.state.seq, attempt: window.dropple.client.attempt }));
+    // Exponential backoff with full jitter: the wait before retry n is drawn from
+    // [250 ms, min(15 s, 500 ms · 2^n)] (plus the HTTP probe after a failed open).
+    const gaps = rec.attempts.slice(1).map((t, i) => t - rec.attempts[i]);
+    assert.ok(gaps.length >= 2, `retries: ${gaps}`);
+    gaps.forEach((g, i) => assert.ok(g >= 240 && g <= Math.min(15_000, 500 * 2 ** (i + 1)) + 500, `backoff gap ${i}: ${g} ms (all: ${gaps})`));
+    assert.deepEqual(rec.statuses.slice(0, 1), ["reconnecting"]);
+    assert.equal(rec.statuses.at(-1), "live");
+    assert.equal(rec.snapshots, 0, "resumed with last_seq: no snapshot, only the missed events");
+    const expected = Array.from({ length: rec.seq - start.seq }, (_, i) => start.seq + 1 + i);
+    assert.deepEqual(rec.seqs, expected, "every missed event once, in order");
+    const tseq = await teacher.evaluate(() => window.dropple.client.state.seq);
+    assert.ok(rec.seq >= tseq - 1, `learner at seq ${rec.seq}, teacher at ${tseq}`); // presence is not an event
+    // The run on the server agrees: no gap between what she had and what she holds now.
+    const ev = await api.call("GET", `/v1/runs/${await teacher.evaluate(() => window.dropple.client.state.config.run_id)}/events?after=${start.seq}&limit=1000`, { token: tokens.tom });
+    assert.equal(ev.status, 200, ev.text);
+    assert.deepEqual(ev.json.events.map((e) => e.seq).filter((s) => s <= rec.seq), expected);
+    assert.equal(await svgOf(lea), await svgOf(teacher), "the learner shows the teacher's frame");
+    assert.equal(await lea.textContent("[data-testid=step]"), String(start.step + 2));
+  }));
+
 test("the teacher console works from the keyboard with a visible focus", { timeout: 60_000 }, () =>
   withScreenshots("keyboard", shots, async () => {
     const { teacher, lea } = pages;
