@@ -1,7 +1,13 @@
 // The web app in a real browser (headless Debian Chromium via playwright-core)
 // against the real worker on local workerd: a teacher and two learners in a
-// live session, the learner's lack of authority, teacher loss and return, the
-// author studio, and certificate verification in the browser.
+// live session, the learner's lack of authority, teacher loss and return,
+// questions and quiz responses while live, a learner's dropped socket
+// (reconnect with backoff, resume from last_seq), the keyboard console, the
+// replay view, the author studio, the market's queue and reviews, self-paced
+// play to a certificate, certificate verification in the browser, the
+// development sign-in, accessibility and a phone-width layout, and the cache
+// headers of the versioned static assets. Every test is bounded in time and
+// screenshots every open page when it fails.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startWorker, client } from "./support/worker.mjs";
@@ -576,6 +582,156 @@ test("the development sign-in picker mints a token for a demo user, and is hidde
     await prod.locator("[data-testid=whoami]").click();
     await prod.getByLabel("Or paste a token").waitFor();
     assert.equal(await prod.locator("[data-testid=dev-signin]").count(), 0);
+  }));
+
+// ---------------------------------------------------------------- accessibility
+
+/** In the page: problems with labels (every visible control has a name) and text contrast (WCAG AA). */
+function auditPage() {
+  const visible = (el) => {
+    const r = el.getBoundingClientRect();
+    const cs = getComputedStyle(el);
+    return r.width > 0 && r.height > 0 && cs.visibility !== "hidden" && !el.closest("[hidden], details:not([open]) > :not(summary)");
+  };
+  const problems = [];
+  const nameOf = (el) => {
+    if (el.getAttribute("aria-label")) return el.getAttribute("aria-label");
+    const by = el.getAttribute("aria-labelledby");
+    if (by) return by.split(/\s+/).map((id) => document.getElementById(id)?.textContent || "").join(" ");
+    if (el.labels?.length) return [...el.labels].map((l) => l.textContent).join(" ");
+    if (el.matches("button, summary, a")) return el.textContent;
+    return el.getAttribute("title") || "";
+  };
+  for (const el of document.querySelectorAll("input:not([type=hidden]), select, textarea, button, summary, a[href]")) {
+    if (!visible(el) && !el.matches("input[type=radio], input[type=checkbox]")) continue;
+    if (!nameOf(el).trim()) problems.push(`no accessible name: ${el.outerHTML.slice(0, 90)}`);
+  }
+  const rgba = (s) => { const m = s.match(/[\d.]+/g)?.map(Number) || [0, 0, 0, 0]; return [m[0], m[1], m[2], m[3] ?? 1]; };
+  const over = (top, bottom) => [0, 1, 2].map((i) => top[i] * top[3] + bottom[i] * (1 - top[3])).concat(1);
+  const background = (el) => {
+    const layers = [];
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgba(getComputedStyle(e).backgroundColor);
+      if (c[3] > 0) layers.push(c);
+      if (c[3] >= 1) break;
+    }
+    return layers.reduceRight((acc, c) => over(c, acc), [255, 255, 255, 1]);
+  };
+  const lum = (c) => { const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; }; return 0.2126 * f(c[0]) + 0.7152 * f(c[1]) + 0.0722 * f(c[2]); };
+  const ratio = (a, b) => { const [x, y] = [lum(a), lum(b)].sort((m, n) => n - m); return (x + 0.05) / (y + 0.05); };
+  let checked = 0;
+  for (const el of document.querySelectorAll("body *:not(svg *):not(script):not(style):not(option)")) {
+    if (![...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+    if (!visible(el) || el.closest("button:disabled, [aria-hidden=true], .sr-only") || el.matches(":disabled")) continue;
+    const cs = getComputedStyle(el);
+    if (Number(cs.opacity) < 1) continue;
+    const bg = background(el);
+    const fg = over(rgba(cs.color), bg);
+    const size = parseFloat(cs.fontSize);
+    const large = size >= 24 || (size >= 18.66 && Number(cs.fontWeight) >= 700);
+    const r = ratio(fg, bg);
+    checked++;
+    if (r < (large ? 3 : 4.5)) problems.push(`contrast ${r.toFixed(2)} < ${large ? 3 : 4.5}: "${el.textContent.trim().slice(0, 40)}" (${cs.color} on rgb(${bg.slice(0, 3).map(Math.round)}))`);
+  }
+  return { problems, checked };
+}
+
+/** Tab through the page; every element that takes focus shows a focus ring. */
+async function tabRing(p, presses = 12) {
+  const out = [];
+  await p.locator("body").focus().catch(() => {});
+  for (let i = 0; i < presses; i++) {
+    await p.keyboard.press("Tab");
+    out.push(await p.evaluate(() => {
+      const el = document.activeElement;
+      if (!el || el === document.body) return null;
+      const cs = getComputedStyle(el);
+      const ok = el.matches(":focus-visible") && cs.outlineStyle !== "none" && parseFloat(cs.outlineWidth) >= 2;
+      return ok ? null : `${el.tagName.toLowerCase()}#${el.id || ""}.${el.className || ""} outline ${cs.outlineStyle} ${cs.outlineWidth}`;
+    }));
+  }
+  return out.filter(Boolean);
+}
+
+test("accessibility: labelled controls, AA text contrast and a visible focus ring on every page, the live console and player", { timeout: 120_000 }, () =>
+  withScreenshots("a11y", shots, async () => {
+    const p = (pages.a11y = await openPage(browser, w.base, { token: tokens.zed }));
+    const report = {};
+    for (const path of PAGES) {
+      await p.goto(path);
+      await p.waitForLoadState("load");
+      await p.waitForTimeout(400);
+      const { problems, checked } = await p.evaluate(auditPage);
+      assert.ok(checked > 5, `${path}: ${checked} text elements checked`);
+      report[path] = [...problems, ...(await tabRing(p)).map((x) => `no focus ring: ${x}`)];
+    }
+    for (const [name, page] of [["teacher console", pages.teacher], ["live learner", pages.lea]]) {
+      report[name] = (await page.evaluate(auditPage)).problems;
+    }
+    for (const [k, v] of Object.entries(report)) if (!v.length) delete report[k];
+    assert.deepEqual(report, {});
+    // The audit itself catches what it looks for: an unlabelled input and pale text.
+    await p.evaluate(() => {
+      const m = document.querySelector("main");
+      m.insertAdjacentHTML("beforeend", '<input id="canary-input"><p id="canary-text" style="color:#cbd5e1">pale</p>');
+    });
+    const canary = (await p.evaluate(auditPage)).problems.join("\n");
+    assert.match(canary, /no accessible name: <input id="canary-input">/);
+    assert.match(canary, /contrast 1\.\d+ < 4\.5: "pale"/);
+  }));
+
+test("responsive: at a 375px phone width nothing overflows and the main controls are on screen", { timeout: 120_000 }, () =>
+  withScreenshots("phone", shots, async () => {
+    const W = 375;
+    const fits = async (page, label, selectors) => {
+      const r = await page.evaluate(({ sels, W }) => {
+        const bad = [];
+        const doc = document.documentElement;
+        if (doc.scrollWidth > W + 1) bad.push(`page scrolls sideways: ${doc.scrollWidth}px`);
+        for (const s of sels) {
+          const el = document.querySelector(s);
+          if (!el) { bad.push(`${s} missing`); continue; }
+          const b = el.getBoundingClientRect();
+          if (b.width === 0 || b.height === 0) bad.push(`${s} not visible`);
+          else if (b.left < -1 || b.right > W + 1) bad.push(`${s} off screen: ${Math.round(b.left)}..${Math.round(b.right)}`);
+        }
+        return bad;
+      }, { sels: selectors, W });
+      assert.deepEqual(r, [], label);
+    };
+    const p = (pages.phone = await openPage(browser, w.base, { token: tokens.zed, viewport: { width: W, height: 740 } }));
+    const controls = {
+      "/": ["#join-code", "#join-form button", "[data-testid=whoami]", ".main-nav"],
+      "/teach": ["[data-testid=lesson-select]", "[data-testid=version-select]", "[data-testid=open-session]"],
+      "/learn": ["#code", "#join-form button", "#lesson-list"],
+      "/author": ["[data-testid=canvas] svg", "[data-testid=tool-box]", "[data-testid=publish]", "[data-testid=title]"],
+      "/market": ["#q", "#search button[type=submit]", "[data-testid=listings]", "#queue-list"],
+      "/verify": ["[data-testid=credential]", "[data-testid=verify]", "[data-testid=cert-id]"],
+      "/replay": ["[data-testid=run-id]", "#load-form button"],
+      [`/learn?lesson=${lesson.lesson_id}&version=1`]: ["[data-testid=canvas] svg", "[data-testid=scrubber]", "#s-next", "[data-testid=submit-quiz]"],
+    };
+    for (const [path, sels] of Object.entries(controls)) {
+      await p.goto(path);
+      await p.waitForLoadState("load");
+      await p.waitForTimeout(400);
+      await fits(p, path, sels);
+      if (SHOTS) await screenshot(p, `phone${path.replace(/[^a-z]+/g, "-")}`);
+    }
+    // The live teacher console and learner player, narrowed to a phone.
+    for (const [name, page, sels] of [
+      ["teacher console", pages.teacher, ["[data-testid=next]", "[data-testid=prev]", "[data-testid=pause]", "[data-testid=end]", "[data-testid=join-code]", "[data-testid=canvas] svg", "[data-testid=conn-state]"]],
+      ["live learner", pages.lea, ["[data-testid=canvas] svg", "[data-testid=conn-state]", "#ask-text", "#ask-form button"]],
+    ]) {
+      const before = page.viewportSize();
+      await page.setViewportSize({ width: W, height: 740 });
+      await page.waitForTimeout(200);
+      try {
+        await fits(page, name, sels);
+        if (SHOTS) await screenshot(page, `phone-${name.replace(/ /g, "-")}`);
+      } finally {
+        await page.setViewportSize(before);
+      }
+    }
   }));
 
 // ---------------------------------------------------------------- caching
