@@ -1,18 +1,25 @@
-// Offline player. The app shell is network-first with a cached fallback; published
-// lesson artifacts and frames never change (the API marks them immutable), so
-// they are cache-first: a lesson played or saved once plays without a network.
+// Offline player. Pages are network-first with a cached fallback; modules and
+// stylesheets carry a content stamp (`/js/x.js?v=<hash>`, written by
+// scripts/version-assets.mjs) and never change under one name, so they are
+// cache-first, like published lesson artifacts and frames (the API marks them
+// immutable): a lesson played or saved once plays without a network.
 // Everything else under /v1 (events, cursor, sessions, writes) goes to the
 // network only: truth is never cached.
+//
+// VERSION is a hash of every asset stamp (rewritten by the same script), so a
+// new release is a new service worker with a new shell cache; the old one is
+// deleted on activation.
 
-const VERSION = "v1";
+const VERSION = "0310f73a4a";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
-  "/css/app.css", "/manifest.webmanifest", "/icon.svg",
-  "/js/api.js", "/js/auth.js", "/js/ui.js", "/js/canvas.js", "/js/classroom-client.js", "/js/jcs.js",
-  "/js/home.js", "/js/teach.js", "/js/learn.js", "/js/author.js", "/js/market.js", "/js/verify.js", "/js/replay.js",
+  "/css/app.css?v=37163fb6b5", "/manifest.webmanifest", "/icon.svg",
+  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=62c75c3c3d", "/js/canvas.js?v=f1ffe275e9", "/js/classroom-client.js?v=629e650211", "/js/jcs.js?v=239ec18f21",
+  "/js/home.js?v=d9c27c8cc3", "/js/teach.js?v=fb4ad438a6", "/js/learn.js?v=714c87948b", "/js/author.js?v=40f39c15d9", "/js/market.js?v=a75861c698", "/js/verify.js?v=5749da50ad", "/js/replay.js?v=d669a6dcc9",
 ];
+const VERSIONED = /^\/(js|css)\//;
 const IMMUTABLE = /^\/v1\/lessons\/[^/]+\/versions\/\d+(\/frames\/\d+)?$/;
 
 self.addEventListener("install", (ev) => {
@@ -38,8 +45,22 @@ self.addEventListener("fetch", (ev) => {
     return;
   }
   if (url.pathname.startsWith("/v1/")) return; // live data: network only
+  if (VERSIONED.test(url.pathname) && url.searchParams.has("v")) {
+    ev.respondWith(versionedAsset(ev, req));
+    return;
+  }
   ev.respondWith(shellAsset(ev, req));
 });
+
+async function versionedAsset(ev, req) {
+  // Same name, same bytes: the cached copy is always right.
+  const cache = await caches.open(SHELL);
+  const hit = await cache.match(req);
+  if (hit) return hit;
+  const res = await fetch(req);
+  if (res.ok && res.type === "basic") ev.waitUntil(cache.put(req, res.clone()));
+  return res;
+}
 
 async function lessonArtifact(req) {
   const cache = await caches.open(LESSONS);

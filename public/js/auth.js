@@ -2,7 +2,7 @@
 // (POST /v1/dev/tokens, development only). Outside development that endpoint
 // answers 404 and the picker is hidden; a token can still be pasted.
 
-import { api, claims, setToken, describeError } from "./api.js";
+import { api, claims, setToken, describeError } from "./api.js?v=f3c5674699";
 
 const ROLES = ["author", "teacher", "reviewer", "learner", "governor"];
 const PRESETS = [

@@ -5,9 +5,9 @@
 // "Record as a run" appends the steps as events of a new run (replayable);
 // a published version can be submitted to the marketplace.
 
-import { api, claims, describeError, uuid } from "./api.js";
-import { foldTimeline, applyItem, renderCanvas, svgPoint } from "./canvas.js";
-import { shell, $, $$, h, say } from "./ui.js";
+import { api, claims, describeError, uuid } from "./api.js?v=f3c5674699";
+import { foldTimeline, applyItem, renderCanvas, svgPoint } from "./canvas.js?v=f1ffe275e9";
+import { shell, $, $$, h, say } from "./ui.js?v=62c75c3c3d";
 
 const DRAFT_KEY = "dropple.author.draft";
 let timeline = [];
@@ -396,7 +396,7 @@ $("#market-form").addEventListener("submit", async (ev) => {
     const r = await api("/v1/marketplace/listings", { method: "POST", body });
     say(status, `Submitted: listing ${r.listing_id ?? r.id ?? ""} is ${r.status}. A reviewer will look at it.`, "ok");
   } catch (e) {
-    say(status, e.status === 404 && /route/.test(e.message) ? "The marketplace is not available on this server yet." : describeError(e), "error");
+    say(status, describeError(e), "error");
   }
 });
 

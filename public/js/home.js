@@ -1,5 +1,5 @@
-import { api, describeError, getToken } from "./api.js";
-import { shell, $, $$, say } from "./ui.js";
+import { api, describeError, getToken } from "./api.js?v=f3c5674699";
+import { shell, $, $$, say } from "./ui.js?v=62c75c3c3d";
 
 shell({
   onAuth(c) {

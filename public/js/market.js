@@ -3,12 +3,11 @@
 // for reviewers and governors. The UI only mirrors who may do what; the API
 // decides (an illegal transition answers 409 and is shown as such).
 
-import { api, claims, describeError } from "./api.js";
-import { shell, $, h, say, params, fmtPct } from "./ui.js";
+import { api, claims, describeError } from "./api.js?v=f3c5674699";
+import { shell, $, h, say, params, fmtPct } from "./ui.js?v=62c75c3c3d";
 
 const arr = (r, ...keys) => (Array.isArray(r) ? r : keys.map((k) => r?.[k]).find(Array.isArray) || []);
 const idOf = (l) => l.listing_id ?? l.id;
-const missingRoute = (e) => e?.status === 404 && /route/.test(e.message || "");
 
 function stars(avg) {
   if (typeof avg !== "number") return "no ratings";
@@ -51,12 +50,7 @@ async function search(append = false) {
     if (append) box.append(...cards);
     else box.replaceChildren(...(cards.length ? cards : [h("p", { class: "hint" }, "No listings match.")]));
   } catch (e) {
-    if (missingRoute(e)) {
-      say($("#market-unavailable"), "The marketplace is not available on this server yet.", "warn");
-      box.replaceChildren();
-    } else {
-      box.replaceChildren(h("p", { class: "status", "data-kind": "error" }, describeError(e)));
-    }
+    box.replaceChildren(h("p", { class: "status", "data-kind": "error" }, describeError(e)));
   }
 }
 
@@ -82,17 +76,18 @@ async function showDetail(id) {
       h("p", { class: "row", style: "margin-top:.6rem" },
         h("a", { class: "button primary", href: `/learn?lesson=${encodeURIComponent(l.lesson_id)}&version=${l.version}` }, "Play this lesson")),
     );
-    let reviews = arr(l, "reviews");
-    if (!reviews.length) {
-      try { reviews = arr(await api(`/v1/marketplace/listings/${encodeURIComponent(id)}/reviews`), "reviews", "items"); } catch { /* none listed */ }
-    }
+    const reviews = arr(await api(`/v1/marketplace/listings/${encodeURIComponent(id)}/reviews`), "reviews");
     $("#reviews").replaceChildren(...(reviews.length
-      ? reviews.map((r) => h("li", {}, h("p", {}, h("span", { class: "stars" }, "★".repeat(r.rating || 0)), " ", h("strong", {}, r.author_id ?? r.learner_id ?? "learner")), h("p", {}, r.text || "")))
+      ? reviews.map((r) => h("li", { "data-review": r.learner_id },
+        h("p", {}, h("span", { class: "stars", "aria-label": `${r.rating} out of 5` }, "★".repeat(r.rating || 0)), " ", h("strong", {}, r.learner_id),
+          r.completed ? h("span", { class: "badge ok" }, "completed the lesson") : null),
+        h("p", {}, r.text || "")))
       : [h("li", { class: "hint" }, "No reviews yet.")]));
     const c = claims();
-    $("#review-form").hidden = !(c && c.roles.includes("learner"));
+    // Only learners review, and only published listings take reviews.
+    $("#review-form").hidden = !(c && c.roles.includes("learner") && l.status === "published");
   } catch (e) {
-    body.replaceChildren(h("p", { class: "status", "data-kind": "error" }, missingRoute(e) ? "The marketplace is not available on this server yet." : describeError(e)));
+    body.replaceChildren(h("p", { class: "status", "data-kind": "error" }, describeError(e)));
   }
 }
 
@@ -112,18 +107,6 @@ $("#review-form").addEventListener("submit", async (ev) => {
 
 // ---------------------------------------------------------------- queue
 
-function decisionsFor(status, roles) {
-  const out = [];
-  const reviewer = roles.includes("reviewer") || roles.includes("governor");
-  if (reviewer && ["submitted", "in_review"].includes(status)) out.push("approve", "reject");
-  if (roles.includes("governor")) {
-    if (status === "approved") out.push("publish");
-    if (status === "published") out.push("suspend");
-    if (status === "suspended") out.push("reinstate");
-  }
-  return out;
-}
-
 async function loadQueue(c) {
   const section = $("#queue");
   const canDecide = c && (c.roles.includes("reviewer") || c.roles.includes("governor"));
@@ -136,19 +119,18 @@ async function loadQueue(c) {
     list.replaceChildren(...(items.length ? items.map((l) => queueItem(l, c)) : [h("li", { class: "hint" }, "Nothing waiting for a decision.")]));
   } catch (e) {
     list.replaceChildren();
-    say($("#queue-status"), missingRoute(e) ? "The decision queue is not available on this server yet." : describeError(e), missingRoute(e) ? "warn" : "error");
+    say($("#queue-status"), describeError(e), "error");
   }
 }
 
 function queueItem(l, c) {
   const id = idOf(l);
   const reason = h("input", { id: `reason-${id}`, placeholder: "Reason (optional)", maxlength: 1000 });
-  const mine = l.author_id === c.sub;
-  const buttons = decisionsFor(l.status, c.roles).map((d) => h("button", {
+  // The server lists the decisions this person may take now (never on their own listing).
+  const buttons = (l.available_decisions || []).map((d) => h("button", {
     type: "button",
     class: d === "reject" || d === "suspend" ? "danger" : d === "approve" || d === "publish" ? "primary" : "",
-    disabled: mine && (d === "approve" || d === "reject"),
-    title: mine && (d === "approve" || d === "reject") ? "You cannot decide on your own listing" : null,
+    "data-decision": d,
     onclick: async () => {
       try {
         const body = { decision: d };

@@ -3,10 +3,10 @@
 // checkpoints); a live session's run holds session events, so the cursor is
 // folded from them and the canvas is the lesson frame at that cursor.
 
-import { api, describeError, getToken } from "./api.js";
-import { ClassroomClient, applySessionEvent } from "./classroom-client.js";
-import { renderCanvas } from "./canvas.js";
-import { shell, $, h, say, params } from "./ui.js";
+import { api, describeError, getToken } from "./api.js?v=f3c5674699";
+import { ClassroomClient, applySessionEvent } from "./classroom-client.js?v=629e650211";
+import { renderCanvas } from "./canvas.js?v=f1ffe275e9";
+import { shell, $, h, say, params } from "./ui.js?v=62c75c3c3d";
 
 shell();
 

@@ -3,10 +3,10 @@
 // questions (answer them) and quiz responses. The cursor shown is always the
 // server's (what learners see), never a local guess.
 
-import { api, claims, describeError, getToken } from "./api.js";
-import { ClassroomClient } from "./classroom-client.js";
-import { renderCanvas } from "./canvas.js";
-import { shell, $, h, say, params } from "./ui.js";
+import { api, claims, describeError, getToken } from "./api.js?v=f3c5674699";
+import { ClassroomClient } from "./classroom-client.js?v=629e650211";
+import { renderCanvas } from "./canvas.js?v=f1ffe275e9";
+import { shell, $, h, say, params } from "./ui.js?v=62c75c3c3d";
 
 const SAVED = "dropple.teach.sessions";
 let client = null;

@@ -1,8 +1,8 @@
 // Small DOM helpers and the page shell (header, navigation, sign-in, service
 // worker). No framework: pages build their DOM with `h` and update it directly.
 
-import { claims } from "./api.js";
-import { mountSignIn } from "./auth.js";
+import { claims } from "./api.js?v=f3c5674699";
+import { mountSignIn } from "./auth.js?v=b17be0e652";
 
 export const $ = (sel, root = document) => root.querySelector(sel);
 export const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];

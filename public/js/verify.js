@@ -3,9 +3,9 @@
 // proof)), key from the issuer profile at GET /v1/issuer, status list bit)
 // and by the server (POST /v1/certificates/verify). Each check is shown.
 
-import { api, describeError } from "./api.js";
-import { canonicalize } from "./jcs.js";
-import { shell, $, h, say, params } from "./ui.js";
+import { api, describeError } from "./api.js?v=f3c5674699";
+import { canonicalize } from "./jcs.js?v=239ec18f21";
+import { shell, $, h, say, params } from "./ui.js?v=62c75c3c3d";
 
 shell();
 
