@@ -308,10 +308,10 @@ async fn store_version(
             e
         });
     }
-    super::ai_jobs::on_publish(ctx, claims, &artifact).await;
+    let explanations = super::ai_jobs::on_publish(ctx, claims, &artifact).await;
     created(json!({
         "lesson_id": lesson_id, "version": version, "sha256": artifact.sha256,
-        "steps": artifact.timeline.len(), "created_at": created_at,
+        "steps": artifact.timeline.len(), "created_at": created_at, "explanations": explanations,
     }))
 }
 
