@@ -108,6 +108,10 @@ test("revocation: governors only; the status list and verify say so", async () =
   const issuer = (await api.call("GET", "/v1/issuer")).json;
   assert.equal(verifyOffline(list, issuer), true, "the status list is itself signed");
   assert.equal(statusBit(list, Number(cred.credentialStatus.statusListIndex)), 1);
+  // Later lists exist once the one before is full (the core's next_status_slot).
+  const none = await api.call("GET", "/v1/status-lists/2");
+  assert.equal(none.status, 404);
+  assert.equal(none.json.error.code, "not_found");
   const audit = (await api.call("GET", "/v1/audit", { token: governor })).json.entries;
   assert.ok(audit.some((e) => e.action === "certificate.revoked" && e.target === r.certificate_id));
   assert.ok(audit.some((e) => e.action === "certificate.issued" && e.target === r.certificate_id));

@@ -586,11 +586,19 @@ pub async fn status_list(ctx: &mut Ctx, list: &str) -> AppResult<Response> {
     if list_number(list).is_none() {
         return Err(AppError::not_found("status list"));
     }
+    let db = store::db(&ctx.env)?;
+    // List 1 always exists (empty at first); a later one once it holds a certificate.
+    if list != "1" {
+        let used: Option<Value> =
+            store::first(&db, "SELECT id FROM certificates WHERE status_list = ?1 LIMIT 1", &[t(list)]).await?;
+        if used.is_none() {
+            return Err(AppError::not_found("status list"));
+        }
+    }
     #[derive(Deserialize)]
     struct R {
         status_index: u64,
     }
-    let db = store::db(&ctx.env)?;
     let rows: Vec<R> = store::all(
         &db,
         "SELECT status_index FROM certificates WHERE status_list = ?1 AND revoked_at IS NOT NULL",
