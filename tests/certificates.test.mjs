@@ -162,6 +162,23 @@ test("answers can be changed; the latest counts and the evidence covers every ev
   assert.equal(last.json.error.code, "too_many_answers");
 });
 
+test("concurrent submits of one attempt: one grade, one certificate, the same id for all", async () => {
+  const a = (await api.call("POST", "/v1/attempts", { token: learner2, body: { lesson_id: lesson.lesson_id, version: 1 } })).json;
+  for (const [question_id, answer] of [["q1", 1], ["q2", 1]]) {
+    await api.call("POST", `/v1/attempts/${a.attempt_id}/answers`, { token: learner2, body: { question_id, answer } });
+  }
+  const results = await Promise.all([1, 2, 3, 4].map(() => api.call("POST", `/v1/attempts/${a.attempt_id}/submit`, { token: learner2 })));
+  for (const r of results) assert.equal(r.status, 200, r.text);
+  const ids = new Set(results.map((r) => r.json.certificate_id));
+  assert.equal(ids.size, 1);
+  assert.ok([...ids][0]);
+  const mine = (await api.call("GET", "/v1/certificates?learner_id=lou", { token: learner2 })).json.certificates;
+  assert.equal(mine.filter((c) => c.certificate_id === [...ids][0]).length, 1);
+  const run = (await api.call("GET", `/v1/attempts/${a.attempt_id}`, { token: learner2 })).json.run_id;
+  const types = (await api.call("GET", `/v1/runs/${run}/events`, { token: teacher })).json.events.map((e) => e.type);
+  assert.deepEqual(types, ["attempt.started", "attempt.answered", "attempt.answered", "attempt.submitted", "attempt.graded"]);
+});
+
 // Restarts on one persistence directory: an issue that failed half-way is
 // completed by the next submit; key rotation keeps old certificates valid.
 test("failed issue is completed by re-submit; rotated keys still verify old certificates", async () => {
