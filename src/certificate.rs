@@ -128,6 +128,54 @@ pub fn multikey_decode(multikey: &str) -> Option<[u8; 32]> {
     bytes.strip_prefix(&ED25519_PUB_PREFIX[..])?.try_into().ok()
 }
 
+/// Retired keys from `CERT_PREVIOUS_KEYS`: a JSON object of key id → public
+/// key, as Multikey (`z6Mk…`) or 64 hex digits. Empty text is no keys.
+/// Retired keys are published and verify older certificates; they never sign.
+pub fn parse_previous_keys(text: &str) -> Result<Vec<PublicIssuerKey>, String> {
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let map = value.as_object().ok_or("must be a JSON object of key id to public key")?;
+    let mut keys = Vec::new();
+    for (key_id, public) in map {
+        check_key_id(key_id).map_err(|e| format!("{key_id}: {e}"))?;
+        let text = public.as_str().map(str::trim).unwrap_or_default();
+        let decoded = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            hex::decode(text).ok().and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+        } else {
+            multikey_decode(text)
+        };
+        let public_key =
+            decoded.ok_or_else(|| format!("{key_id}: public key must be a z6Mk… Multikey or 64 hex digits"))?;
+        VerifyingKey::from_bytes(&public_key).map_err(|_| format!("{key_id}: not an Ed25519 public key"))?;
+        keys.push(PublicIssuerKey { key_id: key_id.clone(), public_key });
+    }
+    Ok(keys)
+}
+
+/// The keys the issuer profile publishes: the current one first, then the
+/// retired ones (a retired entry reusing the current id is ignored).
+pub fn published_keys(current: &IssuerKey, previous: Vec<PublicIssuerKey>) -> Vec<PublicIssuerKey> {
+    let mut keys = vec![current.public()];
+    keys.extend(previous.into_iter().filter(|k| k.key_id != current.key_id));
+    keys
+}
+
+/// Where the next certificate's status entry goes. `latest` is the list of
+/// the most recently issued certificate (lists are numbered from 1) and the
+/// highest index used in it; a full list starts the next one at index 0.
+pub fn next_status_slot(latest: Option<(u64, Option<u64>)>) -> (u64, u64) {
+    match latest {
+        None => (1, 0),
+        Some((list, None)) => (list.max(1), 0),
+        Some((list, Some(top))) => match top.checked_add(1) {
+            Some(next) if next < STATUS_LIST_SIZE as u64 => (list.max(1), next),
+            _ => (list.max(1).saturating_add(1), 0),
+        },
+    }
+}
+
 /// The issuer Profile served at `GET /v1/issuer`: one Multikey verification
 /// method per key (id `{issuer_id}#{key_id}`, with publicKeyMultibase and
 /// publicKeyJwk), all listed under assertionMethod.
@@ -671,6 +719,45 @@ mod tests {
         let found = resolve_from_profile(&profile, &format!("{ISSUER}#2025-01"));
         assert_eq!(found, Some(a.public_key_bytes()));
         assert_eq!(resolve_from_profile(&profile, "nope"), None);
+    }
+
+    #[test]
+    fn retired_keys_are_published_and_verify_old_certificates() {
+        let (c, old) = signed(); // signed by k1
+        let new = key(9, "k2");
+        let previous = format!(r#"{{"k1": "{}"}}"#, old.public_multikey());
+        let retired = parse_previous_keys(&previous).unwrap();
+        let as_hex = parse_previous_keys(&format!(r#"{{"k1": "{}"}}"#, hex::encode(old.public_key_bytes()))).unwrap();
+        assert_eq!(retired, as_hex);
+        let profile = issuer_profile(ISSUER, "Dropple", &published_keys(&new, retired));
+        assert_eq!(profile["assertionMethod"], json!([format!("{ISSUER}#k2"), format!("{ISSUER}#k1")]));
+        assert_eq!(profile["verificationMethod"][1]["publicKeyJwk"], old.public_jwk());
+        let v = verify(&c, |m: &str| resolve_from_profile(&profile, m), Some(false), NOW);
+        assert!(v.valid, "{v:?}");
+        // Without the retired key the old certificate names the unknown key.
+        let only_new = issuer_profile(ISSUER, "Dropple", &published_keys(&new, Vec::new()));
+        let v = verify(&c, |m: &str| resolve_from_profile(&only_new, m), Some(false), NOW);
+        let detail = &v.checks.iter().find(|c| c.name == "issuer_key").unwrap().detail;
+        assert!(!v.valid && detail.contains(&format!("{ISSUER}#k1")), "{detail}");
+        // The current id wins over a retired entry of the same id.
+        let same = parse_previous_keys(&format!(r#"{{"k2": "{}"}}"#, old.public_multikey())).unwrap();
+        assert_eq!(published_keys(&new, same), vec![new.public()]);
+        assert_eq!(parse_previous_keys("  "), Ok(vec![]));
+        for bad in ["[]", "{oops", r#"{"a#b": "00"}"#, r#"{"k": "abc"}"#, r#"{"k": 5}"#] {
+            assert!(parse_previous_keys(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_full_status_list_starts_the_next() {
+        let last = STATUS_LIST_SIZE as u64 - 1;
+        assert_eq!(next_status_slot(None), (1, 0));
+        assert_eq!(next_status_slot(Some((1, None))), (1, 0));
+        assert_eq!(next_status_slot(Some((1, Some(0)))), (1, 1));
+        assert_eq!(next_status_slot(Some((1, Some(last - 1)))), (1, last));
+        assert_eq!(next_status_slot(Some((1, Some(last)))), (2, 0));
+        assert_eq!(next_status_slot(Some((2, Some(7)))), (2, 8));
+        assert_eq!(next_status_slot(Some((3, Some(u64::MAX)))), (4, 0));
     }
 
     #[test]

@@ -99,6 +99,37 @@ pub fn grade(items: &[QuizItem], answers: &BTreeMap<String, usize>, pass_thresho
     Grade { score, passed: score >= pass_threshold, correct, total, per_question }
 }
 
+/// Answer events one attempt may hold per quiz question. Answers can be
+/// changed (the latest counts), but not without end: the attempt's run is
+/// the evidence a certificate hashes, so it stays bounded.
+pub const MAX_ANSWERS_PER_QUESTION: u64 = 20;
+
+/// Answer events allowed in an attempt of a quiz with `questions` items.
+pub fn answer_event_limit(questions: usize) -> u64 {
+    (questions as u64).max(1).saturating_mul(MAX_ANSWERS_PER_QUESTION)
+}
+
+/// The answers an attempt's events record: the latest `attempt.answered`
+/// choice per question, counting only events before the first
+/// `attempt.submitted` (answers close at submission). Events in seq order.
+pub fn answers_from_events(events: &[crate::run::Event]) -> BTreeMap<String, usize> {
+    let mut answers = BTreeMap::new();
+    for e in events {
+        match e.kind.as_str() {
+            "attempt.submitted" => break,
+            "attempt.answered" => {
+                let question = e.payload.get("question_id").and_then(Value::as_str);
+                let choice = e.payload.get("choice").and_then(Value::as_u64).and_then(|c| usize::try_from(c).ok());
+                if let (Some(q), Some(c)) = (question, choice) {
+                    answers.insert(q.to_owned(), c);
+                }
+            }
+            _ => {}
+        }
+    }
+    answers
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,6 +196,40 @@ mod tests {
         // A key that does not resolve can never be answered correctly.
         let broken = grade(&[item("x", json!(9))], &answers(&[("x", 9)]), 0.5);
         assert_eq!(broken.correct, 0);
+    }
+
+    fn ev(seq: u64, kind: &str, payload: Value) -> crate::run::Event {
+        crate::run::Event {
+            id: format!("e{seq}"),
+            run_id: "r".into(),
+            seq,
+            kind: kind.into(),
+            payload,
+            timestamp: 0,
+            author_id: "lea".into(),
+        }
+    }
+
+    #[test]
+    fn the_latest_answer_before_submission_counts() {
+        let events = [
+            ev(1, "attempt.started", json!({})),
+            ev(2, "attempt.answered", json!({"question_id": "a", "choice": 0})),
+            ev(3, "attempt.answered", json!({"question_id": "b", "choice": 2})),
+            ev(4, "attempt.answered", json!({"question_id": "a", "choice": 1})),
+            ev(5, "attempt.answered", json!({"question_id": "c", "choice": "x"})),
+            ev(6, "attempt.submitted", json!({})),
+            ev(7, "attempt.answered", json!({"question_id": "b", "choice": 0})),
+        ];
+        assert_eq!(answers_from_events(&events), answers(&[("a", 1), ("b", 2)]));
+        // Past the first page of events (grading once read only 1,000).
+        let mut many = vec![ev(1, "attempt.started", json!({}))];
+        for seq in 2..2_500 {
+            many.push(ev(seq, "attempt.answered", json!({"question_id": "a", "choice": seq % 3})));
+        }
+        assert_eq!(answers_from_events(&many), answers(&[("a", 2_499 % 3)]));
+        assert_eq!(answer_event_limit(0), MAX_ANSWERS_PER_QUESTION);
+        assert_eq!(answer_event_limit(3), 3 * MAX_ANSWERS_PER_QUESTION);
     }
 
     proptest! {

@@ -121,9 +121,48 @@ pub fn validate_timeline(items: &Value, path: &str) -> AppResult<Vec<TimelineIte
                     return Err(invalid(&format!("{at}.payload.{field}"), &format!("must be {want}")));
                 }
             }
+            if kind == "element.added" || kind == "element.updated" {
+                match payload.get(ASSET_FIELD) {
+                    None => {}
+                    Some(Value::Null) if kind == "element.updated" => {}
+                    Some(v) if v.as_str().is_some_and(is_sha256) => {}
+                    Some(_) => {
+                        return Err(invalid(
+                            &format!("{at}.payload.{ASSET_FIELD}"),
+                            "must be the sha256 of an uploaded asset (64 lowercase hex digits)",
+                        ))
+                    }
+                }
+            }
             Ok(TimelineItem { kind: kind.to_owned(), payload: payload.clone() })
         })
         .collect()
+}
+
+/// The element field that references a media asset (`POST /v1/assets`) by
+/// its sha256, e.g. an image element `{"kind": "image", "asset": "9f86…"}`.
+pub const ASSET_FIELD: &str = "asset";
+
+/// 64 lowercase hex digits.
+pub fn is_sha256(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Every asset a timeline references, first reference first, each once:
+/// (field path such as `timeline[3].payload.asset`, sha256).
+pub fn asset_refs(timeline: &[TimelineItem]) -> Vec<(String, String)> {
+    let mut refs: Vec<(String, String)> = Vec::new();
+    for (i, item) in timeline.iter().enumerate() {
+        if item.kind != "element.added" && item.kind != "element.updated" {
+            continue;
+        }
+        if let Some(sha) = item.payload.get(ASSET_FIELD).and_then(Value::as_str).filter(|s| is_sha256(s)) {
+            if !refs.iter().any(|(_, seen)| seen == sha) {
+                refs.push((format!("timeline[{i}].payload.{ASSET_FIELD}"), sha.to_owned()));
+            }
+        }
+    }
+    refs
 }
 
 /// Validate a lesson body (`POST /v1/lessons`, a new version, or an import).
@@ -373,5 +412,30 @@ mod tests {
         tampered["title"] = json!("Changed");
         let d2 = validate_draft(&tampered).unwrap();
         assert_eq!(check_import_hash(&tampered, &d2).unwrap_err().code(), "sha256_mismatch");
+    }
+
+    #[test]
+    fn asset_references_are_well_formed_and_listed() {
+        let sha = "ab".repeat(32);
+        let body = |asset: Value| {
+            json!({"title": "t", "timeline": [
+                {"type": "narration", "payload": {"text": "hi"}},
+                {"type": "element.added", "payload": {"id": "a", "kind": "image", "x": 1, "y": 2, "asset": asset}},
+            ]})
+        };
+        let draft = validate_draft(&body(json!(sha))).unwrap();
+        assert_eq!(asset_refs(&draft.timeline), vec![("timeline[1].payload.asset".to_owned(), sha.clone())]);
+        for bad in [json!("AB".repeat(32)), json!("ab"), json!(7), json!(null), json!(format!("../{sha}"))] {
+            let e = validate_draft(&body(bad.clone())).unwrap_err();
+            assert_eq!(e.status(), 400, "{bad}");
+            assert!(e.body().to_string().contains("timeline[1].payload.asset"), "{e:?}");
+        }
+        // An update may clear it; repeated references are listed once.
+        let twice = json!({"title": "t", "timeline": [
+            {"type": "element.added", "payload": {"id": "a", "kind": "image", "x": 1, "y": 2, "asset": sha}},
+            {"type": "element.updated", "payload": {"id": "a", "asset": null}},
+            {"type": "element.updated", "payload": {"id": "a", "asset": sha}},
+        ]});
+        assert_eq!(asset_refs(&validate_draft(&twice).unwrap().timeline).len(), 1);
     }
 }

@@ -242,6 +242,12 @@ impl Limits {
     }
 }
 
+/// How many of `wanted` fit a budget of `limit` with `used` spent: work
+/// that may be partly done (publish-time explanations) takes what fits.
+pub fn budget_room(limit: u64, used: u64, wanted: u64) -> u64 {
+    limit.saturating_sub(used).min(wanted)
+}
+
 /// A hard limit: `used + requested` must stay within `limit`, else 402 naming it.
 pub fn check_limit(name: &str, limit: u64, used: u64, requested: u64) -> Result<(), AppError> {
     if used.checked_add(requested).map_or(true, |total| total > limit) {
@@ -345,6 +351,10 @@ mod tests {
 
     #[test]
     fn overrides_tune_only_named_limits() {
+        assert_eq!(
+            [budget_room(10, 3, 5), budget_room(10, 8, 5), budget_room(3, 9, 5), budget_room(5, 0, 0)],
+            [5, 2, 0, 0]
+        );
         let o = serde_json::json!({"free": {"ai_jobs_per_month": 5, "bogus": 1, "live_sessions": "x"}});
         let l = Plan::Free.limits().with_overrides(Plan::Free, Some(&o));
         assert_eq!(l.ai_jobs_per_month, 5);

@@ -160,3 +160,96 @@ test("the OpenAI-compatible provider, against a local stub of that protocol", as
     stub.close();
   }
 });
+
+test("review_assist end to end through the queue", async () => {
+  const reviewer = await api.token("rex", "acme", ["reviewer"]);
+  const listing = await api.call("POST", "/v1/marketplace/listings", { token: author, body: { lesson_id: lesson.lesson_id, version: 1, visibility: "public" } });
+  assert.equal(listing.status, 201, listing.text);
+  const r = await api.call("POST", "/v1/ai/jobs", { token: reviewer, body: { kind: "review_assist", lesson_id: lesson.lesson_id, version: 1, input: { listing_id: listing.json.listing_id } } });
+  assert.equal(r.status, 202, r.text);
+  const done = await settle(r.json.job_id, reviewer);
+  assert.equal(done.status, "succeeded", JSON.stringify(done));
+  assert.equal(done.kind, "review_assist");
+  assert.ok(Array.isArray(done.result.flags));
+  assert.equal(typeof done.result.ok, "boolean");
+  const types = (await api.call("GET", `/v1/runs/${done.run_id}/events`, { token: author })).json.events.map((e) => e.type);
+  assert.deepEqual([types[0], types.at(-1)], ["ai_job.queued", "ai_job.succeeded"]);
+  // An unknown listing fails the job (after its retries), never hangs.
+  const ghost = await api.call("POST", "/v1/ai/jobs", { token: reviewer, body: { kind: "review_assist", lesson_id: lesson.lesson_id, version: 1, input: { listing_id: "no-such-listing" } } });
+  assert.equal(ghost.status, 202, ghost.text);
+  assert.equal((await settle(ghost.json.job_id, reviewer, 30000)).status, "failed");
+});
+
+test("publish-time explanations count against the monthly budget; past it they are skipped and audited, the publish still succeeds", async () => {
+  const a = await api.token("bo", "budgetorg", ["author", "learner", "governor"]);
+  await api.call("PUT", "/v1/dev/orgs/budgetorg/plan", { body: { plan: "pro" } });
+  const first = await api.call("POST", "/v1/lessons", { token: a, body: DEMO_LESSON });
+  assert.equal(first.status, 201, first.text);
+  assert.deepEqual(first.json.explanations, { queued: 3, skipped: DEMO_LESSON.timeline.length - 3, reason: "ai_jobs_per_month" });
+  const second = await api.call("POST", "/v1/lessons", { token: a, body: DEMO_LESSON });
+  assert.equal(second.status, 201, second.text);
+  assert.deepEqual(second.json.explanations, { queued: 0, skipped: DEMO_LESSON.timeline.length, reason: "ai_jobs_per_month" });
+  const usage = (await api.call("GET", "/v1/orgs/budgetorg/usage", { token: a })).json;
+  assert.equal(usage.usage.ai_jobs_this_month, 3);
+  const audit = (await api.call("GET", "/v1/audit", { token: a })).json.entries.filter((e) => e.action === "ai_explanations.skipped");
+  assert.equal(audit.length, 2);
+  // The three that fit were queued in one batch and all complete.
+  const end = Date.now() + 20000;
+  for (;;) {
+    const r = (await api.call("GET", `/v1/lessons/${first.json.lesson_id}/versions/1/explanations`, { token: a })).json;
+    const steps = r.explanations.filter((e) => e.status === "succeeded").map((e) => e.step).sort();
+    if (steps.length === 3) { assert.deepEqual(steps, [1, 2, 3]); break; }
+    if (Date.now() > end) throw new Error(JSON.stringify(r).slice(0, 300));
+    await new Promise((res) => setTimeout(res, 200));
+  }
+});
+
+test("the OpenAI-compatible provider's timeout: a slow answer is retried, one that never comes fails; nothing hangs", async () => {
+  let calls = { twice: 0, never: 0 };
+  const stub = http.createServer((req, res) => {
+    let body = "";
+    req.on("data", (c) => { body += c; });
+    req.on("end", () => {
+      const answer = () => {
+        if (res.destroyed) return;
+        res.setHeader("content-type", "application/json");
+        res.end(JSON.stringify({ choices: [{ message: { role: "assistant", content: JSON.stringify({ answer: "Late but fine", citations: [], confidence: 0.5 }) } }] }));
+      };
+      if (body.includes("slow twice") && calls.twice++ < 2) setTimeout(answer, 5000);
+      else if (body.includes("never answers")) { calls.never++; /* hold the connection open */ }
+      else answer();
+    });
+  });
+  const port = await freePort();
+  await new Promise((r) => stub.listen(port, "127.0.0.1", r));
+  const ow = await startWorker({ vars: { AI_PROVIDER: "openai", OPENAI_BASE_URL: `http://127.0.0.1:${port}/v1`, OPENAI_TIMEOUT_MS: "700", AI_RETRY_SCALE: "0", AI_ON_PUBLISH: "off" } });
+  try {
+    const oapi = client(ow.base);
+    const a = await oapi.token("ana", "acme", ["author", "learner"]);
+    const l = (await oapi.call("POST", "/v1/lessons", { token: a, body: DEMO_LESSON })).json;
+    const ask = async (question) => (await oapi.call("POST", "/v1/ai/jobs", { token: a, body: { kind: "answer", lesson_id: l.lesson_id, version: 1, input: { question } } })).json.job_id;
+    const wait = async (id) => {
+      const end = Date.now() + 60000;
+      for (;;) {
+        const j = (await oapi.call("GET", `/v1/ai/jobs/${id}`, { token: a })).json;
+        if (["succeeded", "failed"].includes(j.status)) return j;
+        if (Date.now() > end) throw new Error(`still ${j.status}: ${JSON.stringify(j)}`);
+        await new Promise((res) => setTimeout(res, 200));
+      }
+    };
+    const started = Date.now();
+    const [slow, never] = await Promise.all([ask("slow twice?"), ask("never answers?")].map((p) => p.then(wait)));
+    assert.equal(slow.status, "succeeded", JSON.stringify(slow));
+    assert.equal(slow.attempts, 3);
+    assert.equal(slow.result.answer, "Late but fine");
+    assert.equal(never.status, "failed", JSON.stringify(never));
+    assert.equal(never.attempts, 5);
+    assert.match(never.error, /did not answer within 700 ms/);
+    assert.equal(calls.never, 5);
+    assert.ok(Date.now() - started < 45000, "bounded by the timeout, not by the provider");
+  } finally {
+    await ow.stop();
+    stub.closeAllConnections();
+    stub.close();
+  }
+});

@@ -87,7 +87,8 @@ fn model_name(env: &Env, provider: &str) -> String {
 pub struct Requester<'a> {
     pub org: &'a str,
     pub user: &'a str,
-    /// Counted against the org's rate and monthly budget (publish-time jobs are not rate-limited).
+    /// Counted against the org's rate and monthly budget (publish-time jobs are
+    /// batched by `on_publish`, which checks the monthly budget itself).
     pub counted: bool,
     /// A live explanation: the result goes back to this session.
     pub session_id: Option<&'a str>,
@@ -221,26 +222,101 @@ async fn read(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     ok(v)
 }
 
-/// On publish: explanations for every step, queued as system jobs (not
-/// counted against the org's per-minute rate), cached with the version.
-pub async fn on_publish(ctx: &Ctx, claims: &Claims, artifact: &Artifact) {
+/// On publish: explanations for every step (up to 200), queued as system
+/// jobs, cached with the version. They count against the org's monthly AI
+/// budget (not its per-minute rate): steps past the budget are skipped and
+/// the skip is audited, never failing the publish. All jobs, their runs and
+/// their `ai_job.queued` events are written in one D1 batch, then sent with
+/// `send_batch`; a send that fails leaves them queued for `requeue_stale`.
+/// Returns a summary for the publish response.
+pub async fn on_publish(ctx: &Ctx, claims: &Claims, artifact: &Artifact) -> Value {
     if ctx.var("AI_ON_PUBLISH").as_deref() == Some("off") {
-        return;
+        return json!({"queued": 0, "skipped": 0, "reason": "disabled"});
     }
-    let Ok(db) = store::db(&ctx.env) else { return };
-    for step in 1..=artifact.timeline.len().min(200) {
-        let req = JobRequest {
-            kind: JobKind::Explain,
-            lesson_id: artifact.lesson_id.clone(),
-            version: artifact.version,
-            input: ai::JobInput::Explain { step: step as u32 },
-        };
-        let who = Requester { org: &claims.org, user: "system", counted: false, session_id: None, fail_first: 0 };
-        if let Err(e) = enqueue(&ctx.env, &db, &who, &req, ctx.now_ms).await {
-            worker::console_error!("{}", json!({"msg": "publish-time explanation not queued", "error": e.to_string()}));
-            return;
+    match queue_explanations(ctx, claims, artifact).await {
+        Ok(summary) => summary,
+        Err(e) => {
+            worker::console_error!(
+                "{}",
+                json!({"msg": "publish-time explanations not queued", "error": e.to_string()})
+            );
+            json!({"queued": 0, "skipped": artifact.timeline.len().min(200), "reason": "internal_error"})
         }
     }
+}
+
+async fn queue_explanations(ctx: &Ctx, claims: &Claims, artifact: &Artifact) -> AppResult<Value> {
+    let db = store::db(&ctx.env)?;
+    let org = claims.org.as_str();
+    let wanted = artifact.timeline.len().min(200) as u64;
+    let (_, limits) = system::org_limits(ctx, &db, org).await?;
+    #[derive(Deserialize)]
+    struct N {
+        n: u64,
+    }
+    let used: Option<N> = store::first(
+        &db,
+        "SELECT COUNT(*) AS n FROM ai_jobs WHERE org = ?1 AND created_at >= ?2",
+        &[t(org), i(system::month_start_ms(ctx.now_ms))],
+    )
+    .await?;
+    let queued = policy::budget_room(limits.ai_jobs_per_month, used.map(|u| u.n).unwrap_or(0), wanted);
+    let skipped = wanted - queued;
+    let reason = (skipped > 0).then_some("ai_jobs_per_month");
+    if let Some(reason) = reason {
+        let detail = json!({"lesson_id": artifact.lesson_id, "version": artifact.version, "requested": wanted, "queued": queued, "skipped": skipped});
+        store::audit(&db, org, ctx.now_ms, &claims.sub, "ai_explanations.skipped", reason, &detail).await;
+    }
+    if queued == 0 {
+        return Ok(json!({"queued": 0, "skipped": skipped, "reason": reason}));
+    }
+    let provider = provider_name(&ctx.env);
+    let jobs: Vec<Value> = (1..=queued)
+        .map(|step| {
+            let input = ai::JobInput::Explain { step: step as u32 };
+            json!({"id": runs::new_id(), "run_id": runs::new_id(), "event_id": runs::new_id(),
+                   "input": serde_json::to_string(&input).unwrap_or_default()})
+        })
+        .collect();
+    let list = Value::Array(jobs.clone()).to_string();
+    let now = ctx.now_ms;
+    // One parameter carries every job (json_each): three statements whatever the count.
+    db.batch(vec![
+        store::stmt(
+            &db,
+            "INSERT INTO runs (id, org, kind, creator, created_at) SELECT json_extract(value, '$.run_id'), ?2, 'ai_job', 'system', ?3 FROM json_each(?1)",
+            &[t(&list), t(org), i(now)],
+        )?,
+        store::stmt(
+            &db,
+            "INSERT INTO ai_jobs (id, org, requester, kind, lesson_id, version, input, status, provider, run_id, session_id, fail_first, created_at, updated_at) \
+             SELECT json_extract(value, '$.id'), ?2, 'system', 'explain', ?3, ?4, json_extract(value, '$.input'), 'queued', ?5, json_extract(value, '$.run_id'), NULL, 0, ?6, ?6 FROM json_each(?1)",
+            &[t(&list), t(org), t(&artifact.lesson_id), i(artifact.version), t(&provider), i(now)],
+        )?,
+        store::stmt(
+            &db,
+            "INSERT INTO events (run_id, seq, id, type, payload, timestamp, author_id, org) \
+             SELECT json_extract(value, '$.run_id'), 1, json_extract(value, '$.event_id'), 'ai_job.queued', json_object('job_id', json_extract(value, '$.id'), 'kind', 'explain'), ?2, 'system', ?3 FROM json_each(?1)",
+            &[t(&list), i(now), t(org)],
+        )?,
+        store::counter_stmt(&db, "dropple_events_appended_total", "", queued as f64)?,
+    ])
+    .await?;
+    let queue = ctx.env.queue(AI_JOBS)?;
+    let messages: Vec<JobMessage> =
+        jobs.iter().map(|j| JobMessage { job_id: j["id"].as_str().unwrap_or_default().to_owned() }).collect();
+    // A queue batch holds at most 100 messages.
+    for chunk in messages.chunks(100) {
+        let batch: Vec<&JobMessage> = chunk.iter().collect();
+        if let Err(e) = queue.send_batch(batch).await {
+            worker::console_error!(
+                "{}",
+                json!({"msg": "publish-time explanations not sent; requeue_stale resends them", "error": e.to_string()})
+            );
+            break;
+        }
+    }
+    Ok(json!({"queued": queued, "skipped": skipped, "reason": reason}))
 }
 
 /// `GET /v1/lessons/{id}/versions/{v}/explanations`: the publish-time
@@ -533,7 +609,12 @@ async fn openai(env: &Env, kind: JobKind, input: &ai::JobInput, artifact: &Artif
         futures_util::future::Either::Left((r, _)) => r?,
         futures_util::future::Either::Right(_) => {
             controller.abort();
-            return Err(AppError::internal("the AI provider timed out"));
+            // A 5xx rule: retried like any provider fault, and the job says why.
+            return Err(AppError::rule(
+                504,
+                "provider_timeout",
+                format!("the AI provider did not answer within {timeout_ms} ms"),
+            ));
         }
     };
     if resp.status_code() >= 400 {

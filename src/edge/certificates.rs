@@ -8,7 +8,7 @@ use super::lessons::{self, LessonRow};
 use super::runs::{self, Appended, RunRow};
 use super::store::{self, i, t, u};
 use crate::canonical::canonical_sha256;
-use crate::certificate::{self, CredentialInput, IssuerKey, STATUS_LIST_SIZE};
+use crate::certificate::{self, CredentialInput, IssuerKey, PublicIssuerKey};
 use crate::error::{AppError, AppResult};
 use crate::grading;
 use crate::identity::Claims;
@@ -16,17 +16,16 @@ use crate::policy::{self, Action, Scope};
 use crate::run::{rfc3339_ms, NewEvent};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use worker::{D1Database, Method, Response};
-
-/// One status list for now; a second starts when it is full.
-const STATUS_LIST: &str = "1";
 
 #[derive(Deserialize)]
 struct AttemptRow {
     id: String,
+    /// The lesson's org (which owns the attempt's run).
     org: String,
     learner_id: String,
+    /// The learner's own org: a user id is only unique within an org.
+    learner_org: String,
     lesson_id: String,
     version: u32,
     run_id: String,
@@ -105,31 +104,70 @@ fn signing_key(ctx: &Ctx) -> AppResult<IssuerKey> {
     IssuerKey::parse(&secret, &key_id).map_err(|e| AppError::internal(format!("CERT_SIGNING_KEY: {e}")))
 }
 
+/// Every key the issuer publishes: the signing key, then the retired keys of
+/// `CERT_PREVIOUS_KEYS` that still verify older certificates.
+fn published_keys(ctx: &Ctx) -> AppResult<Vec<PublicIssuerKey>> {
+    let previous = certificate::parse_previous_keys(&ctx.var("CERT_PREVIOUS_KEYS").unwrap_or_default())
+        .map_err(|e| AppError::internal(format!("CERT_PREVIOUS_KEYS: {e}")))?;
+    Ok(certificate::published_keys(&signing_key(ctx)?, previous))
+}
+
+fn issuer_profile(ctx: &Ctx) -> AppResult<Value> {
+    Ok(certificate::issuer_profile(&issuer_id(ctx), &issuer_name(ctx), &published_keys(ctx)?))
+}
+
 pub async fn issuer(ctx: &mut Ctx) -> AppResult<Response> {
     allow(&ctx.method(), &[Method::Get])?;
-    let key = signing_key(ctx)?;
-    ok(certificate::issuer_profile(&issuer_id(ctx), &issuer_name(ctx), &[key.public()]))
+    ok(issuer_profile(ctx)?)
 }
 
 async fn load_attempt(db: &D1Database, id: &str) -> AppResult<AttemptRow> {
     store::first(
         db,
-        "SELECT id, org, learner_id, lesson_id, version, run_id, submitted, score, passed, certificate_id FROM attempts WHERE id = ?1",
+        "SELECT id, org, learner_id, COALESCE(learner_org, org) AS learner_org, lesson_id, version, run_id, submitted, score, passed, certificate_id FROM attempts WHERE id = ?1",
         &[t(id)],
     )
     .await?
     .ok_or_else(|| AppError::not_found("attempt"))
 }
 
-/// The attempt's own learner only; anyone else in the org is refused, other orgs see nothing.
+/// The attempt's own learner only (same user id in the same org); anyone
+/// else in the learner's org is refused, other orgs see nothing.
 fn own_attempt(claims: &Claims, a: &AttemptRow) -> AppResult<()> {
-    if a.org != claims.org && a.learner_id != claims.sub {
+    if a.learner_org != claims.org {
         return Err(AppError::not_found("attempt"));
     }
     if a.learner_id != claims.sub {
         return Err(AppError::forbidden("only the learner who started an attempt works on it"));
     }
     Ok(())
+}
+
+/// A fixed UUID derived from `seed`: the events and the certificate of a
+/// submission get the same ids on every retry, so a retry never adds twice.
+fn derived_id(seed: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(seed.as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_random_bytes(bytes).into_uuid().hyphenated().to_string()
+}
+
+/// Every event of a run up to `to`, page by page.
+async fn all_events(db: &D1Database, run_id: &str, to: u64) -> AppResult<Vec<crate::run::Event>> {
+    let mut events = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = runs::events_page(db, run_id, after, to, 1000).await?;
+        let full = page.len() == 1000;
+        let Some(tail) = page.last() else { break };
+        after = tail.seq;
+        events.extend(page);
+        if !full {
+            break;
+        }
+    }
+    Ok(events)
 }
 
 fn attempt_run(a: &AttemptRow) -> RunRow {
@@ -165,8 +203,8 @@ async fn start(ctx: &mut Ctx) -> AppResult<Response> {
     let id = runs::new_id();
     store::run(
         &db,
-        "INSERT INTO attempts (id, org, learner_id, lesson_id, version, sha256, run_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        &[t(&id), t(&lesson.org), t(&claims.sub), t(&lesson_id), i(version), t(&row.sha256), t(&run_id), i(ctx.now_ms)],
+        "INSERT INTO attempts (id, org, learner_id, learner_org, lesson_id, version, sha256, run_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        &[t(&id), t(&lesson.org), t(&claims.sub), t(&claims.org), t(&lesson_id), i(version), t(&row.sha256), t(&run_id), i(ctx.now_ms)],
     )
     .await?;
     let a = load_attempt(&db, &id).await?;
@@ -214,6 +252,17 @@ async fn answer(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
             format!("answer: must be a choice index 0..{} or a choice's text", item.choices.len()),
         )
     })?;
+    // Answers may be changed (the latest counts), within a bound: the run is
+    // the evidence a certificate hashes. The run holds attempt.started + answers.
+    let limit = grading::answer_event_limit(artifact.quiz.len());
+    if runs::last_seq(&db, &a.run_id).await? > limit {
+        return Err(AppError::unprocessable(
+            "too_many_answers",
+            format!(
+                "this attempt already holds {limit} answers, the most one attempt may give; submit it or start another"
+            ),
+        ));
+    }
     let seq =
         append(&db, &a, "attempt.answered", json!({"question_id": question_id, "choice": choice}), ctx.now_ms).await?;
     created(json!({"attempt_id": id, "question_id": question_id, "choice": choice, "seq": seq}))
@@ -230,57 +279,64 @@ async fn read_attempt(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     }))
 }
 
+fn submit_json(a: &AttemptRow, correct: Option<u32>, total: Option<u32>, resubmitted: bool) -> Value {
+    json!({"attempt_id": a.id, "score": a.score, "passed": a.passed.is_some_and(|p| p != 0),
+           "correct": correct, "total": total, "certificate_id": a.certificate_id, "resubmitted": resubmitted})
+}
+
+/// Grade once, then finish idempotently: the attempt's grade is recorded
+/// first (closing answers), the events carry fixed ids, and the certificate
+/// row and the attempt's `certificate_id` are written in one batch. A fault
+/// anywhere leaves a state the next submit completes; a certificate is never
+/// issued twice (`attempt_id` is unique) and its id never changes.
 async fn submit(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     let claims = ctx.claims()?;
     let db = store::db(&ctx.env)?;
     let a = load_attempt(&db, id).await?;
     own_attempt(&claims, &a)?;
-    if a.submitted != 0 {
+    let unfinished = a.passed.is_some_and(|p| p != 0) && a.certificate_id.is_none();
+    if a.submitted != 0 && !unfinished {
         // Submitting again answers the first result and never issues again.
-        return ok(
-            json!({"attempt_id": a.id, "score": a.score, "passed": a.passed.is_some_and(|p| p != 0), "certificate_id": a.certificate_id, "resubmitted": true}),
-        );
+        return ok(submit_json(&a, None, None, true));
     }
     let (lesson, artifact) = artifact_of(ctx, &db, &a).await?;
-    let events = runs::events_page(&db, &a.run_id, 0, i64::MAX as u64, 1000).await?;
-    let mut answers = BTreeMap::new();
-    for e in events.iter().filter(|e| e.kind == "attempt.answered") {
-        if let (Some(q), Some(c)) = (e.payload["question_id"].as_str(), e.payload["choice"].as_u64()) {
-            answers.insert(q.to_owned(), c as usize);
-        }
-    }
+    let events = all_events(&db, &a.run_id, i64::MAX as u64).await?;
+    let answers = grading::answers_from_events(&events);
     let grade = grading::grade(&artifact.quiz, &answers, artifact.pass_threshold);
-    append(&db, &a, "attempt.submitted", json!({"answers": answers.len()}), ctx.now_ms).await?;
-    let certificate_id = if grade.passed { Some(runs::new_id()) } else { None };
-    let last_seq = append(
+    // Flips to submitted exactly once: a concurrent or retried submit keeps the first grade.
+    store::run(
         &db,
-        &a,
-        "attempt.graded",
-        json!({"score": grade.score, "passed": grade.passed, "correct": grade.correct, "total": grade.total, "certificate_id": certificate_id}),
-        ctx.now_ms,
+        "UPDATE attempts SET submitted = 1, score = ?2, passed = ?3 WHERE id = ?1 AND submitted = 0",
+        &[t(id), store::Arg::Real(grade.score), i(grade.passed as i64)],
     )
     .await?;
-    // The attempt flips to submitted exactly once: a concurrent submit loses here.
-    let flipped: Option<Value> = store::first(
-        &db,
-        "UPDATE attempts SET submitted = 1, score = ?2, passed = ?3, certificate_id = ?4 WHERE id = ?1 AND submitted = 0 RETURNING id",
-        &[t(id), store::Arg::Real(grade.score), i(grade.passed as i64), certificate_id.as_deref().map(t).unwrap_or(store::Arg::Null)],
-    )
-    .await?;
-    if flipped.is_none() {
-        let a = load_attempt(&db, id).await?;
-        return ok(
-            json!({"attempt_id": a.id, "score": a.score, "passed": a.passed.is_some_and(|p| p != 0), "certificate_id": a.certificate_id, "resubmitted": true}),
-        );
+    let a = load_attempt(&db, id).await?;
+    let passed = a.passed.is_some_and(|p| p != 0);
+    let score = a.score.unwrap_or(grade.score);
+    let certificate_id = passed.then(|| derived_id(&format!("certificate:{}", a.id)));
+    let recorded = [
+        NewEvent {
+            id: derived_id(&format!("attempt.submitted:{}", a.id)),
+            kind: "attempt.submitted".into(),
+            payload: json!({"answers": answers.len()}),
+        },
+        NewEvent {
+            id: derived_id(&format!("attempt.graded:{}", a.id)),
+            kind: "attempt.graded".into(),
+            payload: json!({"score": score, "passed": passed, "correct": grade.correct, "total": grade.total, "certificate_id": certificate_id}),
+        },
+    ];
+    let last_seq = match runs::append_events(&db, &attempt_run(&a), &a.learner_id, &recorded, None, ctx.now_ms).await? {
+        Appended::New { last_seq, .. } | Appended::AlreadyThere { last_seq, .. } => last_seq,
+    };
+    if let (Some(cert_id), None) = (&certificate_id, &a.certificate_id) {
+        // The evidence covers exactly events 1..=last_seq (the graded event).
+        let covered = all_events(&db, &a.run_id, last_seq).await?;
+        let events_sha256 = canonical_sha256(&serde_json::to_value(&covered).unwrap_or(Value::Null));
+        issue(ctx, &db, &a, &lesson, &artifact, cert_id, score, last_seq, &events_sha256).await?;
     }
-    if let Some(cert_id) = &certificate_id {
-        let all = runs::events_page(&db, &a.run_id, 0, last_seq, 1000).await?;
-        let events_sha256 = canonical_sha256(&serde_json::to_value(&all).unwrap_or(Value::Null));
-        issue(ctx, &db, &a, &lesson, &artifact, cert_id, grade.score, last_seq, &events_sha256).await?;
-    }
-    ok(
-        json!({"attempt_id": id, "score": grade.score, "passed": grade.passed, "correct": grade.correct, "total": grade.total, "certificate_id": certificate_id}),
-    )
+    let a = load_attempt(&db, id).await?;
+    ok(submit_json(&a, Some(grade.correct), Some(grade.total), false))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -299,19 +355,19 @@ async fn issue(
     let now = rfc3339_ms(ctx.now_ms);
     for _ in 0..5 {
         #[derive(Deserialize)]
-        struct Next {
-            n: Option<u64>,
+        struct Latest {
+            list: u64,
+            top: Option<u64>,
         }
-        let next: Option<Next> = store::first(
+        // The newest certificate (by rowid) sits in the newest list.
+        let latest: Option<Latest> = store::first(
             db,
-            "SELECT MAX(status_index) + 1 AS n FROM certificates WHERE status_list = ?1",
-            &[t(STATUS_LIST)],
+            "SELECT CAST(l.status_list AS INTEGER) AS list, (SELECT MAX(status_index) FROM certificates WHERE status_list = l.status_list) AS top FROM (SELECT status_list FROM certificates ORDER BY rowid DESC LIMIT 1) l",
+            &[],
         )
         .await?;
-        let index = next.and_then(|n| n.n).unwrap_or(0);
-        if index as usize >= STATUS_LIST_SIZE {
-            return Err(AppError::internal("status list full"));
-        }
+        let (list, index) = certificate::next_status_slot(latest.map(|l| (l.list, l.top)));
+        let list = list.to_string();
         let input = CredentialInput {
             certificate_id: format!("urn:uuid:{cert_id}"),
             issuer_id: issuer_id(ctx),
@@ -331,22 +387,33 @@ async fn issue(
             seq_to,
             events_sha256: events_sha256.to_owned(),
             valid_from: now.clone(),
-            status_list_url: status_list_url(ctx, STATUS_LIST),
+            status_list_url: status_list_url(ctx, &list),
             status_index: index,
         };
         let signed = certificate::sign(certificate::build_credential(&input), &key, &now);
         let stmts = vec![
             store::stmt(
                 db,
-                "INSERT INTO certificates (id, org, learner_id, lesson_id, version, attempt_id, status_list, status_index, credential, issued_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                &[t(cert_id), t(&a.org), t(&a.learner_id), t(&a.lesson_id), i(a.version), t(&a.id), t(STATUS_LIST), u(index), t(&signed.to_string()), i(ctx.now_ms)],
+                "INSERT INTO certificates (id, org, learner_id, learner_org, lesson_id, version, attempt_id, status_list, status_index, credential, issued_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                &[t(cert_id), t(&a.org), t(&a.learner_id), t(&a.learner_org), t(&a.lesson_id), i(a.version), t(&a.id), t(&list), u(index), t(&signed.to_string()), i(ctx.now_ms)],
+            )?,
+            store::stmt(
+                db,
+                "UPDATE attempts SET certificate_id = ?2 WHERE id = ?1 AND certificate_id IS NULL",
+                &[t(&a.id), t(cert_id)],
             )?,
             store::audit_stmt(db, &lesson.org, ctx.now_ms, &a.learner_id, "certificate.issued", cert_id, &json!({"attempt_id": a.id, "lesson_id": a.lesson_id, "version": a.version}))?,
         ];
         match db.batch(stmts).await.map_err(AppError::from) {
             Ok(_) => return Ok(()),
-            // Another issue took this index at the same moment: take the next.
-            Err(e) if store::is_constraint(&e, "UNIQUE") => continue,
+            Err(e) if store::is_constraint(&e, "UNIQUE") => {
+                // A concurrent submit of this attempt issued it: done.
+                if load_attempt(db, &a.id).await?.certificate_id.is_some() {
+                    return Ok(());
+                }
+                // Another certificate took this index at the same moment: take the next.
+                continue;
+            }
             Err(e) => return Err(e),
         }
     }
@@ -358,6 +425,7 @@ struct CertRow {
     id: String,
     org: String,
     learner_id: String,
+    learner_org: String,
     lesson_id: String,
     version: u32,
     credential: String,
@@ -365,11 +433,13 @@ struct CertRow {
     revoked_at: Option<i64>,
 }
 
-const CERT_COLUMNS: &str = "id, org, learner_id, lesson_id, version, credential, issued_at, revoked_at";
+const CERT_COLUMNS: &str =
+    "id, org, learner_id, COALESCE(learner_org, org) AS learner_org, lesson_id, version, credential, issued_at, revoked_at";
 
-/// The learner themself, or a teacher / governor of the certificate's org.
+/// The learner themself (same user id in the same org), or a teacher /
+/// governor of the certificate's (the lesson's) org.
 fn may_read(claims: &Claims, c: &CertRow) -> AppResult<()> {
-    if c.learner_id == claims.sub {
+    if c.learner_id == claims.sub && c.learner_org == claims.org {
         return Ok(());
     }
     policy::authorize(
@@ -472,24 +542,25 @@ async fn revoke(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
 async fn verify(ctx: &mut Ctx) -> AppResult<Response> {
     let body = ctx.json().await?;
     let credential = body.get("credential").filter(|c| c.is_object()).cloned().unwrap_or(body);
-    let key = signing_key(ctx)?;
-    let profile = certificate::issuer_profile(&issuer_id(ctx), &issuer_name(ctx), &[key.public()]);
-    let revoked = match certificate::status_entry(&credential) {
-        Some((list_url, index)) if list_url == status_list_url(ctx, STATUS_LIST) => {
-            #[derive(Deserialize)]
-            struct R {
-                revoked_at: Option<i64>,
+    // The key is chosen by the proof's verificationMethod among all published keys.
+    let profile = issuer_profile(ctx)?;
+    let revoked =
+        match certificate::status_entry(&credential).and_then(|(url, index)| Some((local_list(ctx, &url)?, index))) {
+            Some((list, index)) => {
+                #[derive(Deserialize)]
+                struct R {
+                    revoked_at: Option<i64>,
+                }
+                let row: Option<R> = store::first(
+                    &store::db(&ctx.env)?,
+                    "SELECT revoked_at FROM certificates WHERE status_list = ?1 AND status_index = ?2",
+                    &[t(&list), u(index)],
+                )
+                .await?;
+                row.map(|r| r.revoked_at.is_some())
             }
-            let row: Option<R> = store::first(
-                &store::db(&ctx.env)?,
-                "SELECT revoked_at FROM certificates WHERE status_list = ?1 AND status_index = ?2",
-                &[t(STATUS_LIST), u(index)],
-            )
-            .await?;
-            row.map(|r| r.revoked_at.is_some())
-        }
-        _ => None,
-    };
+            _ => None,
+        };
     let result = certificate::verify(
         &credential,
         |vm| certificate::resolve_from_profile(&profile, vm),
@@ -499,16 +570,35 @@ async fn verify(ctx: &mut Ctx) -> AppResult<Response> {
     ok(serde_json::to_value(result).unwrap_or(Value::Null))
 }
 
+/// The list id of one of our status list URLs (`…/v1/status-lists/{n}`).
+fn local_list(ctx: &Ctx, url: &str) -> Option<String> {
+    let list = url.strip_prefix(&status_list_url(ctx, ""))?;
+    list_number(list).map(|n| n.to_string())
+}
+
+/// Status lists are numbered from 1 (a new one starts when one is full).
+fn list_number(list: &str) -> Option<u64> {
+    list.parse::<u64>().ok().filter(|n| *n >= 1 && list.len() <= 12 && !list.starts_with('0'))
+}
+
 pub async fn status_list(ctx: &mut Ctx, list: &str) -> AppResult<Response> {
     allow(&ctx.method(), &[Method::Get])?;
-    if list != STATUS_LIST {
+    if list_number(list).is_none() {
         return Err(AppError::not_found("status list"));
+    }
+    let db = store::db(&ctx.env)?;
+    // List 1 always exists (empty at first); a later one once it holds a certificate.
+    if list != "1" {
+        let used: Option<Value> =
+            store::first(&db, "SELECT id FROM certificates WHERE status_list = ?1 LIMIT 1", &[t(list)]).await?;
+        if used.is_none() {
+            return Err(AppError::not_found("status list"));
+        }
     }
     #[derive(Deserialize)]
     struct R {
         status_index: u64,
     }
-    let db = store::db(&ctx.env)?;
     let rows: Vec<R> = store::all(
         &db,
         "SELECT status_index FROM certificates WHERE status_list = ?1 AND revoked_at IS NOT NULL",

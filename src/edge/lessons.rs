@@ -173,19 +173,20 @@ pub async fn fetch_artifact_env(env: &worker::Env, row: &VersionRow) -> AppResul
     serde_json::from_str(&text).map_err(|e| AppError::internal(format!("stored artifact unreadable: {e}")))
 }
 
-/// Who is reading a version, and whether they may see the answer key.
-/// No token is fine for a publicly published version.
-async fn reader(ctx: &mut Ctx, db: &D1Database, lesson: &LessonRow, version: u32) -> AppResult<Option<Claims>> {
+/// Who is reading a version, and whether the version is publicly readable
+/// (published publicly in the marketplace). No token is fine for those.
+async fn reader(ctx: &mut Ctx, db: &D1Database, lesson: &LessonRow, version: u32) -> AppResult<(Option<Claims>, bool)> {
     let has_token = ctx.header("authorization").is_some() || ctx.query("token").is_some();
     let claims = if has_token { Some(ctx.claims()?) } else { None };
     let in_org = claims.as_ref().is_some_and(|c| c.org == lesson.org);
-    if !in_org && !is_public(db, &lesson.id, version).await? {
+    let public = is_public(db, &lesson.id, version).await?;
+    if !in_org && !public {
         return Err(match claims {
             None => AppError::unauthorized("missing bearer token"),
             Some(_) => AppError::not_found("lesson"),
         });
     }
-    Ok(claims)
+    Ok((claims, public))
 }
 
 fn sees_answer_key(claims: Option<&Claims>, lesson: &LessonRow) -> bool {
@@ -250,6 +251,9 @@ async fn store_version(
     source: Option<Source>,
     new_lesson: bool,
 ) -> AppResult<Response> {
+    let db = store::db(&ctx.env)?;
+    let assets = lesson::asset_refs(&draft.timeline);
+    check_assets(&db, &claims.org, &assets).await?;
     let created_at = crate::run::rfc3339_ms(ctx.now_ms);
     let artifact = Artifact::new(draft, lesson_id, version, &claims.sub, &claims.org, &created_at, source);
     let bytes = serde_json::to_vec(&artifact).map_err(|e| AppError::internal(e.to_string()))?;
@@ -262,7 +266,6 @@ async fn store_version(
         .only_if(Conditional { etag_does_not_match: Some("*".into()), ..Default::default() })
         .execute()
         .await?;
-    let db = store::db(&ctx.env)?;
     let mut stmts = Vec::new();
     if new_lesson {
         stmts.push(store::stmt(
@@ -288,6 +291,15 @@ async fn store_version(
             i(ctx.now_ms),
         ],
     )?);
+    // Which versions show which media (public media are readable without a token).
+    for chunk in assets.chunks(30) {
+        let rows: Vec<String> = (0..chunk.len()).map(|n| format!("(?{}, ?1, ?2)", n + 3)).collect();
+        let sql =
+            format!("INSERT OR IGNORE INTO lesson_assets (sha256, lesson_id, version) VALUES {}", rows.join(", "));
+        let mut args = vec![t(lesson_id), i(version)];
+        args.extend(chunk.iter().map(|(_, sha)| t(sha)));
+        stmts.push(store::stmt(&db, &sql, &args)?);
+    }
     if let Err(e) = db.batch(stmts).await {
         let e = AppError::from(e);
         return Err(if store::is_constraint(&e, "UNIQUE") || store::is_constraint(&e, "PRIMARY KEY") {
@@ -296,11 +308,36 @@ async fn store_version(
             e
         });
     }
-    super::ai_jobs::on_publish(ctx, claims, &artifact).await;
+    let explanations = super::ai_jobs::on_publish(ctx, claims, &artifact).await;
     created(json!({
         "lesson_id": lesson_id, "version": version, "sha256": artifact.sha256,
-        "steps": artifact.timeline.len(), "created_at": created_at,
+        "steps": artifact.timeline.len(), "created_at": created_at, "explanations": explanations,
     }))
+}
+
+/// Every referenced asset must have been uploaded in the lesson's org: 422
+/// naming the first field that references one that was not.
+async fn check_assets(db: &D1Database, org: &str, refs: &[(String, String)]) -> AppResult<()> {
+    #[derive(Deserialize)]
+    struct Row {
+        sha256: String,
+    }
+    let mut known = Vec::new();
+    for chunk in refs.chunks(90) {
+        let placeholders: Vec<String> = (0..chunk.len()).map(|n| format!("?{}", n + 2)).collect();
+        let sql = format!("SELECT sha256 FROM asset_owners WHERE org = ?1 AND sha256 IN ({})", placeholders.join(","));
+        let mut args = vec![t(org)];
+        args.extend(chunk.iter().map(|(_, sha)| t(sha)));
+        let rows: Vec<Row> = store::all(db, &sql, &args).await?;
+        known.extend(rows.into_iter().map(|r| r.sha256));
+    }
+    match refs.iter().find(|(_, sha)| !known.contains(sha)) {
+        None => Ok(()),
+        Some((field, sha)) => Err(AppError::unprocessable(
+            "unknown_asset",
+            format!("{field}: no asset {sha} was uploaded in this org (POST /v1/assets first)"),
+        )),
+    }
 }
 
 async fn create(ctx: &mut Ctx) -> AppResult<Response> {
@@ -410,22 +447,25 @@ async fn read_version(ctx: &mut Ctx, id: &str, version: u32) -> AppResult<Respon
     let db = store::db(&ctx.env)?;
     let lesson = load_lesson(&db, id).await?.ok_or_else(|| AppError::not_found("lesson"))?;
     let row = load_version(&db, id, version).await?.ok_or_else(|| AppError::not_found("lesson version"))?;
-    let claims = reader(ctx, &db, &lesson, version).await?;
+    let (claims, public) = reader(ctx, &db, &lesson, version).await?;
     let full = sees_answer_key(claims.as_ref(), &lesson);
+    // Shared caches may keep only what anyone may read: a public version
+    // without its answer key. Org-private versions stay private.
+    let private = full || !public;
     if etag_matches(ctx, &row.sha256) {
-        return immutable_json(ctx, &Value::Null, &row.sha256, full);
+        return immutable_json(ctx, &Value::Null, &row.sha256, private);
     }
     let artifact = fetch_artifact(ctx, &row).await?;
     let body =
         if full { serde_json::to_value(&artifact).unwrap_or(Value::Null) } else { artifact.without_answer_key() };
-    immutable_json(ctx, &body, &row.sha256, full)
+    immutable_json(ctx, &body, &row.sha256, private)
 }
 
 async fn frame(ctx: &mut Ctx, id: &str, version: u32, k: usize) -> AppResult<Response> {
     let db = store::db(&ctx.env)?;
     let lesson = load_lesson(&db, id).await?.ok_or_else(|| AppError::not_found("lesson"))?;
     let row = load_version(&db, id, version).await?.ok_or_else(|| AppError::not_found("lesson version"))?;
-    reader(ctx, &db, &lesson, version).await?;
+    let (_, public) = reader(ctx, &db, &lesson, version).await?;
     if k as u64 > row.step_count {
         return Err(AppError::rule(
             404,
@@ -435,7 +475,7 @@ async fn frame(ctx: &mut Ctx, id: &str, version: u32, k: usize) -> AppResult<Res
     }
     let etag = format!("{}-{k}", row.sha256);
     if etag_matches(ctx, &etag) {
-        return immutable_json(ctx, &Value::Null, &etag, false);
+        return immutable_json(ctx, &Value::Null, &etag, !public);
     }
     let artifact = fetch_artifact(ctx, &row).await?;
     let canvas = artifact.frame(k).ok_or_else(|| AppError::rule(404, "frame_out_of_range", "frame past the end"))?;
@@ -444,7 +484,7 @@ async fn frame(ctx: &mut Ctx, id: &str, version: u32, k: usize) -> AppResult<Res
         "lesson_id": id, "version": version, "cursor": k, "steps": row.step_count,
         "item": item, "state": canvas.to_value(),
     });
-    immutable_json(ctx, &body, &etag, false)
+    immutable_json(ctx, &body, &etag, !public)
 }
 
 async fn upload_asset(ctx: &mut Ctx) -> AppResult<Response> {
@@ -473,8 +513,19 @@ async fn upload_asset(ctx: &mut Ctx) -> AppResult<Response> {
     struct Used {
         used: Option<u64>,
     }
+    let sha = sha256_hex(&bytes);
+    let size = bytes.len() as u64;
+    let owned: Option<Value> =
+        store::first(&db, "SELECT sha256 FROM asset_owners WHERE sha256 = ?1 AND org = ?2", &[t(&sha), t(&claims.org)])
+            .await?;
+    if owned.is_some() {
+        // The same bytes again: same sha, nothing written or counted twice.
+        return ok(
+            json!({"asset_id": sha, "sha256": sha, "url": format!("/v1/assets/{sha}"), "size": size, "content_type": content_type, "existing": true}),
+        );
+    }
     let used: Option<Used> =
-        store::first(&db, "SELECT SUM(size) AS used FROM assets WHERE org = ?1", &[t(&claims.org)]).await?;
+        store::first(&db, "SELECT SUM(size) AS used FROM asset_owners WHERE org = ?1", &[t(&claims.org)]).await?;
     let used = used.and_then(|u| u.used).unwrap_or(0);
     if let Err(e) = policy::check_limit("media_bytes", limits.media_bytes, used, bytes.len() as u64) {
         store::audit(
@@ -489,19 +540,25 @@ async fn upload_asset(ctx: &mut Ctx) -> AppResult<Response> {
         .await;
         return Err(e);
     }
-    let sha = sha256_hex(&bytes);
-    let size = bytes.len() as u64;
+    // Create-only: bytes already stored under this sha are never overwritten.
     bucket(ctx)?
         .put(format!("assets/{sha}"), bytes)
         .http_metadata(HttpMetadata { content_type: Some(content_type.clone()), ..Default::default() })
         .only_if(Conditional { etag_does_not_match: Some("*".into()), ..Default::default() })
         .execute()
         .await?;
-    store::run(
-        &db,
-        "INSERT OR IGNORE INTO assets (sha256, org, uploader, content_type, size, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        &[t(&sha), t(&claims.org), t(&claims.sub), t(&content_type), u(size), i(ctx.now_ms)],
-    )
+    db.batch(vec![
+        store::stmt(
+            &db,
+            "INSERT OR IGNORE INTO assets (sha256, org, uploader, content_type, size, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            &[t(&sha), t(&claims.org), t(&claims.sub), t(&content_type), u(size), i(ctx.now_ms)],
+        )?,
+        store::stmt(
+            &db,
+            "INSERT OR IGNORE INTO asset_owners (sha256, org, uploader, size, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            &[t(&sha), t(&claims.org), t(&claims.sub), u(size), i(ctx.now_ms)],
+        )?,
+    ])
     .await?;
     created(
         json!({"asset_id": sha, "sha256": sha, "url": format!("/v1/assets/{sha}"), "size": size, "content_type": content_type}),
@@ -543,6 +600,41 @@ fn parse_range(header: &str, size: u64) -> Option<Result<(u64, u64), ()>> {
     })
 }
 
+/// Media of a lesson version published publicly may be read by anyone (→
+/// `Ok(true)`); any other asset only with a token of an org that uploaded it
+/// (`?token=` works too, for `<img src>`). Another org gets 404.
+async fn asset_access(ctx: &mut Ctx, db: &D1Database, sha: &str) -> AppResult<bool> {
+    #[derive(Deserialize)]
+    struct N {
+        n: u64,
+    }
+    let public: Option<N> = store::first(
+        db,
+        "SELECT COUNT(*) AS n FROM lesson_assets a JOIN listings l ON l.lesson_id = a.lesson_id AND l.version = a.version WHERE a.sha256 = ?1 AND l.status = 'published' AND l.visibility = 'public'",
+        &[t(sha)],
+    )
+    .await?;
+    if public.is_some_and(|p| p.n > 0) {
+        return Ok(true);
+    }
+    let has_token = ctx.header("authorization").is_some() || ctx.query("token").is_some();
+    if !has_token {
+        return Err(AppError::unauthorized("missing bearer token"));
+    }
+    let claims = ctx.claims()?;
+    let owned: Option<N> = store::first(
+        db,
+        "SELECT COUNT(*) AS n FROM asset_owners WHERE sha256 = ?1 AND org = ?2",
+        &[t(sha), t(&claims.org)],
+    )
+    .await?;
+    if owned.is_some_and(|o| o.n > 0) {
+        Ok(false)
+    } else {
+        Err(AppError::not_found("asset"))
+    }
+}
+
 async fn download_asset(ctx: &mut Ctx, sha: &str) -> AppResult<Response> {
     let db = store::db(&ctx.env)?;
     #[derive(Deserialize)]
@@ -553,6 +645,7 @@ async fn download_asset(ctx: &mut Ctx, sha: &str) -> AppResult<Response> {
     let row: Option<Row> =
         store::first(&db, "SELECT content_type, size FROM assets WHERE sha256 = ?1", &[t(sha)]).await?;
     let row = row.ok_or_else(|| AppError::not_found("asset"))?;
+    let public = asset_access(ctx, &db, sha).await?;
     let etag = format!("\"{sha}\"");
     let range = match ctx.header("range") {
         Some(h) => match parse_range(&h, row.size) {
@@ -570,9 +663,11 @@ async fn download_asset(ctx: &mut Ctx, sha: &str) -> AppResult<Response> {
         },
         None => None,
     };
+    let cache = if public { IMMUTABLE } else { IMMUTABLE_PRIVATE };
     if etag_matches(ctx, sha) {
         let mut r = Response::empty()?.with_status(304);
         r.headers_mut().set("etag", &etag)?;
+        r.headers_mut().set("cache-control", cache)?;
         return Ok(r);
     }
     let bucket = bucket(ctx)?;
@@ -594,7 +689,8 @@ async fn download_asset(ctx: &mut Ctx, sha: &str) -> AppResult<Response> {
     h.set("content-type", &row.content_type)?;
     h.set("accept-ranges", "bytes")?;
     h.set("etag", &etag)?;
-    h.set("cache-control", IMMUTABLE)?;
+    h.set("cache-control", cache)?;
+    h.set("vary", "Authorization")?;
     h.set("x-content-type-options", "nosniff")?;
     Ok(r)
 }

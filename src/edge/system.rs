@@ -194,7 +194,7 @@ async fn usage_counts(db: &D1Database, org: &str, _now_ms: i64) -> AppResult<Val
     let live: Option<N> =
         store::first(db, "SELECT COUNT(*) AS n FROM sessions WHERE org = ?1 AND status != 'ended'", &[t(org)]).await?;
     let media: Option<N> =
-        store::first(db, "SELECT COALESCE(SUM(size), 0) AS n FROM assets WHERE org = ?1", &[t(org)]).await?;
+        store::first(db, "SELECT COALESCE(SUM(size), 0) AS n FROM asset_owners WHERE org = ?1", &[t(org)]).await?;
     let ai_month: Option<N> = store::first(
         db,
         "SELECT COUNT(*) AS n FROM ai_jobs WHERE org = ?1 AND created_at >= ?2",
