@@ -302,7 +302,7 @@ async fn append(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {
 }
 
 pub async fn events_page(db: &D1Database, run_id: &str, after: u64, to: u64, limit: u64) -> AppResult<Vec<Event>> {
-    let rows: Vec<EventRow> = store::all(
+    let rows: Vec<EventRow> = store::all_bulk(
         db,
         "SELECT id, run_id, seq, type, payload, timestamp, author_id FROM events WHERE run_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
         &[t(run_id), u(after), u(to), u(limit)],

@@ -3,7 +3,7 @@
 
 use crate::error::{AppError, AppResult};
 use serde::de::DeserializeOwned;
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
 use worker::{D1Database, D1PreparedStatement, Env};
 
 pub const DB: &str = "DB";
@@ -58,6 +58,33 @@ pub async fn all<T: DeserializeOwned>(db: &D1Database, sql: &str, args: &[Arg<'_
 
 pub async fn first<T: DeserializeOwned>(db: &D1Database, sql: &str, args: &[Arg<'_>]) -> AppResult<Option<T>> {
     Ok(stmt(db, sql, args)?.first::<T>(None).await?)
+}
+
+/// [`all`] for big pages (event pages read by replay and paging): the rows
+/// cross from JS as one JSON text instead of field by field through
+/// serde_wasm_bindgen, one boundary crossing per query instead of several per
+/// field. Used only where pages are big: each row type read this way adds its
+/// own serde_json deserializer to the binary.
+pub async fn all_bulk<T: DeserializeOwned>(db: &D1Database, sql: &str, args: &[Arg<'_>]) -> AppResult<Vec<T>> {
+    let promise = stmt(db, sql, args)?.inner().all().map_err(|e| AppError::from(worker::Error::from(e)))?;
+    let result = worker::wasm_bindgen_futures::JsFuture::from(promise).await.map_err(|e| {
+        // Keep D1's own message (constraint names) for the caller.
+        let message = e
+            .dyn_ref::<worker::js_sys::Error>()
+            .map(|err| String::from(err.message()))
+            .or_else(|| e.as_string())
+            .unwrap_or_else(|| "D1 query failed".into());
+        AppError::internal(message)
+    })?;
+    let rows = worker::js_sys::Reflect::get(&result, &JsValue::from_str("results")).unwrap_or(JsValue::NULL);
+    if rows.is_null() || rows.is_undefined() {
+        return Ok(Vec::new());
+    }
+    let text = worker::js_sys::JSON::stringify(&rows)
+        .map_err(|_| AppError::internal("D1 rows are not JSON"))?
+        .as_string()
+        .unwrap_or_default();
+    serde_json::from_str(&text).map_err(|e| AppError::internal(format!("D1 row shape: {e}")))
 }
 
 pub async fn run(db: &D1Database, sql: &str, args: &[Arg<'_>]) -> AppResult<()> {
