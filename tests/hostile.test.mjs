@@ -76,6 +76,13 @@ before(async () => {
   assert.equal(sub.status, 200, sub.text);
   fx.cert = sub.json.certificate_id;
   assert.ok(fx.cert, sub.text);
+  // Publish-time explanation jobs have finished (their lifecycle events count
+  // in the org's usage): from here on, nothing changes unless a case changes it.
+  await eventually(async () => {
+    const r = await api.call("GET", `/v1/lessons/${fx.lesson.lesson_id}/versions/1/explanations`, { token: T.author });
+    assert.equal(r.status, 200, r.text);
+    assert.ok(r.json.explanations.length && r.json.explanations.every((e) => ["succeeded", "failed"].includes(e.status)), r.text.slice(0, 300));
+  }, 30000);
   // The session's outbox has drained: D1 holds every session event.
   await eventually(async () => {
     const st = (await api.call("GET", `/v1/sessions/${fx.session.session_id}`, { token: T.teacher })).json;
