@@ -25,6 +25,10 @@ use worker::{
 /// Events per outbox batch; each insert binds 8 values, D1 allows 100 per statement.
 const OUTBOX_BATCH: usize = 100;
 const OUTBOX_DELAY_MS: i64 = 20;
+/// Joins and leaves are announced at most this often, as one `presence` with
+/// the current count: announcing each one would make a class of N arriving
+/// (or a deploy dropping N sockets) cost N² sends.
+const PRESENCE_DELAY_MS: i64 = 100;
 
 #[durable_object]
 pub struct Classroom {
@@ -40,6 +44,9 @@ pub struct Classroom {
     /// step on hello and close. Without it every broadcast would deserialize
     /// every socket's attachment, O(observers) JS round trips per event.
     connected: RefCell<Option<Vec<(WebSocket, Role)>>>,
+    /// The count last announced in a `presence` broadcast (after a wake-up,
+    /// unknown: the next alarm announces it again, which is harmless).
+    presence_sent: std::cell::Cell<Option<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -319,16 +326,23 @@ impl Classroom {
             }
         }
         if persisted {
-            self.schedule_outbox(OUTBOX_DELAY_MS);
+            self.schedule_alarm(OUTBOX_DELAY_MS);
         }
         audits
     }
 
-    fn schedule_outbox(&self, delay_ms: i64) {
+    /// Make the alarm (outbox flush, presence announcement) fire within
+    /// `delay_ms`: an alarm already due sooner stays, a later one (an outbox
+    /// backoff) is brought forward.
+    fn schedule_alarm(&self, delay_ms: i64) {
         let storage = self.state.storage();
+        let due = now_ms() + delay_ms.max(1);
         self.state.wait_until(async move {
-            if let Ok(None) = storage.get_alarm().await {
-                let _ = storage.set_alarm(std::time::Duration::from_millis(delay_ms.max(1) as u64)).await;
+            match storage.get_alarm().await {
+                Ok(Some(at)) if at <= due => {}
+                _ => {
+                    let _ = storage.set_alarm(std::time::Duration::from_millis(delay_ms.max(1) as u64)).await;
+                }
             }
         });
     }
@@ -551,7 +565,7 @@ fn sse_frame(seq: u64, kind: &str, data: &str) -> String {
 
 impl DurableObject for Classroom {
     fn new(state: State, env: Env) -> Self {
-        Classroom { state, env, session: RefCell::new(None), sse: RefCell::new(Vec::new()), connected: RefCell::new(None) }
+        Classroom { state, env, session: RefCell::new(None), sse: RefCell::new(Vec::new()), connected: RefCell::new(None), presence_sent: std::cell::Cell::new(None) }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
@@ -635,9 +649,7 @@ impl DurableObject for Classroom {
         ws.serialize_attachment(&peer)?;
         if !was_connected && peer.conn.is_connected() {
             self.mark_connected(&ws, peer.conn.who().role);
-            let count = self.presence_count();
-            self.broadcast(&ServerMsg::Presence { count });
-            self.schedule_outbox(OUTBOX_DELAY_MS);
+            self.schedule_alarm(PRESENCE_DELAY_MS);
         }
         let actor = peer.conn.who().user_id;
         self.run_later(Some(&ws), later, &actor).await;
@@ -655,9 +667,23 @@ impl DurableObject for Classroom {
     }
 
     async fn alarm(&self) -> Result<Response> {
+        let count = self.presence_count();
+        if self.presence_sent.get() != Some(count) {
+            self.presence_sent.set(Some(count));
+            self.broadcast(&ServerMsg::Presence { count });
+        }
+        // An alarm brought forward (presence, a new event) never shortens the
+        // outbox's backoff: D1 is retried only when its retry is due.
+        let retry_at: i64 = self.meta("outbox_retry_at")?.and_then(|v| v.parse().ok()).unwrap_or(0);
+        let now = now_ms();
+        if now < retry_at {
+            self.state.storage().set_alarm(std::time::Duration::from_millis((retry_at - now) as u64)).await?;
+            return Response::ok("ok");
+        }
         match self.flush_outbox().await {
             Ok(true) => {
                 self.set_meta("outbox_failures", "0")?;
+                self.set_meta("outbox_retry_at", "0")?;
             }
             Ok(false) => {
                 self.state.storage().set_alarm(std::time::Duration::from_millis(1)).await?;
@@ -671,6 +697,7 @@ impl DurableObject for Classroom {
                     "{}",
                     json!({"msg": "outbox flush failed", "failures": failures, "retry_ms": delay, "error": e.to_string()})
                 );
+                self.set_meta("outbox_retry_at", &(now + delay as i64).to_string())?;
                 self.state.storage().set_alarm(std::time::Duration::from_millis(delay)).await?;
             }
         }
@@ -698,9 +725,7 @@ impl Classroom {
         }
         self.mark_gone(ws);
         if peer.conn.is_connected() {
-            let count = self.presence_count();
-            self.broadcast(&ServerMsg::Presence { count });
-            self.schedule_outbox(OUTBOX_DELAY_MS);
+            self.schedule_alarm(PRESENCE_DELAY_MS);
         }
     }
 }
