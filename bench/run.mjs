@@ -92,10 +92,19 @@ async function startBaseline() {
 
 // ------------------------------------------------------------------ helpers
 
-function runLoadgen(args) {
-  const r = spawnSync(LOADGEN, ["fanout", ...args], { encoding: "utf8", timeout: 300_000, maxBuffer: 1 << 24 });
-  if (r.status !== 0) throw new Error(`loadgen ${args.join(" ")} failed (${r.status}):\n${r.stderr}`);
-  return JSON.parse(r.stdout.trim().split("\n").pop());
+/** Asynchronous on purpose: a blocked event loop would keep pooled HTTP
+ *  connections that the server closed meanwhile, and the next request fails. */
+async function runLoadgen(args) {
+  const { spawn } = await import("node:child_process");
+  const child = spawn(LOADGEN, ["fanout", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "", err = "";
+  child.stdout.on("data", (d) => { out += d; });
+  child.stderr.on("data", (d) => { err += d; });
+  const timer = setTimeout(() => child.kill("SIGKILL"), 300_000);
+  const code = await new Promise((res) => child.once("exit", res));
+  clearTimeout(timer);
+  if (code !== 0) throw new Error(`loadgen ${args.join(" ")} failed (${code}):\n${err}`);
+  return JSON.parse(out.trim().split("\n").pop());
 }
 
 async function tokens(api, prefix, n, roles) {
@@ -145,12 +154,12 @@ async function fanout(ours, base, api) {
     const file = join(tmpdir(), `dropple-bench-observers-${n}.txt`);
     writeFileSync(file, observerTokens.slice(0, n).map((t) => wsBase + t).join("\n"));
     log(`fan-out ${n} observers: ours`);
-    const o = runLoadgen(["--teacher", wsBase + teacher, "--observers-file", file, "--observers", String(n),
+    const o = await runLoadgen(["--teacher", wsBase + teacher, "--observers-file", file, "--observers", String(n),
       "--rounds", String(rounds + 5), "--interval-ms", "60", "--warmup", "5", "--protocol", "dropple", "--max-step", "2000"]);
     const roomWs = `${base.base.replace("http", "ws")}/room/fanout-${n}/ws`;
     writeFileSync(file, Array.from({ length: n }, () => roomWs).join("\n"));
     log(`fan-out ${n} observers: baseline`);
-    const b = runLoadgen(["--teacher", roomWs, "--observers-file", file, "--observers", String(n),
+    const b = await runLoadgen(["--teacher", roomWs, "--observers-file", file, "--observers", String(n),
       "--rounds", String(rounds + 5), "--interval-ms", "60", "--warmup", "5", "--protocol", "relay"]);
     rmSync(file, { force: true });
     results.push({ n, ours: o, base: b });
@@ -317,10 +326,12 @@ async function main() {
   const size = { raw: wasm.length, gz: gzipSync(wasm, { level: 9 }).length };
   const baselineJs = statSync(join(ROOT, "bench/baseline/worker.js")).size;
 
+  // BENCH_QUICK=1 skips the slow, independent parts while working on the rest.
+  const quick = process.env.BENCH_QUICK === "1";
   log("hot path (native, callgrind)");
-  const hot = hotPath();
+  const hot = quick ? { ours: {}, core: {}, base: {} } : hotPath();
   log("time to first response");
-  const start = await startLatency();
+  const start = quick ? {} : await startLatency();
 
   log("starting ours and the baseline with fresh state");
   const ours = await startOurs();

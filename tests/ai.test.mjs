@@ -174,10 +174,15 @@ test("review_assist end to end through the queue", async () => {
   assert.equal(typeof done.result.ok, "boolean");
   const types = (await api.call("GET", `/v1/runs/${done.run_id}/events`, { token: author })).json.events.map((e) => e.type);
   assert.deepEqual([types[0], types.at(-1)], ["ai_job.queued", "ai_job.succeeded"]);
-  // An unknown listing fails the job (after its retries), never hangs.
+  // An unknown listing, or another org's, is refused at once: nothing is queued.
   const ghost = await api.call("POST", "/v1/ai/jobs", { token: reviewer, body: { kind: "review_assist", lesson_id: lesson.lesson_id, version: 1, input: { listing_id: "no-such-listing" } } });
-  assert.equal(ghost.status, 202, ghost.text);
-  assert.equal((await settle(ghost.json.job_id, reviewer, 30000)).status, "failed");
+  assert.equal(ghost.status, 422, ghost.text);
+  assert.equal(ghost.json.error.code, "unknown_listing");
+  const publicLesson = await api.call("POST", "/v1/lessons", { token: await api.token("oz", "globex", ["author"]), body: DEMO_LESSON });
+  assert.equal(publicLesson.status, 201, publicLesson.text);
+  const foreign = await api.call("POST", "/v1/ai/jobs", { token: outsider, body: { kind: "review_assist", lesson_id: publicLesson.json.lesson_id, version: 1, input: { listing_id: listing.json.listing_id } } });
+  assert.equal(foreign.status, 422, foreign.text);
+  assert.equal(foreign.json.error.code, "unknown_listing");
 });
 
 test("publish-time explanations count against the monthly budget; past it they are skipped and audited, the publish still succeeds", async () => {

@@ -144,8 +144,9 @@ test("state at a seq and at a time, identical with or without checkpoints", asyn
   assert.equal(atTime.json.seq, 3);
   assert.deepEqual(Object.keys(atTime.json.state.elements), ["a", "b"]);
 
-  // First read folds from scratch and stores checkpoints every 5 seqs; later
-  // reads start from them. All must agree bit for bit.
+  // First read folds from scratch and stores the last checkpoint it passes
+  // (seq 15, on the interval of 5); later reads start from it. All must agree
+  // bit for bit.
   const cold = await api.call("GET", `/v1/runs/${run}/state`, { token: author });
   const warm = await api.call("GET", `/v1/runs/${run}/state`, { token: author });
   assert.equal(cold.json.seq, 19);

@@ -178,6 +178,10 @@ async fn request(ctx: &mut Ctx) -> AppResult<Response> {
     let req = ai::validate_request(&body)?;
     let db = store::db(&ctx.env)?;
     readable_lesson(&db, &claims, &req.lesson_id, req.version).await?;
+    // Refused now (nothing queued) rather than failed after every retry.
+    if let ai::JobInput::ReviewAssist { listing_id } = &req.input {
+        listing_facts(&db, listing_id, &claims.org).await?;
+    }
     let who = Requester { org: &claims.org, user: &claims.sub, counted: true, session_id: None, fail_first };
     let id = enqueue(&ctx.env, &db, &who, &req, ctx.now_ms).await?;
     let mut r = super::http::json(202, &json!({"job_id": id, "status": "queued", "url": format!("/v1/ai/jobs/{id}")}))?;
@@ -548,7 +552,7 @@ async fn run_job(env: &Env, db: &D1Database, job: &JobRow, attempt: u32) -> AppR
     }
     let artifact = lessons::fetch_artifact_env(env, &row).await?;
     let listing = match &input {
-        ai::JobInput::ReviewAssist { listing_id } => Some(listing_facts(db, listing_id).await?),
+        ai::JobInput::ReviewAssist { listing_id } => Some(listing_facts(db, listing_id, &job.org).await?),
         _ => None,
     };
     let value = match job.provider.as_str() {
@@ -568,15 +572,17 @@ async fn run_job(env: &Env, db: &D1Database, job: &JobRow, attempt: u32) -> AppR
     Ok((value, false))
 }
 
-async fn listing_facts(db: &D1Database, listing_id: &str) -> AppResult<ai::ListingFacts> {
+/// Only the job's own org's listings: another org's answer the same as none.
+async fn listing_facts(db: &D1Database, listing_id: &str, org: &str) -> AppResult<ai::ListingFacts> {
     #[derive(Deserialize)]
     struct L {
         title: String,
         summary: String,
     }
-    let l: L = store::first(db, "SELECT title, summary FROM listings WHERE id = ?1", &[t(listing_id)])
-        .await?
-        .ok_or_else(|| AppError::unprocessable("unknown_listing", "review_assist: listing_id does not exist"))?;
+    let l: L =
+        store::first(db, "SELECT title, summary FROM listings WHERE id = ?1 AND org = ?2", &[t(listing_id), t(org)])
+            .await?
+            .ok_or_else(|| AppError::unprocessable("unknown_listing", "review_assist: listing_id does not exist"))?;
     Ok(ai::ListingFacts { title: l.title, summary: l.summary })
 }
 

@@ -565,7 +565,14 @@ fn sse_frame(seq: u64, kind: &str, data: &str) -> String {
 
 impl DurableObject for Classroom {
     fn new(state: State, env: Env) -> Self {
-        Classroom { state, env, session: RefCell::new(None), sse: RefCell::new(Vec::new()), connected: RefCell::new(None), presence_sent: std::cell::Cell::new(None) }
+        Classroom {
+            state,
+            env,
+            session: RefCell::new(None),
+            sse: RefCell::new(Vec::new()),
+            connected: RefCell::new(None),
+            presence_sent: std::cell::Cell::new(None),
+        }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
