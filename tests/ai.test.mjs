@@ -119,6 +119,18 @@ test("over the rate: 429 with Retry-After; over the plan: 402", async () => {
   const usage = (await api.call("GET", "/v1/orgs/proorg/usage", { token: p })).json;
   assert.equal(usage.limits.ai_jobs_per_month, 3);
   assert.equal(usage.usage.ai_jobs_this_month, 3);
+  // Both refusals are in the org's audit log, naming the limit.
+  const audited = async (org, action) => {
+    const gov = await api.token("gus", org, ["governor"]);
+    const r = await api.call("GET", "/v1/audit?limit=500", { token: gov });
+    assert.equal(r.status, 200, r.text);
+    return r.json.entries.filter((e) => e.action === action);
+  };
+  const rate = await audited("rateorg", "rate_limit.refused");
+  assert.ok(rate.length >= 1 && rate.every((e) => e.target === "ai_jobs_per_minute" && e.actor === "rae"), JSON.stringify(rate));
+  const plan = await audited("proorg", "plan_limit.refused");
+  assert.equal(plan.length, 2);
+  assert.ok(plan.every((e) => e.target === "ai_jobs_per_month" && e.actor === "pia"));
 });
 
 test("the OpenAI-compatible provider, against a local stub of that protocol", async () => {

@@ -120,3 +120,45 @@ test("search, tag filter, sort and stable paging", async () => {
   assert.equal((await api.call("GET", "/v1/marketplace/listings?cursor=garbage")).status, 400);
   assert.equal((await api.call("GET", "/v1/marketplace/listings?limit=0")).status, 400);
 });
+
+test("trust signals come from the records; reviews say who completed the lesson; the cache counts hits and misses and never serves a stale detail", async () => {
+  const { lesson, listing } = await lessonAndListing({ title: "Trusted lesson" });
+  await decide(listing, "approve", reviewer);
+  await decide(listing, "publish", governor);
+  const metric = async (result) => {
+    const text = (await api.call("GET", "/v1/metrics", { token: governor })).text;
+    const line = text.split("\n").find((l) => l.startsWith(`dropple_market_cache_total{result="${result}"}`));
+    return line ? Number(line.split(" ").at(-1)) : 0;
+  };
+  const [hits0, misses0] = [await metric("hit"), await metric("miss")];
+  const detail = async () => (await api.call("GET", `/v1/marketplace/listings/${listing}`)).json;
+  const fresh = await detail(); // a miss fills the cache
+  assert.equal(fresh.completion_rate, null, "no attempts yet");
+  assert.equal((await detail()).rating_count, 0); // a hit
+  // Two learners: one passes (2/2), one fails (0/2) and one only starts.
+  const take = async (token, answers, submit = true) => {
+    const a = (await api.call("POST", "/v1/attempts", { token, body: { lesson_id: lesson.lesson_id, version: 1 } })).json;
+    for (const [question_id, answer] of answers) await api.call("POST", `/v1/attempts/${a.attempt_id}/answers`, { token, body: { question_id, answer } });
+    if (submit) assert.equal((await api.call("POST", `/v1/attempts/${a.attempt_id}/submit`, { token })).status, 200);
+  };
+  const third = await api.token("lia", "acme", ["learner"]);
+  await take(learner, [["q1", 1], ["q2", 1]]);
+  await take(learner2, [["q1", 0], ["q2", 0]]);
+  await take(third, [], false);
+  // Reviews: the learner who finished is flagged, the one who only started is not.
+  const done = await api.call("POST", `/v1/marketplace/listings/${listing}/reviews`, { token: learner, body: { rating: 4, text: "Solid" } });
+  assert.equal(done.status, 201, done.text);
+  assert.equal(done.json.completed, true);
+  const started = await api.call("POST", `/v1/marketplace/listings/${listing}/reviews`, { token: third, body: { rating: 2, text: "Did not finish" } });
+  assert.equal(started.json.completed, false);
+  // The warm detail reflects every write on the very next read.
+  const after = await detail();
+  assert.equal(after.rating_count, 2);
+  assert.equal(after.completion_rate, 2 / 3);
+  assert.equal(after.certificate_pass_rate, 1 / 2);
+  assert.ok(after.rating_avg > 2 && after.rating_avg < 4, `Bayesian average between the prior and the mean: ${after.rating_avg}`);
+  const reviews = (await api.call("GET", `/v1/marketplace/listings/${listing}/reviews`)).json.reviews;
+  assert.deepEqual(reviews.map((r) => r.completed).sort(), [false, true]);
+  assert.ok((await metric("hit")) > hits0, "cache hits counted");
+  assert.ok((await metric("miss")) > misses0, "cache misses counted");
+});

@@ -24,19 +24,21 @@ export function freePort() {
   });
 }
 
-export function migrate(persistDir) {
-  const r = spawnSync(WRANGLER, ["d1", "migrations", "apply", "DB", "--local", "--persist-to", persistDir], {
+export function migrate(persistDir, config) {
+  const c = config ? ["-c", config] : [];
+  const r = spawnSync(WRANGLER, ["d1", "migrations", "apply", "DB", "--local", ...c, "--persist-to", persistDir], {
     cwd: ROOT, env: ENV, encoding: "utf8", timeout: 120_000,
   });
   if (r.status !== 0) throw new Error(`migrations failed: ${r.stdout}\n${r.stderr}`);
 }
 
-/** Start wrangler dev; resolves once /v1/health answers. */
-export async function startWorker({ persistDir, port, vars = {}, keepState = false, logLevel = "warn" } = {}) {
+/** Start wrangler dev; resolves once `health` answers 200. `config` runs
+ *  another wrangler.toml (the benchmark's baseline worker) the same way. */
+export async function startWorker({ persistDir, port, vars = {}, keepState = false, logLevel = "warn", config, health = "/v1/health" } = {}) {
   const dir = persistDir ?? mkdtempSync(join(tmpdir(), "dropple-test-"));
-  if (!persistDir) migrate(dir);
+  if (!persistDir) migrate(dir, config);
   const p = port ?? (await freePort());
-  const args = ["dev", "--ip", "127.0.0.1", "--port", String(p), "--persist-to", dir,
+  const args = ["dev", ...(config ? ["-c", config] : []), "--ip", "127.0.0.1", "--port", String(p), "--persist-to", dir,
     "--show-interactive-dev-session=false", "--log-level", logLevel];
   for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
   const child = spawn(WRANGLER, args, { cwd: ROOT, env: ENV, stdio: ["ignore", "pipe", "pipe"], detached: true });
@@ -48,7 +50,7 @@ export async function startWorker({ persistDir, port, vars = {}, keepState = fal
   for (;;) {
     if (child.exitCode !== null) throw new Error(`wrangler dev exited early:\n${log}`);
     try {
-      const r = await fetch(`${base}/v1/health`, { signal: AbortSignal.timeout(2000) });
+      const r = await fetch(`${base}${health}`, { signal: AbortSignal.timeout(2000) });
       if (r.status === 200) break;
     } catch { /* not up yet */ }
     if (Date.now() > deadline) {
