@@ -199,16 +199,20 @@ impl Classroom {
         }
     }
 
-    fn presence_count(&self) -> u32 {
+    /// Everyone present: connected sockets (with `role`, only those) and SSE streams.
+    fn count_present(&self, role: Option<Role>) -> u32 {
         self.sse.borrow_mut().retain(|s| !s.is_closed());
-        (self.with_connected(|l| l.len()) + self.sse.borrow().len()) as u32
+        let sockets = self.with_connected(|l| l.iter().filter(|(_, r)| role.is_none_or(|want| *r == want)).count());
+        (sockets + self.sse.borrow().len()) as u32
+    }
+
+    fn presence_count(&self) -> u32 {
+        self.count_present(None)
     }
 
     /// Connected observers (sockets that are not the teacher, and SSE streams).
     fn observer_count(&self) -> u32 {
-        self.sse.borrow_mut().retain(|s| !s.is_closed());
-        let sockets = self.with_connected(|l| l.iter().filter(|(_, r)| *r == Role::Observer).count());
-        (sockets + self.sse.borrow().len()) as u32
+        self.count_present(Some(Role::Observer))
     }
 
     /// Serialize once, hand the same JS string to every connected socket and
@@ -495,14 +499,15 @@ impl Classroom {
         let (org, status, session_id) = self
             .with_session(|s| (s.config.org.clone(), s.status, s.config.session_id.clone()))?
             .ok_or_else(|| AppError::internal("outbox of an uninitialised session"))?;
-        let db = store::db(&self.env)?;
-        if self.fault_active(&db).await {
-            return Err(AppError::internal("D1 writes disabled by the development fault switch"));
-        }
+        // Nothing to write: no D1 round trip at all (presence-only alarms).
         let observers = self.observer_count();
         let observers_synced = self.meta("d1_observers")?.and_then(|v| v.parse::<u32>().ok()) == Some(observers);
         if events.is_empty() && observers_synced {
             return Ok(true);
+        }
+        let db = store::db(&self.env)?;
+        if self.fault_active(&db).await {
+            return Err(AppError::internal("D1 writes disabled by the development fault switch"));
         }
         let last = events.last().map(|e| e.seq).unwrap_or(synced);
         let mut stmts = Vec::with_capacity(events.len() + 2);
