@@ -543,6 +543,35 @@ impl Query {
     }
 }
 
+/// How the adapter searches `q` in SQL: terms of three characters or more
+/// go to the FTS5 trigram index as one quoted phrase each (all must match);
+/// shorter ones, which a trigram index cannot look up, are matched as
+/// substrings of the rows the rest of the query already narrowed.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TextSearch {
+    pub fts_match: Option<String>,
+    pub short_terms: Vec<String>,
+}
+
+impl Query {
+    pub fn text_search(&self) -> TextSearch {
+        let mut out = TextSearch::default();
+        let mut phrases = Vec::new();
+        for term in self.q.iter().flat_map(|q| q.split_whitespace()) {
+            if term.chars().count() >= 3 {
+                // FTS5 string syntax: a double quote inside is doubled.
+                phrases.push(format!("\"{}\"", term.replace('"', "\"\"")));
+            } else if !out.short_terms.iter().any(|t| t == term) {
+                out.short_terms.push(term.to_owned());
+            }
+        }
+        if !phrases.is_empty() {
+            out.fts_match = Some(phrases.join(" AND "));
+        }
+        out
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Page {
     pub items: Vec<ListingSummary>,
@@ -588,15 +617,11 @@ pub fn search(items: &[ListingSummary], query: &Query, viewer_org: Option<&str>)
 
 // ---------------------------------------------------------------- cache keys
 //
-// KV is eventually consistent: a key written or deleted in one location may be
-// served stale elsewhere for up to a minute, so deleting cached pages on a
-// write cannot make the write visible at once. Instead every key carries the
-// marketplace generation, a counter kept in D1 (strongly consistent) and
-// bumped in the same D1 batch as every marketplace write (submission,
-// decision, review). Readers read the generation from D1 first and build
-// keys from it: after a write they ask for keys that have never been written,
-// miss, and rebuild from D1. Old generations are never read again and expire
-// by their TTL. Writes themselves are never cached.
+// Keys name what a cached page depends on besides the marketplace's
+// generation stamp, which the edge (src/edge/edge_cache.rs) keeps in KV,
+// replaces after every marketplace write has committed in D1, and prefixes to
+// every key: after a write, readers ask for keys never filled, miss, and
+// rebuild. Old stamps are never read again and expire.
 
 const KEY_PREFIX: &str = "mkt:v1";
 
@@ -623,8 +648,9 @@ fn segment(s: &str) -> String {
     }
 }
 
-/// `mkt:v1:g{generation}:list:{scope}:{sha256 of the normalised query}`.
-pub fn list_cache_key(generation: u64, viewer_scope: &str, query: &Query) -> String {
+/// `mkt:v1:list:{scope}:{sha256 of the normalised query}` (the edge adds the
+/// marketplace's generation stamp).
+pub fn list_cache_key(viewer_scope: &str, query: &Query) -> String {
     // A JSON array is an injective encoding of the fields.
     let canonical = serde_json::json!([
         query.sort.as_str(),
@@ -634,12 +660,12 @@ pub fn list_cache_key(generation: u64, viewer_scope: &str, query: &Query) -> Str
         query.cursor.as_ref().map(Cursor::encode),
     ])
     .to_string();
-    format!("{KEY_PREFIX}:g{generation}:list:{}:{}", segment(viewer_scope), sha256_hex(&canonical))
+    format!("{KEY_PREFIX}:list:{}:{}", segment(viewer_scope), sha256_hex(&canonical))
 }
 
-/// `mkt:v1:g{generation}:detail:{listing_id}:{scope}`.
-pub fn detail_cache_key(generation: u64, listing_id: &str, viewer_scope: &str) -> String {
-    format!("{KEY_PREFIX}:g{generation}:detail:{}:{}", segment(listing_id), segment(viewer_scope))
+/// `mkt:v1:detail:{listing_id}:{scope}`.
+pub fn detail_cache_key(listing_id: &str, viewer_scope: &str) -> String {
+    format!("{KEY_PREFIX}:detail:{}:{}", segment(listing_id), segment(viewer_scope))
 }
 
 #[cfg(test)]
@@ -848,6 +874,15 @@ mod tests {
     }
 
     #[test]
+    fn text_search_splits_terms_for_the_trigram_index() {
+        let q = Query::parse(Some("  Algebra 6 a\"b\"c  x "), None, None, None, None).unwrap_or_default();
+        let ts = q.text_search();
+        assert_eq!(ts.fts_match.as_deref(), Some("\"algebra\" AND \"a\"\"b\"\"c\""));
+        assert_eq!(ts.short_terms, vec!["6".to_string(), "x".to_string()]);
+        assert_eq!(Query::default().text_search(), TextSearch::default());
+    }
+
+    #[test]
     fn search_filters_and_sorts() {
         let mut items = vec![item("a", 4.0, 1), item("b", 4.5, 3), item("c", 4.0, 2)];
         items.push(ListingSummary { status: Suspended, ..item("d", 5.0, 9) });
@@ -885,21 +920,19 @@ mod tests {
     fn cache_keys_are_stable_distinct_and_bounded() {
         let a = q(Some("Fractions  intro"), None, "rating", "20");
         let b = q(Some("fractions intro"), None, "rating", "20");
-        assert_eq!(list_cache_key(7, "public", &a), list_cache_key(7, "public", &b));
-        let base = list_cache_key(7, "public", &a);
-        assert_ne!(base, list_cache_key(8, "public", &a));
-        assert_ne!(base, list_cache_key(7, &viewer_scope(Some("o1")), &a));
-        assert_ne!(base, list_cache_key(7, "public", &q(Some("fractions intro"), None, "new", "20")));
-        assert_ne!(base, list_cache_key(7, "public", &q(Some("fractions intro"), None, "rating", "21")));
+        assert_eq!(list_cache_key("public", &a), list_cache_key("public", &b));
+        let base = list_cache_key("public", &a);
+        assert_ne!(base, list_cache_key(&viewer_scope(Some("o1")), &a));
+        assert_ne!(base, list_cache_key("public", &q(Some("fractions intro"), None, "new", "20")));
+        assert_ne!(base, list_cache_key("public", &q(Some("fractions intro"), None, "rating", "21")));
         assert_ne!(
-            list_cache_key(7, "public", &q(None, Some("x"), "new", "5")),
-            list_cache_key(7, "public", &q(Some("x"), None, "new", "5"))
+            list_cache_key("public", &q(None, Some("x"), "new", "5")),
+            list_cache_key("public", &q(Some("x"), None, "new", "5"))
         );
         let long = q(Some(&"w ".repeat(100)), Some(&"t".repeat(64)), "new", "50");
-        assert!(list_cache_key(u64::MAX, &"s".repeat(500), &long).len() < 200);
-        assert_eq!(detail_cache_key(3, "l1", "public"), "mkt:v1:g3:detail:l1:public");
-        assert_ne!(detail_cache_key(3, "l1", "public"), detail_cache_key(4, "l1", "public"));
-        assert!(detail_cache_key(3, &"é".repeat(300), "org:o1").len() < 200);
+        assert!(list_cache_key(&"s".repeat(500), &long).len() < 200);
+        assert_eq!(detail_cache_key("l1", "public"), "mkt:v1:detail:l1:public");
+        assert!(detail_cache_key(&"é".repeat(300), "org:o1").len() < 200);
     }
 
     proptest! {

@@ -6,6 +6,7 @@
 use super::http::{allow, ok, path_id, Ctx};
 use super::lessons::{self, LessonRow};
 use super::runs::{self, RunRow};
+use super::store::Db;
 use super::store::{self, i, t, AI_JOBS};
 use super::system;
 use crate::ai::{self, JobKind, JobRequest};
@@ -16,7 +17,7 @@ use crate::policy::{self, Action, Scope};
 use crate::run::{rfc3339_ms, NewEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use worker::{D1Database, Env, Method, Response};
+use worker::{Env, Method, Response};
 
 /// Deliveries before a job is failed and dead-lettered (wrangler.toml's
 /// `max_retries` + 1 must match).
@@ -96,13 +97,7 @@ pub struct Requester<'a> {
 }
 
 /// Check rate and hard limits, record the job and its run, queue it.
-pub async fn enqueue(
-    env: &Env,
-    db: &D1Database,
-    who: &Requester<'_>,
-    req: &JobRequest,
-    now_ms: i64,
-) -> AppResult<String> {
+pub async fn enqueue(env: &Env, db: &Db, who: &Requester<'_>, req: &JobRequest, now_ms: i64) -> AppResult<String> {
     let (org, requester) = (who.org, who.user);
     if who.counted {
         let (_, limits) = system::org_limits_env(env, db, org, now_ms).await?;
@@ -143,7 +138,7 @@ pub async fn enqueue(
 }
 
 /// Lifecycle events go to the job's own run (and so to replay and xAPI).
-async fn lifecycle(db: &D1Database, org: &str, run_id: &str, kind: &str, payload: Value, now_ms: i64) {
+async fn lifecycle(db: &Db, org: &str, run_id: &str, kind: &str, payload: Value, now_ms: i64) {
     let run =
         RunRow { id: run_id.into(), org: org.into(), kind: "ai_job".into(), creator: "system".into(), created_at: 0 };
     let ev = NewEvent { id: runs::new_id(), kind: kind.into(), payload };
@@ -156,7 +151,7 @@ async fn lifecycle(db: &D1Database, org: &str, run_id: &str, kind: &str, payload
     worker::console_log!("{}", json!({"msg": "ai job", "event": kind, "run_id": run_id}));
 }
 
-async fn readable_lesson(db: &D1Database, claims: &Claims, lesson_id: &str, version: u32) -> AppResult<LessonRow> {
+async fn readable_lesson(db: &Db, claims: &Claims, lesson_id: &str, version: u32) -> AppResult<LessonRow> {
     let lesson = lessons::load_lesson(db, lesson_id).await?.ok_or_else(|| AppError::not_found("lesson"))?;
     lessons::load_version(db, lesson_id, version).await?.ok_or_else(|| AppError::not_found("lesson version"))?;
     if lesson.org != claims.org && !lessons::is_public(db, lesson_id, version).await? {
@@ -176,7 +171,7 @@ async fn request(ctx: &mut Ctx) -> AppResult<Response> {
         None => 0,
     };
     let req = ai::validate_request(&body)?;
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     readable_lesson(&db, &claims, &req.lesson_id, req.version).await?;
     // Refused now (nothing queued) rather than failed after every retry.
     if let ai::JobInput::ReviewAssist { listing_id } = &req.input {
@@ -189,7 +184,7 @@ async fn request(ctx: &mut Ctx) -> AppResult<Response> {
     Ok(r)
 }
 
-async fn load_job(db: &D1Database, id: &str) -> AppResult<Option<JobRow>> {
+async fn load_job(db: &Db, id: &str) -> AppResult<Option<JobRow>> {
     store::first(db, &format!("SELECT {JOB_COLUMNS} FROM ai_jobs WHERE id = ?1"), &[t(id)]).await
 }
 
@@ -205,7 +200,7 @@ fn job_json(j: &JobRow) -> Value {
 
 async fn read(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     let claims = ctx.claims()?;
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     let job = load_job(&db, id).await?.ok_or_else(|| AppError::not_found("job"))?;
     if job.org != claims.org {
         return Err(AppError::not_found("job"));
@@ -250,7 +245,7 @@ pub async fn on_publish(ctx: &Ctx, claims: &Claims, artifact: &Artifact) -> Valu
 }
 
 async fn queue_explanations(ctx: &Ctx, claims: &Claims, artifact: &Artifact) -> AppResult<Value> {
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     let org = claims.org.as_str();
     let wanted = artifact.timeline.len().min(200) as u64;
     let (_, limits) = system::org_limits(ctx, &db, org).await?;
@@ -303,7 +298,6 @@ async fn queue_explanations(ctx: &Ctx, claims: &Claims, artifact: &Artifact) -> 
              SELECT json_extract(value, '$.run_id'), 1, json_extract(value, '$.event_id'), 'ai_job.queued', json_object('job_id', json_extract(value, '$.id'), 'kind', 'explain'), ?2, 'system', ?3 FROM json_each(?1)",
             &[t(&list), i(now), t(org)],
         )?,
-        store::counter_stmt(&db, "dropple_events_appended_total", "", queued as f64)?,
     ])
     .await?;
     let queue = ctx.env.queue(AI_JOBS)?;
@@ -327,7 +321,7 @@ async fn queue_explanations(ctx: &Ctx, claims: &Claims, artifact: &Artifact) -> 
 /// explanations that are ready, by step.
 pub async fn explanations(ctx: &mut Ctx, lesson_id: &str, version: u32) -> AppResult<Response> {
     let claims = ctx.claims()?;
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     let lesson = readable_lesson(&db, &claims, lesson_id, version).await?;
     #[derive(Deserialize)]
     struct R {
@@ -355,7 +349,7 @@ pub async fn explanations(ctx: &mut Ctx, lesson_id: &str, version: u32) -> AppRe
 /// Jobs still queued or running long after their last change lost their
 /// queue message: claim them (bump `updated_at`) and send them again. The
 /// consumer ignores finished jobs, so a late duplicate message is harmless.
-pub async fn requeue_stale(env: &Env, db: &D1Database, only: Option<&str>, now_ms: i64) -> AppResult<usize> {
+pub async fn requeue_stale(env: &Env, db: &Db, only: Option<&str>, now_ms: i64) -> AppResult<usize> {
     let stale_ms = env.var("AI_STALE_SECS").ok().and_then(|v| v.to_string().parse::<i64>().ok()).unwrap_or(60) * 1000;
     #[derive(Deserialize)]
     struct Id {
@@ -489,7 +483,7 @@ async fn deliver_to_session(env: &Env, session_id: &str, step: u32, job_id: &str
     Ok(())
 }
 
-async fn fail(db: &D1Database, job: &JobRow, message: &str, now_ms: i64) -> AppResult<()> {
+async fn fail(db: &Db, job: &JobRow, message: &str, now_ms: i64) -> AppResult<()> {
     store::run(
         db,
         "UPDATE ai_jobs SET status = 'failed', error = ?2, updated_at = ?3 WHERE id = ?1 AND status != 'succeeded'",
@@ -524,7 +518,7 @@ pub async fn dead_letter(env: &Env, job_id: &str, body: &str, now_ms: i64) {
     }
 }
 
-async fn run_job(env: &Env, db: &D1Database, job: &JobRow, attempt: u32) -> AppResult<(Value, bool)> {
+async fn run_job(env: &Env, db: &Db, job: &JobRow, attempt: u32) -> AppResult<(Value, bool)> {
     let row = lessons::load_version(db, &job.lesson_id, job.version)
         .await?
         .ok_or_else(|| AppError::unprocessable("lesson_gone", "the lesson version no longer exists"))?;
@@ -573,7 +567,7 @@ async fn run_job(env: &Env, db: &D1Database, job: &JobRow, attempt: u32) -> AppR
 }
 
 /// Only the job's own org's listings: another org's answer the same as none.
-async fn listing_facts(db: &D1Database, listing_id: &str, org: &str) -> AppResult<ai::ListingFacts> {
+async fn listing_facts(db: &Db, listing_id: &str, org: &str) -> AppResult<ai::ListingFacts> {
     #[derive(Deserialize)]
     struct L {
         title: String,

@@ -3,9 +3,11 @@
 //! Badges 3.0 credential signed with Ed25519 (eddsa-jcs-2022), revocable
 //! through a Bitstring Status List.
 
+use super::edge_cache::{self, Entry, Family, NO_STORE};
 use super::http::{allow, created, ok, path_id, Ctx};
 use super::lessons::{self, LessonRow};
 use super::runs::{self, Appended, RunRow};
+use super::store::Db;
 use super::store::{self, i, t, u};
 use crate::canonical::canonical_sha256;
 use crate::certificate::{self, CredentialInput, IssuerKey, PublicIssuerKey};
@@ -16,7 +18,7 @@ use crate::policy::{self, Action, Scope};
 use crate::run::{rfc3339_ms, NewEvent};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use worker::{D1Database, Method, Response};
+use worker::{Method, Response};
 
 #[derive(Deserialize)]
 struct AttemptRow {
@@ -121,7 +123,7 @@ pub async fn issuer(ctx: &mut Ctx) -> AppResult<Response> {
     ok(issuer_profile(ctx)?)
 }
 
-async fn load_attempt(db: &D1Database, id: &str) -> AppResult<AttemptRow> {
+async fn load_attempt(db: &Db, id: &str) -> AppResult<AttemptRow> {
     store::first(
         db,
         "SELECT id, org, learner_id, COALESCE(learner_org, org) AS learner_org, lesson_id, version, run_id, submitted, score, passed, certificate_id FROM attempts WHERE id = ?1",
@@ -154,7 +156,7 @@ fn derived_id(seed: &str) -> String {
 }
 
 /// Every event of a run up to `to`, page by page.
-async fn all_events(db: &D1Database, run_id: &str, to: u64) -> AppResult<Vec<crate::run::Event>> {
+async fn all_events(db: &Db, run_id: &str, to: u64) -> AppResult<Vec<crate::run::Event>> {
     let mut events = Vec::new();
     let mut after = 0;
     loop {
@@ -180,7 +182,7 @@ fn attempt_run(a: &AttemptRow) -> RunRow {
     }
 }
 
-async fn append(db: &D1Database, a: &AttemptRow, kind: &str, payload: Value, now_ms: i64) -> AppResult<u64> {
+async fn append(db: &Db, a: &AttemptRow, kind: &str, payload: Value, now_ms: i64) -> AppResult<u64> {
     let ev = NewEvent { id: runs::new_id(), kind: kind.into(), payload };
     match runs::append_events(db, &attempt_run(a), &a.learner_id, &[ev], None, now_ms).await? {
         Appended::New { last_seq, .. } | Appended::AlreadyThere { last_seq, .. } => Ok(last_seq),
@@ -192,7 +194,7 @@ async fn start(ctx: &mut Ctx) -> AppResult<Response> {
     policy::authorize(&claims, Action::AttemptCreate, Scope::ORG, "attempt")?;
     let body = ctx.json().await?;
     let (lesson_id, version) = crate::lesson::parse_version_ref(&body)?;
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     let lesson = lessons::load_lesson(&db, &lesson_id).await?.ok_or_else(|| AppError::not_found("lesson"))?;
     let row =
         lessons::load_version(&db, &lesson_id, version).await?.ok_or_else(|| AppError::not_found("lesson version"))?;
@@ -219,7 +221,7 @@ async fn start(ctx: &mut Ctx) -> AppResult<Response> {
     created(json!({"attempt_id": id, "run_id": run_id, "lesson_id": lesson_id, "version": version}))
 }
 
-async fn artifact_of(ctx: &Ctx, db: &D1Database, a: &AttemptRow) -> AppResult<(LessonRow, crate::lesson::Artifact)> {
+async fn artifact_of(ctx: &Ctx, db: &Db, a: &AttemptRow) -> AppResult<(LessonRow, crate::lesson::Artifact)> {
     let lesson =
         lessons::load_lesson(db, &a.lesson_id).await?.ok_or_else(|| AppError::internal("attempt's lesson missing"))?;
     let row = lessons::load_version(db, &a.lesson_id, a.version)
@@ -230,7 +232,7 @@ async fn artifact_of(ctx: &Ctx, db: &D1Database, a: &AttemptRow) -> AppResult<(L
 
 async fn answer(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     let claims = ctx.claims()?;
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     let a = load_attempt(&db, id).await?;
     own_attempt(&claims, &a)?;
     let body = ctx.json().await?;
@@ -270,7 +272,7 @@ async fn answer(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
 
 async fn read_attempt(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     let claims = ctx.claims()?;
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     let a = load_attempt(&db, id).await?;
     own_attempt(&claims, &a)?;
     ok(json!({
@@ -291,7 +293,7 @@ fn submit_json(a: &AttemptRow, correct: Option<u32>, total: Option<u32>, resubmi
 /// issued twice (`attempt_id` is unique) and its id never changes.
 async fn submit(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     let claims = ctx.claims()?;
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     let a = load_attempt(&db, id).await?;
     own_attempt(&claims, &a)?;
     let unfinished = a.passed.is_some_and(|p| p != 0) && a.certificate_id.is_none();
@@ -342,7 +344,7 @@ async fn submit(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
 #[allow(clippy::too_many_arguments)]
 async fn issue(
     ctx: &Ctx,
-    db: &D1Database,
+    db: &Db,
     a: &AttemptRow,
     lesson: &LessonRow,
     artifact: &crate::lesson::Artifact,
@@ -452,7 +454,7 @@ fn may_read(claims: &Claims, c: &CertRow) -> AppResult<()> {
 
 async fn read(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     let claims = ctx.claims()?;
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     let c: CertRow = store::first(&db, &format!("SELECT {CERT_COLUMNS} FROM certificates WHERE id = ?1"), &[t(id)])
         .await?
         .ok_or_else(|| AppError::not_found("certificate"))?;
@@ -463,7 +465,7 @@ async fn read(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
 
 async fn list(ctx: &mut Ctx) -> AppResult<Response> {
     let claims = ctx.claims()?;
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     let rows: Vec<CertRow> = match (ctx.query("learner_id"), ctx.query("lesson_id")) {
         (Some(learner), _) => {
             let learner = path_id(learner, "learner")?.to_owned();
@@ -505,7 +507,7 @@ async fn list(ctx: &mut Ctx) -> AppResult<Response> {
 
 async fn revoke(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     let claims = ctx.claims()?;
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     let c: CertRow = store::first(&db, &format!("SELECT {CERT_COLUMNS} FROM certificates WHERE id = ?1"), &[t(id)])
         .await?
         .ok_or_else(|| AppError::not_found("certificate"))?;
@@ -535,6 +537,7 @@ async fn revoke(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
             )?,
         ])
         .await?;
+        edge_cache::bump(ctx, Family::Revocations).await;
     }
     ok(json!({"certificate_id": id, "status": "revoked"}))
 }
@@ -546,19 +549,11 @@ async fn verify(ctx: &mut Ctx) -> AppResult<Response> {
     let profile = issuer_profile(ctx)?;
     let revoked =
         match certificate::status_entry(&credential).and_then(|(url, index)| Some((local_list(ctx, &url)?, index))) {
-            Some((list, index)) => {
-                #[derive(Deserialize)]
-                struct R {
-                    revoked_at: Option<i64>,
-                }
-                let row: Option<R> = store::first(
-                    &store::db(&ctx.env)?,
-                    "SELECT revoked_at FROM certificates WHERE status_list = ?1 AND status_index = ?2",
-                    &[t(&list), u(index)],
-                )
-                .await?;
-                row.map(|r| r.revoked_at.is_some())
-            }
+            Some((list, index)) => match revoked_indexes(ctx, &list).await {
+                Ok(revoked) => Some(revoked.contains(&index)),
+                Err(e) if e.status() == 404 => None,
+                Err(e) => return Err(e),
+            },
             _ => None,
         };
     let result = certificate::verify(
@@ -568,6 +563,41 @@ async fn verify(ctx: &mut Ctx) -> AppResult<Response> {
         &rfc3339_ms(ctx.now_ms),
     );
     ok(serde_json::to_value(result).unwrap_or(Value::Null))
+}
+
+/// The revoked indexes of a status list: at the edge when warm (no D1), keyed
+/// by the revocations stamp, which every revocation replaces. 404 for a list
+/// that does not exist yet.
+async fn revoked_indexes(ctx: &Ctx, list: &str) -> AppResult<Vec<u64>> {
+    let key = format!("revoked:{list}");
+    let entry = edge_cache::read_through(ctx, Some(Family::Revocations), &key, async {
+        Ok(Entry::json(&json!(revoked_in_d1(&*ctx.db()?, list).await?), NO_STORE))
+    })
+    .await?;
+    serde_json::from_slice(&entry.body).map_err(|e| AppError::internal(format!("cached status list: {e}")))
+}
+
+/// The revoked indexes of a list as D1 holds them (404: no such list yet).
+async fn revoked_in_d1(db: &Db, list: &str) -> AppResult<Vec<u64>> {
+    // List 1 always exists (empty at first); a later one once it holds a certificate.
+    if list != "1" {
+        let used: Option<Value> =
+            store::first(db, "SELECT id FROM certificates WHERE status_list = ?1 LIMIT 1", &[t(list)]).await?;
+        if used.is_none() {
+            return Err(AppError::not_found("status list"));
+        }
+    }
+    #[derive(Deserialize)]
+    struct R {
+        status_index: u64,
+    }
+    let rows: Vec<R> = store::all(
+        db,
+        "SELECT status_index FROM certificates WHERE status_list = ?1 AND revoked_at IS NOT NULL",
+        &[t(list)],
+    )
+    .await?;
+    Ok(rows.into_iter().map(|r| r.status_index).collect())
 }
 
 /// The list id of one of our status list URLs (`…/v1/status-lists/{n}`).
@@ -586,28 +616,16 @@ pub async fn status_list(ctx: &mut Ctx, list: &str) -> AppResult<Response> {
     if list_number(list).is_none() {
         return Err(AppError::not_found("status list"));
     }
-    let db = store::db(&ctx.env)?;
-    // List 1 always exists (empty at first); a later one once it holds a certificate.
-    if list != "1" {
-        let used: Option<Value> =
-            store::first(&db, "SELECT id FROM certificates WHERE status_list = ?1 LIMIT 1", &[t(list)]).await?;
-        if used.is_none() {
-            return Err(AppError::not_found("status list"));
-        }
-    }
-    #[derive(Deserialize)]
-    struct R {
-        status_index: u64,
-    }
-    let rows: Vec<R> = store::all(
-        &db,
-        "SELECT status_index FROM certificates WHERE status_list = ?1 AND revoked_at IS NOT NULL",
-        &[t(list)],
-    )
+    // Signed once per revocation stamp and location, not per request.
+    let key = format!("status-list:{}:{list}", ctx.base_url());
+    let entry = edge_cache::read_through(ctx, Some(Family::Revocations), &key, async {
+        let revoked = revoked_in_d1(&*ctx.db()?, list).await?;
+        let key = signing_key(ctx)?;
+        let now = rfc3339_ms(ctx.now_ms);
+        let credential =
+            certificate::status_list_credential(&status_list_url(ctx, list), &issuer_id(ctx), &revoked, &now);
+        Ok(Entry::json(&certificate::sign(credential, &key, &now), NO_STORE))
+    })
     .await?;
-    let revoked: Vec<u64> = rows.into_iter().map(|r| r.status_index).collect();
-    let key = signing_key(ctx)?;
-    let now = rfc3339_ms(ctx.now_ms);
-    let credential = certificate::status_list_credential(&status_list_url(ctx, list), &issuer_id(ctx), &revoked, &now);
-    ok(certificate::sign(credential, &key, &now))
+    entry.respond(ctx)
 }

@@ -524,9 +524,6 @@ impl Classroom {
             "UPDATE sessions SET status = ?1, observers = ?2 WHERE id = ?3",
             &[t(status_name(status)), u(observers as u64), t(&session_id)],
         )?);
-        if !events.is_empty() {
-            stmts.push(store::counter_stmt(&db, "dropple_events_appended_total", "", events.len() as f64)?);
-        }
         db.batch(stmts).await?;
         self.set_meta("d1_synced_seq", &last.to_string())?;
         self.set_meta("d1_observers", &observers.to_string())?;
@@ -534,7 +531,7 @@ impl Classroom {
         Ok(self.events_after(last, 1)?.is_empty())
     }
 
-    async fn fault_active(&self, db: &worker::D1Database) -> bool {
+    async fn fault_active(&self, db: &super::store::Db) -> bool {
         if self.env.var("ENVIRONMENT").map(|v| v.to_string()).ok().as_deref() != Some("development") {
             return false;
         }

@@ -1,9 +1,12 @@
 //! The HTTP side of the edge: the request context handlers receive, JSON
 //! responses, and the one place an `AppError` becomes a response.
 
+use super::store::{self, Db, Meter};
 use crate::error::{AppError, AppResult};
 use crate::identity::{self, Claims};
 use serde_json::Value;
+use std::cell::OnceCell;
+use std::rc::Rc;
 use worker::{Context, Env, Headers, Method, Request, Response};
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -26,12 +29,50 @@ pub struct Ctx {
     query: Vec<(String, String)>,
     /// Org of the verified caller, for the request log line.
     pub log_org: Option<String>,
+    /// What this request cost, for `Server-Timing`.
+    pub meter: Rc<Meter>,
+    db: OnceCell<Rc<Db>>,
 }
 
 impl Ctx {
     pub fn new(req: Request, env: Env, wctx: Context) -> AppResult<Ctx> {
         let (origin, path, query) = crate::urlparts::split(&req.inner().url());
-        Ok(Ctx { path, origin, req, env, wctx, now_ms: worker::Date::now().as_millis() as i64, query, log_org: None })
+        Ok(Ctx {
+            path,
+            origin,
+            req,
+            env,
+            wctx,
+            now_ms: worker::Date::now().as_millis() as i64,
+            query,
+            log_org: None,
+            meter: Rc::default(),
+            db: OnceCell::new(),
+        })
+    }
+
+    /// The client's `x-d1-bookmark`, when it is one D1 could have issued.
+    pub fn bookmark(&self) -> Option<String> {
+        self.header("x-d1-bookmark").filter(|b| store::valid_bookmark(b))
+    }
+
+    /// The request's one D1 session: anchored at the client's bookmark
+    /// (read-your-writes), else unconstrained for reads (any replica) and
+    /// primary-first for writes.
+    pub fn db(&self) -> AppResult<Rc<Db>> {
+        if let Some(db) = self.db.get() {
+            return Ok(db.clone());
+        }
+        let reading = matches!(self.method(), Method::Get | Method::Head);
+        let anchor =
+            self.bookmark().unwrap_or_else(|| if reading { "first-unconstrained" } else { "first-primary" }.to_owned());
+        let db = Rc::new(store::session_db(&self.env, &anchor, self.meter.clone())?);
+        Ok(self.db.get_or_init(|| db).clone())
+    }
+
+    /// The latest bookmark of this request's session, if it used D1.
+    pub fn session_bookmark(&self) -> Option<String> {
+        self.db.get().and_then(|db| db.bookmark())
     }
 
     pub fn method(&self) -> Method {

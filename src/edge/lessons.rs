@@ -2,8 +2,10 @@
 //! create-only), an index of lessons and versions in D1, frames, export,
 //! import, and media assets with ranged downloads.
 
+use super::edge_cache::{self, etag_matches, Entry, Family, IMMUTABLE, NO_STORE};
 use super::http::{allow, created, ok, path_id, Ctx};
 use super::runs;
+use super::store::Db;
 use super::store::{self, i, t, u, ARTIFACTS};
 use crate::canonical::sha256_hex;
 use crate::error::{AppError, AppResult};
@@ -12,9 +14,8 @@ use crate::lesson::{self, Artifact, Draft, Source};
 use crate::policy::{self, Action, Scope};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use worker::{Bucket, Conditional, D1Database, HttpMetadata, Method, Range, Response};
+use worker::{Bucket, Conditional, HttpMetadata, Method, Range, Response};
 
-const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const IMMUTABLE_PRIVATE: &str = "private, max-age=31536000, immutable";
 
 /// Media types authors may upload. SVG and HTML are left out on purpose:
@@ -126,15 +127,17 @@ fn parse_version(v: &str) -> AppResult<u32> {
     v.parse::<u32>().ok().filter(|v| *v >= 1).ok_or_else(|| AppError::not_found("lesson version"))
 }
 
+/// The artifacts bucket, for one R2 operation (counted for `Server-Timing`).
 fn bucket(ctx: &Ctx) -> AppResult<Bucket> {
+    ctx.meter.r2_op();
     Ok(ctx.env.bucket(ARTIFACTS)?)
 }
 
-pub async fn load_lesson(db: &D1Database, id: &str) -> AppResult<Option<LessonRow>> {
+pub async fn load_lesson(db: &Db, id: &str) -> AppResult<Option<LessonRow>> {
     store::first(db, "SELECT id, org, author_id, created_at FROM lessons WHERE id = ?1", &[t(id)]).await
 }
 
-pub async fn load_version(db: &D1Database, id: &str, version: u32) -> AppResult<Option<VersionRow>> {
+pub async fn load_version(db: &Db, id: &str, version: u32) -> AppResult<Option<VersionRow>> {
     store::first(
         db,
         "SELECT lesson_id, version, sha256, r2_key, title, summary, tags, step_count, quiz_count, created_at FROM lesson_versions WHERE lesson_id = ?1 AND version = ?2",
@@ -144,7 +147,7 @@ pub async fn load_version(db: &D1Database, id: &str, version: u32) -> AppResult<
 }
 
 /// Whether this exact version is published publicly in the marketplace.
-pub async fn is_public(db: &D1Database, id: &str, version: u32) -> AppResult<bool> {
+pub async fn is_public(db: &Db, id: &str, version: u32) -> AppResult<bool> {
     #[derive(Deserialize)]
     struct N {
         n: u64,
@@ -159,6 +162,7 @@ pub async fn is_public(db: &D1Database, id: &str, version: u32) -> AppResult<boo
 }
 
 pub async fn fetch_artifact(ctx: &Ctx, row: &VersionRow) -> AppResult<Artifact> {
+    ctx.meter.r2_op();
     fetch_artifact_env(&ctx.env, row).await
 }
 
@@ -175,7 +179,7 @@ pub async fn fetch_artifact_env(env: &worker::Env, row: &VersionRow) -> AppResul
 
 /// Who is reading a version, and whether the version is publicly readable
 /// (published publicly in the marketplace). No token is fine for those.
-async fn reader(ctx: &mut Ctx, db: &D1Database, lesson: &LessonRow, version: u32) -> AppResult<(Option<Claims>, bool)> {
+async fn reader(ctx: &mut Ctx, db: &Db, lesson: &LessonRow, version: u32) -> AppResult<(Option<Claims>, bool)> {
     let has_token = ctx.header("authorization").is_some() || ctx.query("token").is_some();
     let claims = if has_token { Some(ctx.claims()?) } else { None };
     let in_org = claims.as_ref().is_some_and(|c| c.org == lesson.org);
@@ -193,15 +197,6 @@ fn sees_answer_key(claims: Option<&Claims>, lesson: &LessonRow) -> bool {
     claims.is_some_and(|c| {
         let scope = Scope { same_org: c.org == lesson.org, owner: c.sub == lesson.author_id };
         policy::decide(&c.roles, Action::LessonReadAnswerKey, scope) == policy::Decision::Allow
-    })
-}
-
-fn etag_matches(ctx: &Ctx, etag: &str) -> bool {
-    ctx.header("if-none-match").is_some_and(|h| {
-        h.split(',').any(|tag| {
-            let tag = tag.trim().trim_start_matches("W/").trim_matches('"');
-            tag == "*" || tag == etag.trim_matches('"')
-        })
     })
 }
 
@@ -228,7 +223,7 @@ async fn list(ctx: &mut Ctx) -> AppResult<Response> {
         step_count: u64,
         created_at: i64,
     }
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     let rows: Vec<Row> = store::all(
         &db,
         "SELECT l.id AS lesson_id, v.title AS title, l.author_id AS author_id, v.version AS latest_version, v.sha256 AS sha256, v.step_count AS step_count, l.created_at AS created_at \
@@ -251,7 +246,7 @@ async fn store_version(
     source: Option<Source>,
     new_lesson: bool,
 ) -> AppResult<Response> {
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     let assets = lesson::asset_refs(&draft.timeline);
     check_assets(&db, &claims.org, &assets).await?;
     let created_at = crate::run::rfc3339_ms(ctx.now_ms);
@@ -317,7 +312,7 @@ async fn store_version(
 
 /// Every referenced asset must have been uploaded in the lesson's org: 422
 /// naming the first field that references one that was not.
-async fn check_assets(db: &D1Database, org: &str, refs: &[(String, String)]) -> AppResult<()> {
+async fn check_assets(db: &Db, org: &str, refs: &[(String, String)]) -> AppResult<()> {
     #[derive(Deserialize)]
     struct Row {
         sha256: String,
@@ -359,7 +354,7 @@ async fn import(ctx: &mut Ctx) -> AppResult<Response> {
 
 async fn new_version(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     let claims = ctx.claims()?;
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     let lesson = load_lesson(&db, id).await?.ok_or_else(|| AppError::not_found("lesson"))?;
     let scope = Scope { same_org: lesson.org == claims.org, owner: lesson.author_id == claims.sub };
     policy::authorize(&claims, Action::LessonVersion, scope, "lesson")?;
@@ -379,7 +374,7 @@ async fn new_version(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
 pub async fn export(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {
     let claims = ctx.claims()?;
     policy::authorize(&claims, Action::LessonCreate, Scope::ORG, "lesson")?;
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     let run = runs::authorized_run(&db, &claims, run_id, Action::RunRead).await?;
     let body = ctx.json().await?;
     let last = runs::last_seq(&db, &run.id).await?;
@@ -406,21 +401,59 @@ pub async fn export(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {
     store_version(ctx, &claims, &runs::new_id(), 1, draft, Some(source), true).await
 }
 
+/// No token at all: the request may only see what is public, and the edge
+/// may answer it for everyone alike.
+fn anonymous(ctx: &Ctx) -> bool {
+    ctx.header("authorization").is_none() && ctx.query("token").is_none()
+}
+
+/// A public read answered at the edge when warm. Which versions are public
+/// changes with marketplace decisions, so keys carry the marketplace stamp.
+async fn public_read<F>(ctx: &Ctx, key: &str, build: F) -> AppResult<Response>
+where
+    F: std::future::Future<Output = AppResult<Entry>>,
+{
+    let entry = edge_cache::read_through(ctx, Some(Family::Market), key, build).await?;
+    let mut r = entry.respond(ctx)?;
+    r.headers_mut().set("vary", "Authorization")?;
+    Ok(r)
+}
+
+/// 401 unless this version is published publicly.
+async fn require_public(db: &Db, id: &str, version: u32) -> AppResult<()> {
+    if is_public(db, id, version).await? {
+        Ok(())
+    } else {
+        Err(AppError::unauthorized("missing bearer token"))
+    }
+}
+
 async fn metadata(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
-    let db = store::db(&ctx.env)?;
-    let lesson = load_lesson(&db, id).await?.ok_or_else(|| AppError::not_found("lesson"))?;
+    if anonymous(ctx) {
+        let key = format!("lesson:{id}");
+        return public_read(ctx, &key, async {
+            let body = metadata_body(ctx, &*ctx.db()?, id, None).await?;
+            Ok(Entry::json(&body, NO_STORE))
+        })
+        .await;
+    }
+    let claims = ctx.claims()?;
+    let body = metadata_body(ctx, &*ctx.db()?, id, Some(&claims)).await?;
+    ok(body)
+}
+
+async fn metadata_body(_ctx: &Ctx, db: &Db, id: &str, claims: Option<&Claims>) -> AppResult<Value> {
+    let lesson = load_lesson(db, id).await?.ok_or_else(|| AppError::not_found("lesson"))?;
     let versions: Vec<VersionRow> = store::all(
-        &db,
+        db,
         "SELECT lesson_id, version, sha256, r2_key, title, summary, tags, step_count, quiz_count, created_at FROM lesson_versions WHERE lesson_id = ?1 ORDER BY version",
         &[t(id)],
     )
     .await?;
-    let has_token = ctx.header("authorization").is_some();
-    let claims = if has_token { Some(ctx.claims()?) } else { None };
-    let in_org = claims.as_ref().is_some_and(|c| c.org == lesson.org);
+    let in_org = claims.is_some_and(|c| c.org == lesson.org);
     let mut visible = Vec::new();
     for v in versions {
-        if in_org || is_public(&db, id, v.version).await? {
+        if in_org || is_public(db, id, v.version).await? {
             visible.push(json!({
                 "version": v.version, "sha256": v.sha256, "title": v.title, "summary": v.summary,
                 "tags": serde_json::from_str::<Value>(&v.tags).unwrap_or(json!([])),
@@ -436,7 +469,7 @@ async fn metadata(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
         });
     }
     let latest = visible.last().cloned().unwrap_or(Value::Null);
-    ok(json!({
+    Ok(json!({
         "lesson_id": lesson.id, "org": lesson.org, "author_id": lesson.author_id,
         "title": latest["title"], "summary": latest["summary"], "latest_version": latest["version"],
         "created_at": crate::run::rfc3339_ms(lesson.created_at), "versions": visible,
@@ -444,7 +477,18 @@ async fn metadata(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
 }
 
 async fn read_version(ctx: &mut Ctx, id: &str, version: u32) -> AppResult<Response> {
-    let db = store::db(&ctx.env)?;
+    if anonymous(ctx) {
+        let key = format!("version:{id}:{version}");
+        return public_read(ctx, &key, async {
+            let db = ctx.db()?;
+            let row = load_version(&db, id, version).await?.ok_or_else(|| AppError::not_found("lesson version"))?;
+            require_public(&db, id, version).await?;
+            let artifact = fetch_artifact(ctx, &row).await?;
+            Ok(Entry::json(&artifact.without_answer_key(), IMMUTABLE).with_etag(&row.sha256))
+        })
+        .await;
+    }
+    let db = ctx.db()?;
     let lesson = load_lesson(&db, id).await?.ok_or_else(|| AppError::not_found("lesson"))?;
     let row = load_version(&db, id, version).await?.ok_or_else(|| AppError::not_found("lesson version"))?;
     let (claims, public) = reader(ctx, &db, &lesson, version).await?;
@@ -461,8 +505,37 @@ async fn read_version(ctx: &mut Ctx, id: &str, version: u32) -> AppResult<Respon
     immutable_json(ctx, &body, &row.sha256, private)
 }
 
+/// Frame `k` of a version, as served (the canvas state after `k` items).
+async fn frame_body(ctx: &Ctx, row: &VersionRow, k: usize) -> AppResult<Value> {
+    if k as u64 > row.step_count {
+        return Err(AppError::rule(
+            404,
+            "frame_out_of_range",
+            format!("frame {k} is past the end; this version has frames 0 to {}", row.step_count),
+        ));
+    }
+    let artifact = fetch_artifact(ctx, row).await?;
+    let canvas = artifact.frame(k).ok_or_else(|| AppError::rule(404, "frame_out_of_range", "frame past the end"))?;
+    let item = k.checked_sub(1).and_then(|n| artifact.timeline.get(n));
+    Ok(json!({
+        "lesson_id": row.lesson_id, "version": row.version, "cursor": k, "steps": row.step_count,
+        "item": item, "state": canvas.to_value(),
+    }))
+}
+
 async fn frame(ctx: &mut Ctx, id: &str, version: u32, k: usize) -> AppResult<Response> {
-    let db = store::db(&ctx.env)?;
+    if anonymous(ctx) {
+        let key = format!("frame:{id}:{version}:{k}");
+        return public_read(ctx, &key, async {
+            let db = ctx.db()?;
+            let row = load_version(&db, id, version).await?.ok_or_else(|| AppError::not_found("lesson version"))?;
+            require_public(&db, id, version).await?;
+            let body = frame_body(ctx, &row, k).await?;
+            Ok(Entry::json(&body, IMMUTABLE).with_etag(&format!("{}-{k}", row.sha256)))
+        })
+        .await;
+    }
+    let db = ctx.db()?;
     let lesson = load_lesson(&db, id).await?.ok_or_else(|| AppError::not_found("lesson"))?;
     let row = load_version(&db, id, version).await?.ok_or_else(|| AppError::not_found("lesson version"))?;
     let (_, public) = reader(ctx, &db, &lesson, version).await?;
@@ -477,13 +550,7 @@ async fn frame(ctx: &mut Ctx, id: &str, version: u32, k: usize) -> AppResult<Res
     if etag_matches(ctx, &etag) {
         return immutable_json(ctx, &Value::Null, &etag, !public);
     }
-    let artifact = fetch_artifact(ctx, &row).await?;
-    let canvas = artifact.frame(k).ok_or_else(|| AppError::rule(404, "frame_out_of_range", "frame past the end"))?;
-    let item = k.checked_sub(1).and_then(|n| artifact.timeline.get(n));
-    let body = json!({
-        "lesson_id": id, "version": version, "cursor": k, "steps": row.step_count,
-        "item": item, "state": canvas.to_value(),
-    });
+    let body = frame_body(ctx, &row, k).await?;
     immutable_json(ctx, &body, &etag, !public)
 }
 
@@ -507,7 +574,7 @@ async fn upload_asset(ctx: &mut Ctx) -> AppResult<Response> {
     if !sniff_matches(&content_type, &bytes) {
         return Err(AppError::unprocessable("content_mismatch", format!("the bytes are not {content_type}")));
     }
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     let (_, limits) = super::system::org_limits(ctx, &db, &claims.org).await?;
     #[derive(Deserialize)]
     struct Used {
@@ -600,10 +667,8 @@ fn parse_range(header: &str, size: u64) -> Option<Result<(u64, u64), ()>> {
     })
 }
 
-/// Media of a lesson version published publicly may be read by anyone (→
-/// `Ok(true)`); any other asset only with a token of an org that uploaded it
-/// (`?token=` works too, for `<img src>`). Another org gets 404.
-async fn asset_access(ctx: &mut Ctx, db: &D1Database, sha: &str) -> AppResult<bool> {
+/// Whether the asset belongs to a lesson version published publicly.
+async fn public_asset(db: &Db, sha: &str) -> AppResult<bool> {
     #[derive(Deserialize)]
     struct N {
         n: u64,
@@ -614,7 +679,18 @@ async fn asset_access(ctx: &mut Ctx, db: &D1Database, sha: &str) -> AppResult<bo
         &[t(sha)],
     )
     .await?;
-    if public.is_some_and(|p| p.n > 0) {
+    Ok(public.is_some_and(|p| p.n > 0))
+}
+
+/// Media of a lesson version published publicly may be read by anyone (→
+/// `Ok(true)`); any other asset only with a token of an org that uploaded it
+/// (`?token=` works too, for `<img src>`). Another org gets 404.
+async fn asset_access(ctx: &mut Ctx, db: &Db, sha: &str) -> AppResult<bool> {
+    #[derive(Deserialize)]
+    struct N {
+        n: u64,
+    }
+    if public_asset(db, sha).await? {
         return Ok(true);
     }
     let has_token = ctx.header("authorization").is_some() || ctx.query("token").is_some();
@@ -636,7 +712,44 @@ async fn asset_access(ctx: &mut Ctx, db: &D1Database, sha: &str) -> AppResult<bo
 }
 
 async fn download_asset(ctx: &mut Ctx, sha: &str) -> AppResult<Response> {
-    let db = store::db(&ctx.env)?;
+    // Public media, whole: the edge keeps it (ranges and private media go on).
+    if anonymous(ctx) && ctx.header("range").is_none() && ctx.method() == Method::Get {
+        let key = format!("asset:{sha}");
+        let mut r = public_read(ctx, &key, async {
+            let db = ctx.db()?;
+            #[derive(Deserialize)]
+            struct Row {
+                content_type: String,
+            }
+            let row: Option<Row> =
+                store::first(&db, "SELECT content_type FROM assets WHERE sha256 = ?1", &[t(sha)]).await?;
+            let row = row.ok_or_else(|| AppError::not_found("asset"))?;
+            if !public_asset(&db, sha).await? {
+                return Err(AppError::unauthorized("missing bearer token"));
+            }
+            let obj = bucket(ctx)?
+                .get(format!("assets/{sha}"))
+                .execute()
+                .await?
+                .ok_or_else(|| AppError::not_found("asset"))?;
+            let body = match obj.body() {
+                Some(b) => b.bytes().await?,
+                None => Vec::new(),
+            };
+            Ok(Entry {
+                body,
+                content_type: row.content_type,
+                etag: Some(sha.to_owned()),
+                client_cache_control: IMMUTABLE,
+            })
+        })
+        .await?;
+        let h = r.headers_mut();
+        h.set("accept-ranges", "bytes")?;
+        h.set("x-content-type-options", "nosniff")?;
+        return Ok(r);
+    }
+    let db = ctx.db()?;
     #[derive(Deserialize)]
     struct Row {
         content_type: String,

@@ -3,9 +3,11 @@
 //! generation-stamped keys, and bumps the generation in the same D1 batch as
 //! every write, so the next read never sees a stale page.
 
+use super::edge_cache::{self, Entry, Family, NO_STORE};
 use super::http::{allow, created, ok, path_id, Ctx};
 use super::lessons;
-use super::store::{self, i, t, u, MARKET_CACHE};
+use super::store::Db;
+use super::store::{self, i, t, u};
 use crate::error::{AppError, AppResult};
 use crate::identity::Claims;
 use crate::marketplace::{
@@ -15,10 +17,7 @@ use crate::policy::{self, Action, Scope};
 use crate::run::rfc3339_ms;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use worker::{D1Database, Method, Response};
-
-/// KV's minimum TTL; generation stamps, not expiry, keep reads fresh.
-const CACHE_TTL_SECS: u64 = 300;
+use worker::{Method, Response};
 
 #[derive(Deserialize, Clone)]
 struct ListingRow {
@@ -34,6 +33,13 @@ struct ListingRow {
     visibility: String,
     status: String,
     created_at: i64,
+    /// Kept on the listing by the review write; read by searches only.
+    #[serde(default)]
+    rating_count: u64,
+    #[serde(default)]
+    rating_sum: u64,
+    #[serde(default)]
+    rank: i64,
 }
 
 const LISTING_COLUMNS: &str =
@@ -105,58 +111,22 @@ fn optional_claims(ctx: &mut Ctx) -> AppResult<Option<Claims>> {
     }
 }
 
-async fn generation(db: &D1Database) -> AppResult<u64> {
-    #[derive(Deserialize)]
-    struct G {
-        generation: u64,
-    }
-    let g: Option<G> = store::first(db, "SELECT generation FROM market_generation WHERE id = 1", &[]).await?;
-    Ok(g.map(|g| g.generation).unwrap_or(0))
+/// One cached marketplace answer: from the edge when warm (no D1), else
+/// built; `x-cache` and the cache counter say which.
+async fn cached<F>(ctx: &Ctx, key: &str, build: F) -> AppResult<(Entry, &'static str)>
+where
+    F: std::future::Future<Output = AppResult<Entry>>,
+{
+    let entry = edge_cache::read_through(ctx, Some(Family::Market), key, build).await?;
+    let state = ctx.meter.cache.get().unwrap_or("bypass");
+    store::count("dropple_market_cache_total", &format!("{{result=\"{state}\"}}"), 1.0);
+    Ok((entry, state))
 }
 
-fn bump_generation(db: &D1Database) -> AppResult<worker::D1PreparedStatement> {
-    store::stmt(db, "UPDATE market_generation SET generation = generation + 1 WHERE id = 1", &[])
-}
-
-/// Serve from KV when the key (stamped with the current generation) is there;
-/// otherwise build, answer, and fill the cache after the response.
-async fn cached(
-    ctx: &Ctx,
-    key: String,
-    build: impl std::future::Future<Output = AppResult<Value>>,
-) -> AppResult<Response> {
-    let kv = ctx.env.kv(MARKET_CACHE).map_err(|e| AppError::internal(e.to_string()))?;
-    let hit = kv.get(&key).text().await.ok().flatten();
-    let (text, state) = match hit {
-        Some(text) => (text, "hit"),
-        None => {
-            let text = build.await?.to_string();
-            if let Ok(put) = kv.put(&key, text.clone()) {
-                ctx.wctx.wait_until(async move {
-                    let _ = put.expiration_ttl(CACHE_TTL_SECS).execute().await;
-                });
-            }
-            (text, "miss")
-        }
-    };
-    if let Ok(db) = store::db(&ctx.env) {
-        ctx.wctx.wait_until(async move {
-            store::count(&db, "dropple_market_cache_total", &format!("{{result=\"{state}\"}}"), 1.0).await
-        });
-    }
-    let mut r = Response::ok(text)?;
-    let h = r.headers_mut();
-    h.set("content-type", "application/json")?;
-    h.set("cache-control", "no-store")?;
-    h.set("x-cache", state)?;
+fn respond(ctx: &Ctx, entry: &Entry, state: &str) -> AppResult<Response> {
+    let mut r = entry.respond(ctx)?;
+    r.headers_mut().set("x-cache", state)?;
     Ok(r)
-}
-
-#[derive(Deserialize)]
-struct RatingAgg {
-    listing_id: String,
-    n: u64,
-    s: u64,
 }
 
 async fn list(ctx: &mut Ctx) -> AppResult<Response> {
@@ -164,43 +134,84 @@ async fn list(ctx: &mut Ctx) -> AppResult<Response> {
     let viewer = claims.as_ref().map(|c| c.org.clone());
     let query =
         Query::parse(ctx.query("q"), ctx.query("tag"), ctx.query("sort"), ctx.query("cursor"), ctx.query("limit"))?;
-    let db = store::db(&ctx.env)?;
-    let key = market::list_cache_key(generation(&db).await?, &market::viewer_scope(viewer.as_deref()), &query);
-    cached(ctx, key, async {
-        let rows: Vec<ListingRow> = store::all(
-            &db,
-            &format!("SELECT {LISTING_COLUMNS} FROM listings WHERE status = 'published' AND (visibility = 'public' OR org = ?1)"),
-            &[t(viewer.as_deref().unwrap_or(""))],
-        )
-        .await?;
-        let ratings: Vec<RatingAgg> =
-            store::all(&db, "SELECT listing_id, COUNT(*) AS n, SUM(rating) AS s FROM reviews GROUP BY listing_id", &[]).await?;
-        let items: Vec<ListingSummary> = rows
-            .iter()
-            .map(|r| {
-                let agg = ratings.iter().find(|a| a.listing_id == r.id);
-                let (n, s) = agg.map(|a| (a.n, a.s)).unwrap_or((0, 0));
-                ListingSummary {
-                    listing_id: r.id.clone(),
-                    lesson_id: r.lesson_id.clone(),
-                    version: r.version,
-                    title: r.title.clone(),
-                    summary: r.summary.clone(),
-                    tags: r.tags(),
-                    status: r.status(),
-                    visibility: r.visibility(),
-                    org: r.org.clone(),
-                    created_at_ms: r.created_at,
-                    rating_bayesian: bayesian(n, s),
-                    rating_count: n,
-                    price_cents: r.price_cents,
-                }
-            })
-            .collect();
-        let page = market::search(&items, &query, viewer.as_deref());
-        Ok(json!({"listings": page.items, "next_cursor": page.next_cursor}))
+    let key = market::list_cache_key(&market::viewer_scope(viewer.as_deref()), &query);
+    let (entry, state) = cached(ctx, &key, async {
+        let page = search(&*ctx.db()?, &query, viewer.as_deref()).await?;
+        Ok(Entry::json(&json!({"listings": page.items, "next_cursor": page.next_cursor}), NO_STORE))
     })
-    .await
+    .await?;
+    respond(ctx, &entry, state)
+}
+
+/// One page of search results, in SQL: keyset paging on an index for either
+/// order, tags through their table, text through the FTS5 trigram index. It
+/// reads rows in proportion to the page (or to the text matches), never the
+/// whole marketplace. Orders and cursors are those of `crate::marketplace`.
+async fn search(db: &Db, query: &Query, viewer_org: Option<&str>) -> AppResult<market::Page> {
+    let text = query.text_search();
+    let (key_col, sort) = match query.sort {
+        market::Sort::Rating => ("rank", market::Sort::Rating),
+        market::Sort::New => ("created_at", market::Sort::New),
+    };
+    let mut sql = format!(
+        "SELECT {LISTING_COLUMNS}, rating_count, rating_sum, rank FROM listings \
+         WHERE status = 'published' AND (visibility = 'public' OR org = ?1)"
+    );
+    let mut args: Vec<store::Arg> = vec![t(viewer_org.unwrap_or(""))];
+    if let Some(tag) = &query.tag {
+        args.push(t(tag));
+        sql.push_str(&format!(" AND id IN (SELECT listing_id FROM listing_tags WHERE tag = ?{})", args.len()));
+    }
+    if let Some(m) = &text.fts_match {
+        args.push(t(m));
+        sql.push_str(&format!(
+            " AND rowid IN (SELECT rowid FROM listings_fts WHERE listings_fts MATCH ?{})",
+            args.len()
+        ));
+    }
+    for term in &text.short_terms {
+        args.push(t(term));
+        sql.push_str(&format!(
+            " AND instr(lower(title || char(10) || summary || char(10) || tags), ?{}) > 0",
+            args.len()
+        ));
+    }
+    if let Some(c) = &query.cursor {
+        args.push(i(c.primary));
+        let p = args.len();
+        args.push(t(&c.listing_id));
+        sql.push_str(&format!(" AND ({key_col} < ?{p} OR ({key_col} = ?{p} AND id > ?{}))", p + 1));
+    }
+    let limit = query.limit.clamp(1, market::MAX_LIMIT) as usize;
+    sql.push_str(&format!(" ORDER BY {key_col} DESC, id ASC LIMIT {}", limit + 1));
+    let rows: Vec<ListingRow> = store::all(db, &sql, &args).await?;
+    let more = rows.len() > limit;
+    // The cursor holds the row's own sort key, so the next page's SQL
+    // continues exactly where this one stopped.
+    let next_cursor = rows.get(limit.saturating_sub(1)).filter(|_| more).map(|r| {
+        let primary = if sort == market::Sort::Rating { r.rank } else { r.created_at };
+        market::Cursor { sort, primary, listing_id: r.id.clone() }.encode()
+    });
+    let items: Vec<ListingSummary> = rows
+        .into_iter()
+        .take(limit)
+        .map(|r| ListingSummary {
+            listing_id: r.id.clone(),
+            lesson_id: r.lesson_id.clone(),
+            version: r.version,
+            title: r.title.clone(),
+            summary: r.summary.clone(),
+            tags: r.tags(),
+            status: r.status(),
+            visibility: r.visibility(),
+            org: r.org.clone(),
+            created_at_ms: r.created_at,
+            rating_bayesian: bayesian(r.rating_count, r.rating_sum),
+            rating_count: r.rating_count,
+            price_cents: r.price_cents,
+        })
+        .collect();
+    Ok(market::Page { items, next_cursor })
 }
 
 /// The trust signals' Bayesian average, from a count and a sum (list pages
@@ -209,7 +220,7 @@ fn bayesian(n: u64, sum: u64) -> f64 {
     (market::PRIOR_WEIGHT * market::PRIOR_MEAN + sum as f64) / (market::PRIOR_WEIGHT + n as f64)
 }
 
-async fn load_listing(db: &D1Database, id: &str) -> AppResult<ListingRow> {
+async fn load_listing(db: &Db, id: &str) -> AppResult<ListingRow> {
     store::first(db, &format!("SELECT {LISTING_COLUMNS} FROM listings WHERE id = ?1"), &[t(id)])
         .await?
         .ok_or_else(|| AppError::not_found("listing"))
@@ -221,7 +232,7 @@ fn can_see(row: &ListingRow, claims: Option<&Claims>) -> bool {
     same_org || row.status() == ListingStatus::Published && row.visibility() == Visibility::Public
 }
 
-async fn trust(db: &D1Database, row: &ListingRow) -> AppResult<market::TrustSignals> {
+async fn trust(db: &Db, row: &ListingRow) -> AppResult<market::TrustSignals> {
     #[derive(Deserialize)]
     struct R {
         rating: u8,
@@ -265,31 +276,37 @@ fn listing_json(row: &ListingRow) -> Value {
 
 async fn detail(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     let claims = optional_claims(ctx)?;
-    let db = store::db(&ctx.env)?;
-    let row = load_listing(&db, id).await?;
-    if !can_see(&row, claims.as_ref()) {
-        return Err(AppError::not_found("listing"));
-    }
     let viewer = claims.as_ref().map(|c| c.org.clone());
-    let key = market::detail_cache_key(generation(&db).await?, id, &market::viewer_scope(viewer.as_deref()));
-    let actions: Vec<&str> = claims
-        .as_ref()
-        .map(|c| {
-            let actor = Actor { user_id: c.sub.clone(), roles: c.roles.clone(), org: c.org.clone() };
-            market::available_decisions(row.status(), &actor, &row.facts()).into_iter().map(|d| d.as_str()).collect()
-        })
-        .unwrap_or_default();
-    let resp = cached(ctx, key, async {
+    let key = market::detail_cache_key(id, &market::viewer_scope(viewer.as_deref()));
+    let (entry, state) = cached(ctx, &key, async {
+        let db = ctx.db()?;
+        let row = load_listing(&db, id).await?;
+        if !can_see(&row, claims.as_ref()) {
+            return Err(AppError::not_found("listing"));
+        }
         let signals = trust(&db, &row).await?;
         let mut v = listing_json(&row);
         if let (Some(o), Ok(Value::Object(s))) = (v.as_object_mut(), serde_json::to_value(&signals)) {
             o.extend(s);
         }
-        Ok(v)
+        Ok(Entry::json(&v, NO_STORE))
     })
     .await?;
-    // Per-viewer buttons ride in a header so the cached body stays shared.
-    let mut resp = resp;
+    // Per-viewer buttons ride in a header so the cached body stays shared;
+    // they follow from the body's own status, author and org.
+    let actions: Vec<&str> = match &claims {
+        Some(c) => {
+            let body: Value = serde_json::from_slice(&entry.body).unwrap_or(Value::Null);
+            let field = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+            let status = ListingStatus::parse(&field("status")).unwrap_or(ListingStatus::Suspended);
+            let visibility = if field("visibility") == "org" { Visibility::Org } else { Visibility::Public };
+            let facts = ListingFacts { author_id: field("author_id"), org: field("org"), visibility };
+            let actor = Actor { user_id: c.sub.clone(), roles: c.roles.clone(), org: c.org.clone() };
+            market::available_decisions(status, &actor, &facts).into_iter().map(|d| d.as_str()).collect()
+        }
+        None => Vec::new(),
+    };
+    let mut resp = respond(ctx, &entry, state)?;
     resp.headers_mut().set("x-available-decisions", &actions.join(","))?;
     Ok(resp)
 }
@@ -298,7 +315,7 @@ async fn submit(ctx: &mut Ctx) -> AppResult<Response> {
     let claims = ctx.claims()?;
     let body = ctx.json().await?;
     let sub = market::validate_submission(&body)?;
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     let lesson = lessons::load_lesson(&db, &sub.lesson_id).await?.ok_or_else(|| AppError::not_found("lesson"))?;
     let scope = Scope { same_org: lesson.org == claims.org, owner: lesson.author_id == claims.sub };
     policy::authorize(&claims, Action::ListingSubmit, scope, "lesson")?;
@@ -327,8 +344,8 @@ async fn submit(ctx: &mut Ctx) -> AppResult<Response> {
             i(ctx.now_ms),
         ],
     )?;
-    match db.batch(vec![insert, bump_generation(&db)?]).await.map_err(AppError::from) {
-        Ok(_) => {}
+    match db.batch(vec![insert]).await.map_err(AppError::from) {
+        Ok(_) => edge_cache::bump(ctx, Family::Market).await,
         Err(e) if store::is_constraint(&e, "UNIQUE") => {
             return Err(AppError::conflict("already_listed", "this lesson version already has a listing"))
         }
@@ -343,7 +360,7 @@ async fn decide(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     let claims = ctx.claims()?;
     let body = ctx.json().await?;
     let request = DecisionRequest::parse(&body)?;
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     let row = load_listing(&db, id).await?;
     let actor = Actor { user_id: claims.sub.clone(), roles: claims.roles.clone(), org: claims.org.clone() };
     let decided = market::handle_decision(id, row.status(), &request, &actor, &row.facts(), ctx.now_ms)?;
@@ -363,9 +380,9 @@ async fn decide(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
                 &[t(id), t(&claims.sub), t(decided.decision.as_str()), t(decided.from.as_str()), t(decided.to.as_str()), t(&reason), i(ctx.now_ms)],
             )?,
             store::audit_stmt(&db, &row.org, ctx.now_ms, &claims.sub, &format!("listing.{}", decided.decision.as_str()), id, &detail)?,
-            bump_generation(&db)?,
         ])
         .await?;
+    edge_cache::bump(ctx, Family::Market).await;
     // A concurrent decision changed the status first: nothing of ours counts.
     let changed = results.first().and_then(|r| r.meta().ok().flatten()).and_then(|m| m.changes).unwrap_or(1);
     if changed == 0 {
@@ -380,7 +397,7 @@ async fn review(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     let claims = ctx.claims()?;
     let body = ctx.json().await?;
     let r = market::validate_review(&body)?;
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     let row = load_listing(&db, id).await?;
     if !can_see(&row, Some(&claims)) {
         return Err(AppError::not_found("listing"));
@@ -405,8 +422,18 @@ async fn review(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
         "INSERT INTO reviews (listing_id, learner_id, rating, text, completed, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         &[t(id), t(&claims.sub), i(r.rating), t(&r.text), i(completed as i64), i(ctx.now_ms)],
     )?;
-    match db.batch(vec![insert, bump_generation(&db)?]).await.map_err(AppError::from) {
-        Ok(_) => created(json!({"listing_id": id, "rating": r.rating, "completed": completed})),
+    // The listing's count, sum and rank key change in the same batch.
+    let tally = store::stmt(
+        &db,
+        "UPDATE listings SET rating_count = rating_count + 1, rating_sum = rating_sum + ?2, \
+         rank = CAST(ROUND(((17.5 + rating_sum + ?2) / (5.0 + rating_count + 1)) * 1000000.0) AS INTEGER) WHERE id = ?1",
+        &[t(id), i(r.rating)],
+    )?;
+    match db.batch(vec![insert, tally]).await.map_err(AppError::from) {
+        Ok(_) => {
+            edge_cache::bump(ctx, Family::Market).await;
+            created(json!({"listing_id": id, "rating": r.rating, "completed": completed}))
+        }
         Err(e) if store::is_constraint(&e, "UNIQUE") || store::is_constraint(&e, "PRIMARY KEY") => {
             Err(AppError::conflict("already_reviewed", "you have already reviewed this listing"))
         }
@@ -416,7 +443,7 @@ async fn review(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
 
 async fn reviews(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     let claims = optional_claims(ctx)?;
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     let row = load_listing(&db, id).await?;
     if !can_see(&row, claims.as_ref()) {
         return Err(AppError::not_found("listing"));
@@ -446,7 +473,7 @@ async fn reviews(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
 async fn queue(ctx: &mut Ctx) -> AppResult<Response> {
     let claims = ctx.claims()?;
     policy::authorize(&claims, Action::ListingReview, Scope::ORG, "queue")?;
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     let rows: Vec<ListingRow> = store::all(
         &db,
         &format!("SELECT {LISTING_COLUMNS} FROM listings WHERE org = ?1 AND status IN ('submitted', 'in_review', 'approved', 'suspended') ORDER BY created_at LIMIT 200"),

@@ -4,6 +4,7 @@
 mod ai_jobs;
 mod certificates;
 mod classroom_do;
+mod edge_cache;
 mod http;
 mod lessons;
 mod marketplace;
@@ -28,7 +29,7 @@ async fn fetch(req: Request, env: Env, wctx: Context) -> worker::Result<Response
         Err(e) => return http::error_response(&e),
     };
     let result = route(&mut ctx).await;
-    let response = match result {
+    let mut response = match result {
         Ok(r) => r,
         Err(e) => {
             if let AppError::Internal(detail) = &e {
@@ -40,6 +41,16 @@ async fn fetch(req: Request, env: Env, wctx: Context) -> worker::Result<Response
             http::error_response(&e)?
         }
     };
+    let elapsed = worker::Date::now().as_millis().saturating_sub(started);
+    see_cost(&ctx, &mut response, elapsed);
+    // Counters are kept in memory on request paths; a request that wrote to
+    // D1 anyway carries the pending ones there after its response.
+    let writing = !matches!(ctx.method(), worker::Method::Get | worker::Method::Head);
+    if writing && store::has_pending_counters() {
+        if let Ok(db) = store::db(&ctx.env) {
+            ctx.wctx.wait_until(async move { store::flush_counters(&db).await });
+        }
+    }
     // One structured line per request: ids only, never personal data.
     worker::console_log!(
         "{}",
@@ -47,11 +58,37 @@ async fn fetch(req: Request, env: Env, wctx: Context) -> worker::Result<Response
             "method": method,
             "route": route_name(&ctx.path),
             "status": response.status_code(),
-            "ms": worker::Date::now().as_millis().saturating_sub(started),
+            "ms": elapsed,
             "org": ctx.log_org,
         })
     );
     Ok(response)
+}
+
+/// `Server-Timing` (what the request cost: D1 statements and rows read, KV and
+/// R2 operations, how the edge cache answered, total time) and, after a
+/// write, the D1 bookmark for the client's read-your-writes. Counts only,
+/// never personal data. A response whose headers cannot change (a socket
+/// upgrade) goes out as it is.
+fn see_cost(ctx: &Ctx, response: &mut Response, elapsed_ms: u64) {
+    let m = &ctx.meter;
+    let timing = format!(
+        "d1;desc=\"{}\", d1_rows;desc=\"{}\", kv;desc=\"{}\", r2;desc=\"{}\", cache;desc=\"{}\", total;dur={}",
+        m.d1.get(),
+        m.d1_rows_read.get(),
+        m.kv.get(),
+        m.r2.get(),
+        m.cache.get().unwrap_or("bypass"),
+        elapsed_ms
+    );
+    let headers = response.headers_mut();
+    let _ = headers.set("server-timing", &timing);
+    let writing = !matches!(ctx.method(), worker::Method::Get | worker::Method::Head);
+    if writing || m.wrote.get() {
+        if let Some(bookmark) = ctx.session_bookmark() {
+            let _ = headers.set("x-d1-bookmark", &bookmark);
+        }
+    }
 }
 
 /// The path with ids replaced, so log lines group by route.
@@ -121,6 +158,7 @@ async fn queue(batch: MessageBatch<serde_json::Value>, env: Env, _ctx: Context) 
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     let now = worker::Date::now().as_millis() as i64;
     if let Ok(db) = store::db(&env) {
+        store::flush_counters(&db).await;
         if let Err(e) = ai_jobs::requeue_stale(&env, &db, None, now).await {
             worker::console_error!(
                 "{}",

@@ -8,6 +8,7 @@
 //! the NOT NULL constraint aborts the batch, and nothing lands.
 
 use super::http::{allow, created, ok, path_id, Ctx};
+use super::store::Db;
 use super::store::{self, i, t, u};
 use crate::error::{AppError, AppResult};
 use crate::identity::Claims;
@@ -15,7 +16,7 @@ use crate::policy::{self, Action, Scope};
 use crate::run::{self, Checkpoint, Event, NewEvent};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use worker::{D1Database, Method, Response};
+use worker::{Method, Response};
 
 #[derive(Deserialize)]
 pub struct RunRow {
@@ -92,12 +93,12 @@ pub async fn route(ctx: &mut Ctx, rest: &[&str]) -> AppResult<Response> {
     }
 }
 
-pub async fn load_run(db: &D1Database, id: &str) -> AppResult<Option<RunRow>> {
+pub async fn load_run(db: &Db, id: &str) -> AppResult<Option<RunRow>> {
     store::first(db, "SELECT id, org, kind, creator, created_at FROM runs WHERE id = ?1", &[t(id)]).await
 }
 
 /// Load a run and authorize `action` on it; another org's run is a 404.
-pub async fn authorized_run(db: &D1Database, claims: &Claims, id: &str, action: Action) -> AppResult<RunRow> {
+pub async fn authorized_run(db: &Db, claims: &Claims, id: &str, action: Action) -> AppResult<RunRow> {
     let run = load_run(db, id).await?.ok_or_else(|| AppError::not_found("run"))?;
     let scope = Scope { same_org: run.org == claims.org, owner: run.creator == claims.sub };
     policy::authorize(claims, action, scope, "run")?;
@@ -112,7 +113,7 @@ pub fn new_id() -> String {
 }
 
 /// Create a run row. Used by the API and by sessions and attempts.
-pub async fn insert_run(db: &D1Database, org: &str, kind: &str, creator: &str, now_ms: i64) -> AppResult<String> {
+pub async fn insert_run(db: &Db, org: &str, kind: &str, creator: &str, now_ms: i64) -> AppResult<String> {
     let id = new_id();
     store::run(
         db,
@@ -141,14 +142,14 @@ async fn create(ctx: &mut Ctx) -> AppResult<Response> {
             ))
         }
     };
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     let id = insert_run(&db, &claims.org, &kind, &claims.sub, ctx.now_ms).await?;
     created(json!({"run_id": id, "kind": kind}))
 }
 
 async fn read_run(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     let claims = ctx.claims()?;
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     let run = authorized_run(&db, &claims, id, Action::RunRead).await?;
     let last_seq = last_seq(&db, id).await?;
     ok(
@@ -156,7 +157,7 @@ async fn read_run(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     )
 }
 
-pub async fn last_seq(db: &D1Database, run_id: &str) -> AppResult<u64> {
+pub async fn last_seq(db: &Db, run_id: &str) -> AppResult<u64> {
     #[derive(Deserialize)]
     struct Row {
         last: Option<u64>,
@@ -167,7 +168,7 @@ pub async fn last_seq(db: &D1Database, run_id: &str) -> AppResult<u64> {
 }
 
 /// Seqs already held by these event ids in the run.
-async fn existing_seqs(db: &D1Database, run_id: &str, events: &[NewEvent]) -> AppResult<Vec<(String, u64)>> {
+async fn existing_seqs(db: &Db, run_id: &str, events: &[NewEvent]) -> AppResult<Vec<(String, u64)>> {
     #[derive(Deserialize)]
     struct Row {
         id: String,
@@ -200,7 +201,7 @@ pub enum Appended {
 
 /// Append a validated batch atomically. Public for attempts, which write runs too.
 pub async fn append_events(
-    db: &D1Database,
+    db: &Db,
     run: &RunRow,
     author: &str,
     events: &[NewEvent],
@@ -233,7 +234,6 @@ pub async fn append_events(
             }
             stmts.push(store::stmt(db, &sql, &args)?);
         }
-        stmts.push(store::counter_stmt(db, "dropple_events_appended_total", "", fresh.len() as f64)?);
         match db.batch(stmts).await {
             Ok(results) => {
                 #[derive(Deserialize)]
@@ -271,7 +271,7 @@ pub async fn append_events(
 
 async fn append(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {
     let claims = ctx.claims()?;
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     let run = authorized_run(&db, &claims, run_id, Action::RunAppend).await?;
     if run.kind == "session" || run.kind == "attempt" {
         return Err(AppError::forbidden("session and attempt runs are written by their own writer only"));
@@ -301,7 +301,7 @@ async fn append(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {
     }
 }
 
-pub async fn events_page(db: &D1Database, run_id: &str, after: u64, to: u64, limit: u64) -> AppResult<Vec<Event>> {
+pub async fn events_page(db: &Db, run_id: &str, after: u64, to: u64, limit: u64) -> AppResult<Vec<Event>> {
     let rows: Vec<EventRow> = store::all_bulk(
         db,
         "SELECT id, run_id, seq, type, payload, timestamp, author_id FROM events WHERE run_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
@@ -318,7 +318,7 @@ async fn list_events(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {
     if !(1..=1000).contains(&limit) {
         return Err(AppError::bad_request("invalid_query", "limit: must be from 1 to 1000"));
     }
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     authorized_run(&db, &claims, run_id, Action::RunRead).await?;
     let events = events_page(&db, run_id, after, i64::MAX as u64, limit).await?;
     let last_seq = last_seq(&db, run_id).await?;
@@ -328,7 +328,7 @@ async fn list_events(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {
 
 /// Replay a run up to `target` from its best checkpoint, storing the
 /// checkpoints the replay passes so the next one starts later.
-pub async fn replay_to(db: &D1Database, run_id: &str, target: u64, every: u64) -> AppResult<(run::Canvas, u64)> {
+pub async fn replay_to(db: &Db, run_id: &str, target: u64, every: u64) -> AppResult<(run::Canvas, u64)> {
     #[derive(Deserialize)]
     struct CpRow {
         seq: u64,
@@ -388,7 +388,7 @@ async fn state(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {
                 .ok_or_else(|| AppError::bad_request("invalid_query", "at: must be an RFC 3339 time"))?,
         ),
     };
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     authorized_run(&db, &claims, run_id, Action::RunRead).await?;
     let last = last_seq(&db, run_id).await?;
     let target = match (at_seq, at_ms) {
@@ -420,12 +420,8 @@ async fn state(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {
     let every = ctx.var_u64("CHECKPOINT_EVERY", 100).max(1);
     let (canvas, seq) = replay_to(&db, run_id, target, every).await?;
     let elapsed = (worker::Date::now().as_millis() - started) as f64 / 1000.0;
-    let _ = db
-        .batch(vec![
-            store::counter_stmt(&db, "dropple_replay_seconds_sum", "", elapsed)?,
-            store::counter_stmt(&db, "dropple_replay_seconds_count", "", 1.0)?,
-        ])
-        .await;
+    store::count("dropple_replay_seconds_sum", "", elapsed);
+    store::count("dropple_replay_seconds_count", "", 1.0);
     ok(json!({"seq": seq, "state": canvas.to_value(), "hash": canvas.hash()}))
 }
 
@@ -433,7 +429,7 @@ async fn xapi(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {
     let claims = ctx.claims()?;
     let after = ctx.query_u64("after")?.unwrap_or(0);
     let limit = ctx.query_u64("limit")?.unwrap_or(500).clamp(1, 1000);
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     authorized_run(&db, &claims, run_id, Action::RunRead).await?;
     let base = ctx.base_url();
     let events = events_page(&db, run_id, after, i64::MAX as u64, limit).await?;

@@ -56,7 +56,7 @@ pub async fn join(ctx: &mut Ctx, code: &str) -> AppResult<Response> {
     allow(&ctx.method(), &[Method::Get])?;
     let claims = ctx.claims()?;
     let code = classroom::normalize_join_code(code).ok_or_else(|| AppError::not_found("join code"))?;
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     #[derive(Deserialize)]
     struct Row {
         id: String,
@@ -78,7 +78,7 @@ pub async fn join(ctx: &mut Ctx, code: &str) -> AppResult<Response> {
 }
 
 pub async fn load_session(ctx: &Ctx, id: &str) -> AppResult<SessionRow> {
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     store::first(&db, "SELECT id, org, teacher_id FROM sessions WHERE id = ?1", &[t(id)])
         .await?
         .ok_or_else(|| AppError::not_found("session"))
@@ -95,7 +95,7 @@ async fn create(ctx: &mut Ctx) -> AppResult<Response> {
     policy::authorize(&claims, Action::SessionCreate, Scope::ORG, "session")?;
     let body = ctx.json().await?;
     let (lesson_id, version) = crate::lesson::parse_version_ref(&body)?;
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     let lesson = lessons::load_lesson(&db, &lesson_id).await?.ok_or_else(|| AppError::not_found("lesson"))?;
     if lesson.org != claims.org {
         return Err(AppError::not_found("lesson"));
@@ -223,7 +223,7 @@ async fn connect(ctx: &mut Ctx, id: &str, door: &str) -> AppResult<Response> {
     let scope = Scope { same_org: session.org == claims.org, owner: session.teacher_id == claims.sub };
     let teacher = policy::decide(&claims.roles, Action::SessionTeach, scope) == policy::Decision::Allow;
     let role = if teacher && door == "ws" { "teacher" } else { "observer" };
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     let (_, limits) = system::org_limits(ctx, &db, &session.org).await?;
     to_object(
         ctx,

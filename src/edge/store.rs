@@ -1,16 +1,134 @@
 //! D1 access shared by every resource: binding names, argument conversion,
-//! typed queries, the audit log and metric counters.
+//! typed queries, the audit log, and the per-request [`Meter`] behind the
+//! `Server-Timing` header (every D1 call goes through [`Db`], which counts it).
 
 use crate::error::{AppError, AppResult};
 use serde::de::DeserializeOwned;
+use std::cell::Cell;
+use std::rc::Rc;
 use wasm_bindgen::{JsCast, JsValue};
-use worker::{D1Database, D1PreparedStatement, Env};
+use worker::{D1Database, D1DatabaseSession, D1PreparedStatement, D1Result, Env};
 
 pub const DB: &str = "DB";
 pub const ARTIFACTS: &str = "ARTIFACTS";
 pub const MARKET_CACHE: &str = "MARKET_CACHE";
 pub const AI_JOBS: &str = "AI_JOBS";
 pub const CLASSROOM: &str = "CLASSROOM";
+
+/// What one request cost: D1 statements (a batch counts each), rows D1 read,
+/// KV and R2 operations, and how the edge cache answered. Shared by `Rc`
+/// because a request's futures all run on the one wasm thread.
+#[derive(Default)]
+pub struct Meter {
+    pub d1: Cell<u32>,
+    pub d1_rows_read: Cell<u64>,
+    pub kv: Cell<u32>,
+    pub r2: Cell<u32>,
+    /// `hit`, `miss` or `bypass` once the edge cache was consulted.
+    pub cache: Cell<Option<&'static str>>,
+    pub wrote: Cell<bool>,
+}
+
+impl Meter {
+    pub fn kv_op(&self) {
+        self.kv.set(self.kv.get() + 1);
+    }
+    pub fn r2_op(&self) {
+        self.r2.set(self.r2.get() + 1);
+    }
+    fn rows(&self, result: &D1Result) {
+        let read = result.meta().ok().flatten().and_then(|m| m.rows_read).unwrap_or(0) as u64;
+        self.d1_rows_read.set(self.d1_rows_read.get() + read);
+    }
+}
+
+thread_local! {
+    /// Development fault switch `d1_delay_ms`: a far primary, simulated. Kept
+    /// in the isolate (not in D1) so that reading it is free.
+    static D1_DELAY_MS: Cell<u32> = const { Cell::new(0) };
+}
+
+pub fn set_d1_delay_ms(ms: u32) {
+    D1_DELAY_MS.with(|d| d.set(ms));
+}
+
+pub fn d1_delay_ms() -> u32 {
+    D1_DELAY_MS.with(Cell::get)
+}
+
+enum Conn {
+    Plain(D1Database),
+    /// The Sessions API: reads may go to a replica no older than the bookmark.
+    Session(D1DatabaseSession),
+}
+
+/// The D1 database as one request sees it: through a session when the
+/// request has one, and metered.
+pub struct Db {
+    conn: Conn,
+    pub meter: Rc<Meter>,
+}
+
+impl Db {
+    pub fn prepare(&self, sql: &str) -> D1PreparedStatement {
+        match &self.conn {
+            Conn::Plain(db) => db.prepare(sql),
+            Conn::Session(s) => s.prepare(sql),
+        }
+    }
+
+    /// Count `statements` and wait out the simulated distance to the primary.
+    async fn before(&self, statements: usize) {
+        self.meter.d1.set(self.meter.d1.get() + statements as u32);
+        let delay = d1_delay_ms();
+        if delay > 0 {
+            worker::Delay::from(std::time::Duration::from_millis(delay as u64)).await;
+        }
+    }
+
+    /// One atomic batch (every statement counts).
+    pub async fn batch(&self, statements: Vec<D1PreparedStatement>) -> worker::Result<Vec<D1Result>> {
+        self.before(statements.len()).await;
+        self.meter.wrote.set(true);
+        let results = match &self.conn {
+            Conn::Plain(db) => db.batch(statements).await?,
+            Conn::Session(s) => s.batch(statements).await?,
+        };
+        results.iter().for_each(|r| self.meter.rows(r));
+        Ok(results)
+    }
+
+    /// The session's latest bookmark, for `x-d1-bookmark`.
+    pub fn bookmark(&self) -> Option<String> {
+        match &self.conn {
+            Conn::Session(s) => s.get_bookmark().ok().flatten(),
+            Conn::Plain(_) => None,
+        }
+    }
+}
+
+/// A bookmark as D1 hands them out (hex groups and dashes). Anything else is
+/// ignored rather than passed to D1, so a forged one can never fail a query.
+pub fn valid_bookmark(raw: &str) -> bool {
+    (8..=256).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+}
+
+/// The database for one request. `constraint_or_bookmark` is a valid bookmark,
+/// `first-primary` or `first-unconstrained`; a runtime without the Sessions
+/// API gets the plain binding.
+pub fn session_db(env: &Env, constraint_or_bookmark: &str, meter: Rc<Meter>) -> AppResult<Db> {
+    let db = env.d1(DB)?;
+    let conn = match db.with_session(Some(constraint_or_bookmark)) {
+        Ok(s) => Conn::Session(s),
+        Err(_) => Conn::Plain(db),
+    };
+    Ok(Db { conn, meter })
+}
+
+/// The database outside a request (queue consumer, cron, Durable Object).
+pub fn db(env: &Env) -> AppResult<Db> {
+    Ok(Db { conn: Conn::Plain(env.d1(DB)?), meter: Rc::default() })
+}
 
 /// A value bound to a D1 statement. Integers travel as f64: `JsValue::from(i64)`
 /// is a BigInt, which D1 rejects; every id and seq here stays below 2^53.
@@ -42,22 +160,22 @@ pub fn u(n: u64) -> Arg<'static> {
     Arg::Int(n.min(i64::MAX as u64) as i64)
 }
 
-pub fn db(env: &Env) -> AppResult<D1Database> {
-    Ok(env.d1(DB)?)
-}
-
-pub fn stmt(db: &D1Database, sql: &str, args: &[Arg<'_>]) -> AppResult<D1PreparedStatement> {
+pub fn stmt(db: &Db, sql: &str, args: &[Arg<'_>]) -> AppResult<D1PreparedStatement> {
     let values: Vec<JsValue> = args.iter().map(JsValue::from).collect();
     Ok(db.prepare(sql).bind(&values)?)
 }
 
-pub async fn all<T: DeserializeOwned>(db: &D1Database, sql: &str, args: &[Arg<'_>]) -> AppResult<Vec<T>> {
-    let result = stmt(db, sql, args)?.all().await?;
+pub async fn all<T: DeserializeOwned>(db: &Db, sql: &str, args: &[Arg<'_>]) -> AppResult<Vec<T>> {
+    let statement = stmt(db, sql, args)?;
+    db.before(1).await;
+    let result = statement.all().await?;
+    db.meter.rows(&result);
     Ok(result.results::<T>()?)
 }
 
-pub async fn first<T: DeserializeOwned>(db: &D1Database, sql: &str, args: &[Arg<'_>]) -> AppResult<Option<T>> {
-    Ok(stmt(db, sql, args)?.first::<T>(None).await?)
+/// The first row (through `all`, so that D1's `rows_read` is counted too).
+pub async fn first<T: DeserializeOwned>(db: &Db, sql: &str, args: &[Arg<'_>]) -> AppResult<Option<T>> {
+    Ok(all::<T>(db, sql, args).await?.into_iter().next())
 }
 
 /// [`all`] for big pages (event pages read by replay and paging): the rows
@@ -65,8 +183,10 @@ pub async fn first<T: DeserializeOwned>(db: &D1Database, sql: &str, args: &[Arg<
 /// serde_wasm_bindgen, one boundary crossing per query instead of several per
 /// field. Used only where pages are big: each row type read this way adds its
 /// own serde_json deserializer to the binary.
-pub async fn all_bulk<T: DeserializeOwned>(db: &D1Database, sql: &str, args: &[Arg<'_>]) -> AppResult<Vec<T>> {
-    let promise = stmt(db, sql, args)?.inner().all().map_err(|e| AppError::from(worker::Error::from(e)))?;
+pub async fn all_bulk<T: DeserializeOwned>(db: &Db, sql: &str, args: &[Arg<'_>]) -> AppResult<Vec<T>> {
+    let statement = stmt(db, sql, args)?;
+    db.before(1).await;
+    let promise = statement.inner().all().map_err(|e| AppError::from(worker::Error::from(e)))?;
     let result = worker::wasm_bindgen_futures::JsFuture::from(promise).await.map_err(|e| {
         // Keep D1's own message (constraint names) for the caller.
         let message = e
@@ -76,6 +196,12 @@ pub async fn all_bulk<T: DeserializeOwned>(db: &D1Database, sql: &str, args: &[A
             .unwrap_or_else(|| "D1 query failed".into());
         AppError::internal(message)
     })?;
+    let rows_read = worker::js_sys::Reflect::get(&result, &JsValue::from_str("meta"))
+        .and_then(|m| worker::js_sys::Reflect::get(&m, &JsValue::from_str("rows_read")))
+        .ok()
+        .and_then(|v| v.as_f64())
+        .unwrap_or(0.0);
+    db.meter.d1_rows_read.set(db.meter.d1_rows_read.get() + rows_read as u64);
     let rows = worker::js_sys::Reflect::get(&result, &JsValue::from_str("results")).unwrap_or(JsValue::NULL);
     if rows.is_null() || rows.is_undefined() {
         return Ok(Vec::new());
@@ -87,8 +213,12 @@ pub async fn all_bulk<T: DeserializeOwned>(db: &D1Database, sql: &str, args: &[A
     serde_json::from_str(&text).map_err(|e| AppError::internal(format!("D1 row shape: {e}")))
 }
 
-pub async fn run(db: &D1Database, sql: &str, args: &[Arg<'_>]) -> AppResult<()> {
-    stmt(db, sql, args)?.run().await?;
+pub async fn run(db: &Db, sql: &str, args: &[Arg<'_>]) -> AppResult<()> {
+    let statement = stmt(db, sql, args)?;
+    db.before(1).await;
+    db.meter.wrote.set(true);
+    let result = statement.run().await?;
+    db.meter.rows(&result);
     Ok(())
 }
 
@@ -100,7 +230,7 @@ pub fn is_constraint(e: &AppError, kind: &str) -> bool {
 /// Append to the audit log (itself append-only by trigger). Best effort for
 /// refusals: an audit write failing must not turn a 4xx into a 500.
 pub fn audit_stmt(
-    db: &D1Database,
+    db: &Db,
     org: &str,
     at_ms: i64,
     actor: &str,
@@ -116,7 +246,7 @@ pub fn audit_stmt(
 }
 
 pub async fn audit(
-    db: &D1Database,
+    db: &Db,
     org: &str,
     at_ms: i64,
     actor: &str,
@@ -136,17 +266,58 @@ pub async fn audit(
     }
 }
 
-/// Add to a counter (`name` plus a label set rendered Prometheus-style).
-pub fn counter_stmt(db: &D1Database, name: &str, labels: &str, by: f64) -> AppResult<D1PreparedStatement> {
-    stmt(
-        db,
-        "INSERT INTO metrics (name, labels, value) VALUES (?1, ?2, ?3) ON CONFLICT (name, labels) DO UPDATE SET value = value + excluded.value",
-        &[t(name), t(labels), Arg::Real(by)],
-    )
+thread_local! {
+    /// Counter increments not yet in D1: (name, Prometheus label set, amount).
+    /// Request paths only add here; [`flush_counters`] writes them in one
+    /// batch off the response path (cron, or after a request that wrote).
+    static PENDING: std::cell::RefCell<Vec<(&'static str, String, f64)>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-pub async fn count(db: &D1Database, name: &str, labels: &str, by: f64) {
-    if let Ok(s) = counter_stmt(db, name, labels, by) {
-        let _ = s.run().await;
+/// Add to a counter, in memory: no database write on the request path.
+pub fn count(name: &'static str, labels: &str, by: f64) {
+    PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        match p.iter_mut().find(|(n, l, _)| *n == name && l == labels) {
+            Some(entry) => entry.2 += by,
+            None => p.push((name, labels.to_owned(), by)),
+        }
+    });
+}
+
+/// This isolate's increments not yet flushed (added to what D1 holds when
+/// `/v1/metrics` renders).
+pub fn pending_counters() -> Vec<(&'static str, String, f64)> {
+    PENDING.with(|p| p.borrow().clone())
+}
+
+pub fn has_pending_counters() -> bool {
+    PENDING.with(|p| !p.borrow().is_empty())
+}
+
+/// Move the pending increments into D1 in one batch; on failure they stay
+/// pending for the next flush (nothing counted is lost or counted twice).
+pub async fn flush_counters(db: &Db) {
+    let taken = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    if taken.is_empty() {
+        return;
+    }
+    let statements: AppResult<Vec<D1PreparedStatement>> = taken
+        .iter()
+        .map(|(name, labels, by)| {
+            stmt(
+                db,
+                "INSERT INTO metrics (name, labels, value) VALUES (?1, ?2, ?3) ON CONFLICT (name, labels) DO UPDATE SET value = value + excluded.value",
+                &[t(name), t(labels), Arg::Real(*by)],
+            )
+        })
+        .collect();
+    let ok = match statements {
+        Ok(s) => db.batch(s).await.is_ok(),
+        Err(_) => false,
+    };
+    if !ok {
+        for (name, labels, by) in taken {
+            count(name, &labels, by);
+        }
     }
 }

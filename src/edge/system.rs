@@ -1,13 +1,14 @@
 //! Health, development tokens, orgs (usage), the audit log and metrics.
 
 use super::http::{allow, created, ok, path_id, Ctx};
+use super::store::Db;
 use super::store::{self, i, t};
 use crate::error::{AppError, AppResult};
 use crate::identity::{self, Claims, Role};
 use crate::policy::{self, Action, Plan, Scope};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use worker::{D1Database, Method, Response};
+use worker::{Method, Response};
 
 pub async fn route(ctx: &mut Ctx, rest: &[&str]) -> AppResult<Response> {
     let m = ctx.method();
@@ -77,7 +78,7 @@ async fn dev_token(ctx: &mut Ctx) -> AppResult<Response> {
     }
     let ttl = body.ttl_secs.unwrap_or(12 * 3600).clamp(1, 30 * 24 * 3600);
     let claims = Claims { sub: body.sub, org: body.org, roles: body.roles, exp: ctx.now_ms / 1000 + ttl };
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     ensure_org(&db, &claims.org, ctx.now_ms).await?;
     if let Some(name) = body.display_name.filter(|n| !n.is_empty() && n.chars().count() <= 100) {
         store::run(&db, "INSERT INTO people (id, org, display_name) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO UPDATE SET display_name = excluded.display_name WHERE erased_at IS NULL", &[t(&claims.sub), t(&claims.org), t(&name)]).await?;
@@ -94,17 +95,47 @@ async fn dev_token(ctx: &mut Ctx) -> AppResult<Response> {
     created(json!({"token": token, "claims": claims}))
 }
 
-/// Development-only fault switches, e.g. `{"d1_writes": "fail"}` makes the
-/// classroom outbox's D1 writes fail until set back to `"ok"`.
+/// Development-only fault switches. `d1_writes: "fail"` makes the classroom
+/// outbox's D1 writes fail until set back to `"ok"`; `d1_delay_ms` (0..5000)
+/// is added to every D1 call, a far primary simulated. Fields left out keep
+/// their value; the answer is the switches as they now stand.
 async fn set_fault(ctx: &mut Ctx) -> AppResult<Response> {
     let body = ctx.json().await?;
-    let value = match body.get("d1_writes").and_then(Value::as_str) {
-        Some(v @ ("fail" | "ok")) => v.to_owned(),
-        _ => return Err(AppError::bad_request("invalid_field", "d1_writes: must be \"fail\" or \"ok\"")),
+    let writes = match body.get("d1_writes") {
+        None => None,
+        Some(v) => match v.as_str() {
+            Some(v @ ("fail" | "ok")) => Some(v.to_owned()),
+            _ => return Err(AppError::bad_request("invalid_field", "d1_writes: must be \"fail\" or \"ok\"")),
+        },
     };
-    let db = store::db(&ctx.env)?;
-    store::run(&db, "INSERT INTO dev_faults (name, value) VALUES ('d1_writes', ?1) ON CONFLICT (name) DO UPDATE SET value = excluded.value", &[t(&value)]).await?;
-    ok(json!({"d1_writes": value}))
+    let delay =
+        match body.get("d1_delay_ms") {
+            None => None,
+            Some(v) => Some(v.as_u64().filter(|ms| *ms <= 5000).ok_or_else(|| {
+                AppError::bad_request("invalid_field", "d1_delay_ms: must be an integer from 0 to 5000")
+            })? as u32),
+        };
+    if let Some(unknown) = body.as_object().and_then(|o| o.keys().find(|k| *k != "d1_writes" && *k != "d1_delay_ms")) {
+        return Err(AppError::bad_request(
+            "invalid_field",
+            format!("{unknown}: not a fault switch (d1_writes, d1_delay_ms)"),
+        ));
+    }
+    let db = ctx.db()?;
+    if let Some(value) = &writes {
+        store::run(&db, "INSERT INTO dev_faults (name, value) VALUES ('d1_writes', ?1) ON CONFLICT (name) DO UPDATE SET value = excluded.value", &[t(value)]).await?;
+    }
+    if let Some(ms) = delay {
+        store::set_d1_delay_ms(ms);
+    }
+    #[derive(Deserialize)]
+    struct V {
+        value: String,
+    }
+    let current: Option<V> = store::first(&db, "SELECT value FROM dev_faults WHERE name = 'd1_writes'", &[]).await?;
+    ok(
+        json!({"d1_writes": current.map(|v| v.value).unwrap_or_else(|| "ok".into()), "d1_delay_ms": store::d1_delay_ms()}),
+    )
 }
 
 /// Development-only: move an org to another plan (`{"plan": "pro"}`).
@@ -115,19 +146,19 @@ async fn set_plan(ctx: &mut Ctx, org: &str) -> AppResult<Response> {
         .and_then(Value::as_str)
         .and_then(Plan::parse)
         .ok_or_else(|| AppError::bad_request("invalid_field", "plan: must be free, pro or enterprise"))?;
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     ensure_org(&db, org, ctx.now_ms).await?;
     store::run(&db, "UPDATE orgs SET plan = ?1 WHERE id = ?2", &[t(plan.as_str()), t(org)]).await?;
     ok(json!({"org": org, "plan": plan}))
 }
 
 /// Orgs are created on first sight (development) on the free plan.
-pub async fn ensure_org(db: &D1Database, org: &str, now_ms: i64) -> AppResult<()> {
+pub async fn ensure_org(db: &Db, org: &str, now_ms: i64) -> AppResult<()> {
     store::run(db, "INSERT OR IGNORE INTO orgs (id, plan, created_at) VALUES (?1, 'free', ?2)", &[t(org), i(now_ms)])
         .await
 }
 
-pub async fn org_plan(db: &D1Database, org: &str, now_ms: i64) -> AppResult<Plan> {
+pub async fn org_plan(db: &Db, org: &str, now_ms: i64) -> AppResult<Plan> {
     #[derive(Deserialize)]
     struct Row {
         plan: String,
@@ -140,23 +171,18 @@ pub async fn org_plan(db: &D1Database, org: &str, now_ms: i64) -> AppResult<Plan
 }
 
 /// The org's plan and its limits, with `PLAN_OVERRIDES` applied.
-pub async fn org_limits(ctx: &Ctx, db: &D1Database, org: &str) -> AppResult<(Plan, policy::Limits)> {
+pub async fn org_limits(ctx: &Ctx, db: &Db, org: &str) -> AppResult<(Plan, policy::Limits)> {
     org_limits_env(&ctx.env, db, org, ctx.now_ms).await
 }
 
-pub async fn org_limits_env(
-    env: &worker::Env,
-    db: &D1Database,
-    org: &str,
-    now_ms: i64,
-) -> AppResult<(Plan, policy::Limits)> {
+pub async fn org_limits_env(env: &worker::Env, db: &Db, org: &str, now_ms: i64) -> AppResult<(Plan, policy::Limits)> {
     let plan = org_plan(db, org, now_ms).await?;
     let overrides = env.var("PLAN_OVERRIDES").ok().and_then(|v| serde_json::from_str::<Value>(&v.to_string()).ok());
     Ok((plan, plan.limits().with_overrides(plan, overrides.as_ref())))
 }
 
 /// Count one request against a fixed per-org window; 429 past the limit.
-pub async fn rate_limit(db: &D1Database, key: &str, limit: u64, window_ms: i64, now_ms: i64) -> AppResult<()> {
+pub async fn rate_limit(db: &Db, key: &str, limit: u64, window_ms: i64, now_ms: i64) -> AppResult<()> {
     #[derive(Deserialize)]
     struct Row {
         count: u64,
@@ -176,7 +202,7 @@ pub async fn rate_limit(db: &D1Database, key: &str, limit: u64, window_ms: i64, 
 async fn usage(ctx: &mut Ctx, org: &str) -> AppResult<Response> {
     let claims = ctx.claims()?;
     policy::authorize(&claims, Action::UsageRead, Scope { same_org: claims.org == org, owner: false }, "org")?;
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     let (plan, limits) = org_limits(ctx, &db, org).await?;
     let used = usage_counts(&db, org, ctx.now_ms).await?;
     ok(json!({"org": org, "plan": plan, "limits": limits, "usage": used}))
@@ -184,7 +210,7 @@ async fn usage(ctx: &mut Ctx, org: &str) -> AppResult<Response> {
 
 /// Current use, read from the records themselves (tables created by later
 /// migrations are counted when present).
-async fn usage_counts(db: &D1Database, org: &str, _now_ms: i64) -> AppResult<Value> {
+async fn usage_counts(db: &Db, org: &str, _now_ms: i64) -> AppResult<Value> {
     #[derive(Deserialize)]
     struct N {
         n: u64,
@@ -225,7 +251,7 @@ fn pseudonym(user_id: &str) -> String {
 
 async fn read_user(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     let claims = ctx.claims()?;
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     let person: Option<PersonRow> =
         store::first(&db, "SELECT org, display_name, email, erased_at FROM people WHERE id = ?1", &[t(id)]).await?;
     let same_org = person.as_ref().map_or(claims.org.clone(), |p| p.org.clone()) == claims.org;
@@ -246,7 +272,7 @@ async fn read_user(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
 /// carries the pseudonymous id) stays as it was.
 async fn erase(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     let claims = ctx.claims()?;
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     let person: Option<PersonRow> =
         store::first(&db, "SELECT org, display_name, email, erased_at FROM people WHERE id = ?1", &[t(id)]).await?;
     // A person nobody has recorded belongs to no org yet: only they may erase
@@ -299,7 +325,7 @@ async fn audit(ctx: &mut Ctx) -> AppResult<Response> {
         target: String,
         detail: String,
     }
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     let rows: Vec<Row> = store::all(
         &db,
         "SELECT id, at, actor, action, target, detail FROM audit WHERE org = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
@@ -320,14 +346,14 @@ async fn audit(ctx: &mut Ctx) -> AppResult<Response> {
 async fn metrics(ctx: &mut Ctx) -> AppResult<Response> {
     let claims = ctx.claims()?;
     policy::authorize(&claims, Action::MetricsRead, Scope::ORG, "metrics")?;
-    let db = store::db(&ctx.env)?;
+    let db = ctx.db()?;
     let text = render_metrics(&db).await?;
     let mut r = Response::ok(text)?;
     r.headers_mut().set("content-type", "text/plain; version=0.0.4; charset=utf-8")?;
     Ok(r)
 }
 
-async fn render_metrics(db: &D1Database) -> AppResult<String> {
+async fn render_metrics(db: &Db) -> AppResult<String> {
     #[derive(Deserialize)]
     struct Row {
         name: String,
@@ -337,10 +363,25 @@ async fn render_metrics(db: &D1Database) -> AppResult<String> {
     #[derive(Deserialize)]
     struct Stats {
         runs: u64,
+        events: u64,
         max_events: Option<u64>,
     }
-    let rows: Vec<Row> = store::all(db, "SELECT name, labels, value FROM metrics ORDER BY name, labels", &[]).await?;
-    let stats: Option<Stats> = store::first(db, "SELECT COUNT(*) AS runs, (SELECT MAX(c) FROM (SELECT COUNT(*) AS c FROM events GROUP BY run_id)) AS max_events FROM runs", &[]).await?;
+    let mut rows: Vec<Row> =
+        store::all(db, "SELECT name, labels, value FROM metrics ORDER BY name, labels", &[]).await?;
+    // Increments of this isolate not flushed yet (counters are kept in memory
+    // on request paths and written in batches later).
+    for (name, labels, by) in store::pending_counters() {
+        match rows.iter_mut().find(|r| r.name == name && r.labels == labels) {
+            Some(r) => r.value += by,
+            None => rows.push(Row { name: name.to_owned(), labels, value: by }),
+        }
+    }
+    rows.sort_by(|a, b| (&a.name, &a.labels).cmp(&(&b.name, &b.labels)));
+    // Derived, not kept as a hot counter row: every appended event is a row.
+    let stats: Option<Stats> = store::first(db, "SELECT COUNT(*) AS runs, (SELECT COUNT(*) FROM events) AS events, (SELECT MAX(c) FROM (SELECT COUNT(*) AS c FROM events GROUP BY run_id)) AS max_events FROM runs", &[]).await?;
+    let appended = stats.as_ref().map(|s| s.events).unwrap_or(0);
+    rows.retain(|r| r.name != "dropple_events_appended_total");
+    rows.insert(0, Row { name: "dropple_events_appended_total".into(), labels: String::new(), value: appended as f64 });
     let mut out = String::new();
     let mut last_name = String::new();
     for r in rows {
@@ -391,7 +432,7 @@ async fn render_metrics(db: &D1Database) -> AppResult<String> {
         let n = jobs.iter().find(|j| j.status == status).map(|j| j.n).unwrap_or(0);
         out.push_str(&format!("dropple_ai_jobs{{status=\"{status}\"}} {n}\n"));
     }
-    let stats = stats.unwrap_or(Stats { runs: 0, max_events: None });
+    let stats = stats.unwrap_or(Stats { runs: 0, events: 0, max_events: None });
     out.push_str(&format!("# TYPE dropple_runs gauge\ndropple_runs {}\n", stats.runs));
     out.push_str(&format!(
         "# TYPE dropple_events_per_run_max gauge\ndropple_events_per_run_max {}\n",

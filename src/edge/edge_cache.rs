@@ -1,0 +1,223 @@
+//! The read side at the edge: public reads answered from the Workers Cache
+//! API (per location) or KV (global) without a D1 statement.
+//!
+//! Keys change when the data does. Immutable data (a lesson version's
+//! content, a frame) is addressed by content; what may change (which versions
+//! are public, listings, revocations) carries the generation stamp of its
+//! family, kept in KV and replaced by every write after D1 commits. A writer's
+//! next read sees its write at once (it reads the new stamp, and with its D1
+//! bookmark it bypasses the cache altogether); every read in the same
+//! location does too; other locations within KV's propagation bound (60 s).
+
+use super::http::Ctx;
+use super::store::MARKET_CACHE;
+use crate::error::{AppError, AppResult};
+use worker::{Cache, Response};
+
+/// Generation families: one stamp per kind of change.
+#[derive(Clone, Copy)]
+pub enum Family {
+    /// Listings, decisions, reviews: what is public and how it ranks.
+    Market,
+    /// Revocations: status lists and verification.
+    Revocations,
+}
+
+impl Family {
+    fn key(self) -> &'static str {
+        match self {
+            Family::Market => "gen:market",
+            Family::Revocations => "gen:revocations",
+        }
+    }
+}
+
+/// How long a location keeps an entry. Stamped keys are never stale, so this
+/// only bounds what is derived from unstamped data (trust signals counted
+/// from attempts) and the space old stamps hold.
+const CACHE_SECS: u32 = 60;
+/// KV's own expiry for bodies (its minimum is 60 s).
+const KV_BODY_SECS: u64 = 300;
+/// Bodies up to this size are also kept in KV, for other locations.
+const KV_BODY_MAX: usize = 512 * 1024;
+
+/// A cacheable answer: what the client gets, minus per-request headers.
+pub struct Entry {
+    pub body: Vec<u8>,
+    pub content_type: String,
+    pub etag: Option<String>,
+    /// What the client may do with it (`no-store` for stamped pages, which
+    /// only the edge may keep; `public, … immutable` for content).
+    pub client_cache_control: &'static str,
+}
+
+impl Entry {
+    pub fn json(body: &serde_json::Value, client_cache_control: &'static str) -> Entry {
+        Entry {
+            body: body.to_string().into_bytes(),
+            content_type: "application/json".into(),
+            etag: None,
+            client_cache_control,
+        }
+    }
+
+    pub fn with_etag(mut self, etag: &str) -> Entry {
+        self.etag = Some(etag.to_owned());
+        self
+    }
+
+    /// The response a client gets (304 when its `If-None-Match` matches).
+    pub fn respond(&self, ctx: &Ctx) -> AppResult<Response> {
+        let not_modified = self.etag.as_deref().is_some_and(|e| etag_matches(ctx, e));
+        let mut r =
+            if not_modified { Response::empty()?.with_status(304) } else { Response::from_bytes(self.body.clone())? };
+        let h = r.headers_mut();
+        h.set("content-type", &self.content_type)?;
+        h.set("cache-control", self.client_cache_control)?;
+        if let Some(etag) = &self.etag {
+            h.set("etag", &format!("\"{etag}\""))?;
+        }
+        Ok(r)
+    }
+
+    /// What the Cache API stores: the entry, with a lifetime it honours.
+    fn stored(&self) -> AppResult<Response> {
+        let mut r = Response::from_bytes(self.body.clone())?;
+        let h = r.headers_mut();
+        h.set("content-type", &self.content_type)?;
+        h.set("cache-control", &format!("public, max-age={CACHE_SECS}"))?;
+        h.set("x-client-cache-control", self.client_cache_control)?;
+        if let Some(etag) = &self.etag {
+            h.set("x-entry-etag", etag)?;
+        }
+        Ok(r)
+    }
+
+    async fn from_stored(mut r: Response) -> Option<Entry> {
+        let header = |r: &Response, name: &str| r.headers().get(name).ok().flatten();
+        let content_type = header(&r, "content-type")?;
+        let client = match header(&r, "x-client-cache-control")?.as_str() {
+            IMMUTABLE => IMMUTABLE,
+            _ => NO_STORE,
+        };
+        let etag = header(&r, "x-entry-etag");
+        let body = r.bytes().await.ok()?;
+        Some(Entry { body, content_type, etag, client_cache_control: client })
+    }
+
+    /// KV holds `{content_type}\n{etag}\n{client}\n{body}` (bodies here are text).
+    fn to_kv(&self) -> Option<String> {
+        let body = std::str::from_utf8(&self.body).ok()?;
+        Some(format!(
+            "{}\n{}\n{}\n{body}",
+            self.content_type,
+            self.etag.as_deref().unwrap_or(""),
+            self.client_cache_control
+        ))
+    }
+
+    fn from_kv(text: String) -> Option<Entry> {
+        let mut parts = text.splitn(4, '\n');
+        let content_type = parts.next()?.to_owned();
+        let etag = Some(parts.next()?.to_owned()).filter(|e| !e.is_empty());
+        let client = if parts.next()? == IMMUTABLE { IMMUTABLE } else { NO_STORE };
+        Some(Entry { body: parts.next()?.as_bytes().to_vec(), content_type, etag, client_cache_control: client })
+    }
+}
+
+pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+pub const NO_STORE: &str = "no-store";
+
+pub fn etag_matches(ctx: &Ctx, etag: &str) -> bool {
+    ctx.header("if-none-match").is_some_and(|h| {
+        h.split(',').any(|tag| {
+            let tag = tag.trim().trim_start_matches("W/").trim_matches('"');
+            tag == "*" || tag == etag.trim_matches('"')
+        })
+    })
+}
+
+/// The family's current stamp (one KV read; `0` before the first write).
+pub async fn generation(ctx: &Ctx, family: Family) -> String {
+    ctx.meter.kv_op();
+    match ctx.env.kv(MARKET_CACHE) {
+        Ok(kv) => kv.get(family.key()).text().await.ok().flatten().unwrap_or_else(|| "0".into()),
+        Err(_) => "0".into(),
+    }
+}
+
+/// After a write has committed in D1: a new stamp, so every key built from
+/// it is one nobody has filled yet. Awaited, so the writer's next read sees it.
+pub async fn bump(ctx: &Ctx, family: Family) {
+    let stamp = super::runs::new_id();
+    ctx.meter.kv_op();
+    let put = match ctx.env.kv(MARKET_CACHE) {
+        Ok(kv) => match kv.put(family.key(), stamp) {
+            Ok(p) => p.execute().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        },
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = put {
+        worker::console_error!("{}", serde_json::json!({"msg": "cache generation bump failed", "error": e}));
+    }
+}
+
+/// Whether a request may be answered from the edge: a client holding a D1
+/// bookmark asked to read its own writes, so it goes to D1.
+pub fn usable(ctx: &Ctx) -> bool {
+    ctx.header("x-d1-bookmark").is_none()
+}
+
+/// Answer from the location's cache, else from KV, else `build` it (from D1,
+/// R2) and keep it in both after the response. `key` must name everything
+/// the entry depends on besides the family's stamp. `build` answers `Err` for
+/// what must not be cached (errors, refusals).
+pub async fn read_through<F>(ctx: &Ctx, family: Option<Family>, key: &str, build: F) -> AppResult<Entry>
+where
+    F: std::future::Future<Output = AppResult<Entry>>,
+{
+    if !usable(ctx) {
+        ctx.meter.cache.set(Some("bypass"));
+        return build.await;
+    }
+    let stamp = match family {
+        Some(f) => generation(ctx, f).await,
+        None => "c".into(),
+    };
+    let url = format!("https://edge-cache.dropple.invalid/{stamp}/{}", crate::canonical::sha256_hex(key.as_bytes()));
+    let cache = Cache::default();
+    if let Ok(Some(stored)) = cache.get(url.as_str(), false).await {
+        if let Some(entry) = Entry::from_stored(stored).await {
+            ctx.meter.cache.set(Some("hit"));
+            return Ok(entry);
+        }
+    }
+    let kv = ctx.env.kv(MARKET_CACHE).map_err(|e| AppError::internal(e.to_string()))?;
+    let kv_key = format!("body:{}", &url["https://edge-cache.dropple.invalid/".len()..]);
+    ctx.meter.kv_op();
+    if let Some(entry) = kv.get(&kv_key).text().await.ok().flatten().and_then(Entry::from_kv) {
+        ctx.meter.cache.set(Some("hit"));
+        if let Ok(stored) = entry.stored() {
+            ctx.wctx.wait_until(async move {
+                let _ = Cache::default().put(url.as_str(), stored).await;
+            });
+        }
+        return Ok(entry);
+    }
+    let entry = build.await?;
+    ctx.meter.cache.set(Some("miss"));
+    let stored = entry.stored().ok();
+    let kv_text = if entry.body.len() <= KV_BODY_MAX { entry.to_kv() } else { None };
+    ctx.wctx.wait_until(async move {
+        if let Some(stored) = stored {
+            let _ = Cache::default().put(url.as_str(), stored).await;
+        }
+        if let Some(text) = kv_text {
+            if let Ok(put) = kv.put(&kv_key, text) {
+                let _ = put.expiration_ttl(KV_BODY_SECS).execute().await;
+            }
+        }
+    });
+    Ok(entry)
+}
