@@ -572,6 +572,38 @@ impl Query {
     }
 }
 
+/// Where a search page starts reading. A filter that matches few listings
+/// drives (its matches are read, then sorted); otherwise the sort order's
+/// index drives and each listing is checked against the filters until the
+/// page is full. Either way a query reads about `few` + page / selectivity
+/// rows, bounded by the page, not by the size of the marketplace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchDrive {
+    /// Nothing can match: answer an empty page without reading more.
+    Empty,
+    Text,
+    Tag,
+    SortIndex,
+}
+
+/// `text_matches` / `tag_matches`: how many listings the filter matches,
+/// counted up to `few + 1` (`None` when the query has no such filter).
+pub fn search_drive(text_matches: Option<u64>, tag_matches: Option<u64>, few: u64) -> SearchDrive {
+    match (text_matches, tag_matches) {
+        (Some(0), _) | (_, Some(0)) => SearchDrive::Empty,
+        (Some(t), Some(g)) if t <= few || g <= few => {
+            if t <= g {
+                SearchDrive::Text
+            } else {
+                SearchDrive::Tag
+            }
+        }
+        (Some(t), None) if t <= few => SearchDrive::Text,
+        (None, Some(g)) if g <= few => SearchDrive::Tag,
+        _ => SearchDrive::SortIndex,
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Page {
     pub items: Vec<ListingSummary>,
@@ -871,6 +903,20 @@ mod tests {
     }
     fn ids(p: &Page) -> Vec<&str> {
         p.items.iter().map(|i| i.listing_id.as_str()).collect()
+    }
+
+    #[test]
+    fn search_drive_starts_from_the_rarest_filter() {
+        use SearchDrive::*;
+        assert_eq!(search_drive(None, None, 500), SortIndex);
+        assert_eq!(search_drive(Some(0), Some(900), 500), Empty);
+        assert_eq!(search_drive(Some(501), Some(0), 500), Empty);
+        assert_eq!(search_drive(Some(12), None, 500), Text);
+        assert_eq!(search_drive(None, Some(500), 500), Tag);
+        assert_eq!(search_drive(Some(501), None, 500), SortIndex);
+        assert_eq!(search_drive(Some(40), Some(30), 500), Tag);
+        assert_eq!(search_drive(Some(30), Some(501), 500), Text);
+        assert_eq!(search_drive(Some(501), Some(501), 500), SortIndex);
     }
 
     #[test]

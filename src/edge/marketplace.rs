@@ -144,35 +144,84 @@ async fn list(ctx: &mut Ctx) -> AppResult<Response> {
 }
 
 /// One page of search results, in SQL: keyset paging on an index for either
-/// order, tags through their table, text through the FTS5 trigram index. It
-/// reads rows in proportion to the page (or to the text matches), never the
-/// whole marketplace. Orders and cursors are those of `crate::marketplace`.
+/// order, tags through their table, text through the FTS5 trigram index,
+/// starting from whichever reads least (`crate::marketplace::search_drive`):
+/// rows read are bounded by the page, never by the whole marketplace. Orders
+/// and cursors are those of `crate::marketplace`.
 async fn search(db: &Db, query: &Query, viewer_org: Option<&str>) -> AppResult<market::Page> {
     let text = query.text_search();
     let (key_col, sort) = match query.sort {
         market::Sort::Rating => ("rank", market::Sort::Rating),
         market::Sort::New => ("created_at", market::Sort::New),
     };
-    let mut sql = format!(
-        "SELECT {LISTING_COLUMNS}, rating_count, rating_sum, rank FROM listings \
-         WHERE status = 'published' AND (visibility = 'public' OR org = ?1)"
-    );
-    let mut args: Vec<store::Arg> = vec![t(viewer_org.unwrap_or(""))];
-    if let Some(tag) = &query.tag {
-        args.push(t(tag));
-        sql.push_str(&format!(" AND id IN (SELECT listing_id FROM listing_tags WHERE tag = ?{})", args.len()));
+    // How many listings each filter matches, counted up to FEW + 1 (one
+    // statement, only for a query with a text or tag filter).
+    const FEW: u64 = 500;
+    let (mut text_n, mut tag_n) = (None, None);
+    if text.fts_match.is_some() || query.tag.is_some() {
+        #[derive(Deserialize)]
+        struct Counts {
+            text_n: Option<u64>,
+            tag_n: Option<u64>,
+        }
+        let mut args = Vec::new();
+        let mut text_count = "NULL".to_owned();
+        if let Some(m) = &text.fts_match {
+            args.push(t(m));
+            text_count =
+                "(SELECT COUNT(*) FROM (SELECT 1 FROM listings_fts WHERE listings_fts MATCH ?1 LIMIT 501))".into();
+        }
+        let mut tag_count = "NULL".to_owned();
+        if let Some(tag) = &query.tag {
+            args.push(t(tag));
+            tag_count =
+                format!("(SELECT COUNT(*) FROM (SELECT 1 FROM listing_tags WHERE tag = ?{} LIMIT 501))", args.len());
+        }
+        let sql = format!("SELECT {text_count} AS text_n, {tag_count} AS tag_n");
+        let c: Option<Counts> = store::first(db, &sql, &args).await?;
+        if let Some(c) = c {
+            (text_n, tag_n) = (c.text_n, c.tag_n);
+        }
     }
-    if let Some(m) = &text.fts_match {
+    let drive = market::search_drive(text_n, tag_n, FEW);
+    if drive == market::SearchDrive::Empty {
+        return Ok(market::Page { items: Vec::new(), next_cursor: None });
+    }
+    let mut args: Vec<store::Arg> = vec![t(viewer_org.unwrap_or(""))];
+    let from = match drive {
+        market::SearchDrive::Text => {
+            args.push(t(text.fts_match.as_deref().unwrap_or("")));
+            "(SELECT rowid AS r FROM listings_fts WHERE listings_fts MATCH ?2) m CROSS JOIN listings l ON l.rowid = m.r"
+        }
+        market::SearchDrive::Tag => {
+            args.push(t(query.tag.as_deref().unwrap_or("")));
+            "(SELECT listing_id AS r FROM listing_tags WHERE tag = ?2) m CROSS JOIN listings l ON l.id = m.r"
+        }
+        _ => "listings l",
+    };
+    let mut sql = format!(
+        "SELECT {LISTING_COLUMNS}, rating_count, rating_sum, rank FROM {from} \
+         WHERE l.status = 'published' AND (l.visibility = 'public' OR l.org = ?1)"
+    );
+    if let (Some(tag), false) = (&query.tag, drive == market::SearchDrive::Tag) {
+        args.push(t(tag));
+        sql.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM listing_tags WHERE tag = ?{} AND listing_id = l.id)",
+            args.len()
+        ));
+    }
+    if let (Some(m), false) = (&text.fts_match, drive == market::SearchDrive::Text) {
         args.push(t(m));
         sql.push_str(&format!(
-            " AND rowid IN (SELECT rowid FROM listings_fts WHERE listings_fts MATCH ?{})",
+            // A list built once, then probed per row: a correlated MATCH per row is far slower.
+            " AND l.rowid IN (SELECT rowid FROM listings_fts WHERE listings_fts MATCH ?{})",
             args.len()
         ));
     }
     for term in &text.short_terms {
         args.push(t(term));
         sql.push_str(&format!(
-            " AND instr(lower(title || char(10) || summary || char(10) || tags), ?{}) > 0",
+            " AND instr(lower(l.title || char(10) || l.summary || char(10) || l.tags), ?{}) > 0",
             args.len()
         ));
     }
@@ -180,10 +229,10 @@ async fn search(db: &Db, query: &Query, viewer_org: Option<&str>) -> AppResult<m
         args.push(i(c.primary));
         let p = args.len();
         args.push(t(&c.listing_id));
-        sql.push_str(&format!(" AND ({key_col} < ?{p} OR ({key_col} = ?{p} AND id > ?{}))", p + 1));
+        sql.push_str(&format!(" AND (l.{key_col} < ?{p} OR (l.{key_col} = ?{p} AND l.id > ?{}))", p + 1));
     }
     let limit = query.limit.clamp(1, market::MAX_LIMIT) as usize;
-    sql.push_str(&format!(" ORDER BY {key_col} DESC, id ASC LIMIT {}", limit + 1));
+    sql.push_str(&format!(" ORDER BY l.{key_col} DESC, l.id ASC LIMIT {}", limit + 1));
     let rows: Vec<ListingRow> = store::all(db, &sql, &args).await?;
     let more = rows.len() > limit;
     // The cursor holds the row's own sort key, so the next page's SQL
