@@ -5,6 +5,8 @@
 //
 //   GET  /ping                 {"ok":true}: the API-latency floor
 //   GET  /room/{name}/ws       WebSocket into the broadcast room `name`
+//   GET  /droom/{name}/ws      the durable room: each message appended to the
+//                              room's SQLite storage, then relayed
 //   POST /run                  {"run_id","org"}: creates the `runs` row
 //   POST /insert               {"run_id","org","rows":[...]}: raw D1 inserts, one batch
 //   GET  /scan?run_id=         reads every event of the run in seq order
@@ -45,6 +47,23 @@ export class Room extends DurableObject {
 
   webSocketError(ws) {
     closeQuietly(ws);
+  }
+}
+
+// The fair reference for a product that commits every event before it
+// broadcasts it: the same relay, but each message is first appended (with its
+// seq) to the object's SQLite storage, as a durable room must. Nothing else:
+// no auth, no parsing, no protocol.
+export class DurableRoom extends Room {
+  constructor(ctx, env) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    this.sql.exec("CREATE TABLE IF NOT EXISTS log (seq INTEGER PRIMARY KEY, body TEXT NOT NULL)");
+  }
+
+  webSocketMessage(ws, message) {
+    this.sql.exec("INSERT INTO log (body) VALUES (?)", typeof message === "string" ? message : "");
+    super.webSocketMessage(ws, message);
   }
 }
 
@@ -122,6 +141,10 @@ export default {
   async fetch(request, env) {
     const url = new URL(request.url);
     const method = request.method;
+    const durable = url.pathname.match(/^\/droom\/([^/]+)\/ws$/);
+    if (durable && method === "GET") {
+      return env.DURABLE_ROOM.get(env.DURABLE_ROOM.idFromName(decodeURIComponent(durable[1]))).fetch(request);
+    }
     const room = url.pathname.match(/^\/room\/([^/]+)\/ws$/);
     try {
       if (room && method === "GET") {
