@@ -47,6 +47,10 @@ pub struct Classroom {
     /// The count last announced in a `presence` broadcast (after a wake-up,
     /// unknown: the next alarm announces it again, which is harmless).
     presence_sent: std::cell::Cell<Option<u32>>,
+    /// When the alarm this instance last set is due (`None`: unknown, e.g.
+    /// after a wake-up, or it has fired). Lets a persist skip the storage
+    /// round trips when an alarm due soon enough is already set.
+    alarm_due: std::cell::Cell<Option<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -339,16 +343,30 @@ impl Classroom {
     /// `delay_ms`: an alarm already due sooner stays, a later one (an outbox
     /// backoff) is brought forward.
     fn schedule_alarm(&self, delay_ms: i64) {
-        let storage = self.state.storage();
         let due = now_ms() + delay_ms.max(1);
+        if self.alarm_due.get().is_some_and(|at| at <= due) {
+            return; // the common case on the live path: no storage call at all
+        }
+        let known = self.alarm_due.get().is_some();
+        self.alarm_due.set(Some(due));
+        let storage = self.state.storage();
         self.state.wait_until(async move {
-            match storage.get_alarm().await {
-                Ok(Some(at)) if at <= due => {}
-                _ => {
-                    let _ = storage.set_alarm(std::time::Duration::from_millis(delay_ms.max(1) as u64)).await;
+            // Only after a wake-up is the stored alarm unknown: read it once.
+            if !known {
+                if let Ok(Some(at)) = storage.get_alarm().await {
+                    if at <= due {
+                        return;
+                    }
                 }
             }
+            let _ = storage.set_alarm(std::time::Duration::from_millis(delay_ms.max(1) as u64)).await;
         });
+    }
+
+    /// Re-arm the alarm from inside `alarm` (and remember when it is due).
+    async fn rearm(&self, delay_ms: u64) -> Result<()> {
+        self.alarm_due.set(Some(now_ms() + delay_ms as i64));
+        self.state.storage().set_alarm(std::time::Duration::from_millis(delay_ms)).await
     }
 
     /// The effects that need I/O beyond this object's storage.
@@ -574,6 +592,7 @@ impl DurableObject for Classroom {
             sse: RefCell::new(Vec::new()),
             connected: RefCell::new(None),
             presence_sent: std::cell::Cell::new(None),
+            alarm_due: std::cell::Cell::new(None),
         }
     }
 
@@ -676,6 +695,7 @@ impl DurableObject for Classroom {
     }
 
     async fn alarm(&self) -> Result<Response> {
+        self.alarm_due.set(None); // it fired; anything set below records itself
         let count = self.presence_count();
         if self.presence_sent.get() != Some(count) {
             self.presence_sent.set(Some(count));
@@ -686,7 +706,7 @@ impl DurableObject for Classroom {
         let retry_at: i64 = self.meta("outbox_retry_at")?.and_then(|v| v.parse().ok()).unwrap_or(0);
         let now = now_ms();
         if now < retry_at {
-            self.state.storage().set_alarm(std::time::Duration::from_millis((retry_at - now) as u64)).await?;
+            self.rearm((retry_at - now) as u64).await?;
             return Response::ok("ok");
         }
         match self.flush_outbox().await {
@@ -695,7 +715,7 @@ impl DurableObject for Classroom {
                 self.set_meta("outbox_retry_at", "0")?;
             }
             Ok(false) => {
-                self.state.storage().set_alarm(std::time::Duration::from_millis(1)).await?;
+                self.rearm(1).await?;
             }
             Err(e) => {
                 let failures: u32 = self.meta("outbox_failures")?.and_then(|v| v.parse().ok()).unwrap_or(0) + 1;
@@ -707,7 +727,7 @@ impl DurableObject for Classroom {
                     json!({"msg": "outbox flush failed", "failures": failures, "retry_ms": delay, "error": e.to_string()})
                 );
                 self.set_meta("outbox_retry_at", &(now + delay as i64).to_string())?;
-                self.state.storage().set_alarm(std::time::Duration::from_millis(delay)).await?;
+                self.rearm(delay).await?;
             }
         }
         Response::ok("ok")
