@@ -302,13 +302,51 @@ async fn append(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {
 }
 
 pub async fn events_page(db: &Db, run_id: &str, after: u64, to: u64, limit: u64) -> AppResult<Vec<Event>> {
-    let rows: Vec<EventRow> = store::all_bulk(
-        db,
-        "SELECT id, run_id, seq, type, payload, timestamp, author_id FROM events WHERE run_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
-        &[t(run_id), u(after), u(to), u(limit)],
-    )
-    .await?;
-    Ok(rows.into_iter().map(EventRow::into_event).collect())
+    start_page(db, run_id, after, to, limit).await?.events(db).await
+}
+
+/// One page of events, as SQLite writes it: a single JSON text with each
+/// payload embedded as JSON. One value crosses from D1 (not one JS object per
+/// row and column) and every payload is parsed once, straight into the event.
+const PAGE_SQL: &str = "SELECT json_group_array(json_object('id', id, 'run_id', run_id, 'seq', seq, 'type', type, \
+     'payload', json(payload), 'timestamp', timestamp, 'author_id', author_id)) AS page \
+     FROM (SELECT * FROM events WHERE run_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4)";
+
+pub struct PendingPage {
+    pending: AppResult<store::Pending>,
+    run_id: String,
+    range: (u64, u64, u64),
+}
+
+/// Start reading a page; D1 works on it until [`PendingPage::events`].
+pub async fn start_page(db: &Db, run_id: &str, after: u64, to: u64, limit: u64) -> AppResult<PendingPage> {
+    let pending = store::start_text(db, PAGE_SQL, &[t(run_id), u(after), u(to), u(limit)]).await;
+    Ok(PendingPage { pending, run_id: run_id.to_owned(), range: (after, to, limit) })
+}
+
+impl PendingPage {
+    pub async fn events(self, db: &Db) -> AppResult<Vec<Event>> {
+        let (after, to, limit) = self.range;
+        // D1 caps a value at 2 MB: a page of big payloads is read row by row instead.
+        let text = match self.pending {
+            Ok(p) => p.text(db, "page").await.ok().flatten(),
+            Err(_) => None,
+        };
+        if let Some(mut events) = text.and_then(|t| serde_json::from_str::<Vec<Event>>(&t).ok()) {
+            // json_group_array keeps the subquery's order in SQLite; never rely on it blindly.
+            if !events.windows(2).all(|w| w[0].seq < w[1].seq) {
+                events.sort_by_key(|e| e.seq);
+            }
+            return Ok(events);
+        }
+        let rows: Vec<EventRow> = store::all_bulk(
+            db,
+            "SELECT id, run_id, seq, type, payload, timestamp, author_id FROM events WHERE run_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
+            &[t(&self.run_id), u(after), u(to), u(limit)],
+        )
+        .await?;
+        Ok(rows.into_iter().map(EventRow::into_event).collect())
+    }
 }
 
 async fn list_events(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {
@@ -328,7 +366,15 @@ async fn list_events(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {
 
 /// Replay a run up to `target` from its best checkpoint, storing the
 /// checkpoints the replay passes so the next one starts later.
-pub async fn replay_to(db: &Db, run_id: &str, target: u64, every: u64) -> AppResult<(run::Canvas, u64)> {
+pub async fn replay_to(
+    db: &Db,
+    env: &worker::Env,
+    later: Option<&worker::Context>,
+    run_id: &str,
+    target: u64,
+    every: u64,
+) -> AppResult<(run::Canvas, u64)> {
+    let mut fresh: Vec<Checkpoint> = Vec::new();
     #[derive(Deserialize)]
     struct CpRow {
         seq: u64,
@@ -350,29 +396,51 @@ pub async fn replay_to(db: &Db, run_id: &str, target: u64, every: u64) -> AppRes
         None => (run::Canvas::default(), 0),
     };
     const PAGE: u64 = 5000;
-    loop {
-        let page = events_page(db, run_id, seq, target, PAGE).await?;
+    let mut next = Some(start_page(db, run_id, seq, target, PAGE).await?);
+    while let Some(pending) = next.take() {
+        let page = pending.events(db).await?;
         if page.is_empty() {
             break;
         }
-        let from = Checkpoint { seq, state, hash: String::new() };
-        let (next, next_seq, checkpoints) = run::replay(Some(&from), &page, every);
-        (state, seq) = (next, next_seq);
-        // Only the last checkpoint each page passes is stored: a long first
-        // replay then writes one state per page (5,000 events), not one per
-        // CHECKPOINT_EVERY, which would cost far more than the replay itself.
-        // Later replays and scrubbing still start from the nearest one.
-        if let Some(c) = checkpoints.last() {
-            let text = serde_json::to_string(&c.state).map_err(|e| AppError::internal(e.to_string()))?;
-            store::run(
-                db,
-                "INSERT OR IGNORE INTO checkpoints (run_id, seq, state, hash) VALUES (?1, ?2, ?3, ?4)",
-                &[t(run_id), u(c.seq), t(&text), t(&c.hash)],
-            )
-            .await?;
+        // The next page is read while this one folds.
+        let last = page.last().map(|e| e.seq).unwrap_or(seq);
+        if page.len() as u64 == PAGE && last < target {
+            next = Some(start_page(db, run_id, last, target, PAGE).await?);
         }
-        if (page.len() as u64) < PAGE {
-            break;
+        let from = Checkpoint { seq, state, hash: String::new() };
+        let (folded, folded_seq, checkpoints) = run::replay(Some(&from), &page, every);
+        (state, seq) = (folded, folded_seq);
+        // Only the last checkpoint each page passes is kept: a long first
+        // replay then stores one state per page (5,000 events), not one per
+        // CHECKPOINT_EVERY. Later replays and scrubbing start from the nearest.
+        if let Some(c) = checkpoints.into_iter().last() {
+            fresh.push(c);
+        }
+    }
+    // The checkpoints go to D1 in one batch, after the response when the
+    // caller can wait for it there: nobody waits for them.
+    if !fresh.is_empty() {
+        let db = store::db(env)?;
+        let run_id = run_id.to_owned();
+        let write = async move {
+            let mut stmts = Vec::new();
+            for c in &fresh {
+                let Ok(text) = serde_json::to_string(&c.state) else { continue };
+                if let Ok(s) = store::stmt(
+                    &db,
+                    "INSERT OR IGNORE INTO checkpoints (run_id, seq, state, hash) VALUES (?1, ?2, ?3, ?4)",
+                    &[t(&run_id), u(c.seq), t(&text), t(&c.hash)],
+                ) {
+                    stmts.push(s);
+                }
+            }
+            if let Err(e) = db.batch(stmts).await {
+                worker::console_error!("{}", json!({"msg": "checkpoint write failed", "error": e.to_string()}));
+            }
+        };
+        match later {
+            Some(wctx) => wctx.wait_until(write),
+            None => write.await,
         }
     }
     Ok((state, seq))
@@ -418,7 +486,7 @@ async fn state(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {
     };
     let started = worker::Date::now().as_millis();
     let every = ctx.var_u64("CHECKPOINT_EVERY", 100).max(1);
-    let (canvas, seq) = replay_to(&db, run_id, target, every).await?;
+    let (canvas, seq) = replay_to(&db, &ctx.env, Some(&ctx.wctx), run_id, target, every).await?;
     let elapsed = (worker::Date::now().as_millis() - started) as f64 / 1000.0;
     store::count("dropple_replay_seconds_sum", "", elapsed);
     store::count("dropple_replay_seconds_count", "", 1.0);

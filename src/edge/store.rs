@@ -213,6 +213,40 @@ pub async fn all_bulk<T: DeserializeOwned>(db: &Db, sql: &str, args: &[Arg<'_>])
     serde_json::from_str(&text).map_err(|e| AppError::internal(format!("D1 row shape: {e}")))
 }
 
+/// A query started now and read later: D1 works on it while the caller
+/// does something else (replay folds one page while the next is read).
+pub struct Pending {
+    future: worker::wasm_bindgen_futures::JsFuture,
+}
+
+/// Start a query whose one row holds one text column `column` (a page that
+/// SQLite already wrote as JSON). Counted like any statement.
+pub async fn start_text(db: &Db, sql: &str, args: &[Arg<'_>]) -> AppResult<Pending> {
+    let statement = stmt(db, sql, args)?;
+    db.before(1).await;
+    let promise = statement.inner().all().map_err(|e| AppError::from(worker::Error::from(e)))?;
+    Ok(Pending { future: worker::wasm_bindgen_futures::JsFuture::from(promise) })
+}
+
+impl Pending {
+    /// The text in `column` of the first row (`None` for no row or NULL).
+    pub async fn text(self, db: &Db, column: &str) -> AppResult<Option<String>> {
+        let result = self.future.await.map_err(|e| {
+            let message = e
+                .dyn_ref::<worker::js_sys::Error>()
+                .map(|err| String::from(err.message()))
+                .or_else(|| e.as_string())
+                .unwrap_or_else(|| "D1 query failed".into());
+            AppError::internal(message)
+        })?;
+        let get = |v: &JsValue, k: &str| worker::js_sys::Reflect::get(v, &JsValue::from_str(k)).ok();
+        let rows_read = get(&result, "meta").and_then(|m| get(&m, "rows_read")).and_then(|v| v.as_f64());
+        db.meter.d1_rows_read.set(db.meter.d1_rows_read.get() + rows_read.unwrap_or(0.0) as u64);
+        let first = get(&result, "results").and_then(|rows| get(&rows, "0"));
+        Ok(first.and_then(|row| get(&row, column)).and_then(|v| v.as_string()))
+    }
+}
+
 pub async fn run(db: &Db, sql: &str, args: &[Arg<'_>]) -> AppResult<()> {
     let statement = stmt(db, sql, args)?;
     db.before(1).await;
