@@ -1,12 +1,15 @@
-// Replay: scrub a run to any seq (or moment). Canvas runs are rebuilt by the
-// server (GET /v1/runs/{id}/state?at_seq=, identical with or without
-// checkpoints); a live session's run holds session events, so the cursor is
-// folded from them and the canvas is the lesson frame at that cursor.
+// Replay: scrub a run to any seq (or moment). The run's events are loaded
+// once and folded here by the core (the server's fold in the browser: a
+// canvas run like GET /v1/runs/{id}/state?at_seq=, a live session's run like
+// the classroom object); a session's canvas is the lesson frame at the
+// cursor, computed locally from the lesson artifact. Scrubbing asks nothing
+// of the network.
 
 import { api, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient, applySessionEvent } from "./classroom-client.js?v=629e650211";
-import { renderCanvas } from "./canvas.js?v=f1ffe275e9";
-import { shell, $, h, say, params } from "./ui.js?v=62c75c3c3d";
+import { ClassroomClient } from "./classroom-client.js?v=2a596e0c75";
+import { Replay, lessonFrames } from "./core.js?v=baa1058a50";
+import { renderCanvas } from "./canvas.js?v=15e5547fca";
+import { shell, $, h, say, params } from "./ui.js?v=832f5b707d";
 
 shell();
 
@@ -14,7 +17,8 @@ let events = [];
 let runId = null;
 let lesson = null; // {id, version} for session runs
 let isSession = false;
-let req = 0;
+let replay = null; // the core's Replay over `events`
+let frames = null; // lessonFrames of the session's lesson, once loaded
 
 async function loadEvents(id) {
   const out = [];
@@ -58,6 +62,15 @@ async function load() {
     say(status, "Loading events…");
     events = await loadEvents(runId);
     isSession = events.some((e) => e.type.startsWith("session.") || e.type === "cursor.moved");
+    replay = new Replay(isSession ? "session" : "canvas");
+    replay.push(events);
+    if (isSession && lesson) {
+      try {
+        frames = lessonFrames(await api(`/v1/lessons/${encodeURIComponent(lesson.id)}/versions/${lesson.version}`));
+      } catch (e) {
+        say(status, `The lesson cannot be loaded: ${describeError(e)}`, "error");
+      }
+    }
     $("#player").hidden = false;
     $("#title").textContent = isSession ? `Session run ${runId.slice(0, 8)}…` : `Run ${runId.slice(0, 8)}…`;
     const last = events.at(-1)?.seq ?? 0;
@@ -86,23 +99,17 @@ async function show(seq) {
   const ev = events.find((e) => e.seq === seq);
   $("#seq-time").textContent = ev ? `· ${new Date(ev.timestamp).toLocaleString()}` : "";
   for (const li of $("#events").children) li.toggleAttribute("aria-current", Number(li.dataset.seq) === seq);
-  const mine = ++req;
-  try {
-    if (isSession) {
-      const state = { seq: 0, status: "waiting", paused_reason: null, cursor: { step: 0 }, annotations: [], questions: [], quiz_responses: {} };
-      for (const e of events) if (e.seq <= seq) applySessionEvent(state, e);
-      const badge = $("#session-status");
-      badge.hidden = false;
-      badge.textContent = `${state.status} · cursor ${state.cursor.step} · ${state.questions.length} questions`;
-      if (!lesson) { $("#canvas").textContent = "Open this replay from the teacher console to see the lesson frames."; return; }
-      const frame = await api(`/v1/lessons/${encodeURIComponent(lesson.id)}/versions/${lesson.version}/frames/${state.cursor.step}`);
-      if (mine === req) renderCanvas($("#canvas"), frame, { step: state.cursor.step, annotations: state.annotations, label: `Session at event ${seq}` });
-    } else {
-      const r = await api(`/v1/runs/${encodeURIComponent(runId)}/state?at_seq=${seq}`);
-      if (mine === req) renderCanvas($("#canvas"), r, { step: r.seq, label: `Run at event ${r.seq}` });
-    }
-  } catch (e) {
-    if (mine === req) say($("#status"), describeError(e), "error");
+  if (!replay) return;
+  const r = replay.stateAt(seq);
+  if (isSession) {
+    const state = r.state;
+    const badge = $("#session-status");
+    badge.hidden = false;
+    badge.textContent = `${state.status} · cursor ${state.cursor.step} · ${state.questions.length} questions`;
+    if (!frames) { $("#canvas").textContent = "Open this replay from the teacher console to see the lesson frames."; return; }
+    renderCanvas($("#canvas"), frames.frame(state.cursor.step), { step: state.cursor.step, annotations: state.annotations, label: `Session at event ${seq}` });
+  } else {
+    renderCanvas($("#canvas"), r, { step: r.seq, label: `Run at event ${r.seq}` });
   }
 }
 
