@@ -16,16 +16,16 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "957a08794c";
+const VERSION = "6b00135db9";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const REFERENCE = "dropple-reference-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
   "/css/app.css?v=37163fb6b5", "/manifest.webmanifest", "/icon.svg",
-  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=832f5b707d", "/js/canvas.js?v=15e5547fca", "/js/classroom-client.js?v=2a596e0c75", "/js/core.js?v=baa1058a50",
-  "/core/dropple_core.js?v=7eeb636a58", "/core/dropple_core_bg.wasm?v=7eeb636a58",
-  "/js/home.js?v=74ea719e54", "/js/teach.js?v=311f1e441f", "/js/learn.js?v=cc6b99f285", "/js/author.js?v=cd05346f72", "/js/market.js?v=fbbf813a7d", "/js/verify.js?v=9fb2b5e38c", "/js/replay.js?v=394b88a37f",
+  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=832f5b707d", "/js/canvas.js?v=15e5547fca", "/js/classroom-client.js?v=91c1dc3135", "/js/core.js?v=eb5951ac4e",
+  "/core/dropple_core.js?v=d4d06c1eb5", "/core/dropple_core_bg.wasm?v=d4d06c1eb5",
+  "/js/home.js?v=74ea719e54", "/js/teach.js?v=0552a467fe", "/js/learn.js?v=f445a41f94", "/js/author.js?v=b248f56d85", "/js/market.js?v=fbbf813a7d", "/js/verify.js?v=5c36f31885", "/js/replay.js?v=5d3543964e",
 ];
 const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;

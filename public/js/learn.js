@@ -6,9 +6,9 @@
 //   /learn                               join form and the org's lessons.
 
 import { api, claims, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=2a596e0c75";
+import { ClassroomClient } from "./classroom-client.js?v=91c1dc3135";
 import { renderCanvas } from "./canvas.js?v=15e5547fca";
-import { lessonFrames, gradePreview } from "./core.js?v=baa1058a50";
+import { lessonFrames, gradePreview } from "./core.js?v=eb5951ac4e";
 import { shell, $, h, say, params, fmtPct, onFirstControl } from "./ui.js?v=832f5b707d";
 
 const frames = new Map();
