@@ -309,6 +309,10 @@ async function main() {
   const wasm = readFileSync(wasmPath);
   const size = { raw: wasm.length, gz: gzipSync(wasm, { level: 9 }).length };
   const baselineJs = statSync(join(ROOT, "bench/baseline/worker.js")).size;
+  // The browser build of the core (scripts/build.sh → public/core/): wasm and its JS glue.
+  const coreWasm = readFileSync(join(ROOT, "public/core/dropple_core_bg.wasm"));
+  const coreJs = readFileSync(join(ROOT, "public/core/dropple_core.js"));
+  const coreSize = { raw: coreWasm.length, gz: gzipSync(coreWasm, { level: 9 }).length, js: gzipSync(coreJs, { level: 9 }).length };
 
   // BENCH_QUICK=1 skips the slow, independent parts while working on the rest.
   const quick = process.env.BENCH_QUICK === "1";
@@ -357,6 +361,8 @@ async function main() {
   row("hot path: protocol core alone, instructions (callgrind)", int(hot.core.instr), int(hot.base.instr), ratio(hot.core.instr, hot.base.instr), "", undefined);
   row("wasm size, gzipped (KiB)", f1(size.gz / 1024), "350.0 (goal)", ratio(size.gz / 1024, 350), "≤ 350 KiB", size.gz <= 350 * 1024);
   row("wasm size, raw (KiB)", f1(size.raw / 1024), `${f1(baselineJs / 1024)} (baseline JS)`, "", "", undefined);
+  row("browser core (public/core/), wasm + JS glue, gzipped (KiB)", f1((coreSize.gz + coreSize.js) / 1024), "150.0 (budget)", ratio((coreSize.gz + coreSize.js) / 1024, 150), "≤ 150 KiB", coreSize.gz + coreSize.js <= 150 * 1024);
+  row("browser core wasm, raw (KiB)", f1(coreSize.raw / 1024), "", "", "", undefined);
   row("time to first response after start (ms)", int(start.ours), int(start.base), ratio(start.ours, start.base), "", undefined);
   row("append one event, p50 (ms)", f2(median(app.latency.ours)), f2(median(app.latency.base)), ratio(median(app.latency.ours), median(app.latency.base)), "", undefined);
   row("append one event, p99 (ms)", f2(pct(app.latency.ours, 99)), f2(pct(app.latency.base, 99)), ratio(pct(app.latency.ours, 99), pct(app.latency.base, 99)), "", undefined);
@@ -423,7 +429,9 @@ ${gen.map((l) => "  " + l).join("\n")}
   seq inside the same D1 batch; the raw-insert baseline shows the ceiling local D1 sets on this
   machine. A cold replay reads every row and also stores checkpoints (one per 5,000-event page);
   replays after it start from the nearest checkpoint.
-- **Size**: \`build/index_bg.wasm\` after \`wasm-opt -Oz\`, gzip -9. **Start**: spawning \`wrangler dev\`
+- **Size**: \`build/index_bg.wasm\` after \`wasm-opt -Oz\`, gzip -9. The browser core:
+  \`public/core/dropple_core_bg.wasm\` (the same crate with \`--no-default-features --features browser\`,
+  wasm-bindgen \`--target web\`, \`wasm-opt -Oz\`) plus its JS glue, gzip -9. **Start**: spawning \`wrangler dev\`
   until the first 200 (\`/v1/health\`; baseline \`/ping\`), median of 2.
 - **API latency**: 200 sequential requests each on loopback. Marketplace list *cached*: the same
   query (KV hit, ${market.cachedHits}/200 hits); *uncached*: a new query each time (KV miss,

@@ -6,8 +6,8 @@
 // of the network.
 
 import { api, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=91c1dc3135";
-import { Replay, lessonFrames } from "./core.js?v=eb5951ac4e";
+import { ClassroomClient } from "./classroom-client.js?v=bd1d5bbbab";
+import { Replay, lessonFrames } from "./core.js?v=8ff4f7aedf";
 import { renderCanvas } from "./canvas.js?v=15e5547fca";
 import { shell, $, h, say, params } from "./ui.js?v=832f5b707d";
 
