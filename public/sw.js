@@ -31,8 +31,18 @@ const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;
 const IMMUTABLE = /^\/v1\/lessons\/[^/]+\/versions\/\d+(\/frames\/\d+)?$/;
 
+// Each shell URL on its own (addAll drops everything when one fetch
+// fails), and again on activation for any that failed: a transient error
+// must not leave the offline shell empty.
+async function precache() {
+  const cache = await caches.open(SHELL);
+  await Promise.all(SHELL_URLS.map(async (url) => {
+    if (!(await cache.match(url))) await cache.add(url).catch(() => {});
+  }));
+}
+
 self.addEventListener("install", (ev) => {
-  ev.waitUntil(caches.open(SHELL).then((c) => c.addAll(SHELL_URLS)).catch(() => {}).then(() => self.skipWaiting()));
+  ev.waitUntil(precache().catch(() => {}).then(() => self.skipWaiting()));
 });
 
 self.addEventListener("activate", (ev) => {
@@ -40,6 +50,7 @@ self.addEventListener("activate", (ev) => {
     for (const key of await caches.keys()) {
       if (key.startsWith("dropple-shell-") && key !== SHELL) await caches.delete(key);
     }
+    await precache().catch(() => {});
     await self.clients.claim();
   })());
 });

@@ -39,7 +39,11 @@ else
   rm -rf public/core && mkdir -p public/core
   wasm-bindgen --target web --no-typescript --out-dir public/core --out-name dropple_core \
     target/browser/wasm32-unknown-unknown/release/dropple_edge.wasm
-  wasm-opt "$core" -o "$core" -Oz --all-features --strip-debug --strip-producers
+  # Only features every current browser runs (--all-features would let
+  # binaryen write e.g. compact imports, which Chromium rejects).
+  wasm-opt "$core" -o "$core" -Oz --strip-debug --strip-producers \
+    --enable-bulk-memory --enable-bulk-memory-opt --enable-sign-ext --enable-mutable-globals \
+    --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue --enable-call-indirect-overlong
   touch "$core_stamp"
 fi
 raw=$(wc -c < "$core"); gz=$(gzip -9 -c "$core" | wc -c); js=$(gzip -9 -c public/core/dropple_core.js | wc -c)
