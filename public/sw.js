@@ -16,16 +16,16 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "dff34a80a1";
+const VERSION = "cdabc533c1";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const REFERENCE = "dropple-reference-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
   "/css/app.css?v=37163fb6b5", "/manifest.webmanifest", "/icon.svg",
-  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=832f5b707d", "/js/canvas.js?v=15e5547fca", "/js/classroom-client.js?v=bd1d5bbbab", "/js/core.js?v=8ff4f7aedf",
-  "/core/dropple_core.js?v=7dbe415502", "/core/dropple_core_bg.wasm?v=7dbe415502",
-  "/js/home.js?v=74ea719e54", "/js/teach.js?v=5ea942ee9c", "/js/learn.js?v=3552e09493", "/js/author.js?v=da9647213d", "/js/market.js?v=fbbf813a7d", "/js/verify.js?v=93e9f12999", "/js/replay.js?v=972ee1bae3",
+  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=832f5b707d", "/js/canvas.js?v=15e5547fca", "/js/classroom-client.js?v=f227339c87", "/js/core.js?v=82e666f4ee",
+  "/core/dropple_core.js?v=f588d00a4e", "/core/dropple_core_bg.wasm?v=f588d00a4e",
+  "/js/home.js?v=74ea719e54", "/js/teach.js?v=519b2fcac7", "/js/learn.js?v=40e88260e8", "/js/author.js?v=06b9e973fe", "/js/market.js?v=fbbf813a7d", "/js/verify.js?v=cb83dc3a82", "/js/replay.js?v=2a68ad52d2",
 ];
 const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;

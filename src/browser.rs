@@ -135,6 +135,7 @@ pub struct Lesson {
 }
 
 const STRIDE: usize = 64;
+const MAX_KEPT: usize = 512;
 
 #[wasm_bindgen]
 impl Lesson {
@@ -259,7 +260,9 @@ impl SessionFold {
 }
 
 /// Scrubbing a run: its events are held once, states are kept every
-/// `STRIDE` events, and the state at any seq costs at most `STRIDE` applies.
+/// `stride` events (64, doubled whenever more than `MAX_KEPT` states would be
+/// held, so a 100,000-event run keeps at most 512 of them), and the state at
+/// any seq costs at most `stride` applies.
 /// `kind` is "canvas" (run replay, the fold behind `GET /v1/runs/{id}/state`)
 /// or "session" (a live session's run). A replay may start from a checkpoint
 /// the server sent (`from_checkpoint`), then only the tail is folded here.
@@ -268,6 +271,7 @@ pub struct Replay {
     session: bool,
     base_seq: u64,
     events: Vec<Event>,
+    stride: usize,
     canvases: Vec<Canvas>,
     sessions: Vec<SessionState>,
     canvas: Canvas,
@@ -288,6 +292,7 @@ impl Replay {
             session,
             base_seq: 0,
             events: Vec::new(),
+            stride: STRIDE,
             canvases: vec![Canvas::default()],
             sessions: vec![sess.clone()],
             canvas: Canvas::default(),
@@ -310,11 +315,17 @@ impl Replay {
         Ok(())
     }
 
-    /// Append envelopes (JSON array, seq order); those at or below the last
-    /// seq held are skipped. Returns the last seq.
+    /// Append envelopes (a JSON array in seq order, or a
+    /// `GET /v1/runs/{id}/events` body as the server wrote it); those at or
+    /// below the last seq held are skipped. Returns the last seq.
     pub fn push(&mut self, events: &str) -> Result<f64, JsError> {
-        let Value::Array(list) = parse(events, "events")? else {
-            return Err(JsError::new("events: must be a JSON array"));
+        let list = match parse(events, "events")? {
+            Value::Array(list) => list,
+            Value::Object(mut page) => match page.remove("events") {
+                Some(Value::Array(list)) => list,
+                _ => return Err(JsError::new("events: no events array")),
+            },
+            _ => return Err(JsError::new("events: must be a JSON array")),
         };
         for v in list {
             let ev = event_of(v)?;
@@ -327,11 +338,18 @@ impl Replay {
                 self.canvas.apply(&ev.kind, &ev.payload);
             }
             self.events.push(ev);
-            if self.events.len() % STRIDE == 0 {
+            if self.events.len() % self.stride == 0 {
                 if self.session {
                     self.sessions.push(self.sess.clone());
                 } else {
                     self.canvases.push(self.canvas.clone());
+                }
+                if self.canvases.len().max(self.sessions.len()) > MAX_KEPT {
+                    // kept[i] is the state after i * stride events: keeping
+                    // every other one doubles the stride.
+                    self.stride *= 2;
+                    self.canvases = std::mem::take(&mut self.canvases).into_iter().step_by(2).collect();
+                    self.sessions = std::mem::take(&mut self.sessions).into_iter().step_by(2).collect();
                 }
             }
         }
@@ -360,16 +378,17 @@ impl Replay {
     pub fn state_at(&self, seq: f64) -> String {
         let n = self.count_upto(if seq.is_finite() && seq > 0.0 { seq as u64 } else { 0 });
         let at = self.events.get(n.wrapping_sub(1)).map_or(self.base_seq, |e| e.seq);
-        let start = (n / STRIDE) * STRIDE;
+        let stride = self.stride;
+        let start = (n / stride) * stride;
         let tail = &self.events[start..n];
         let state = if self.session {
-            let mut s = self.sessions.get(n / STRIDE).cloned().unwrap_or_else(|| self.sess.clone());
+            let mut s = self.sessions.get(n / stride).cloned().unwrap_or_else(|| self.sess.clone());
             for e in tail {
                 s.apply(e);
             }
             serde_json::to_value(&s).unwrap_or(Value::Null)
         } else {
-            let mut c = self.canvases.get(n / STRIDE).cloned().unwrap_or_default();
+            let mut c = self.canvases.get(n / stride).cloned().unwrap_or_default();
             for e in tail {
                 c.apply(&e.kind, &e.payload);
             }

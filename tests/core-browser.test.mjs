@@ -73,6 +73,16 @@ test(`parity: ${STREAMS} random event streams fold to the same state hash in the
             seq: JSON.parse(text).seq,
           };
           fold.free();
+          if (seed % 10 === 0 && result.seq > 1) {
+            // The replay of /replay: the run's envelopes folded here, scrubbed to the middle.
+            const mid = Math.ceil(result.seq / 2);
+            const ev = await (await fetch(`/v1/runs/${run}/events?after=0&limit=1000`, { headers })).text();
+            const replay = new core.Replay("canvas");
+            replay.push(ev); // the page as the server wrote it
+            const at = await (await fetch(`/v1/runs/${run}/state?at_seq=${mid}`, { headers })).text();
+            result.replayMid = [core.canonical_hash_at(replay.state_at(mid), "/state"), core.canonical_hash_at(at, "/state")];
+            replay.free();
+          }
           return result;
         };
         const results = new Array(n);
@@ -89,12 +99,18 @@ test(`parity: ${STREAMS} random event streams fold to the same state hash in the
       }, { corePath, n: STREAMS, token });
       assert.equal(out.results.length, STREAMS);
       let events = 0;
+      let scrubbed = 0;
       for (const r of out.results) {
         assert.equal(r.seq, r.applied, `seed ${r.seed}: the server holds every event`);
         assert.equal(r.server, r.browser, `seed ${r.seed}: the server's state hashes like the browser's fold`);
         assert.equal(r.serverHash, r.browser, `seed ${r.seed}: the server's own hash agrees`);
         events += r.seq;
+        if (r.replayMid) {
+          assert.equal(r.replayMid[0], r.replayMid[1], `seed ${r.seed}: replay scrubbed to the middle equals the server's state there`);
+          scrubbed += 1;
+        }
       }
+      assert.ok(scrubbed >= 15, `${scrubbed} replays scrubbed`);
       assert.ok(out.types.length >= 25, `every event type is generated: ${out.types.join(", ")}`);
       assert.equal(out.digest, PARITY_DIGEST, "the browser folds like the native suite");
       // (The sign-in picker's probe of /v1/dev/tokens answers 400 without a body: not a script error.)

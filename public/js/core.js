@@ -9,9 +9,9 @@
 // Values cross as JSON text (big integers and odd floats arrive exactly as
 // the server wrote them); the helpers below parse what the pages render.
 
-import init, * as wasm from "/core/dropple_core.js?v=7dbe415502";
+import init, * as wasm from "/core/dropple_core.js?v=f588d00a4e";
 
-await init({ module_or_path: "/core/dropple_core_bg.wasm?v=7dbe415502" });
+await init({ module_or_path: "/core/dropple_core_bg.wasm?v=f588d00a4e" });
 
 export const core = wasm;
 

@@ -6,8 +6,8 @@
 // of the network.
 
 import { api, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=bd1d5bbbab";
-import { Replay, lessonFrames } from "./core.js?v=8ff4f7aedf";
+import { ClassroomClient } from "./classroom-client.js?v=f227339c87";
+import { Replay, lessonFrames } from "./core.js?v=82e666f4ee";
 import { renderCanvas } from "./canvas.js?v=15e5547fca";
 import { shell, $, h, say, params } from "./ui.js?v=832f5b707d";
 
