@@ -16,16 +16,16 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "cdabc533c1";
+const VERSION = "b1a2d77b3a";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const REFERENCE = "dropple-reference-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
   "/css/app.css?v=37163fb6b5", "/manifest.webmanifest", "/icon.svg",
-  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=832f5b707d", "/js/canvas.js?v=15e5547fca", "/js/classroom-client.js?v=f227339c87", "/js/core.js?v=82e666f4ee",
-  "/core/dropple_core.js?v=f588d00a4e", "/core/dropple_core_bg.wasm?v=f588d00a4e",
-  "/js/home.js?v=74ea719e54", "/js/teach.js?v=519b2fcac7", "/js/learn.js?v=40e88260e8", "/js/author.js?v=06b9e973fe", "/js/market.js?v=fbbf813a7d", "/js/verify.js?v=cb83dc3a82", "/js/replay.js?v=2a68ad52d2",
+  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=832f5b707d", "/js/canvas.js?v=15e5547fca", "/js/classroom-client.js?v=22050e2bd3", "/js/core.js?v=3611df546c",
+  "/core/dropple_core.js?v=0c1488ca1b", "/core/dropple_core_bg.wasm?v=0c1488ca1b",
+  "/js/home.js?v=74ea719e54", "/js/teach.js?v=bf1a0bc38d", "/js/learn.js?v=049eda3c48", "/js/author.js?v=96cb82fe36", "/js/market.js?v=fbbf813a7d", "/js/verify.js?v=310a3b34f5", "/js/replay.js?v=e2ac3fb0ba",
 ];
 const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;
@@ -37,7 +37,7 @@ const IMMUTABLE = /^\/v1\/lessons\/[^/]+\/versions\/\d+(\/frames\/\d+)?$/;
 async function precache() {
   const cache = await caches.open(SHELL);
   await Promise.all(SHELL_URLS.map(async (url) => {
-    if (!(await cache.match(url))) await cache.add(url).catch(() => {});
+    if (!(await cache.match(url, { ignoreVary: true }))) await cache.add(url).catch(() => {});
   }));
 }
 
@@ -79,7 +79,7 @@ self.addEventListener("fetch", (ev) => {
 async function versionedAsset(ev, req) {
   // Same name, same bytes: the cached copy is always right.
   const cache = await caches.open(SHELL);
-  const hit = await cache.match(req);
+  const hit = await cache.match(req, { ignoreVary: true });
   if (hit) return hit;
   const res = await fetch(req);
   if (res.ok && res.type === "basic") ev.waitUntil(cache.put(req, res.clone()));
@@ -130,7 +130,9 @@ async function shellAsset(ev, req) {
     if (res.ok && res.type === "basic") ev.waitUntil(cache.put(req, res.clone()));
     return res;
   } catch (e) {
-    const cached = (await cache.match(req, { ignoreSearch: req.mode === "navigate" })) ||
+    // ignoreVary: a page precached by the install (its own request headers)
+    // must answer a navigation too, whatever that one sent.
+    const cached = (await cache.match(req, { ignoreSearch: req.mode === "navigate", ignoreVary: true })) ||
       (req.mode === "navigate" ? await cache.match("/") : null);
     if (cached) return cached;
     throw e;

@@ -338,7 +338,7 @@ impl Replay {
                 self.canvas.apply(&ev.kind, &ev.payload);
             }
             self.events.push(ev);
-            if self.events.len() % self.stride == 0 {
+            if self.events.len().is_multiple_of(self.stride) {
                 if self.session {
                     self.sessions.push(self.sess.clone());
                 } else {

@@ -178,12 +178,23 @@ test("offline after one visit: /verify tells valid, tampered and revoked apart; 
       assert.equal(online.browser, "false");
       assert.equal(online.server, "false");
       assert.equal(online.checks.status.ok, false, online.checks.status.text);
-      const cached = (page, cacheName, paths) => page.waitForFunction(async ({ cacheName, paths }) => {
-        if (!navigator.serviceWorker.controller) return false;
-        const c = await caches.open(cacheName);
-        for (const path of paths) if (!(await c.match(path, { ignoreVary: true, ignoreSearch: false }))) return false;
-        return true;
-      }, { cacheName, paths }, { timeout: 20_000, polling: 100 });
+      // Until the service worker controls the page and holds `paths` in
+      // `cacheName` (polled: waitForFunction does not await a promise).
+      const cached = async (page, cacheName, paths) => {
+        const deadline = Date.now() + 20_000;
+        for (;;) {
+          const missing = await page.evaluate(async ({ cacheName, paths }) => {
+            if (!navigator.serviceWorker.controller) return ["(no controller)"];
+            const c = await caches.open(cacheName);
+            const out = [];
+            for (const path of paths) if (!(await c.match(path, { ignoreVary: true }))) out.push(path);
+            return out;
+          }, { cacheName, paths });
+          if (!missing.length) return;
+          if (Date.now() > deadline) throw new Error(`not cached in ${cacheName}: ${missing.join(", ")}`);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      };
       await cached(v, "dropple-reference-v1", ["/v1/issuer", "/v1/status-lists/1"]);
       // The service worker's shell (pages, modules, the core) is in place.
       const { release, core, stamps } = assetPlan();

@@ -9,9 +9,9 @@
 // Values cross as JSON text (big integers and odd floats arrive exactly as
 // the server wrote them); the helpers below parse what the pages render.
 
-import init, * as wasm from "/core/dropple_core.js?v=f588d00a4e";
+import init, * as wasm from "/core/dropple_core.js?v=0c1488ca1b";
 
-await init({ module_or_path: "/core/dropple_core_bg.wasm?v=f588d00a4e" });
+await init({ module_or_path: "/core/dropple_core_bg.wasm?v=0c1488ca1b" });
 
 export const core = wasm;
 

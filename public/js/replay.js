@@ -6,8 +6,8 @@
 // of the network.
 
 import { api, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=f227339c87";
-import { Replay, lessonFrames } from "./core.js?v=82e666f4ee";
+import { ClassroomClient } from "./classroom-client.js?v=22050e2bd3";
+import { Replay, lessonFrames } from "./core.js?v=3611df546c";
 import { renderCanvas } from "./canvas.js?v=15e5547fca";
 import { shell, $, h, say, params } from "./ui.js?v=832f5b707d";
 
@@ -20,9 +20,15 @@ let isSession = false;
 let replay = null; // the core's Replay over `events`
 let frames = null; // lessonFrames of the session's lesson, once loaded
 
-async function loadEvents(id) {
+// A canvas run longer than this is loaded as a server checkpoint (the state
+// at last − WINDOW, `GET /v1/runs/{id}/state?at_seq=`) plus the events after
+// it, folded here: the last WINDOW events scrub locally without loading the
+// whole run.
+const WINDOW = 20_000;
+let from = 0; // the first seq the scrubber reaches
+
+async function loadEvents(id, after = 0) {
   const out = [];
-  let after = 0;
   for (;;) {
     const r = await api(`/v1/runs/${encodeURIComponent(id)}/events?after=${after}&limit=1000`);
     out.push(...r.events);
@@ -60,9 +66,18 @@ async function load() {
     if (!runId) return;
     $("#run").value = runId;
     say(status, "Loading events…");
-    events = await loadEvents(runId);
-    isSession = events.some((e) => e.type.startsWith("session.") || e.type === "cursor.moved");
+    const head = await api(`/v1/runs/${encodeURIComponent(runId)}/events?after=0&limit=1000`);
+    isSession = head.events.some((e) => e.type.startsWith("session.") || e.type === "cursor.moved");
     replay = new Replay(isSession ? "session" : "canvas");
+    if (!isSession && head.last_seq > WINDOW) {
+      const cp = await api(`/v1/runs/${encodeURIComponent(runId)}/state?at_seq=${head.last_seq - WINDOW}`);
+      replay.fromCheckpoint(cp);
+      from = cp.seq;
+      say(status, `Loading the last ${WINDOW.toLocaleString()} events…`);
+      events = await loadEvents(runId, from);
+    } else {
+      events = await loadEvents(runId);
+    }
     replay.push(events);
     if (isSession && lesson) {
       try {
@@ -75,6 +90,7 @@ async function load() {
     $("#title").textContent = isSession ? `Session run ${runId.slice(0, 8)}…` : `Run ${runId.slice(0, 8)}…`;
     const last = events.at(-1)?.seq ?? 0;
     $("#seq").max = String(last);
+    $("#seq").min = String(from);
     $("#last").textContent = String(last);
     $("#events").replaceChildren(...events.map((e) => h("li", { "data-seq": e.seq },
       h("button", { type: "button", class: "link", onclick: () => show(e.seq) }, `#${e.seq}`),
@@ -92,8 +108,8 @@ function summary(e) {
 }
 
 async function show(seq) {
-  const last = events.at(-1)?.seq ?? 0;
-  seq = Math.max(0, Math.min(last, seq));
+  const last = events.at(-1)?.seq ?? from;
+  seq = Math.max(from, Math.min(last, seq));
   $("#seq").value = String(seq);
   $("#seq-out").textContent = String(seq);
   const ev = events.find((e) => e.seq === seq);
