@@ -16,16 +16,16 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "b1a2d77b3a";
+const VERSION = "ca85f9af0c";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const REFERENCE = "dropple-reference-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
   "/css/app.css?v=37163fb6b5", "/manifest.webmanifest", "/icon.svg",
-  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=832f5b707d", "/js/canvas.js?v=15e5547fca", "/js/classroom-client.js?v=22050e2bd3", "/js/core.js?v=3611df546c",
-  "/core/dropple_core.js?v=0c1488ca1b", "/core/dropple_core_bg.wasm?v=0c1488ca1b",
-  "/js/home.js?v=74ea719e54", "/js/teach.js?v=bf1a0bc38d", "/js/learn.js?v=049eda3c48", "/js/author.js?v=96cb82fe36", "/js/market.js?v=fbbf813a7d", "/js/verify.js?v=310a3b34f5", "/js/replay.js?v=e2ac3fb0ba",
+  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=832f5b707d", "/js/canvas.js?v=15e5547fca", "/js/classroom-client.js?v=c58684134d", "/js/core.js?v=1a1c48bd0b",
+  "/core/dropple_core.js?v=4e67e7c9d5", "/core/dropple_core_bg.wasm?v=4e67e7c9d5",
+  "/js/home.js?v=74ea719e54", "/js/teach.js?v=a515110353", "/js/learn.js?v=71d79d2eae", "/js/author.js?v=d0594085b3", "/js/market.js?v=fbbf813a7d", "/js/verify.js?v=207f47a44c", "/js/replay.js?v=94ac16bb56",
 ];
 const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;

@@ -143,7 +143,8 @@ impl Lesson {
     #[wasm_bindgen(constructor)]
     pub fn new(artifact: &str) -> Result<Lesson, JsError> {
         let value = parse(artifact, "artifact")?;
-        let timeline = value.get("timeline").filter(|t| t.is_array()).ok_or_else(|| JsError::new("artifact: no timeline"))?;
+        let timeline =
+            value.get("timeline").filter(|t| t.is_array()).ok_or_else(|| JsError::new("artifact: no timeline"))?;
         let timeline = items(&timeline.to_string())?;
         let mut kept = vec![Canvas::default()];
         let mut canvas = Canvas::default();
@@ -407,7 +408,12 @@ impl Replay {
 /// when none is at hand). The list's own proof is checked with the same
 /// profile before its bit is trusted. Returns `{valid, checks}`.
 #[wasm_bindgen]
-pub fn verify_credential(credential: &str, issuer_profile: &str, status_list: &str, now: &str) -> Result<String, JsError> {
+pub fn verify_credential(
+    credential: &str,
+    issuer_profile: &str,
+    status_list: &str,
+    now: &str,
+) -> Result<String, JsError> {
     let doc = parse(credential, "credential")?;
     let profile = if issuer_profile.is_empty() { Value::Null } else { parse(issuer_profile, "issuer profile")? };
     let resolve = |vm: &str| certificate::resolve_from_profile(&profile, vm);
@@ -415,7 +421,8 @@ pub fn verify_credential(credential: &str, issuer_profile: &str, status_list: &s
     let mut list_note = None;
     let revoked = match (certificate::status_entry(&doc), &list) {
         (Some((url, index)), Some(list)) if list.get("id").and_then(Value::as_str) == Some(url.as_str()) => {
-            let list_ok = certificate::verify(list, resolve, None, now).checks.iter().any(|c| c.name == "proof" && c.ok);
+            let list_ok =
+                certificate::verify(list, resolve, None, now).checks.iter().any(|c| c.name == "proof" && c.ok);
             if list_ok {
                 let as_of = list.get("validFrom").and_then(Value::as_str).unwrap_or("?").to_owned();
                 list_note = Some(as_of);
@@ -457,8 +464,8 @@ pub fn grade_preview(quiz: &str, answers: &str, pass_threshold: f64) -> Result<S
     if items.is_empty() || items.iter().any(|q| grading::answer_index(q).is_none()) {
         return Ok("null".into());
     }
-    let answers: std::collections::BTreeMap<String, usize> = serde_json::from_value(parse(answers, "answers")?)
-        .map_err(|e| JsError::new(&format!("answers: {e}")))?;
+    let answers: std::collections::BTreeMap<String, usize> =
+        serde_json::from_value(parse(answers, "answers")?).map_err(|e| JsError::new(&format!("answers: {e}")))?;
     Ok(to_text(&grading::grade(&items, &answers, pass_threshold)))
 }
 

@@ -590,9 +590,11 @@ fn gunzip(data: &[u8], limit: usize) -> Result<Vec<u8>, String> {
     }
     let flags = data[3];
     let mut at = 10usize;
-    let skip_zero_terminated = |at: usize| data.get(at..).and_then(|d| d.iter().position(|b| *b == 0)).map(|n| at + n + 1);
+    let skip_zero_terminated =
+        |at: usize| data.get(at..).and_then(|d| d.iter().position(|b| *b == 0)).map(|n| at + n + 1);
     if flags & 0x04 != 0 {
-        let len = data.get(at..at + 2).map(|b| usize::from(b[0]) | usize::from(b[1]) << 8).ok_or_else(|| bad("truncated"))?;
+        let len =
+            data.get(at..at + 2).map(|b| usize::from(b[0]) | usize::from(b[1]) << 8).ok_or_else(|| bad("truncated"))?;
         at += 2 + len;
     }
     if flags & 0x08 != 0 {
@@ -605,8 +607,13 @@ fn gunzip(data: &[u8], limit: usize) -> Result<Vec<u8>, String> {
         at += 2;
     }
     let body = data.get(at..data.len().saturating_sub(8)).ok_or_else(|| bad("truncated"))?;
-    let out = miniz_oxide::inflate::decompress_to_vec_with_limit(body, limit)
-        .map_err(|e| if e.status == miniz_oxide::inflate::TINFLStatus::HasMoreOutput { "status list is too large".to_owned() } else { bad("bad deflate data") })?;
+    let out = miniz_oxide::inflate::decompress_to_vec_with_limit(body, limit).map_err(|e| {
+        if e.status == miniz_oxide::inflate::TINFLStatus::HasMoreOutput {
+            "status list is too large".to_owned()
+        } else {
+            bad("bad deflate data")
+        }
+    })?;
     let trailer = &data[data.len() - 8..];
     let word = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
     if word(&trailer[..4]) != crc32(&out) || word(&trailer[4..]) != out.len() as u32 {

@@ -38,7 +38,7 @@
 //! verification, score preview). JSON text in, JSON text out; the web app's
 //! JavaScript only renders. Native code that the browser calls is the code
 //! the server runs: a drift between them cannot happen, and
-//! `tests/core-parity.test.mjs` proves it on 200 random streams.
+//! `tests/core-browser.test.mjs` proves it on 200 random streams.
 
 pub mod ai;
 pub mod canonical;

@@ -1,7 +1,7 @@
 //! Seeded random event streams for the parity tests: one generator, used by the
 //! native suite (below: every stream folds the same through a D1-like JSON
 //! round trip and checkpoints) and by the browser build (`random_stream` in
-//! `browser.rs`; `tests/core-parity.test.mjs` appends each stream to a run on
+//! `browser.rs`; `tests/core-browser.test.mjs` appends each stream to a run on
 //! the real worker and compares the server's state hash with the browser's).
 //!
 //! Streams hold every event type the core knows (canvas, session, attempt)
@@ -172,7 +172,9 @@ fn payload(rng: &mut Rng, kind: &str) -> Value {
             put(&mut p, "choice", Some(json!(rng.below(4))));
             put(&mut p, "learner_id", id_field(rng));
         }
-        "session.paused" => put(&mut p, "reason", Some(json!(*rng.pick(&["teacher", "teacher_disconnected", "bogus"])))),
+        "session.paused" => {
+            put(&mut p, "reason", Some(json!(*rng.pick(&["teacher", "teacher_disconnected", "bogus"]))))
+        }
         "annotation.added" => {
             put(&mut p, "id", id_field(rng));
             put(&mut p, "kind", Some(json!("stroke")));
@@ -228,7 +230,7 @@ mod tests {
     use crate::canonical::canonical_sha256;
     use crate::run::{replay, validate_batch, Canvas, Checkpoint, Event, MAX_BATCH_EVENTS};
 
-    /// The seeds the browser parity test uses (tests/core-parity.test.mjs).
+    /// The seeds the browser parity test uses (tests/core-browser.test.mjs).
     const PARITY_SEEDS: u64 = 200;
 
     /// What the edge does with a stream: validate each batch, give seqs,
@@ -291,7 +293,7 @@ mod tests {
         for t in EVENT_TYPES {
             assert!(seen.contains(*t), "type {t} is generated");
         }
-        // Pinned: tests/core-parity.test.mjs checks the browser build against
+        // Pinned: tests/core-browser.test.mjs checks the browser build against
         // the same digest (sha256 of the 200 state hashes, one per line).
         let digest = crate::canonical::sha256_hex(hashes.join("\n").as_bytes());
         assert_eq!(digest, PARITY_DIGEST, "the generator or the fold changed: update both pins deliberately");

@@ -16,7 +16,7 @@
 //
 // Authority is the server's: the client only mirrors it (e.g. `isTeacher`).
 
-import { SessionFold } from "./core.js?v=3611df546c";
+import { SessionFold } from "./core.js?v=1a1c48bd0b";
 
 export const PROTOCOL_VERSION = 1;
 const CLOSE_UNSUPPORTED_VERSION = 4426;

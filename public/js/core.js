@@ -9,9 +9,9 @@
 // Values cross as JSON text (big integers and odd floats arrive exactly as
 // the server wrote them); the helpers below parse what the pages render.
 
-import init, * as wasm from "/core/dropple_core.js?v=0c1488ca1b";
+import init, * as wasm from "/core/dropple_core.js?v=4e67e7c9d5";
 
-await init({ module_or_path: "/core/dropple_core_bg.wasm?v=0c1488ca1b" });
+await init({ module_or_path: "/core/dropple_core_bg.wasm?v=4e67e7c9d5" });
 
 export const core = wasm;
 

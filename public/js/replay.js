@@ -6,8 +6,8 @@
 // of the network.
 
 import { api, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=22050e2bd3";
-import { Replay, lessonFrames } from "./core.js?v=3611df546c";
+import { ClassroomClient } from "./classroom-client.js?v=c58684134d";
+import { Replay, lessonFrames } from "./core.js?v=1a1c48bd0b";
 import { renderCanvas } from "./canvas.js?v=15e5547fca";
 import { shell, $, h, say, params } from "./ui.js?v=832f5b707d";
 

@@ -4,9 +4,9 @@
 // server's (what learners see), never a local guess.
 
 import { api, claims, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=22050e2bd3";
+import { ClassroomClient } from "./classroom-client.js?v=c58684134d";
 import { renderCanvas } from "./canvas.js?v=15e5547fca";
-import { lessonFrames } from "./core.js?v=3611df546c";
+import { lessonFrames } from "./core.js?v=1a1c48bd0b";
 import { shell, $, h, say, params } from "./ui.js?v=832f5b707d";
 
 const SAVED = "dropple.teach.sessions";
