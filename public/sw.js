@@ -3,6 +3,12 @@
 // scripts/version-assets.mjs) and never change under one name, so they are
 // cache-first, like published lesson artifacts and frames (the API marks them
 // immutable): a lesson played or saved once plays without a network.
+// The browser build of the core (/core/, stamped like the modules) is in the
+// shell: frames, folds and verification work offline after one visit. A
+// learner's copy of a private lesson (no answer key) is cached too, so a
+// lesson opened once plays offline; an author's copy never is. The issuer
+// profile and status lists are network first with the last copy kept, so
+// /verify checks a pasted credential offline (revocation as of that copy).
 // Everything else under /v1 (events, cursor, sessions, writes) goes to the
 // network only: truth is never cached.
 //
@@ -10,20 +16,33 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "0310f73a4a";
+const VERSION = "7515f7fb32";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
+const REFERENCE = "dropple-reference-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
   "/css/app.css?v=37163fb6b5", "/manifest.webmanifest", "/icon.svg",
-  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=62c75c3c3d", "/js/canvas.js?v=f1ffe275e9", "/js/classroom-client.js?v=629e650211", "/js/jcs.js?v=239ec18f21",
-  "/js/home.js?v=d9c27c8cc3", "/js/teach.js?v=fb4ad438a6", "/js/learn.js?v=714c87948b", "/js/author.js?v=40f39c15d9", "/js/market.js?v=a75861c698", "/js/verify.js?v=5749da50ad", "/js/replay.js?v=d669a6dcc9",
+  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=832f5b707d", "/js/canvas.js?v=15e5547fca", "/js/classroom-client.js?v=215b8350be", "/js/core.js?v=0524de6cc3",
+  "/core/dropple_core.js?v=da04862d2b", "/core/dropple_core_bg.wasm?v=da04862d2b",
+  "/js/home.js?v=74ea719e54", "/js/teach.js?v=d62996b46a", "/js/learn.js?v=c00c78073d", "/js/author.js?v=1ace50281b", "/js/market.js?v=fbbf813a7d", "/js/verify.js?v=946e91058c", "/js/replay.js?v=662ffecec5",
 ];
-const VERSIONED = /^\/(js|css)\//;
+const VERSIONED = /^\/(js|css|core)\//;
+const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;
 const IMMUTABLE = /^\/v1\/lessons\/[^/]+\/versions\/\d+(\/frames\/\d+)?$/;
 
+// Each shell URL on its own (addAll drops everything when one fetch
+// fails), and again on activation for any that failed: a transient error
+// must not leave the offline shell empty.
+async function precache() {
+  const cache = await caches.open(SHELL);
+  await Promise.all(SHELL_URLS.map(async (url) => {
+    if (!(await cache.match(url, { ignoreVary: true }))) await cache.add(url).catch(() => {});
+  }));
+}
+
 self.addEventListener("install", (ev) => {
-  ev.waitUntil(caches.open(SHELL).then((c) => c.addAll(SHELL_URLS)).catch(() => {}).then(() => self.skipWaiting()));
+  ev.waitUntil(precache().catch(() => {}).then(() => self.skipWaiting()));
 });
 
 self.addEventListener("activate", (ev) => {
@@ -31,6 +50,7 @@ self.addEventListener("activate", (ev) => {
     for (const key of await caches.keys()) {
       if (key.startsWith("dropple-shell-") && key !== SHELL) await caches.delete(key);
     }
+    await precache().catch(() => {});
     await self.clients.claim();
   })());
 });
@@ -44,6 +64,10 @@ self.addEventListener("fetch", (ev) => {
     ev.respondWith(lessonArtifact(req));
     return;
   }
+  if (ISSUER.test(url.pathname)) {
+    ev.respondWith(networkFirst(ev, req, REFERENCE));
+    return;
+  }
   if (url.pathname.startsWith("/v1/")) return; // live data: network only
   if (VERSIONED.test(url.pathname) && url.searchParams.has("v")) {
     ev.respondWith(versionedAsset(ev, req));
@@ -55,7 +79,7 @@ self.addEventListener("fetch", (ev) => {
 async function versionedAsset(ev, req) {
   // Same name, same bytes: the cached copy is always right.
   const cache = await caches.open(SHELL);
-  const hit = await cache.match(req);
+  const hit = await cache.match(req, { ignoreVary: true });
   if (hit) return hit;
   const res = await fetch(req);
   if (res.ok && res.type === "basic") ev.waitUntil(cache.put(req, res.clone()));
@@ -68,11 +92,34 @@ async function lessonArtifact(req) {
   if (hit) return hit;
   const res = await fetch(req);
   const cc = res.headers.get("cache-control") || "";
-  // Only public immutable bodies: an author's copy (with the answer key) is private.
-  if (res.ok && cc.includes("immutable") && !cc.includes("private")) {
+  // Public immutable bodies, and a private one only without an answer key
+  // (a learner's copy; an author's copy carries the key and is never kept).
+  if (res.ok && cc.includes("immutable") && (!cc.includes("private") || await withoutKey(res.clone()))) {
     await cache.put(req, res.clone());
   }
   return res;
+}
+
+async function withoutKey(res) {
+  try {
+    const body = await res.json();
+    return !Array.isArray(body?.quiz) || body.quiz.every((q) => !("answer" in q));
+  } catch {
+    return false;
+  }
+}
+
+async function networkFirst(ev, req, name) {
+  const cache = await caches.open(name);
+  try {
+    const res = await fetch(req);
+    if (res.ok) ev.waitUntil(cache.put(req, res.clone()));
+    return res;
+  } catch (e) {
+    const hit = await cache.match(req, { ignoreVary: true });
+    if (hit) return hit;
+    throw e;
+  }
 }
 
 async function shellAsset(ev, req) {
@@ -83,7 +130,9 @@ async function shellAsset(ev, req) {
     if (res.ok && res.type === "basic") ev.waitUntil(cache.put(req, res.clone()));
     return res;
   } catch (e) {
-    const cached = (await cache.match(req, { ignoreSearch: req.mode === "navigate" })) ||
+    // ignoreVary: a page precached by the install (its own request headers)
+    // must answer a navigation too, whatever that one sent.
+    const cached = (await cache.match(req, { ignoreSearch: req.mode === "navigate", ignoreVary: true })) ||
       (req.mode === "navigate" ? await cache.match("/") : null);
     if (cached) return cached;
     throw e;

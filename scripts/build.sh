@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Release build of the worker into build/, and its size (raw and gzipped).
+# Release build of the worker into build/, and of the browser core into
+# public/core/ (git-ignored), and their sizes (raw and gzipped).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PWD/node_modules/.bin:$PATH"
@@ -24,3 +25,29 @@ if [ -n "$wasm" ]; then
   raw=$(wc -c < "$wasm"); gz=$(gzip -9 -c "$wasm" | wc -c)
   echo "build: wasm $(( raw / 1024 )) KiB raw, $(( gz / 1024 )) KiB gzipped (goal ≤ 350 KiB gzipped)"
 fi
+
+# The browser build of the pure core (src/browser.rs): the same crate without
+# the default feature `edge`, so without `worker`, bound with wasm-bindgen
+# --target web into public/core/. Its own target dir: building it never
+# invalidates the worker's artifacts.
+core_stamp=target/browser/.stamp
+core=public/core/dropple_core_bg.wasm
+if [ -f "$core_stamp" ] && [ -f "$core" ] && [ -z "$(find src Cargo.toml Cargo.lock -newer "$core_stamp" -print -quit)" ]; then
+  echo "build: browser core up to date"
+else
+  cargo build --target wasm32-unknown-unknown --release --no-default-features --features browser --lib --target-dir target/browser
+  rm -rf public/core && mkdir -p public/core
+  wasm-bindgen --target web --no-typescript --out-dir public/core --out-name dropple_core \
+    target/browser/wasm32-unknown-unknown/release/dropple_edge.wasm
+  # Only features every current browser runs (--all-features would let
+  # binaryen write e.g. compact imports, which Chromium rejects).
+  wasm-opt "$core" -o "$core" -Oz --strip-debug --strip-producers \
+    --enable-bulk-memory --enable-bulk-memory-opt --enable-sign-ext --enable-mutable-globals \
+    --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue --enable-call-indirect-overlong
+  touch "$core_stamp"
+fi
+raw=$(wc -c < "$core"); gz=$(gzip -9 -c "$core" | wc -c); js=$(gzip -9 -c public/core/dropple_core.js | wc -c)
+echo "build: browser core $(( raw / 1024 )) KiB raw, $(( gz / 1024 )) KiB gzipped + $(( js / 1024 )) KiB JS glue gzipped (budget ≤ 150 KiB gzipped)"
+
+# The core's stamp is a hash of the Rust sources: keep every reference current.
+node scripts/version-assets.mjs

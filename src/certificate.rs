@@ -4,7 +4,7 @@
 //! revocation. Pure: time and keys are parameters, nothing here panics on
 //! any input.
 
-use std::io::{Read, Write};
+use std::io::Write;
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -576,15 +576,62 @@ pub fn decode_status_list(encoded: &str) -> Result<Vec<u8>, String> {
     let text = encoded.strip_prefix('u').ok_or("encodedList must be multibase base64url ('u' prefix)")?;
     let zipped =
         URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')).map_err(|e| format!("encodedList is not base64url: {e}"))?;
-    let mut bits = Vec::new();
-    flate2::read::GzDecoder::new(zipped.as_slice())
-        .take(MAX_STATUS_LIST_BYTES + 1)
-        .read_to_end(&mut bits)
-        .map_err(|e| format!("encodedList is not gzip: {e}"))?;
-    if bits.len() as u64 > MAX_STATUS_LIST_BYTES {
-        return Err("status list is too large".into());
+    gunzip(&zipped, MAX_STATUS_LIST_BYTES as usize)
+}
+
+/// One gzip member (RFC 1952) → its bytes, at most `limit` of them, CRC
+/// and length checked. miniz_oxide directly (what flate2 wraps): no
+/// `std::io` machinery, which keeps the browser build small.
+fn gunzip(data: &[u8], limit: usize) -> Result<Vec<u8>, String> {
+    const NOT_GZIP: &str = "encodedList is not gzip";
+    let bad = |why: &str| format!("{NOT_GZIP}: {why}");
+    if data.len() < 18 || data[0] != 0x1f || data[1] != 0x8b || data[2] != 8 {
+        return Err(bad("no gzip header"));
     }
-    Ok(bits)
+    let flags = data[3];
+    let mut at = 10usize;
+    let skip_zero_terminated =
+        |at: usize| data.get(at..).and_then(|d| d.iter().position(|b| *b == 0)).map(|n| at + n + 1);
+    if flags & 0x04 != 0 {
+        let len =
+            data.get(at..at + 2).map(|b| usize::from(b[0]) | usize::from(b[1]) << 8).ok_or_else(|| bad("truncated"))?;
+        at += 2 + len;
+    }
+    if flags & 0x08 != 0 {
+        at = skip_zero_terminated(at).ok_or_else(|| bad("truncated"))?;
+    }
+    if flags & 0x10 != 0 {
+        at = skip_zero_terminated(at).ok_or_else(|| bad("truncated"))?;
+    }
+    if flags & 0x02 != 0 {
+        at += 2;
+    }
+    let body = data.get(at..data.len().saturating_sub(8)).ok_or_else(|| bad("truncated"))?;
+    let out = miniz_oxide::inflate::decompress_to_vec_with_limit(body, limit).map_err(|e| {
+        if e.status == miniz_oxide::inflate::TINFLStatus::HasMoreOutput {
+            "status list is too large".to_owned()
+        } else {
+            bad("bad deflate data")
+        }
+    })?;
+    let trailer = &data[data.len() - 8..];
+    let word = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    if word(&trailer[..4]) != crc32(&out) || word(&trailer[4..]) != out.len() as u32 {
+        return Err(bad("checksum mismatch"));
+    }
+    Ok(out)
+}
+
+/// CRC-32 (IEEE), bitwise: status lists are 16 KiB, a table is not worth its size.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
+        }
+    }
+    !crc
 }
 
 /// Whether bit `index` is set; indexes past the end are not.
@@ -868,6 +915,32 @@ mod tests {
         let empty = encode_status_list(&[]);
         assert!(empty.len() < 200, "{}", empty.len());
         assert!(decode_status_list(&empty).unwrap().iter().all(|b| *b == 0));
+    }
+
+    #[test]
+    fn gunzip_reads_headers_checks_crc_and_bounds_output() {
+        let gz = |bytes: &[u8], name: bool| {
+            let mut b = flate2::GzBuilder::new();
+            if name {
+                b = b.filename("list.bin").comment("c").extra(vec![1, 2, 3]);
+            }
+            let mut e = b.write(Vec::new(), flate2::Compression::best());
+            e.write_all(bytes).unwrap();
+            e.finish().unwrap()
+        };
+        let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        for name in [false, true] {
+            assert_eq!(gunzip(&gz(&data, name), 1 << 20).unwrap(), data);
+        }
+        let mut corrupt = gz(&data, false);
+        let n = corrupt.len();
+        corrupt[n - 6] ^= 1; // the CRC
+        assert!(gunzip(&corrupt, 1 << 20).is_err());
+        assert_eq!(gunzip(&gz(&data, false), 100).unwrap_err(), "status list is too large");
+        for cut in [0, 5, 12, n / 2] {
+            assert!(gunzip(&gz(&data, true)[..cut], 1 << 20).is_err(), "cut at {cut}");
+        }
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
     }
 
     #[test]

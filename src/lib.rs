@@ -2,10 +2,17 @@
 //!
 //! # Layout
 //!
-//! The crate is a functional core with an imperative shell.
+//! The crate is a functional core with an imperative shell, built for three
+//! targets from one source tree:
 //!
-//! Pure core (no `worker` imports, tested natively with `cargo test`; time and
-//! randomness are always parameters):
+//! | target | how | what it compiles |
+//! |---|---|---|
+//! | native | `cargo test --lib` | the pure core and its tests |
+//! | the worker (wasm32) | worker-build, default feature `edge` | the pure core + `edge` (links `worker`) |
+//! | the browser (wasm32) | `--no-default-features --features browser`, wasm-bindgen `--target web` (scripts/build.sh → `public/core/`) | the pure core + `browser` (no `worker`) |
+//!
+//! Pure core (no `worker` imports, every target; tested natively with
+//! `cargo test`; time and randomness are always parameters):
 //! - [`error`]: the one application error, carrying an HTTP status and a snake_case code.
 //! - [`identity`]: HS256 JWT issue and verification, claims and roles.
 //! - [`policy`]: the authorization matrix, plans and their hard limits, rate arithmetic.
@@ -17,10 +24,21 @@
 //! - [`urlparts`]: URL path and query splitting without the `url` crate (size).
 //! - [`ai`]: AI job rules, cache keys, the builtin offline provider, OpenAI-compatible shaping.
 //! - [`canonical`]: canonical JSON (RFC 8785 style) and hashing shared by lessons, state and proofs.
+//! - [`streams`]: the seeded random event streams of the native / browser / edge parity tests.
 //!
-//! Edge (wasm32 only, `src/edge/`): the router and HTTP handlers per resource,
-//! the classroom Durable Object, D1 / R2 / KV stores and the queue consumer. They
-//! translate, authorize, persist and broadcast; they hold no business rules.
+//! Edge (wasm32 with feature `edge`, `src/edge/`): the router and HTTP handlers
+//! per resource, the classroom Durable Object, D1 / R2 / KV stores and the
+//! queue consumer. They translate, authorize, persist and broadcast; they hold
+//! no business rules. `worker` is an optional dependency enabled only by
+//! `edge`, so the browser build cannot link it.
+//!
+//! Browser (wasm32 with feature `browser`, `src/browser.rs`): every
+//! `#[wasm_bindgen]` entry point of the web app in one file (canvas fold and
+//! frames, session fold and replay, canonical hashes, credential
+//! verification, score preview). JSON text in, JSON text out; the web app's
+//! JavaScript only renders. Native code that the browser calls is the code
+//! the server runs: a drift between them cannot happen, and
+//! `tests/core-browser.test.mjs` proves it on 200 random streams.
 
 pub mod ai;
 pub mod canonical;
@@ -33,9 +51,12 @@ pub mod lesson;
 pub mod marketplace;
 pub mod policy;
 pub mod run;
+pub mod streams;
 pub mod urlparts;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "browser"))]
+pub mod browser;
+#[cfg(all(target_arch = "wasm32", feature = "edge"))]
 mod edge;
 #[cfg(test)]
 mod fuzz_tests;

@@ -49,7 +49,7 @@ test("a change to a module is caught, and re-stamping propagates it to its impor
     for (const f of ["js/auth.js", "js/ui.js", "js/teach.js", "teach.html", "learn.html", "sw.js"]) assert.ok(bad.includes(f), `${f} is stale`);
     const after = plan(pub);
     for (const f of ["js/api.js", "js/auth.js", "js/ui.js", "js/teach.js", "js/learn.js"]) assert.notEqual(after.stamps[f], before.stamps[f], `${f} gets a new stamp`);
-    assert.equal(after.stamps["js/jcs.js"], before.stamps["js/jcs.js"], "an unrelated module keeps its stamp");
+    assert.equal(after.stamps["js/canvas.js"], before.stamps["js/canvas.js"], "an unrelated module keeps its stamp");
     assert.equal(after.stamps["css/app.css"], before.stamps["css/app.css"]);
     assert.notEqual(after.release, before.release);
     for (const [rel, text] of Object.entries(after.out)) writeFileSync(join(dir, rel), text);

@@ -736,7 +736,7 @@ test("responsive: at a 375px phone width nothing overflows and the main controls
 
 // ---------------------------------------------------------------- caching
 
-test("static assets: stamped names are cached for a year, pages and the service worker are revalidated", { timeout: 60_000 }, async () => {
+test("static assets: stamped names (modules, stylesheet, the browser core) are cached for a year, pages and the service worker are revalidated", { timeout: 60_000 }, async () => {
   const { stamps } = assetPlan();
   const get = (path, headers = {}) => fetch(w.base + path, { headers, redirect: "manual", signal: AbortSignal.timeout(10_000) });
   for (const path of [...PAGES, "/sw.js", "/manifest.webmanifest"]) {
@@ -758,6 +758,15 @@ test("static assets: stamped names are cached for a year, pages and the service 
     assert.equal(r.status, 200, key);
     assert.equal(r.headers.get("cache-control"), "public, max-age=31536000, immutable", key);
     assert.match(r.headers.get("content-type"), key.endsWith(".css") ? /^text\/css/ : /javascript/, key);
+    await r.arrayBuffer();
+  }
+  // The browser build of the core: stamped with its sources' hash, cached the same way.
+  const { core } = assetPlan();
+  for (const [file, type] of [["dropple_core.js", /javascript/], ["dropple_core_bg.wasm", /^application\/wasm/]]) {
+    const r = await get(`/core/${file}?v=${core}`);
+    assert.equal(r.status, 200, file);
+    assert.equal(r.headers.get("cache-control"), "public, max-age=31536000, immutable", file);
+    assert.match(r.headers.get("content-type"), type, file);
     await r.arrayBuffer();
   }
   const headersFile = await get("/_headers");

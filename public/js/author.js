@@ -6,8 +6,9 @@
 // a published version can be submitted to the marketplace.
 
 import { api, claims, describeError, uuid } from "./api.js?v=f3c5674699";
-import { foldTimeline, applyItem, renderCanvas, svgPoint } from "./canvas.js?v=f1ffe275e9";
-import { shell, $, $$, h, say } from "./ui.js?v=62c75c3c3d";
+import { renderCanvas, svgPoint } from "./canvas.js?v=15e5547fca";
+import { foldTimeline } from "./core.js?v=0524de6cc3";
+import { shell, $, $$, h, say } from "./ui.js?v=832f5b707d";
 
 const DRAFT_KEY = "dropple.author.draft";
 let timeline = [];
@@ -236,8 +237,7 @@ canvas.addEventListener("pointermove", (ev) => {
   drag.y = y;
   drag.moved = true;
   // Preview the move without committing a step until the pointer is released.
-  const state = foldTimeline(timeline);
-  applyItem(state, "element.moved", { id: drag.id, x, y });
+  const state = foldTimeline([...timeline, { type: "element.moved", payload: { id: drag.id, x, y } }]);
   renderCanvas(canvas, state, { step: timeline.length + 1, selected: drag.id, focusable: true, label: "Lesson canvas" });
 });
 

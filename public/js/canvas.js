@@ -1,5 +1,6 @@
-// The canvas, shared by every page: the same fold the server uses for frames
-// and run replay (src/run.rs `Canvas::apply`), and an SVG renderer.
+// The canvas renderer, shared by every page: SVG and caption from a canvas
+// state. The state itself is always folded by the core (the server's code in
+// the browser: core.js, src/browser.rs), never here.
 //
 // State shape: {elements: {id: {kind, x, y, text?, label?, w?, h?, color?}},
 //               edges: {id: {from, to, label?}}, narration: [{step, text}],
@@ -8,65 +9,6 @@
 const SVG = "http://www.w3.org/2000/svg";
 export const WIDTH = 640;
 export const HEIGHT = 400;
-
-export function emptyCanvas() {
-  return { elements: {}, edges: {}, narration: [], chapters: [], applied: 0 };
-}
-
-const clone = (v) => (v === undefined ? v : JSON.parse(JSON.stringify(v)));
-
-/** Fold one timeline item / event into `state` (mutates and returns it). */
-export function applyItem(state, type, payload) {
-  state.applied += 1;
-  const step = state.applied;
-  const p = payload && typeof payload === "object" ? payload : {};
-  const id = typeof p.id === "string" ? p.id : null;
-  switch (type) {
-    case "element.added":
-      if (id) state.elements[id] = clone(p);
-      break;
-    case "element.updated":
-    case "element.moved": {
-      const el = id && state.elements[id];
-      if (!el) break;
-      for (const [k, v] of Object.entries(p)) {
-        if (k === "id") continue;
-        if (type === "element.updated" || k === "x" || k === "y") el[k] = clone(v);
-      }
-      break;
-    }
-    case "element.removed":
-      if (id && state.elements[id]) {
-        delete state.elements[id];
-        for (const [eid, e] of Object.entries(state.edges)) {
-          if (e.from === id || e.to === id) delete state.edges[eid];
-        }
-      }
-      break;
-    case "edge.added":
-      if (id && typeof p.from === "string" && typeof p.to === "string") state.edges[id] = clone(p);
-      break;
-    case "edge.removed":
-      if (id) delete state.edges[id];
-      break;
-    case "narration":
-      if (typeof p.text === "string") state.narration.push({ step, text: p.text });
-      break;
-    case "chapter":
-      if (typeof p.title === "string") state.chapters.push({ step, text: p.title });
-      break;
-    default:
-      break;
-  }
-  return state;
-}
-
-/** Frame k of a timeline: the canvas after its first k items. */
-export function foldTimeline(items, k = items.length) {
-  const s = emptyCanvas();
-  for (const it of items.slice(0, k)) applyItem(s, it.type, it.payload);
-  return s;
-}
 
 /** Normalize what the API returns (frame body, run state, raw canvas). */
 export function canvasOf(data) {

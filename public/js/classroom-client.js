@@ -2,7 +2,8 @@
 //
 // - says `hello` (with `last_seq` when it already holds state, so the server
 //   sends exactly the missed events), then keeps a local copy of the session
-//   state by folding `event`s in seq order;
+//   state by folding `event`s in seq order with the server's own fold (the
+//   core in the browser, core.js: `SessionState::apply` of src/classroom.rs);
 // - drops duplicates (seq already applied) and, on a gap, resyncs by
 //   reconnecting with `last_seq` (the server never sends gaps; this is a guard);
 // - pings every 20 s and treats a silent socket as dead;
@@ -15,67 +16,11 @@
 //
 // Authority is the server's: the client only mirrors it (e.g. `isTeacher`).
 
+import { SessionFold } from "./core.js?v=0524de6cc3";
+
 export const PROTOCOL_VERSION = 1;
 const CLOSE_UNSUPPORTED_VERSION = 4426;
 const CLOSE_ROOM_FULL = 4429;
-
-/** Fold one session event into a SessionState-shaped object (mirrors src/classroom.rs `apply`). */
-export function applySessionEvent(state, ev) {
-  if (!state || ev.seq <= state.seq) return state;
-  state.seq = ev.seq;
-  const p = ev.payload || {};
-  switch (ev.type) {
-    case "session.started":
-      if (state.status === "waiting") state.status = "live";
-      break;
-    case "cursor.moved":
-      state.cursor = { step: p.step, x: p.x ?? null, y: p.y ?? null };
-      break;
-    case "annotation.added":
-      state.annotations.push(p);
-      break;
-    case "annotations.cleared":
-      state.annotations = [];
-      break;
-    case "session.paused":
-      state.status = "paused";
-      state.paused_reason = p.reason ?? "teacher";
-      break;
-    case "session.resumed":
-      state.status = "live";
-      state.paused_reason = null;
-      break;
-    case "session.ended":
-      state.status = "ended";
-      state.paused_reason = null;
-      break;
-    case "question.asked":
-      state.questions.push({ id: p.question_id, text: p.text, asker_id: p.asker_id, asked_at: ev.timestamp, answer: null });
-      break;
-    case "question.answered": {
-      const q = state.questions.find((x) => x.id === p.question_id);
-      if (q) q.answer = p.text;
-      break;
-    }
-    case "quiz.responded":
-      (state.quiz_responses[p.question_id] ||= {})[p.learner_id] = p.choice;
-      break;
-    default:
-      break;
-  }
-  return state;
-}
-
-function normalizeState(s) {
-  return {
-    ...s,
-    cursor: s.cursor || { step: 0 },
-    annotations: s.annotations || [],
-    questions: s.questions || [],
-    quiz_responses: s.quiz_responses || {},
-    seq: s.seq ?? 0,
-  };
-}
 
 export class ClassroomClient {
   /**
@@ -102,6 +47,7 @@ export class ClassroomClient {
     this.maxDelay = o.maxDelayMs ?? 15_000;
     this.WS = o.WebSocket || globalThis.WebSocket;
     this.ws = null;
+    this.fold = null;
     this.state = null;
     this.presence = null;
     this.attempt = 0;
@@ -278,8 +224,16 @@ export class ClassroomClient {
   handle(msg) {
     switch (msg.type) {
       case "snapshot": {
-        this.state = normalizeState(msg.state || {});
-        this.state.seq = msg.seq ?? this.state.seq;
+        let fold;
+        try {
+          fold = new SessionFold(msg.state);
+        } catch (e) {
+          this.cb.onError({ code: "invalid_snapshot", message: String(e.message || e) });
+          return;
+        }
+        this.fold?.free();
+        this.fold = fold;
+        this.state = fold.state();
         this.attempt = 0;
         if (typeof msg.presence === "number") {
           this.presence = msg.presence;
@@ -295,7 +249,8 @@ export class ClassroomClient {
         if (seq <= this.state.seq) return; // duplicate
         if (seq !== this.state.seq + 1) { this.reconnectNow(); return; } // gap: resync from last_seq
         this.attempt = 0;
-        applySessionEvent(this.state, { ...msg.event, seq });
+        this.fold.apply({ ...msg.event, seq });
+        this.state = this.fold.state();
         this.cb.onEvent(msg.event, this.state);
         this.emitStatus();
         break;

@@ -1,5 +1,5 @@
 import { api, describeError, getToken } from "./api.js?v=f3c5674699";
-import { shell, $, $$, say } from "./ui.js?v=62c75c3c3d";
+import { shell, $, $$, say } from "./ui.js?v=832f5b707d";
 
 shell({
   onAuth(c) {

@@ -6,9 +6,10 @@
 //   /learn                               join form and the org's lessons.
 
 import { api, claims, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=629e650211";
-import { renderCanvas } from "./canvas.js?v=f1ffe275e9";
-import { shell, $, h, say, params, fmtPct } from "./ui.js?v=62c75c3c3d";
+import { ClassroomClient } from "./classroom-client.js?v=215b8350be";
+import { renderCanvas } from "./canvas.js?v=15e5547fca";
+import { lessonFrames, gradePreview } from "./core.js?v=0524de6cc3";
+import { shell, $, h, say, params, fmtPct, onFirstControl } from "./ui.js?v=832f5b707d";
 
 const frames = new Map();
 const frameUrl = (lesson, version, step) =>
@@ -59,6 +60,7 @@ async function startLive(code, sessionId) {
   let lesson = null;
   let version = null;
   let artifact = null;
+  let local = null;
   if (code) {
     try {
       const j = await api(`/v1/join/${encodeURIComponent(code.toUpperCase())}`);
@@ -78,6 +80,7 @@ async function startLive(code, sessionId) {
     if (artifact || !lesson) return;
     try {
       artifact = await api(`/v1/lessons/${encodeURIComponent(lesson)}/versions/${version}`);
+      local = lessonFrames(artifact); // from now on frames are folded here
       $("#live-title").textContent = artifact.title;
       $("#live-steps").textContent = String(artifact.timeline?.length ?? "?");
       if (client.state) renderQuiz(client.state);
@@ -92,11 +95,9 @@ async function startLive(code, sessionId) {
     if (!lesson) return;
     const req = ++frameReq;
     try {
-      const data = await frame(lesson, version, step);
+      const data = local ? local.frame(step) : await frame(lesson, version, step);
       if (req !== frameReq) return;
       renderCanvas($("#live-canvas"), data, { step, annotations: state.annotations, pointer: state.cursor, label: "Teacher's canvas" });
-      // Prefetch the next frame: the teacher usually moves forward.
-      frame(lesson, version, step + 1).catch(() => {});
     } catch (e) {
       if (req === frameReq) say(err, describeError(e), "error");
     }
@@ -191,6 +192,10 @@ async function startSelf(lesson, version) {
     say(status, describeError(e), "error");
     return;
   }
+  // Every frame is folded here from the artifact (the server's fold, in the
+  // browser): a lesson opened once plays offline, the artifact being cached.
+  const local = lessonFrames(artifact);
+  onFirstControl(() => api(`/v1/lessons/${encodeURIComponent(lesson)}/versions/${version}`).catch(() => {}));
   $("#self-title").textContent = `${artifact.title} · v${version}`;
   $("#page-title").textContent = artifact.title;
   const steps = artifact.timeline.length;
@@ -200,20 +205,12 @@ async function startSelf(lesson, version) {
   const chapters = artifact.timeline.map((it, i) => (it.type === "chapter" ? `${i + 1}: ${it.payload.title}` : null)).filter(Boolean);
   $("#chapters").textContent = chapters.length ? `Chapters — ${chapters.join(" · ")}` : "";
 
-  let req = 0;
-  const show = async (step) => {
+  const show = (step) => {
     step = Math.max(0, Math.min(steps, step));
     scrub.value = String(step);
     $("#scrub-out").textContent = String(step);
-    const mine = ++req;
-    try {
-      const data = await frame(lesson, version, step);
-      if (mine !== req) return;
-      renderCanvas($("#self-canvas"), data, { step, label: "Lesson canvas" });
-      say(status, "");
-    } catch (e) {
-      if (mine === req) say(status, describeError(e), "error");
-    }
+    renderCanvas($("#self-canvas"), local.frame(step), { step, label: "Lesson canvas" });
+    say(status, "");
   };
   scrub.addEventListener("input", () => show(Number(scrub.value)));
   $("#s-prev").addEventListener("click", () => show(Number(scrub.value) - 1));
@@ -234,10 +231,12 @@ async function startSelf(lesson, version) {
   show(Number(params().get("step")) || 0);
 
   $("#offline").addEventListener("click", async () => {
-    say(status, "Saving every frame for offline use…");
+    say(status, "Saving the lesson for offline use…");
     try {
-      await Promise.all(Array.from({ length: steps + 1 }, (_, k) => frame(lesson, version, k)));
-      say(status, `Saved: ${steps + 1} frames. This lesson now plays without a network.`, "ok");
+      // The artifact is all it takes: frames are folded here. Fetching it
+      // again puts it in the service worker's lesson cache.
+      await api(`/v1/lessons/${encodeURIComponent(lesson)}/versions/${version}`);
+      say(status, `Saved: ${steps + 1} frames, folded locally from the lesson. This lesson now plays without a network.`, "ok");
     } catch (e) {
       say(status, describeError(e), "error");
     }
@@ -262,7 +261,22 @@ function renderSelfQuiz(lesson, version, artifact) {
         h("input", { type: "radio", name: `q-${q.id}`, value: String(i), required: true }), ` ${c}`)))),
     h("button", { type: "submit", class: "primary", "data-testid": "submit-quiz", disabled: !learner }, "Submit answers"),
     learner ? null : h("p", { class: "hint" }, "Sign in with the learner role to take the quiz and earn a certificate."),
+    h("p", { class: "hint", id: "score-preview", "data-testid": "score-preview", hidden: true }),
   );
+  // The score preview runs the server's grading in the browser, and only
+  // where the rules allow it: a copy with the answer key (an author's).
+  // Learners never receive the key, so for them the server grades on submit.
+  form.onchange = () => {
+    const answers = {};
+    for (const q of quiz) {
+      const picked = form.querySelector(`input[name="q-${CSS.escape(q.id)}"]:checked`);
+      if (picked) answers[q.id] = Number(picked.value);
+    }
+    const g = gradePreview(quiz, answers, artifact.pass_threshold);
+    const out = $("#score-preview");
+    out.hidden = !g;
+    if (g) out.textContent = `Preview (graded in your browser): ${fmtPct(g.score)}, ${g.passed ? "would pass" : "would not pass"}.`;
+  };
   form.onsubmit = async (ev) => {
     ev.preventDefault();
     const btn = form.querySelector("button[type=submit]");

@@ -1,12 +1,15 @@
-// Replay: scrub a run to any seq (or moment). Canvas runs are rebuilt by the
-// server (GET /v1/runs/{id}/state?at_seq=, identical with or without
-// checkpoints); a live session's run holds session events, so the cursor is
-// folded from them and the canvas is the lesson frame at that cursor.
+// Replay: scrub a run to any seq (or moment). The run's events are loaded
+// once and folded here by the core (the server's fold in the browser: a
+// canvas run like GET /v1/runs/{id}/state?at_seq=, a live session's run like
+// the classroom object); a session's canvas is the lesson frame at the
+// cursor, computed locally from the lesson artifact. Scrubbing asks nothing
+// of the network.
 
 import { api, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient, applySessionEvent } from "./classroom-client.js?v=629e650211";
-import { renderCanvas } from "./canvas.js?v=f1ffe275e9";
-import { shell, $, h, say, params } from "./ui.js?v=62c75c3c3d";
+import { ClassroomClient } from "./classroom-client.js?v=215b8350be";
+import { Replay, lessonFrames } from "./core.js?v=0524de6cc3";
+import { renderCanvas } from "./canvas.js?v=15e5547fca";
+import { shell, $, h, say, params } from "./ui.js?v=832f5b707d";
 
 shell();
 
@@ -14,11 +17,18 @@ let events = [];
 let runId = null;
 let lesson = null; // {id, version} for session runs
 let isSession = false;
-let req = 0;
+let replay = null; // the core's Replay over `events`
+let frames = null; // lessonFrames of the session's lesson, once loaded
 
-async function loadEvents(id) {
+// A canvas run longer than this is loaded as a server checkpoint (the state
+// at last − WINDOW, `GET /v1/runs/{id}/state?at_seq=`) plus the events after
+// it, folded here: the last WINDOW events scrub locally without loading the
+// whole run.
+const WINDOW = 20_000;
+let from = 0; // the first seq the scrubber reaches
+
+async function loadEvents(id, after = 0) {
   const out = [];
-  let after = 0;
   for (;;) {
     const r = await api(`/v1/runs/${encodeURIComponent(id)}/events?after=${after}&limit=1000`);
     out.push(...r.events);
@@ -56,12 +66,31 @@ async function load() {
     if (!runId) return;
     $("#run").value = runId;
     say(status, "Loading events…");
-    events = await loadEvents(runId);
-    isSession = events.some((e) => e.type.startsWith("session.") || e.type === "cursor.moved");
+    const head = await api(`/v1/runs/${encodeURIComponent(runId)}/events?after=0&limit=1000`);
+    isSession = head.events.some((e) => e.type.startsWith("session.") || e.type === "cursor.moved");
+    replay = new Replay(isSession ? "session" : "canvas");
+    if (!isSession && head.last_seq > WINDOW) {
+      const cp = await api(`/v1/runs/${encodeURIComponent(runId)}/state?at_seq=${head.last_seq - WINDOW}`);
+      replay.fromCheckpoint(cp);
+      from = cp.seq;
+      say(status, `Loading the last ${WINDOW.toLocaleString()} events…`);
+      events = await loadEvents(runId, from);
+    } else {
+      events = await loadEvents(runId);
+    }
+    replay.push(events);
+    if (isSession && lesson) {
+      try {
+        frames = lessonFrames(await api(`/v1/lessons/${encodeURIComponent(lesson.id)}/versions/${lesson.version}`));
+      } catch (e) {
+        say(status, `The lesson cannot be loaded: ${describeError(e)}`, "error");
+      }
+    }
     $("#player").hidden = false;
     $("#title").textContent = isSession ? `Session run ${runId.slice(0, 8)}…` : `Run ${runId.slice(0, 8)}…`;
     const last = events.at(-1)?.seq ?? 0;
     $("#seq").max = String(last);
+    $("#seq").min = String(from);
     $("#last").textContent = String(last);
     $("#events").replaceChildren(...events.map((e) => h("li", { "data-seq": e.seq },
       h("button", { type: "button", class: "link", onclick: () => show(e.seq) }, `#${e.seq}`),
@@ -79,30 +108,24 @@ function summary(e) {
 }
 
 async function show(seq) {
-  const last = events.at(-1)?.seq ?? 0;
-  seq = Math.max(0, Math.min(last, seq));
+  const last = events.at(-1)?.seq ?? from;
+  seq = Math.max(from, Math.min(last, seq));
   $("#seq").value = String(seq);
   $("#seq-out").textContent = String(seq);
   const ev = events.find((e) => e.seq === seq);
   $("#seq-time").textContent = ev ? `· ${new Date(ev.timestamp).toLocaleString()}` : "";
   for (const li of $("#events").children) li.toggleAttribute("aria-current", Number(li.dataset.seq) === seq);
-  const mine = ++req;
-  try {
-    if (isSession) {
-      const state = { seq: 0, status: "waiting", paused_reason: null, cursor: { step: 0 }, annotations: [], questions: [], quiz_responses: {} };
-      for (const e of events) if (e.seq <= seq) applySessionEvent(state, e);
-      const badge = $("#session-status");
-      badge.hidden = false;
-      badge.textContent = `${state.status} · cursor ${state.cursor.step} · ${state.questions.length} questions`;
-      if (!lesson) { $("#canvas").textContent = "Open this replay from the teacher console to see the lesson frames."; return; }
-      const frame = await api(`/v1/lessons/${encodeURIComponent(lesson.id)}/versions/${lesson.version}/frames/${state.cursor.step}`);
-      if (mine === req) renderCanvas($("#canvas"), frame, { step: state.cursor.step, annotations: state.annotations, label: `Session at event ${seq}` });
-    } else {
-      const r = await api(`/v1/runs/${encodeURIComponent(runId)}/state?at_seq=${seq}`);
-      if (mine === req) renderCanvas($("#canvas"), r, { step: r.seq, label: `Run at event ${r.seq}` });
-    }
-  } catch (e) {
-    if (mine === req) say($("#status"), describeError(e), "error");
+  if (!replay) return;
+  const r = replay.stateAt(seq);
+  if (isSession) {
+    const state = r.state;
+    const badge = $("#session-status");
+    badge.hidden = false;
+    badge.textContent = `${state.status} · cursor ${state.cursor.step} · ${state.questions.length} questions`;
+    if (!frames) { $("#canvas").textContent = "Open this replay from the teacher console to see the lesson frames."; return; }
+    renderCanvas($("#canvas"), frames.frame(state.cursor.step), { step: state.cursor.step, annotations: state.annotations, label: `Session at event ${seq}` });
+  } else {
+    renderCanvas($("#canvas"), r, { step: r.seq, label: `Run at event ${r.seq}` });
   }
 }
 

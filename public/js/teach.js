@@ -4,14 +4,16 @@
 // server's (what learners see), never a local guess.
 
 import { api, claims, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=629e650211";
-import { renderCanvas } from "./canvas.js?v=f1ffe275e9";
-import { shell, $, h, say, params } from "./ui.js?v=62c75c3c3d";
+import { ClassroomClient } from "./classroom-client.js?v=215b8350be";
+import { renderCanvas } from "./canvas.js?v=15e5547fca";
+import { lessonFrames } from "./core.js?v=0524de6cc3";
+import { shell, $, h, say, params } from "./ui.js?v=832f5b707d";
 
 const SAVED = "dropple.teach.sessions";
 let client = null;
 let session = null; // {session_id, join_code, run_id, lesson_id, version}
 let artifact = null;
+let localFrames = null;
 let stepCount = 0;
 let frameReq = 0;
 const frames = new Map();
@@ -145,6 +147,8 @@ async function adoptConfig(config) {
   if (!artifact || changed) {
     try {
       artifact = await api(`/v1/lessons/${encodeURIComponent(config.lesson_id)}/versions/${config.version}`);
+      localFrames?.free();
+      localFrames = lessonFrames(artifact); // frames folded here, by the server's fold
       $("#lesson-title").textContent = `${artifact.title} · v${config.version}`;
       if (client?.state) render(client.state);
     } catch (e) {
@@ -177,7 +181,7 @@ async function showFrame(step, state) {
   if (!session?.lesson_id) return;
   const key = `${session.lesson_id}/${session.version}/${step}`;
   try {
-    let data = frames.get(key);
+    let data = localFrames ? localFrames.frame(step) : frames.get(key);
     if (!data) {
       data = await api(`/v1/lessons/${encodeURIComponent(session.lesson_id)}/versions/${session.version}/frames/${step}`);
       frames.set(key, data);

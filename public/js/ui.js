@@ -81,6 +81,21 @@ export function shell({ onAuth } = {}) {
   }
 }
 
+// Was this page already controlled by the service worker when it loaded?
+const controlledAtLoad = !!globalThis.navigator?.serviceWorker?.controller;
+
+/**
+ * Run `fn` once the service worker controls this page, when it did not at
+ * load (a first visit): what the page fetched before did not pass through
+ * the worker's caches, so `fn` fetches it again to keep it for offline use.
+ */
+export function onFirstControl(fn) {
+  const sw = globalThis.navigator?.serviceWorker;
+  if (!sw || controlledAtLoad) return;
+  if (sw.controller) fn();
+  else sw.addEventListener("controllerchange", () => fn(), { once: true });
+}
+
 export function params() {
   return new URLSearchParams(location.search);
 }

@@ -1,164 +1,55 @@
-// Verify an Open Badges 3.0 credential twice: in the browser (eddsa-jcs-2022:
-// Ed25519 over SHA-256(JCS(proof options)) || SHA-256(JCS(document without
-// proof)), key from the issuer profile at GET /v1/issuer, status list bit)
-// and by the server (POST /v1/certificates/verify). Each check is shown.
+// Verify an Open Badges 3.0 credential twice: in the browser, with the
+// server's own code (the core in the browser, core.js: structure,
+// eddsa-jcs-2022 proof with the key from the issuer profile, validity window,
+// the status list bit once the list's own proof holds), and by the server
+// (POST /v1/certificates/verify). Each check is shown. The issuer profile and
+// the status lists are kept by the service worker (network first), so after
+// one online visit a pasted credential verifies offline, revocation as of the
+// last status list seen.
 
 import { api, describeError } from "./api.js?v=f3c5674699";
-import { canonicalize } from "./jcs.js?v=239ec18f21";
-import { shell, $, h, say, params } from "./ui.js?v=62c75c3c3d";
+import { verifyCredential, statusEntry } from "./core.js?v=0524de6cc3";
+import { shell, $, h, say, params, onFirstControl } from "./ui.js?v=832f5b707d";
 
 shell();
 
-const B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
-export function base58decode(s) {
-  const bytes = []; // little-endian while accumulating
-  for (const ch of s) {
-    let carry = B58.indexOf(ch);
-    if (carry < 0) throw new Error(`not base58: ${ch}`);
-    for (let i = 0; i < bytes.length; i++) {
-      carry += bytes[i] * 58;
-      bytes[i] = carry & 0xff;
-      carry >>= 8;
-    }
-    while (carry > 0) { bytes.push(carry & 0xff); carry >>= 8; }
-  }
-  for (const ch of s) { if (ch === "1") bytes.push(0); else break; }
-  return new Uint8Array(bytes.reverse());
-}
-function b64urlDecode(s) {
-  const b = atob(s.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - (s.length % 4)) % 4));
-  return Uint8Array.from(b, (c) => c.charCodeAt(0));
-}
-const sha256 = async (text) => new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
-const typeIncludes = (v, t) => (Array.isArray(v) ? v.includes(t) : v === t);
-const issuerId = (doc) => (typeof doc.issuer === "string" ? doc.issuer : doc.issuer?.id);
+const issuerId = (doc) => (typeof doc?.issuer === "string" ? doc.issuer : doc?.issuer?.id);
 
-/** The public key for a verification method id, from the issuer profile. */
-function keyFromProfile(profile, methodId) {
-  const methods = Array.isArray(profile?.verificationMethod) ? profile.verificationMethod : [];
-  const m = methods.find((x) => x.id === methodId);
-  if (!m) return null;
-  if (typeof m.publicKeyMultibase === "string" && m.publicKeyMultibase.startsWith("z")) {
-    const raw = base58decode(m.publicKeyMultibase.slice(1));
-    if (raw.length === 34 && raw[0] === 0xed && raw[1] === 0x01) return raw.slice(2);
-  }
-  if (m.publicKeyJwk?.kty === "OKP" && m.publicKeyJwk?.crv === "Ed25519" && m.publicKeyJwk.x) {
-    const raw = b64urlDecode(m.publicKeyJwk.x);
-    if (raw.length === 32) return raw;
-  }
-  return null;
-}
+// What a first visit fetched before the service worker took control is
+// fetched again once it has, so the worker keeps it for offline checks.
+const fetched = new Set(["/v1/issuer"]);
+onFirstControl(() => { for (const u of fetched) fetch(u).catch(() => {}); });
 
-function contextStartsWith(doc, prefix) {
-  if (Array.isArray(doc) && Array.isArray(prefix)) return prefix.length <= doc.length && prefix.every((p, i) => JSON.stringify(p) === JSON.stringify(doc[i]));
-  if (Array.isArray(doc)) return JSON.stringify(doc[0]) === JSON.stringify(prefix);
-  return JSON.stringify(doc) === JSON.stringify(prefix);
-}
-
-/** eddsa-jcs-2022 verify; throws with a reason, resolves true when the signature holds. */
-export async function verifyProof(doc, publicKey) {
-  const { proof, ...unsecured } = doc;
-  const { proofValue, ...options } = proof;
-  if (typeof proofValue !== "string" || !proofValue.startsWith("z")) throw new Error("proofValue is not base58btc multibase");
-  const signature = base58decode(proofValue.slice(1));
-  if (signature.length !== 64) throw new Error("proofValue is not 64 bytes");
-  const configs = [];
-  if (options["@context"] !== undefined) {
-    if (!contextStartsWith(doc["@context"], options["@context"])) throw new Error("proof @context is not a prefix of the document's");
-    unsecured["@context"] = options["@context"];
-    configs.push(options);
-  } else {
-    if (doc["@context"] !== undefined) configs.push({ ...options, "@context": doc["@context"] });
-    configs.push(options);
-  }
-  let key;
-  try {
-    key = await crypto.subtle.importKey("raw", publicKey, { name: "Ed25519" }, false, ["verify"]);
-  } catch {
-    throw new Error("this browser has no Ed25519 in WebCrypto");
-  }
-  const docHash = await sha256(canonicalize(unsecured));
-  for (const config of configs) {
-    const hash = new Uint8Array(64);
-    hash.set(await sha256(canonicalize(config)), 0);
-    hash.set(docHash, 32);
-    if (await crypto.subtle.verify({ name: "Ed25519" }, key, signature, hash)) return true;
-  }
-  throw new Error("signature does not match");
-}
-
-async function statusBit(entry) {
-  const url = entry.statusListCredential;
-  const index = Number(entry.statusListIndex);
+async function statusList(url) {
   const path = new URL(url, location.origin);
   // Only ask this origin (or the same path on it): the list is served by /v1/status-lists.
-  const r = await fetch(path.origin === location.origin ? path.pathname : `/v1/status-lists/${path.pathname.split("/").pop()}`);
+  const local = path.origin === location.origin ? path.pathname : `/v1/status-lists/${path.pathname.split("/").pop()}`;
+  fetched.add(local);
+  const r = await fetch(local);
   if (!r.ok) throw new Error(`status list answered ${r.status}`);
-  const list = await r.json();
-  const encoded = list.credentialSubject?.encodedList;
-  if (typeof encoded !== "string" || !encoded.startsWith("u")) throw new Error("status list has no multibase encodedList");
-  const gz = b64urlDecode(encoded.slice(1));
-  const stream = new Blob([gz]).stream().pipeThrough(new DecompressionStream("gzip"));
-  const bits = new Uint8Array(await new Response(stream).arrayBuffer());
-  const byte = bits[Math.floor(index / 8)];
-  if (byte === undefined) throw new Error("index beyond the list");
-  return ((byte >> (7 - (index % 8))) & 1) === 1;
+  return r.text();
 }
 
-async function browserVerify(doc) {
-  const checks = [];
-  const add = (name, ok, detail) => checks.push({ name, ok, detail });
-  // structure
-  const proof = doc?.proof;
-  const structural = doc && typeof doc === "object" && !Array.isArray(doc) &&
-    Array.isArray(doc["@context"]) && typeIncludes(doc.type, "VerifiableCredential") &&
-    proof && proof.type === "DataIntegrityProof" && proof.cryptosuite === "eddsa-jcs-2022" &&
-    proof.proofPurpose === "assertionMethod" && typeof proof.verificationMethod === "string" && typeof proof.proofValue === "string";
-  add("structure", !!structural, structural ? `well-formed ${typeIncludes(doc.type, "OpenBadgeCredential") ? "OpenBadgeCredential" : "credential"}` : "not a credential with an eddsa-jcs-2022 DataIntegrityProof");
-  if (!structural) return checks;
-  // issuer key
-  let key = null;
+/** The core's checks, with the issuer profile and the status list at hand (or why not). */
+async function browserVerify(text, doc) {
+  const notes = [];
+  let profile = "";
   try {
-    const profile = await api("/v1/issuer", { auth: false });
-    key = keyFromProfile(profile, proof.verificationMethod);
-    const iss = issuerId(doc);
-    const ofIssuer = iss && proof.verificationMethod.startsWith(`${iss}#`);
-    add("issuer_key", !!key && !!ofIssuer,
-      !key ? `unknown verification method ${proof.verificationMethod}` : ofIssuer ? `${proof.verificationMethod} is a key of ${iss}` : `${proof.verificationMethod} is not a key of the issuer ${iss}`);
+    profile = JSON.stringify(await api("/v1/issuer", { auth: false }));
   } catch (e) {
-    add("issuer_key", false, `cannot load the issuer profile: ${describeError(e)}`);
+    notes.push({ name: "issuer_profile", ok: false, detail: `cannot load the issuer profile: ${describeError(e)}` });
   }
-  // signature
-  if (key) {
+  let list = "";
+  const entry = doc && typeof doc === "object" ? statusEntry(text) : null;
+  if (entry) {
     try {
-      await verifyProof(doc, key);
-      add("proof", true, "Ed25519 signature valid (WebCrypto)");
+      list = await statusList(entry[0]);
     } catch (e) {
-      add("proof", false, e.message);
-    }
-  } else {
-    add("proof", false, "no public key to check the signature with");
-  }
-  // validity window
-  const now = Date.now();
-  const from = Date.parse(doc.validFrom);
-  const until = doc.validUntil !== undefined ? Date.parse(doc.validUntil) : null;
-  if (isNaN(from)) add("validity", false, "validFrom is not a date-time");
-  else if (from > now) add("validity", false, "not yet valid (validFrom is in the future)");
-  else if (until !== null && (isNaN(until) || until <= now)) add("validity", false, "expired (validUntil has passed)");
-  else add("validity", true, until === null ? "valid since validFrom, no expiry" : "within validFrom..validUntil");
-  // revocation
-  const entry = Array.isArray(doc.credentialStatus) ? doc.credentialStatus[0] : doc.credentialStatus;
-  if (!entry) add("status", true, "no credentialStatus");
-  else {
-    try {
-      const revoked = await statusBit(entry);
-      add("status", !revoked, revoked ? "revoked" : "not revoked");
-    } catch (e) {
-      add("status", true, `unknown: ${e.message}`);
+      notes.push({ name: "status_list", ok: true, detail: `not at hand (${e.message}): revocation not checked` });
     }
   }
-  return checks;
+  const result = verifyCredential(text, profile, list);
+  return [...result.checks, ...notes];
 }
 
 function showChecks(list, checks) {
@@ -191,7 +82,7 @@ async function run() {
     doc?.validFrom ? h("p", { class: "muted" }, `Issued ${doc.validFrom} by ${doc.issuer?.name ?? issuerId(doc) ?? "?"}`) : null,
   );
   const [browser, server] = await Promise.all([
-    browserVerify(doc).catch((e) => [{ name: "browser", ok: false, detail: e.message }]),
+    browserVerify($("#credential").value, doc).catch((e) => [{ name: "browser", ok: false, detail: e.message }]),
     api("/v1/certificates/verify", { method: "POST", body: doc, auth: false }).catch((e) => ({ error: e })),
   ]);
   const browserValid = browser.length > 0 && browser.every((c) => c.ok);
