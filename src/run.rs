@@ -24,6 +24,9 @@ pub struct Event {
     /// Server time, ms since the Unix epoch.
     pub timestamp: i64,
     pub author_id: String,
+    /// The chained hash (see [`crate::chain`]); empty only before the writer seals it.
+    #[serde(default)]
+    pub hash: String,
 }
 
 /// An event as a client proposes it, before the writer gives it a seq.
@@ -300,6 +303,7 @@ mod tests {
             payload,
             timestamp: 1_700_000_000_000 + seq as i64,
             author_id: "u".into(),
+            hash: String::new(),
         }
     }
 
