@@ -9,6 +9,7 @@
 //! - [`error`]: the one application error, carrying an HTTP status and a snake_case code.
 //! - [`identity`]: HS256 JWT issue and verification, claims and roles.
 //! - [`policy`]: the authorization matrix, plans and their hard limits, rate arithmetic.
+//! - [`archive`]: the R2 archive's formats (sealed NDJSON segments, manifests, table snapshots).
 //! - [`chain`]: the per-run hash chain of events (seal, verify walk), tamper evidence.
 //! - [`run`]: event envelopes, validation, the canvas reducer, replay and checkpoints.
 //! - [`lesson`]: lesson artifacts, canonical JSON and sha256, validation, frames.
@@ -24,6 +25,7 @@
 //! translate, authorize, persist and broadcast; they hold no business rules.
 
 pub mod ai;
+pub mod archive;
 pub mod canonical;
 pub mod certificate;
 pub mod chain;
