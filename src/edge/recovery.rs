@@ -32,7 +32,8 @@ pub async fn route(ctx: &mut Ctx, rest: &[&str]) -> AppResult<Response> {
             allow(&m, &[Method::Get, Method::Post])?;
             let db = store::db(&ctx.env)?;
             if m == Method::Get {
-                return ok(status(&ctx.env, &db).await?);
+                let manifests = ctx.query("manifests") != Some("false");
+                return ok(status(&ctx.env, &db, manifests).await?);
             }
             let report = archive_pass(&ctx.env, &db, ctx.now_ms, true).await?;
             ok(report)
@@ -131,6 +132,8 @@ struct Tally {
     existing: u64,
     events: u64,
     broken: Vec<Value>,
+    /// `ARCHIVE_DEV_DELAY_MS`, honoured in development only.
+    dev_delay_ms: u64,
 }
 
 /// One pass: fill legacy chains, seal every run's new events, and (when due
@@ -161,7 +164,15 @@ pub async fn archive_pass(env: &Env, db: &D1Database, now_ms: i64, force_tables:
         &[u(RUNS_PER_PASS)],
     )
     .await?;
-    let mut tally = Tally::default();
+    let development = env.var("ENVIRONMENT").map(|v| v.to_string()).ok().as_deref() == Some("development");
+    let dev_delay_ms = env
+        .var("ARCHIVE_DEV_DELAY_MS")
+        .ok()
+        .and_then(|v| v.to_string().parse::<u64>().ok())
+        .filter(|_| development)
+        .unwrap_or(0)
+        .min(5000);
+    let mut tally = Tally { dev_delay_ms, ..Tally::default() };
     for run in &due {
         archive_run(db, &b, &run.run_id, &run.org, now_ms, &mut tally).await?;
     }
@@ -192,6 +203,14 @@ async fn archive_run(
 ) -> AppResult<()> {
     let mut manifest = run_manifest(b, run_id).await?.unwrap_or_else(|| RunManifest::new(run_id));
     tally.runs += 1;
+    // The sweep: a run that changed is verified whole (bounded pages) before
+    // anything more of it is sealed, so a row edited after it was archived is
+    // found and audited on the run's next change, and a break is never archived.
+    if let Err((seq, why)) = runs::verify_chain(db, run_id).await? {
+        tally.broken.push(json!({"run_id": run_id, "first_bad_seq": seq, "reason": why.as_str()}));
+        store::audit(db, org, now_ms, "system", "chain.broken", run_id, &json!({"seq": seq, "reason": why.as_str()})).await;
+        return Ok(());
+    }
     loop {
         let page = runs::events_page(db, run_id, manifest.last_seq, i64::MAX as u64, archive::SEGMENT_EVENTS as u64).await?;
         if page.is_empty() {
@@ -213,6 +232,10 @@ async fn archive_run(
             tally.sealed += 1;
         } else {
             tally.existing += 1;
+        }
+        if tally.dev_delay_ms > 0 {
+            // Development only: a slow R2, so a test can kill a pass midway.
+            worker::Delay::from(std::time::Duration::from_millis(tally.dev_delay_ms)).await;
         }
         manifest.push(seg).map_err(AppError::internal)?;
         put_json(b, &archive::run_manifest_key(run_id), &manifest).await?;
@@ -277,7 +300,7 @@ async fn archive_tables(db: &D1Database, b: &Bucket, now_ms: i64) -> AppResult<V
 
 /// What the archive holds: the tables snapshot and every run manifest, and
 /// every object under `archive/` (for the operator and the fault tests).
-async fn status(env: &Env, db: &D1Database) -> AppResult<Value> {
+async fn status(env: &Env, db: &D1Database, with_manifests: bool) -> AppResult<Value> {
     let b = bucket(env)?;
     let mut keys = Vec::new();
     let mut cursor: Option<String> = None;
@@ -297,7 +320,11 @@ async fn status(env: &Env, db: &D1Database) -> AppResult<Value> {
     struct Archived {
         run_id: String,
     }
-    let archived: Vec<Archived> = store::all(db, "SELECT run_id FROM archive_runs ORDER BY run_id", &[]).await?;
+    let archived: Vec<Archived> = if with_manifests {
+        store::all(db, "SELECT run_id FROM archive_runs ORDER BY run_id", &[]).await?
+    } else {
+        Vec::new()
+    };
     let mut manifests = Map::new();
     for a in archived {
         if let Some(m) = run_manifest(&b, &a.run_id).await? {
