@@ -216,16 +216,23 @@ test("(b) an event row edited behind the product's back: verify names its seq, r
   await archivePass();
   const original = await allEvents(run);
   const good = await verify(run);
+  // And a run as migration 0008 finds it: rows without hashes (SQL cannot compute SHA-256).
+  const legacy = (await must(await api.call("POST", "/v1/runs", { token: T.ana, body: {} }), 201, "legacy run")).run_id;
+  await must(await api.call("POST", `/v1/runs/${legacy}/events`, { token: T.ana, body: { events: events.map((e) => ({ ...e, id: randomUUID() })) } }), 201, "append");
+  const legacyHead = (await verify(legacy)).head_hash;
   // The trigger keeps events append-only, so whoever tampers drops it first
   // (and puts it back, as the migration defines it).
   const migration = readFileSync(join(ROOT, "schema", "migrations", "0008_event_chain.sql"), "utf8");
   const trigger = migration.slice(migration.indexOf("CREATE TRIGGER events_no_update"), migration.indexOf("END;", migration.indexOf("CREATE TRIGGER events_no_update")) + 4);
   await w.stop();
-  d1Execute(`DROP TRIGGER events_no_update; UPDATE events SET payload = '{"text":"line 17, rewritten"}' WHERE run_id = '${run}' AND seq = 17; ${trigger.replace(/\s+/g, " ")}`);
+  d1Execute(`DROP TRIGGER events_no_update; UPDATE events SET payload = '{"text":"line 17, rewritten"}' WHERE run_id = '${run}' AND seq = 17; UPDATE events SET hash = NULL WHERE run_id = '${legacy}'; INSERT INTO chain_backfill (run_id) VALUES ('${legacy}'); ${trigger.replace(/\s+/g, " ")}`);
   w = await startWorker({ persistDir: dir, port: w.port });
   api = client(w.base);
   assert.equal((await allEvents(run))[16].payload.text, "line 17, rewritten", "the edit is there");
   assert.deepEqual(await verify(run), { ok: false, first_bad_seq: 17, reason: "hash_mismatch" });
+  assert.equal((await allEvents(legacy))[0].hash, "", "legacy rows have no hash yet");
+  assert.deepEqual(await verify(legacy), { ok: true, last_seq: 30, head_hash: legacyHead }, "the worker fills a legacy chain, identical");
+  assert.equal((await allEvents(legacy))[29].hash, legacyHead);
   // The scheduled sweep finds it too: it never archives past a break, and audits it.
   await must(await api.call("POST", `/v1/runs/${run}/events`, { token: T.ana, body: { events: [{ id: randomUUID(), type: "narration", payload: { text: "line 31" } }] } }), 201, "append");
   const sweep = await archivePass();

@@ -218,34 +218,38 @@ async fn lookup(db: &D1Database, run_id: &str, events: &[NewEvent]) -> AppResult
 }
 
 /// Give a run's legacy rows (written before the chain, `hash` NULL) their
-/// hashes, page by page. They are always a prefix of the run. Returns the head.
+/// hashes, page by page. They are always a prefix of the run (appends seal
+/// after filling it). Returns the last filled seq and its hash (the head of
+/// the run when it holds no sealed rows yet).
 pub async fn fill_chain(db: &D1Database, run_id: &str) -> AppResult<(u64, String)> {
     let mut walk = chain::Walk::default();
     const PAGE: u64 = 500;
     loop {
         let page = events_page(db, run_id, walk.last_seq, i64::MAX as u64, PAGE).await?;
-        let Some(last) = page.last().map(|e| e.seq) else { break };
+        if page.is_empty() {
+            break;
+        }
         let mut updates = Vec::new();
+        let mut sealed = false;
         for e in &page {
-            let h = chain::event_hash(&walk.head, e);
-            if e.hash.is_empty() {
-                updates.push(store::stmt(
-                    db,
-                    "UPDATE events SET hash = ?3 WHERE run_id = ?1 AND seq = ?2 AND hash IS NULL",
-                    &[t(run_id), u(e.seq), t(&h)],
-                )?);
-            } else if e.hash != h {
-                // A sealed row: the rest of the run was written with the chain.
-                return Ok((walk.last_seq, walk.head));
+            if !e.hash.is_empty() {
+                // The first sealed row: the rest of the run was written with the chain.
+                sealed = true;
+                break;
             }
+            let h = chain::event_hash(&walk.head, e);
+            updates.push(store::stmt(
+                db,
+                "UPDATE events SET hash = ?3 WHERE run_id = ?1 AND seq = ?2 AND hash IS NULL",
+                &[t(run_id), u(e.seq), t(&h)],
+            )?);
             walk.last_seq = e.seq;
             walk.head = h;
         }
-        if updates.is_empty() {
-            return Ok((walk.last_seq, walk.head));
+        if !updates.is_empty() {
+            db.batch(updates).await?;
         }
-        db.batch(updates).await?;
-        if last < walk.last_seq || (page.len() as u64) < PAGE {
+        if sealed || (page.len() as u64) < PAGE {
             break;
         }
     }
