@@ -77,7 +77,9 @@ fn operator(ctx: &Ctx) -> AppResult<()> {
     let secret = ctx.env.secret("OPERATOR_SECRET").map(|s| s.to_string()).ok().filter(|s| s.len() >= 16);
     let given = ctx.header("x-operator-secret");
     match (secret, given) {
-        (Some(s), Some(g)) if s.len() == g.len() && s.bytes().zip(g.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0 => {
+        (Some(s), Some(g))
+            if s.len() == g.len() && s.bytes().zip(g.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0 =>
+        {
             Ok(())
         }
         _ => Err(AppError::not_found("route")),
@@ -91,7 +93,9 @@ fn bucket(env: &Env) -> AppResult<Bucket> {
 async fn get_text(b: &Bucket, key: &str) -> AppResult<Option<String>> {
     match b.get(key).execute().await? {
         None => Ok(None),
-        Some(obj) => Ok(Some(obj.body().ok_or_else(|| AppError::internal("archive object without body"))?.text().await?)),
+        Some(obj) => {
+            Ok(Some(obj.body().ok_or_else(|| AppError::internal("archive object without body"))?.text().await?))
+        }
     }
 }
 
@@ -208,11 +212,13 @@ async fn archive_run(
     // found and audited on the run's next change, and a break is never archived.
     if let Err((seq, why)) = runs::verify_chain(db, run_id).await? {
         tally.broken.push(json!({"run_id": run_id, "first_bad_seq": seq, "reason": why.as_str()}));
-        store::audit(db, org, now_ms, "system", "chain.broken", run_id, &json!({"seq": seq, "reason": why.as_str()})).await;
+        store::audit(db, org, now_ms, "system", "chain.broken", run_id, &json!({"seq": seq, "reason": why.as_str()}))
+            .await;
         return Ok(());
     }
     loop {
-        let page = runs::events_page(db, run_id, manifest.last_seq, i64::MAX as u64, archive::SEGMENT_EVENTS as u64).await?;
+        let page =
+            runs::events_page(db, run_id, manifest.last_seq, i64::MAX as u64, archive::SEGMENT_EVENTS as u64).await?;
         if page.is_empty() {
             break;
         }
@@ -222,8 +228,16 @@ async fn archive_run(
                 // Never archive a broken chain; the sweep reports it (verify and
                 // repair name the seq).
                 tally.broken.push(json!({"run_id": run_id, "first_bad_seq": seq, "reason": why.as_str()}));
-                store::audit(db, org, now_ms, "system", "chain.broken", run_id, &json!({"seq": seq, "reason": why.as_str()}))
-                    .await;
+                store::audit(
+                    db,
+                    org,
+                    now_ms,
+                    "system",
+                    "chain.broken",
+                    run_id,
+                    &json!({"seq": seq, "reason": why.as_str()}),
+                )
+                .await;
                 break;
             }
         };
@@ -384,9 +398,8 @@ async fn restore_tables(env: &Env, db: &D1Database) -> AppResult<Value> {
                 }
                 let names: Vec<&str> = cols.iter().map(|c| c.as_str()).collect();
                 let marks: Vec<String> = (1..=cols.len()).map(|n| format!("?{n}")).collect();
-                let sql =
-                    format!("INSERT OR IGNORE INTO {table} ({}) VALUES ({})", names.join(", "), marks.join(", "));
-                let args: Vec<Arg> = cols.iter().map(|c| arg(&row[c.as_str()])).collect();
+                let sql = format!("INSERT OR IGNORE INTO {table} ({}) VALUES ({})", names.join(", "), marks.join(", "));
+                let args: Vec<Arg> = cols.iter().map(|c| arg(row.get(c.as_str()).unwrap_or(&Value::Null))).collect();
                 stmts.push(store::stmt(db, &sql, &args)?);
             }
             count += rows.len() as u64;
@@ -477,7 +490,11 @@ async fn restore_runs(env: &Env, db: &D1Database, after: &str, limit: u64) -> Ap
 /// that match the archive are never touched.
 async fn repair(env: &Env, db: &D1Database, run_id: &str, now_ms: i64) -> AppResult<Value> {
     let bad_seq = match runs::verify_chain(db, run_id).await? {
-        Ok(walk) => return Ok(json!({"repaired": [], "verify": {"ok": true, "last_seq": walk.last_seq, "head_hash": walk.head}})),
+        Ok(walk) => {
+            return Ok(
+                json!({"repaired": [], "verify": {"ok": true, "last_seq": walk.last_seq, "head_hash": walk.head}}),
+            )
+        }
         Err((seq, _)) => seq,
     };
     let b = bucket(env)?;
@@ -504,7 +521,14 @@ async fn repair(env: &Env, db: &D1Database, run_id: &str, now_ms: i64) -> AppRes
             .await?
             .ok_or_else(|| AppError::internal(format!("segment {} missing", seg.address)))?;
         let archived = archive::open_segment(&text, seg, &from).map_err(AppError::internal)?;
-        let stored = runs::events_page(db, run_id, seg.first_seq - 1, seg.last_seq, archive::SEGMENT_EVENTS as u64).await?;
+        let stored = runs::events_page(
+            db,
+            run_id,
+            seg.first_seq.saturating_sub(1),
+            seg.last_seq,
+            archive::SEGMENT_EVENTS as u64,
+        )
+        .await?;
         let mut prev = from.head.clone();
         let mut stmts = Vec::new();
         for a in &archived {

@@ -9,10 +9,10 @@
 
 use super::http::{allow, created, ok, path_id, Ctx};
 use super::store::{self, i, t, u};
+use crate::chain;
 use crate::error::{AppError, AppResult};
 use crate::identity::Claims;
 use crate::policy::{self, Action, Scope};
-use crate::chain;
 use crate::run::{self, Checkpoint, Event, NewEvent};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -199,7 +199,10 @@ async fn lookup(db: &D1Database, run_id: &str, events: &[NewEvent]) -> AppResult
         let sql = if n == 0 {
             format!("SELECT id, seq, hash, seq = (SELECT MAX(seq) FROM events WHERE run_id = ?1) AS head FROM events WHERE run_id = ?1 AND (id IN ({}) OR seq = (SELECT MAX(seq) FROM events WHERE run_id = ?1))", placeholders.join(","))
         } else {
-            format!("SELECT id, seq, hash, 0 AS head FROM events WHERE run_id = ?1 AND id IN ({})", placeholders.join(","))
+            format!(
+                "SELECT id, seq, hash, 0 AS head FROM events WHERE run_id = ?1 AND id IN ({})",
+                placeholders.join(",")
+            )
         };
         let mut args = vec![t(run_id)];
         args.extend(chunk.iter().map(|e| t(&e.id)));
