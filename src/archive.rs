@@ -17,7 +17,6 @@
 use crate::canonical::{sha256_hex, to_canonical_string};
 use crate::chain::{self, Walk};
 use crate::run::Event;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -70,8 +69,19 @@ pub fn table_segment_key(table: &str, address: &str) -> String {
     format!("archive/tables/{table}/{address}.ndjson")
 }
 
+// Manifests are read and written through `serde_json::Value` by hand rather
+// than with derived (de)serializers: each derive would add its own code to
+// the worker's wasm for four small structs.
+
+fn get_u64(v: &Value, k: &str) -> Option<u64> {
+    v.get(k).and_then(Value::as_u64)
+}
+fn get_str(v: &Value, k: &str) -> Option<String> {
+    v.get(k).and_then(Value::as_str).map(str::to_owned)
+}
+
 /// One sealed segment as a manifest lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentRef {
     /// sha256 of the segment's bytes (its key's last part).
     pub address: String,
@@ -81,7 +91,21 @@ pub struct SegmentRef {
     pub head_hash: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+impl SegmentRef {
+    pub fn to_value(&self) -> Value {
+        serde_json::json!({"address": self.address, "first_seq": self.first_seq, "last_seq": self.last_seq, "head_hash": self.head_hash})
+    }
+    pub fn from_value(v: &Value) -> Option<Self> {
+        Some(SegmentRef {
+            address: get_str(v, "address")?,
+            first_seq: get_u64(v, "first_seq")?,
+            last_seq: get_u64(v, "last_seq")?,
+            head_hash: get_str(v, "head_hash")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunManifest {
     pub format: u32,
     pub run_id: String,
@@ -91,6 +115,27 @@ pub struct RunManifest {
 }
 
 impl RunManifest {
+    pub fn to_value(&self) -> Value {
+        serde_json::json!({
+            "format": self.format,
+            "run_id": self.run_id,
+            "last_seq": self.last_seq,
+            "head_hash": self.head_hash,
+            "segments": self.segments.iter().map(SegmentRef::to_value).collect::<Vec<_>>(),
+        })
+    }
+
+    pub fn from_value(v: &Value) -> Option<Self> {
+        let segments = v.get("segments")?.as_array()?.iter().map(SegmentRef::from_value).collect::<Option<Vec<_>>>()?;
+        Some(RunManifest {
+            format: get_u64(v, "format")? as u32,
+            run_id: get_str(v, "run_id")?,
+            last_seq: get_u64(v, "last_seq")?,
+            head_hash: get_str(v, "head_hash")?,
+            segments,
+        })
+    }
+
     pub fn new(run_id: &str) -> Self {
         RunManifest {
             format: FORMAT,
@@ -145,8 +190,7 @@ pub fn seal_segment(from: &Walk, events: &[Event]) -> Result<(Vec<u8>, SegmentRe
     walk.check(events)?;
     let mut bytes = Vec::new();
     for e in events {
-        let v = serde_json::to_value(e).unwrap_or(Value::Null);
-        bytes.extend_from_slice(to_canonical_string(&v).as_bytes());
+        bytes.extend_from_slice(to_canonical_string(&e.to_value()).as_bytes());
         bytes.push(b'\n');
     }
     let seg = SegmentRef {
@@ -167,9 +211,9 @@ pub fn open_segment(text: &str, seg: &SegmentRef, from: &Walk) -> Result<Vec<Eve
     let events: Vec<Event> = text
         .lines()
         .filter(|l| !l.is_empty())
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("segment {}: {e}", seg.address))?;
+        .map(|l| serde_json::from_str::<Value>(l).ok().and_then(|v| Event::from_value(&v)))
+        .collect::<Option<_>>()
+        .ok_or_else(|| format!("segment {}: a line is not an event envelope", seg.address))?;
     let mut walk = from.clone();
     walk.check(&events).map_err(|(s, why)| format!("segment {} breaks at seq {s}: {}", seg.address, why.as_str()))?;
     if walk.last_seq != seg.last_seq || walk.head != seg.head_hash {
@@ -199,18 +243,43 @@ pub fn open_rows(text: &str, address: &str) -> Result<Vec<Map<String, Value>>, S
         .collect()
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableSnapshot {
     pub rows: u64,
     pub segments: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TablesManifest {
     pub format: u32,
     /// When the snapshot was taken (ms since the epoch).
     pub at: i64,
     pub tables: BTreeMap<String, TableSnapshot>,
+}
+
+impl TablesManifest {
+    pub fn to_value(&self) -> Value {
+        let tables: Map<String, Value> = self
+            .tables
+            .iter()
+            .map(|(k, t)| (k.clone(), serde_json::json!({"rows": t.rows, "segments": t.segments})))
+            .collect();
+        serde_json::json!({"format": self.format, "at": self.at, "tables": tables})
+    }
+
+    pub fn from_value(v: &Value) -> Option<Self> {
+        let mut tables = BTreeMap::new();
+        for (k, t) in v.get("tables")?.as_object()? {
+            let segments = t
+                .get("segments")?
+                .as_array()?
+                .iter()
+                .map(|s| s.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()?;
+            tables.insert(k.clone(), TableSnapshot { rows: get_u64(t, "rows")?, segments });
+        }
+        Some(TablesManifest { format: get_u64(v, "format")? as u32, at: v.get("at")?.as_i64()?, tables })
+    }
 }
 
 /// A column name safe to splice into SQL (restore builds its inserts from
@@ -255,6 +324,7 @@ mod tests {
             m.push(seg).unwrap();
         }
         assert!(m.is_consistent());
+        assert_eq!(RunManifest::from_value(&m.to_value()), Some(m.clone()));
         assert_eq!((m.last_seq, m.head_hash.as_str()), (25, all[24].hash.as_str()));
         let mut walk = Walk::default();
         let mut back = Vec::new();
@@ -291,6 +361,10 @@ mod tests {
         let (bytes, address) = seal_rows(&rows);
         assert_eq!(open_rows(std::str::from_utf8(&bytes).unwrap(), &address).unwrap(), rows);
         assert!(open_rows("{}\n", &address).is_err());
+        let mut tables = BTreeMap::new();
+        tables.insert("orgs".to_owned(), TableSnapshot { rows: 2, segments: vec![address.clone()] });
+        let tm = TablesManifest { format: FORMAT, at: 5, tables };
+        assert_eq!(TablesManifest::from_value(&tm.to_value()), Some(tm));
         assert!(is_plain_column("learner_org") && !is_plain_column("x; DROP") && !is_plain_column("1a"));
         assert!(is_archived_table("certificates") && !is_archived_table("checkpoints"));
     }

@@ -5,10 +5,9 @@
 //! before seq 1. Pure: the append batch, the classroom object and the verify
 //! walk all call these functions, so there is one definition of the chain.
 
-use crate::canonical::{sha256_hex, to_canonical_string};
+use crate::canonical::{sha256_hex, write_canonical, write_canonical_str};
 use crate::run::Event;
-use serde::Serialize;
-use serde_json::json;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// The "previous hash" of seq 1.
@@ -16,19 +15,33 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 
 /// The chained hash of `e` (its own `hash` field is ignored) after `prev`.
 pub fn event_hash(prev: &str, e: &Event) -> String {
-    let body = json!({
-        "id": e.id,
-        "run_id": e.run_id,
-        "seq": e.seq,
-        "type": e.kind,
-        "payload": e.payload,
-        "timestamp": e.timestamp,
-        "author_id": e.author_id,
-    });
     let mut h = Sha256::new();
     h.update(prev.as_bytes());
-    h.update(to_canonical_string(&body).as_bytes());
+    h.update(envelope_jcs(e).as_bytes());
     hex::encode(h.finalize())
+}
+
+/// RFC 8785 form of the envelope without `hash`, written directly (keys in
+/// their canonical order) instead of cloning the payload into a new object:
+/// verify and the archive hash every event of a run.
+fn envelope_jcs(e: &Event) -> String {
+    let mut out = String::with_capacity(192);
+    out.push_str("{\"author_id\":");
+    write_canonical_str(&e.author_id, &mut out);
+    out.push_str(",\"id\":");
+    write_canonical_str(&e.id, &mut out);
+    out.push_str(",\"payload\":");
+    write_canonical(&e.payload, &mut out);
+    out.push_str(",\"run_id\":");
+    write_canonical_str(&e.run_id, &mut out);
+    out.push_str(",\"seq\":");
+    write_canonical(&Value::from(e.seq), &mut out);
+    out.push_str(",\"timestamp\":");
+    write_canonical(&Value::from(e.timestamp), &mut out);
+    out.push_str(",\"type\":");
+    write_canonical_str(&e.kind, &mut out);
+    out.push('}');
+    out
 }
 
 /// Give `events` (consecutive, in seq order) their hashes after `prev`;
@@ -43,8 +56,7 @@ pub fn seal(prev: &str, events: &mut [Event]) -> String {
 }
 
 /// Why a chain breaks at some seq.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Break {
     /// The seq is not the one after the previous event's (a row is missing or moved).
     SeqGap,
@@ -107,8 +119,9 @@ pub fn segment_address(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::canonical::to_canonical_string;
     use proptest::prelude::*;
-    use serde_json::Value;
+    use serde_json::{json, Value};
 
     fn ev(seq: u64, payload: Value) -> Event {
         Event {
@@ -134,6 +147,10 @@ mod tests {
         let e = ev(1, json!({"b": 1, "a": "é"}));
         let jcs = r#"{"author_id":"ada","id":"00000000-0000-4000-8000-000000000001","payload":{"a":"é","b":1},"run_id":"r1","seq":1,"timestamp":1700000000001,"type":"element.moved"}"#;
         let expected = sha256_hex(format!("{GENESIS}{jcs}").as_bytes());
+        // The direct writer equals the general canonicalizer over the same object.
+        let generic = json!({"id": e.id, "run_id": e.run_id, "seq": e.seq, "type": e.kind, "payload": e.payload, "timestamp": e.timestamp, "author_id": e.author_id});
+        assert_eq!(envelope_jcs(&e), to_canonical_string(&generic));
+        assert_eq!(envelope_jcs(&e), jcs);
         assert_eq!(event_hash(GENESIS, &e), expected);
         assert_eq!(expected.len(), 64);
         assert!(expected.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
@@ -187,6 +204,16 @@ mod tests {
             }
             let found = Walk::default().check(&events);
             prop_assert_eq!(found.map_err(|(seq, _)| seq), Err(at as u64 + 1));
+        }
+
+        /// The envelope written directly is exactly the general RFC 8785 form.
+        #[test]
+        fn direct_jcs_is_the_canonical_form(text in any::<String>(), x in any::<f64>().prop_filter("finite", |f| f.is_finite()), seq in 1u64..(1 << 53), ts in any::<i64>()) {
+            let mut e = ev(seq, json!({"t": text, "x": x, "n": [1, null, true, {"é": -0.0}]}));
+            e.timestamp = ts;
+            e.author_id = text.clone();
+            let generic = json!({"id": e.id, "run_id": e.run_id, "seq": e.seq, "type": e.kind, "payload": e.payload, "timestamp": e.timestamp, "author_id": e.author_id});
+            prop_assert_eq!(envelope_jcs(&e), to_canonical_string(&generic));
         }
 
         /// Sealing page by page equals sealing all at once; the walk accepts both.

@@ -111,8 +111,8 @@ async fn seal(b: &Bucket, key: &str, bytes: Vec<u8>) -> AppResult<bool> {
     Ok(put.is_some())
 }
 
-async fn put_json(b: &Bucket, key: &str, value: &impl serde::Serialize) -> AppResult<()> {
-    let bytes = serde_json::to_vec(value).map_err(|e| AppError::internal(e.to_string()))?;
+async fn put_json(b: &Bucket, key: &str, value: &Value) -> AppResult<()> {
+    let bytes = value.to_string().into_bytes();
     b.put(key, bytes)
         .http_metadata(HttpMetadata { content_type: Some("application/json".into()), ..Default::default() })
         .execute()
@@ -123,9 +123,11 @@ async fn put_json(b: &Bucket, key: &str, value: &impl serde::Serialize) -> AppRe
 async fn run_manifest(b: &Bucket, run_id: &str) -> AppResult<Option<RunManifest>> {
     match get_text(b, &archive::run_manifest_key(run_id)).await? {
         None => Ok(None),
-        Some(text) => serde_json::from_str(&text)
+        Some(text) => serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| RunManifest::from_value(&v))
             .map(Some)
-            .map_err(|e| AppError::internal(format!("run manifest {run_id} unreadable: {e}"))),
+            .ok_or_else(|| AppError::internal(format!("run manifest {run_id} unreadable"))),
     }
 }
 
@@ -252,7 +254,7 @@ async fn archive_run(
             worker::Delay::from(std::time::Duration::from_millis(tally.dev_delay_ms)).await;
         }
         manifest.push(seg).map_err(AppError::internal)?;
-        put_json(b, &archive::run_manifest_key(run_id), &manifest).await?;
+        put_json(b, &archive::run_manifest_key(run_id), &manifest.to_value()).await?;
         if page.len() < archive::SEGMENT_EVENTS {
             break;
         }
@@ -273,7 +275,9 @@ async fn tables_due(env: &Env, b: &Bucket, now_ms: i64) -> AppResult<bool> {
         .unwrap_or(TABLES_EVERY_MS);
     let last = match get_text(b, archive::TABLES_MANIFEST_KEY).await? {
         None => return Ok(true),
-        Some(text) => serde_json::from_str::<TablesManifest>(&text).map(|m| m.at).unwrap_or(0),
+        Some(text) => {
+            serde_json::from_str::<Value>(&text).ok().and_then(|v| v.get("at").and_then(Value::as_i64)).unwrap_or(0)
+        }
     };
     Ok(now_ms.saturating_sub(last) >= every as i64)
 }
@@ -308,7 +312,7 @@ async fn archive_tables(db: &D1Database, b: &Bucket, now_ms: i64) -> AppResult<V
         rows_total += snap.rows;
         manifest.tables.insert((*table).to_owned(), snap);
     }
-    put_json(b, archive::TABLES_MANIFEST_KEY, &manifest).await?;
+    put_json(b, archive::TABLES_MANIFEST_KEY, &manifest.to_value()).await?;
     Ok(json!({"rows": rows_total, "segments_sealed": sealed, "segments_existing": existing, "at": now_ms}))
 }
 
@@ -342,7 +346,7 @@ async fn status(env: &Env, db: &D1Database, with_manifests: bool) -> AppResult<V
     let mut manifests = Map::new();
     for a in archived {
         if let Some(m) = run_manifest(&b, &a.run_id).await? {
-            manifests.insert(a.run_id, serde_json::to_value(&m).unwrap_or(Value::Null));
+            manifests.insert(a.run_id, m.to_value());
         }
     }
     let tables: Value = match get_text(&b, archive::TABLES_MANIFEST_KEY).await? {
@@ -375,8 +379,10 @@ async fn restore_tables(env: &Env, db: &D1Database) -> AppResult<Value> {
     let text = get_text(&b, archive::TABLES_MANIFEST_KEY)
         .await?
         .ok_or_else(|| AppError::rule(404, "no_archive", "the archive holds no table snapshot"))?;
-    let manifest: TablesManifest =
-        serde_json::from_str(&text).map_err(|e| AppError::internal(format!("tables manifest unreadable: {e}")))?;
+    let manifest = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| TablesManifest::from_value(&v))
+        .ok_or_else(|| AppError::internal("tables manifest unreadable"))?;
     let mut restored = Map::new();
     let mut generation = 0i64;
     for (table, _) in archive::TABLES {
