@@ -40,16 +40,16 @@ export async function restore({ base: at = base, log = console.log } = {}) {
   const tables = await post("/v1/ops/restore", { phase: "tables" }, at);
   const rows = Object.values(tables.tables).reduce((a, b) => a + b, 0);
   log(`restore: ${rows} rows in ${Object.keys(tables.tables).length} tables (snapshot of ${new Date(tables.snapshot_at).toISOString()})`);
-  let after = "", runs = 0, events = 0, missing = 0;
+  let after = "", runs = 0, events = 0, missing = 0, sessionsResynced = 0;
   for (;;) {
     const page = await post("/v1/ops/restore", { phase: "runs", after, limit: 50 }, at);
-    runs += page.runs; events += page.events; missing += page.runs_without_archive;
+    runs += page.runs; events += page.events; missing += page.runs_without_archive; sessionsResynced += page.sessions_resynced ?? 0;
     if (!page.next_after) break;
     after = page.next_after;
   }
   const ms = Date.now() - started;
-  log(`restore: ${events} events in ${runs} runs (${missing} runs without archived events) in ${ms} ms`);
-  return { rows, runs, events, missing, ms };
+  log(`restore: ${events} events in ${runs} runs (${missing} runs without archived events) in ${ms} ms; ${sessionsResynced} live-session objects forward their logs again`);
+  return { rows, runs, events, missing, sessionsResynced, ms };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

@@ -178,6 +178,17 @@ test("(a) a day is archived, the local D1 is deleted, an empty D1 is restored fr
   const again = await archivePass();
   assert.equal(again.runs, 0);
   assert.equal(again.tables.segments_sealed, 0, "unchanged tables seal to the same addresses");
+  // A class that goes on after the last pass: its events reach D1 but not the archive.
+  const late = await must(await api.call("POST", "/v1/sessions", { token: T.tom, body: { lesson_id: day.lesson, version: 1 } }), 201, "late session");
+  await archivePass(); // the session and its run are in the table snapshot, with no events yet
+  const lateTeacher = await openSocket(`${w.base.replace("http", "ws")}/v1/sessions/${late.session_id}/ws?token=${T.tom}`);
+  await lateTeacher.next((m) => m.type === "snapshot");
+  for (let step = 1; step <= 4; step++) lateTeacher.send({ type: "cursor", step });
+  const lateLast = await lateTeacher.next((m) => m.type === "event" && m.event.type === "cursor.moved" && m.event.payload.step === 4);
+  await lateTeacher.close();
+  await eventually(async () => assert.equal((await verify(late.run_id)).last_seq >= lateLast.seq, true));
+  const lateBefore = await verify(late.run_id);
+  before.usage = (await api.call("GET", "/v1/orgs/acme/usage", { token: T.gil })).json; // now with the late class
 
   // Disaster: the worker stops and the D1 database files are deleted.
   await w.stop();
@@ -193,7 +204,11 @@ test("(a) a day is archived, the local D1 is deleted, an empty D1 is restored fr
 
   const restored = await restore({ base: w.base, log: () => {} });
   figures.restore = restored;
-  assert.ok(restored.events > 0 && restored.missing === 0, JSON.stringify(restored));
+  assert.ok(restored.events > 0, JSON.stringify(restored));
+  assert.equal(restored.missing, 1, "only the late session's run had nothing archived");
+  assert.equal(restored.sessionsResynced, 2, "both sessions' objects forward their logs again");
+  // The late class's events were never archived: its object forwards them again.
+  await eventually(async () => assert.deepEqual(await verify(late.run_id), lateBefore));
   const afterRestore = await answers(day);
   figures.answersCompared = Object.keys(before).length;
   assert.deepEqual(afterRestore, before);

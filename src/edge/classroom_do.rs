@@ -642,6 +642,18 @@ impl DurableObject for Classroom {
                 self.explanation_arrived(step, job_id, body["text"].as_str().unwrap_or(""))?;
                 json_response(200, &json!({"ok": true}))
             }
+            "/resync" => {
+                // D1 lost rows the outbox had already forwarded (a restore from an
+                // archive older than them): forward the whole log again. D1 keeps
+                // what it has (INSERT OR IGNORE on (run_id, seq)).
+                if self.with_session(|_| ())?.is_none() {
+                    return error(404, "not_found", "session not found");
+                }
+                self.set_meta("d1_synced_seq", "0")?;
+                self.set_meta("outbox_retry_at", "0")?;
+                self.schedule_alarm(OUTBOX_DELAY_MS);
+                json_response(200, &json!({"ok": true}))
+            }
             "/status" => {
                 match self.with_session(|s| (status_name(s.status), s.cursor.clone(), s.seq, s.questions.len()))? {
                     Some((status, cursor, seq, questions)) => json_response(

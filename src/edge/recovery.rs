@@ -457,11 +457,23 @@ async fn restore_runs(env: &Env, db: &D1Database, after: &str, limit: u64) -> Ap
     struct RunRow {
         id: String,
         org: String,
+        session_id: Option<String>,
     }
-    let page: Vec<RunRow> =
-        store::all(db, "SELECT id, org FROM runs WHERE id > ?1 ORDER BY id LIMIT ?2", &[t(after), u(limit)]).await?;
-    let (mut runs_done, mut events, mut without_archive) = (0u64, 0u64, 0u64);
+    let page: Vec<RunRow> = store::all(
+        db,
+        "SELECT r.id AS id, r.org AS org, (SELECT s.id FROM sessions s WHERE s.run_id = r.id) AS session_id FROM runs r WHERE r.id > ?1 ORDER BY r.id LIMIT ?2",
+        &[t(after), u(limit)],
+    )
+    .await?;
+    let (mut runs_done, mut events, mut without_archive, mut resynced) = (0u64, 0u64, 0u64, 0u64);
     for run in &page {
+        // A live session's object holds its whole log: it forwards it again, so
+        // events newer than the archive come back too.
+        if let Some(session_id) = &run.session_id {
+            if resync_session(env, session_id).await {
+                resynced += 1;
+            }
+        }
         let Some(manifest) = run_manifest(&b, &run.id).await? else {
             without_archive += 1;
             continue;
@@ -488,7 +500,22 @@ async fn restore_runs(env: &Env, db: &D1Database, after: &str, limit: u64) -> Ap
         runs_done += 1;
     }
     let next_after = page.last().map(|r| r.id.clone()).filter(|_| page.len() as u64 == limit);
-    Ok(json!({"runs": runs_done, "events": events, "runs_without_archive": without_archive, "next_after": next_after}))
+    Ok(
+        json!({"runs": runs_done, "events": events, "runs_without_archive": without_archive, "sessions_resynced": resynced, "next_after": next_after}),
+    )
+}
+
+/// Ask a session's object to forward its log to D1 again; `false` if it could not.
+async fn resync_session(env: &Env, session_id: &str) -> bool {
+    let call = async {
+        let stub = env.durable_object(store::CLASSROOM)?.id_from_name(session_id)?.get_stub()?;
+        let mut init = worker::RequestInit::new();
+        init.with_method(Method::Post);
+        let req = worker::Request::new_with_init("https://classroom/resync", &init)?;
+        let resp = stub.fetch_with_request(req).await?;
+        Ok::<bool, worker::Error>(resp.status_code() == 200)
+    };
+    call.await.unwrap_or(false)
 }
 
 /// Rewrite, from the archive, exactly the rows of `run_id` that differ from
