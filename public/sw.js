@@ -16,16 +16,16 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "7515f7fb32";
+const VERSION = "ad299c0a1f";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const REFERENCE = "dropple-reference-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
   "/css/app.css?v=37163fb6b5", "/manifest.webmanifest", "/icon.svg",
-  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=832f5b707d", "/js/canvas.js?v=15e5547fca", "/js/classroom-client.js?v=215b8350be", "/js/core.js?v=0524de6cc3",
-  "/core/dropple_core.js?v=da04862d2b", "/core/dropple_core_bg.wasm?v=da04862d2b",
-  "/js/home.js?v=74ea719e54", "/js/teach.js?v=d62996b46a", "/js/learn.js?v=c00c78073d", "/js/author.js?v=1ace50281b", "/js/market.js?v=fbbf813a7d", "/js/verify.js?v=946e91058c", "/js/replay.js?v=662ffecec5",
+  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=832f5b707d", "/js/canvas.js?v=15e5547fca", "/js/classroom-client.js?v=db2bd20579", "/js/core.js?v=dc4853eef7",
+  "/core/dropple_core.js?v=8229af23a7", "/core/dropple_core_bg.wasm?v=8229af23a7",
+  "/js/home.js?v=74ea719e54", "/js/teach.js?v=677a25dd54", "/js/learn.js?v=4c64f9d446", "/js/author.js?v=9138354462", "/js/market.js?v=fbbf813a7d", "/js/verify.js?v=2806909104", "/js/replay.js?v=351ae0eb0c",
 ];
 const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;

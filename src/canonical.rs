@@ -14,6 +14,17 @@ pub fn to_canonical_string(value: &Value) -> String {
     out
 }
 
+/// Append the canonical form of `value` to `out` (for callers that build a
+/// canonical object around it without cloning it into a `Value` first).
+pub fn write_canonical(value: &Value, out: &mut String) {
+    write_value(value, out);
+}
+
+/// Append `s` as a canonical JSON string.
+pub fn write_canonical_str(s: &str, out: &mut String) {
+    write_string(s, out);
+}
+
 fn write_value(value: &Value, out: &mut String) {
     match value {
         Value::Null => out.push_str("null"),

@@ -397,6 +397,14 @@ pub struct SessionState {
     pub quiz_responses: BTreeMap<String, BTreeMap<String, u32>>,
     /// Seq of the last applied event.
     pub seq: u64,
+    /// Chained hash of the last applied event ([`crate::chain`]): the next
+    /// event's `prev`. 64 zeros before the first.
+    #[serde(default = "genesis")]
+    pub head_hash: String,
+}
+
+fn genesis() -> String {
+    crate::chain::GENESIS.to_owned()
 }
 
 /// The events of a session's run (`type` = the serde rename, `payload` = the fields).
@@ -458,6 +466,7 @@ impl SessionState {
             questions: Vec::new(),
             quiz_responses: BTreeMap::new(),
             seq: 0,
+            head_hash: genesis(),
         }
     }
 
@@ -468,6 +477,7 @@ impl SessionState {
         if ev.seq <= self.seq {
             return;
         }
+        self.head_hash.clone_from(&ev.hash);
         match SessionEvent::parse(ev) {
             Some(event) => self.apply_typed(ev.seq, ev.timestamp, event),
             None => self.seq = ev.seq,
@@ -895,7 +905,7 @@ fn commit(
         // The typed event is what `apply` would parse back from (kind, payload):
         // the property tests check live state == replay of the stored events.
         state.apply_typed(seq, now_ms, e);
-        persisted.push(Event {
+        let mut event = Event {
             id: new_id(),
             run_id: state.config.run_id.clone(),
             seq,
@@ -903,7 +913,12 @@ fn commit(
             payload,
             timestamp: now_ms,
             author_id: author.to_string(),
-        });
+            hash: String::new(),
+        };
+        // Sealed where the seq is assigned, before anything persists it.
+        event.hash = crate::chain::event_hash(&state.head_hash, &event);
+        state.head_hash.clone_from(&event.hash);
+        persisted.push(event);
     }
     let broadcasts: Vec<Effect> =
         persisted.iter().map(|e| Effect::Broadcast(ServerMsg::Event { seq: e.seq, event: e.clone() })).collect();
@@ -1156,7 +1171,7 @@ mod tests {
         let ev = persisted(&teacher_disconnected(&mut s, 7, &mut ids()));
         assert_eq!((ev[0].kind.as_str(), ev[0].author_id.as_str()), ("session.paused", SYSTEM_AUTHOR));
         assert_eq!(ev[0].payload, json!({"reason": "teacher_disconnected"}));
-        assert_eq!(s, paused(PauseReason::TeacherDisconnected).with_seq(2));
+        assert_eq!(s.clone().unchained(), paused(PauseReason::TeacherDisconnected).with_seq(2).unchained());
         assert_eq!(when(&s, &teacher(), cursor(1)), Err(C::SessionPaused));
         assert_eq!(teacher_disconnected(&mut s, 8, &mut ids()), []);
         assert_eq!(when(&s, &learner(1), hello(None)), Ok(vec![]));
@@ -1170,6 +1185,11 @@ mod tests {
     impl SessionState {
         fn with_seq(mut self, seq: u64) -> Self {
             self.seq = seq;
+            self
+        }
+        /// The state without its chain head, for comparing folds of different events.
+        fn unchained(mut self) -> Self {
+            self.head_hash = genesis();
             self
         }
     }
@@ -1309,7 +1329,7 @@ mod tests {
         assert_eq!(s, live());
         (ev.seq, ev.kind) = (2, "x_custom.thing".into());
         s.apply(&ev);
-        assert_eq!(s, live().with_seq(2));
+        assert_eq!(s.unchained(), live().with_seq(2).unchained());
     }
 
     #[test]
@@ -1507,6 +1527,10 @@ mod tests {
             prop_assert_eq!(seqs, (1..=sim.state.seq).collect::<Vec<_>>());
             let stored: Vec<Event> = serde_json::from_str(&serde_json::to_string(&sim.store).unwrap()).unwrap();
             prop_assert_eq!(&replay(config(), &stored), &sim.state);
+            // The object seals what it persists: the stored log is one intact chain.
+            let mut walk = crate::chain::Walk::default();
+            prop_assert!(walk.check(&stored).is_ok());
+            prop_assert_eq!(&walk.head, &sim.state.head_hash);
             for (i, c) in sim.conns.iter().enumerate() {
                 prop_assert!(!c.is_connected() || sim.seen[i] == sim.state.seq);
             }

@@ -335,7 +335,7 @@ proptest! {
             seq = seq.saturating_add(jump);
             let kind = t["type"].as_str().unwrap_or_default().to_owned();
             let payload = if jump % 2 == 0 { t } else { payload };
-            let ev = Event { id: format!("e{seq}"), run_id: "r1".into(), seq, kind, payload, timestamp: 0, author_id: "x".into() };
+            let ev = Event { id: format!("e{seq}"), run_id: "r1".into(), seq, kind, payload, timestamp: 0, author_id: "x".into(), hash: String::new() };
             let before = s.seq;
             s.apply(&ev);
             prop_assert_eq!(s.seq, before.max(seq));

@@ -207,6 +207,7 @@ mod tests {
             payload,
             timestamp: 0,
             author_id: "lea".into(),
+            hash: String::new(),
         }
     }
 

@@ -16,6 +16,8 @@
 //! - [`error`]: the one application error, carrying an HTTP status and a snake_case code.
 //! - [`identity`]: HS256 JWT issue and verification, claims and roles.
 //! - [`policy`]: the authorization matrix, plans and their hard limits, rate arithmetic.
+//! - [`archive`]: the R2 archive's formats (sealed NDJSON segments, manifests, table snapshots).
+//! - [`chain`]: the per-run hash chain of events (seal, verify walk), tamper evidence.
 //! - [`run`]: event envelopes, validation, the canvas reducer, replay and checkpoints.
 //! - [`lesson`]: lesson artifacts, canonical JSON and sha256, validation, frames.
 //! - [`classroom`]: the live-session protocol and state machine (`handle` -> effects).
@@ -41,8 +43,10 @@
 //! `tests/core-browser.test.mjs` proves it on 200 random streams.
 
 pub mod ai;
+pub mod archive;
 pub mod canonical;
 pub mod certificate;
+pub mod chain;
 pub mod classroom;
 pub mod error;
 pub mod grading;

@@ -24,6 +24,40 @@ pub struct Event {
     /// Server time, ms since the Unix epoch.
     pub timestamp: i64,
     pub author_id: String,
+    /// The chained hash (see [`crate::chain`]); empty only before the writer seals it.
+    #[serde(default)]
+    pub hash: String,
+}
+
+impl Event {
+    /// The envelope as JSON (what every API answer and archive line holds).
+    pub fn to_value(&self) -> Value {
+        serde_json::json!({
+            "id": self.id,
+            "run_id": self.run_id,
+            "seq": self.seq,
+            "type": self.kind,
+            "payload": self.payload,
+            "timestamp": self.timestamp,
+            "author_id": self.author_id,
+            "hash": self.hash,
+        })
+    }
+
+    /// Back from [`Self::to_value`]'s shape; `None` if a field is missing or mistyped.
+    pub fn from_value(v: &Value) -> Option<Event> {
+        let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+        Some(Event {
+            id: s("id")?,
+            run_id: s("run_id")?,
+            seq: v.get("seq")?.as_u64()?,
+            kind: s("type")?,
+            payload: v.get("payload")?.clone(),
+            timestamp: v.get("timestamp")?.as_i64()?,
+            author_id: s("author_id")?,
+            hash: s("hash").unwrap_or_default(),
+        })
+    }
 }
 
 /// An event as a client proposes it, before the writer gives it a seq.
@@ -300,6 +334,7 @@ mod tests {
             payload,
             timestamp: 1_700_000_000_000 + seq as i64,
             author_id: "u".into(),
+            hash: String::new(),
         }
     }
 

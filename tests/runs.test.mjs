@@ -2,7 +2,8 @@
 // atomic batches, paging, replay at a seq or a time, checkpoints, xAPI.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { randomUUID } from "node:crypto";
+import { randomUUID, createHash } from "node:crypto";
+import { jcs } from "./support/jcs-verify.mjs";
 import { startWorker, client } from "./support/worker.mjs";
 
 let w, api, author, teacher, learner, other;
@@ -211,4 +212,51 @@ test("bad input never changes the log", async () => {
     assert.ok(r.json.error.code);
   }
   assert.deepEqual((await allEvents(run)).events, before);
+});
+
+// The hash chain (shared/API.md), checked with an independent JCS + SHA-256
+// that shares no code with the server.
+const ZEROS = "0".repeat(64);
+function chainHash(prev, e) {
+  const { hash, ...body } = e;
+  return createHash("sha256").update(prev + jcs(body)).digest("hex");
+}
+
+test("every envelope carries its chained hash, and verify walks the chain", async () => {
+  const run = await newRun();
+  for (let b = 0; b < 3; b++) {
+    const events = Array.from({ length: 4 }, (_, i) => ev("element.moved", { id: "a", x: b * 10 + i + 0.5, y: -1, note: "é\u2028" }));
+    assert.equal((await api.call("POST", `/v1/runs/${run}/events`, { token: author, body: { events } })).status, 201);
+  }
+  const { events } = await allEvents(run);
+  assert.equal(events.length, 12);
+  let prev = ZEROS;
+  for (const e of events) {
+    assert.match(e.hash, /^[0-9a-f]{64}$/);
+    assert.equal(e.hash, chainHash(prev, e), `seq ${e.seq}`);
+    prev = e.hash;
+  }
+  const v = await api.call("GET", `/v1/runs/${run}/verify`, { token: teacher });
+  assert.equal(v.status, 200, v.text);
+  assert.deepEqual(v.json, { ok: true, last_seq: 12, head_hash: prev });
+  // An idempotent re-send keeps the chain as it was.
+  const again = await api.call("POST", `/v1/runs/${run}/events`, { token: author, body: { events: [{ id: events[3].id, type: "x", payload: {} }] } });
+  assert.equal(again.status, 200);
+  assert.deepEqual((await api.call("GET", `/v1/runs/${run}/verify`, { token: author })).json.head_hash, prev);
+  // An empty run verifies with the zero head; readers only.
+  const empty = await newRun();
+  assert.deepEqual((await api.call("GET", `/v1/runs/${empty}/verify`, { token: author })).json, { ok: true, last_seq: 0, head_hash: ZEROS });
+  assert.equal((await api.call("GET", `/v1/runs/${run}/verify`, { token: learner })).status, 403);
+  assert.equal((await api.call("GET", `/v1/runs/${run}/verify`, { token: other })).status, 404);
+  assert.equal((await api.call("POST", `/v1/runs/${run}/verify`, { token: author })).status, 405);
+});
+
+test("parallel appends still chain: verify passes after 20 racing writers", async () => {
+  const run = await newRun();
+  const results = await Promise.all(Array.from({ length: 20 }, (_, i) =>
+    api.call("POST", `/v1/runs/${run}/events`, { token: author, body: { events: [ev("narration", { text: `p${i}` }), ev("narration", { text: `q${i}` })] } })));
+  assert.ok(results.every((r) => r.status === 201), results.map((r) => r.text).join("\n"));
+  const v = await api.call("GET", `/v1/runs/${run}/verify`, { token: author });
+  assert.equal(v.json.ok, true, v.text);
+  assert.equal(v.json.last_seq, 40);
 });

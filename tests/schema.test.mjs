@@ -515,6 +515,12 @@ test("recorded runs: events match event.schema.json, export carries a source", {
   await call("GET", "/v1/runs/{run_id}/state", r, { token: T.author, query: { at: new Date().toISOString() } });
   assert.equal((await call("GET", "/v1/runs/{run_id}/state", r, { token: T.author, query: { at_seq: 99 } })).json.error.code, "seq_out_of_range");
   await call("GET", "/v1/runs/{run_id}/xapi", r, { token: T.author });
+  assert.equal((await call("GET", "/v1/runs/{run_id}/verify", r, { token: T.author })).json.ok, true);
+  // The operator paths (open in development): an archive pass, a restore page, a repair of an intact run.
+  await call("POST", "/v1/ops/archive", {}, { body: {} });
+  await call("GET", "/v1/ops/archive", {}, { query: { manifests: "false" } });
+  assert.equal((await call("POST", "/v1/ops/restore", {}, { body: { phase: "runs", after: "~", limit: 5 } })).json.runs, 0);
+  assert.deepEqual((await call("POST", "/v1/ops/repair", {}, { body: { run_id: r.run_id } })).json.repaired, []);
 
   const exported = await call("POST", "/v1/runs/{run_id}/export", r, { token: T.author, body: { title: "Exported", summary: "From a run" } });
   assert.equal(exported.status, 201, exported.text);

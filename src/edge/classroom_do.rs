@@ -62,6 +62,12 @@ struct EventRow {
     payload: String,
     timestamp: f64,
     author_id: String,
+    hash: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CountRow {
+    n: f64,
 }
 
 #[derive(Deserialize)]
@@ -93,6 +99,16 @@ impl Classroom {
             "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, type TEXT NOT NULL, payload TEXT NOT NULL, timestamp INTEGER NOT NULL, author_id TEXT NOT NULL)",
             None,
         )?;
+        // The chain (issue 19): objects created before it get the column; their
+        // rows' hashes are filled on the next load (`with_session`).
+        let has_hash = sql
+            .exec("SELECT COUNT(*) AS n FROM pragma_table_info('events') WHERE name = 'hash'", None)?
+            .to_array::<CountRow>()?
+            .first()
+            .is_some_and(|r| r.n > 0.0);
+        if !has_hash {
+            sql.exec("ALTER TABLE events ADD COLUMN hash TEXT", None)?;
+        }
         Ok(())
     }
 
@@ -111,14 +127,15 @@ impl Classroom {
     }
 
     fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>> {
+        // Loading first also seals rows stored before the chain existed.
+        let run_id = self.with_session(|s| s.config.run_id.clone())?.unwrap_or_default();
         let rows: Vec<EventRow> = self
             .sql()
             .exec(
-                "SELECT seq, id, type, payload, timestamp, author_id FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                "SELECT seq, id, type, payload, timestamp, author_id, hash FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
                 vec![SqlStorageValue::from(after as f64), SqlStorageValue::from(limit as f64)],
             )?
             .to_array()?;
-        let run_id = self.with_session(|s| s.config.run_id.clone())?.unwrap_or_default();
         Ok(rows
             .into_iter()
             .map(|r| Event {
@@ -129,6 +146,7 @@ impl Classroom {
                 payload: serde_json::from_str(&r.payload).unwrap_or(serde_json::Value::Null),
                 timestamp: r.timestamp as i64,
                 author_id: r.author_id,
+                hash: r.hash.unwrap_or_default(),
             })
             .collect())
     }
@@ -147,14 +165,15 @@ impl Classroom {
                 let rows: Vec<EventRow> = self
                     .sql()
                     .exec(
-                        "SELECT seq, id, type, payload, timestamp, author_id FROM events WHERE seq > ? ORDER BY seq LIMIT 1000",
+                        "SELECT seq, id, type, payload, timestamp, author_id, hash FROM events WHERE seq > ? ORDER BY seq LIMIT 1000",
                         vec![SqlStorageValue::from(after as f64)],
                     )?
                     .to_array()?;
                 let Some(last) = rows.last() else { break };
                 after = last.seq as u64;
                 for r in rows {
-                    let ev = Event {
+                    let stored_hash = r.hash;
+                    let mut ev = Event {
                         id: r.id,
                         run_id: state.config.run_id.clone(),
                         seq: r.seq as u64,
@@ -162,6 +181,19 @@ impl Classroom {
                         payload: serde_json::from_str(&r.payload).unwrap_or(serde_json::Value::Null),
                         timestamp: r.timestamp as i64,
                         author_id: r.author_id,
+                        hash: String::new(),
+                    };
+                    ev.hash = match stored_hash {
+                        Some(h) => h,
+                        None => {
+                            // A row from before the chain: seal it now, once.
+                            let h = crate::chain::event_hash(&state.head_hash, &ev);
+                            self.sql().exec(
+                                "UPDATE events SET hash = ? WHERE seq = ? AND hash IS NULL",
+                                vec![h.clone().into(), SqlStorageValue::from(ev.seq as f64)],
+                            )?;
+                            h
+                        }
                     };
                     state.apply(&ev);
                 }
@@ -258,7 +290,7 @@ impl Classroom {
         // them together, so a batch lands whole or not at all.
         for e in events {
             sql.exec(
-                "INSERT INTO events (seq, id, type, payload, timestamp, author_id) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO events (seq, id, type, payload, timestamp, author_id, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 vec![
                     SqlStorageValue::from(e.seq as f64),
                     e.id.clone().into(),
@@ -266,6 +298,7 @@ impl Classroom {
                     e.payload.to_string().into(),
                     SqlStorageValue::from(e.timestamp as f64),
                     e.author_id.clone().into(),
+                    e.hash.clone().into(),
                 ],
             )?;
         }
@@ -533,8 +566,8 @@ impl Classroom {
             let payload = e.payload.to_string();
             stmts.push(store::stmt(
                 &db,
-                "INSERT OR IGNORE INTO events (run_id, seq, id, type, payload, timestamp, author_id, org) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                &[t(&e.run_id), u(e.seq), t(&e.id), t(&e.kind), t(&payload), store::i(e.timestamp), t(&e.author_id), t(&org)],
+                "INSERT OR IGNORE INTO events (run_id, seq, id, type, payload, timestamp, author_id, org, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                &[t(&e.run_id), u(e.seq), t(&e.id), t(&e.kind), t(&payload), store::i(e.timestamp), t(&e.author_id), t(&org), t(&e.hash)],
             )?);
         }
         stmts.push(store::stmt(
@@ -623,6 +656,18 @@ impl DurableObject for Classroom {
                 }
                 let step = step.min(u64::from(u32::MAX)) as u32;
                 self.explanation_arrived(step, job_id, body["text"].as_str().unwrap_or(""))?;
+                json_response(200, &json!({"ok": true}))
+            }
+            "/resync" => {
+                // D1 lost rows the outbox had already forwarded (a restore from an
+                // archive older than them): forward the whole log again. D1 keeps
+                // what it has (INSERT OR IGNORE on (run_id, seq)).
+                if self.with_session(|_| ())?.is_none() {
+                    return error(404, "not_found", "session not found");
+                }
+                self.set_meta("d1_synced_seq", "0")?;
+                self.set_meta("outbox_retry_at", "0")?;
+                self.schedule_alarm(OUTBOX_DELAY_MS);
                 json_response(200, &json!({"ok": true}))
             }
             "/status" => {

@@ -149,9 +149,14 @@ pub async fn generation(ctx: &Ctx, family: Family) -> String {
 /// After a write has committed in D1: a new stamp, so every key built from
 /// it is one nobody has filled yet. Awaited, so the writer's next read sees it.
 pub async fn bump(ctx: &Ctx, family: Family) {
-    let stamp = super::runs::new_id();
     ctx.meter.kv_op();
-    let put = match ctx.env.kv(MARKET_CACHE) {
+    bump_env(&ctx.env, family).await;
+}
+
+/// [`bump`] outside a request (restore).
+pub async fn bump_env(env: &worker::Env, family: Family) {
+    let stamp = super::runs::new_id();
+    let put = match env.kv(MARKET_CACHE) {
         Ok(kv) => match kv.put(family.key(), stamp) {
             Ok(p) => p.execute().await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),

@@ -8,6 +8,7 @@ mod edge_cache;
 mod http;
 mod lessons;
 mod marketplace;
+mod recovery;
 mod runs;
 mod sessions;
 mod store;
@@ -115,6 +116,7 @@ async fn route(ctx: &mut Ctx) -> AppResult<Response> {
         ["v1", "status-lists", list] => certificates::status_list(ctx, list).await,
         ["v1", "marketplace", rest @ ..] => marketplace::route(ctx, rest).await,
         ["v1", "ai", rest @ ..] => ai_jobs::route(ctx, rest).await,
+        ["v1", "ops", rest @ ..] => recovery::route(ctx, rest).await,
         ["v1", "lessons", rest @ ..] => lessons::route(ctx, rest).await,
         ["v1", "assets", rest @ ..] => lessons::assets_route(ctx, rest).await,
         ["v1", rest @ ..] => system::route(ctx, rest).await,
@@ -153,7 +155,8 @@ async fn queue(batch: MessageBatch<serde_json::Value>, env: Env, _ctx: Context) 
     Ok(())
 }
 
-/// Every minute: re-send AI jobs whose queue message was lost.
+/// Every minute: re-send AI jobs whose queue message was lost, then the
+/// archive pass (seal new events into R2; tables when due).
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     let now = worker::Date::now().as_millis() as i64;
@@ -166,4 +169,5 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
             );
         }
     }
+    recovery::scheduled(&env, now).await;
 }

@@ -10,6 +10,7 @@
 use super::http::{allow, created, ok, path_id, Ctx};
 use super::store::Db;
 use super::store::{self, i, t, u};
+use crate::chain;
 use crate::error::{AppError, AppResult};
 use crate::identity::Claims;
 use crate::policy::{self, Action, Scope};
@@ -37,6 +38,7 @@ struct EventRow {
     payload: String,
     timestamp: i64,
     author_id: String,
+    hash: Option<String>,
 }
 
 impl EventRow {
@@ -50,6 +52,7 @@ impl EventRow {
             payload,
             timestamp: self.timestamp,
             author_id: self.author_id,
+            hash: self.hash.unwrap_or_default(),
         }
     }
 }
@@ -83,6 +86,11 @@ pub async fn route(ctx: &mut Ctx, rest: &[&str]) -> AppResult<Response> {
             allow(&m, &[Method::Get])?;
             let id = path_id(id, "run")?.to_owned();
             state(ctx, &id).await
+        }
+        [id, "verify"] => {
+            allow(&m, &[Method::Get])?;
+            let id = path_id(id, "run")?.to_owned();
+            verify(ctx, &id).await
         }
         [id, "xapi"] => {
             allow(&m, &[Method::Get])?;
@@ -167,24 +175,89 @@ pub async fn last_seq(db: &Db, run_id: &str) -> AppResult<u64> {
     Ok(row.and_then(|r| r.last).unwrap_or(0))
 }
 
-/// Seqs already held by these event ids in the run.
-async fn existing_seqs(db: &Db, run_id: &str, events: &[NewEvent]) -> AppResult<Vec<(String, u64)>> {
+/// What an append must know before it writes: the seqs these ids already
+/// hold, and the run's head (last seq and its hash; `None` hash for a legacy
+/// row). One statement per 90 ids, the head riding in the first: the chain
+/// costs no extra round trip.
+struct Lookup {
+    existing: Vec<(String, u64)>,
+    head_seq: u64,
+    head_hash: Option<String>,
+}
+
+async fn lookup(db: &Db, run_id: &str, events: &[NewEvent]) -> AppResult<Lookup> {
     #[derive(Deserialize)]
     struct Row {
         id: String,
         seq: u64,
+        hash: Option<String>,
+        head: i64,
     }
-    let mut found = Vec::new();
+    let mut out = Lookup { existing: Vec::new(), head_seq: 0, head_hash: None };
     // ≤ 100 bound parameters per statement.
-    for chunk in events.chunks(90) {
-        let placeholders: Vec<String> = (0..chunk.len()).map(|n| format!("?{}", n + 2)).collect();
-        let sql = format!("SELECT id, seq FROM events WHERE run_id = ?1 AND id IN ({})", placeholders.join(","));
+    for (n, chunk) in events.chunks(90).enumerate() {
+        let placeholders: Vec<String> = (0..chunk.len()).map(|k| format!("?{}", k + 2)).collect();
+        let sql = if n == 0 {
+            format!("SELECT id, seq, hash, seq = (SELECT MAX(seq) FROM events WHERE run_id = ?1) AS head FROM events WHERE run_id = ?1 AND (id IN ({}) OR seq = (SELECT MAX(seq) FROM events WHERE run_id = ?1))", placeholders.join(","))
+        } else {
+            format!(
+                "SELECT id, seq, hash, 0 AS head FROM events WHERE run_id = ?1 AND id IN ({})",
+                placeholders.join(",")
+            )
+        };
         let mut args = vec![t(run_id)];
         args.extend(chunk.iter().map(|e| t(&e.id)));
         let rows: Vec<Row> = store::all(db, &sql, &args).await?;
-        found.extend(rows.into_iter().map(|r| (r.id, r.seq)));
+        for r in rows {
+            if r.head != 0 {
+                out.head_seq = r.seq;
+                out.head_hash = r.hash.clone();
+            }
+            if chunk.iter().any(|e| e.id == r.id) {
+                out.existing.push((r.id, r.seq));
+            }
+        }
     }
-    Ok(found)
+    Ok(out)
+}
+
+/// Give a run's legacy rows (written before the chain, `hash` NULL) their
+/// hashes, page by page. They are always a prefix of the run (appends seal
+/// after filling it). Returns the last filled seq and its hash (the head of
+/// the run when it holds no sealed rows yet).
+pub async fn fill_chain(db: &Db, run_id: &str) -> AppResult<(u64, String)> {
+    let mut walk = chain::Walk::default();
+    const PAGE: u64 = 500;
+    loop {
+        let page = events_page(db, run_id, walk.last_seq, i64::MAX as u64, PAGE).await?;
+        if page.is_empty() {
+            break;
+        }
+        let mut updates = Vec::new();
+        let mut sealed = false;
+        for e in &page {
+            if !e.hash.is_empty() {
+                // The first sealed row: the rest of the run was written with the chain.
+                sealed = true;
+                break;
+            }
+            let h = chain::event_hash(&walk.head, e);
+            updates.push(store::stmt(
+                db,
+                "UPDATE events SET hash = ?3 WHERE run_id = ?1 AND seq = ?2 AND hash IS NULL",
+                &[t(run_id), u(e.seq), t(&h)],
+            )?);
+            walk.last_seq = e.seq;
+            walk.head = h;
+        }
+        if !updates.is_empty() {
+            db.batch(updates).await?;
+        }
+        if sealed || (page.len() as u64) < PAGE {
+            break;
+        }
+    }
+    Ok((walk.last_seq, walk.head))
 }
 
 pub enum Appended {
@@ -208,57 +281,85 @@ pub async fn append_events(
     expected_seq: Option<u64>,
     now_ms: i64,
 ) -> AppResult<Appended> {
-    // A concurrent append of the same new id can win between our check and
-    // our batch; the unique index then aborts ours and one retry settles it.
-    for _ in 0..2 {
-        let existing = existing_seqs(db, &run.id, events).await?;
-        let fresh: Vec<&NewEvent> = events.iter().filter(|e| !existing.iter().any(|(id, _)| *id == e.id)).collect();
+    // Optimistic: read the head, seal the batch after it, and write it only if
+    // the head is still the same (the first insert's seq is NULL otherwise and
+    // the NOT NULL constraint aborts the whole batch). A concurrent append, or
+    // a concurrent append of the same new id (UNIQUE), costs one more round.
+    for _ in 0..MAX_APPEND_ROUNDS {
+        let found = lookup(db, &run.id, events).await?;
+        let fresh: Vec<&NewEvent> =
+            events.iter().filter(|e| !found.existing.iter().any(|(id, _)| *id == e.id)).collect();
         if fresh.is_empty() {
-            let seqs: Vec<u64> = existing.iter().map(|(_, s)| *s).collect();
+            let seqs: Vec<u64> = found.existing.iter().map(|(_, s)| *s).collect();
             return Ok(Appended::AlreadyThere {
                 first_seq: seqs.iter().copied().min().unwrap_or(0),
                 last_seq: seqs.iter().copied().max().unwrap_or(0),
             });
         }
-        let mut stmts = Vec::with_capacity(fresh.len() + 1);
-        for (n, e) in fresh.iter().enumerate() {
+        if let Some(x) = expected_seq.filter(|x| *x != found.head_seq) {
+            return Err(seq_conflict(x, found.head_seq));
+        }
+        let prev = match (found.head_seq, found.head_hash) {
+            (0, _) => chain::GENESIS.to_owned(),
+            (_, Some(h)) => h,
+            // Rows from before the chain: fill theirs first (once per run).
+            (_, None) => fill_chain(db, &run.id).await?.1,
+        };
+        let mut sealed: Vec<Event> = fresh
+            .iter()
+            .enumerate()
+            .map(|(n, e)| Event {
+                id: e.id.clone(),
+                run_id: run.id.clone(),
+                seq: found.head_seq + 1 + n as u64,
+                kind: e.kind.clone(),
+                payload: e.payload.clone(),
+                timestamp: now_ms,
+                author_id: author.to_owned(),
+                hash: String::new(),
+            })
+            .collect();
+        chain::seal(&prev, &mut sealed);
+        let mut stmts = Vec::with_capacity(sealed.len() + 1);
+        for (n, e) in sealed.iter().enumerate() {
             let payload = e.payload.to_string();
-            let seq_expr = match (n, expected_seq) {
-                (0, Some(_)) => "CASE WHEN COALESCE(MAX(seq), 0) = ?8 THEN COALESCE(MAX(seq), 0) + 1 END",
-                _ => "COALESCE(MAX(seq), 0) + 1",
+            let seq_expr = if n == 0 {
+                "CASE WHEN (SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?1) = ?10 THEN ?2 END"
+            } else {
+                "?2"
             };
-            let sql = format!("INSERT INTO events (run_id, seq, id, type, payload, timestamp, author_id, org) SELECT ?1, {seq_expr}, ?2, ?3, ?4, ?5, ?6, ?7 FROM events WHERE run_id = ?1 RETURNING seq");
-            let mut args = vec![t(&run.id), t(&e.id), t(&e.kind), t(&payload), i(now_ms), t(author), t(&run.org)];
-            if let (0, Some(x)) = (n, expected_seq) {
-                args.push(u(x));
+            let sql = format!("INSERT INTO events (run_id, seq, id, type, payload, timestamp, author_id, org, hash) VALUES (?1, {seq_expr}, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+            let mut args = vec![
+                t(&run.id),
+                u(e.seq),
+                t(&e.id),
+                t(&e.kind),
+                t(&payload),
+                i(now_ms),
+                t(author),
+                t(&run.org),
+                t(&e.hash),
+            ];
+            if n == 0 {
+                args.push(u(found.head_seq));
             }
             stmts.push(store::stmt(db, &sql, &args)?);
         }
         match db.batch(stmts).await {
-            Ok(results) => {
-                #[derive(Deserialize)]
-                struct Seq {
-                    seq: u64,
-                }
-                let mut seqs = Vec::new();
-                for r in results.iter().take(fresh.len()) {
-                    seqs.extend(r.results::<Seq>()?.into_iter().map(|s| s.seq));
-                }
-                let (first_seq, last_seq) =
-                    (seqs.iter().copied().min().unwrap_or(0), seqs.iter().copied().max().unwrap_or(0));
+            Ok(_) => {
+                let first_seq = sealed.first().map(|e| e.seq).unwrap_or(0);
+                let last_seq = sealed.last().map(|e| e.seq).unwrap_or(0);
                 return Ok(Appended::New { first_seq, last_seq });
             }
             Err(e) => {
                 let e = AppError::from(e);
                 if store::is_constraint(&e, "NOT NULL") {
-                    let current = last_seq(db, &run.id).await?;
-                    return Err(AppError::conflict(
-                        "seq_conflict",
-                        format!(
-                            "expected_seq {} does not match the run's last seq {current}",
-                            expected_seq.unwrap_or(0)
-                        ),
-                    ));
+                    // The head moved under us: a conflict when the client pinned it.
+                    if let Some(x) = expected_seq {
+                        let current = last_seq(db, &run.id).await?;
+                        return Err(seq_conflict(x, current));
+                    }
+                    continue;
                 }
                 if !store::is_constraint(&e, "UNIQUE") {
                     return Err(e);
@@ -266,7 +367,15 @@ pub async fn append_events(
             }
         }
     }
-    Err(AppError::conflict("concurrent_append", "the same events were being appended concurrently; retry"))
+    Err(AppError::conflict("concurrent_append", "the run was being appended to concurrently; retry"))
+}
+
+/// Rounds an append may take when other appends keep winning (each round at
+/// least one append lands, so this many parallel writers all get through).
+const MAX_APPEND_ROUNDS: usize = 64;
+
+fn seq_conflict(expected: u64, current: u64) -> AppError {
+    AppError::conflict("seq_conflict", format!("expected_seq {expected} does not match the run's last seq {current}"))
 }
 
 async fn append(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {
@@ -309,7 +418,7 @@ pub async fn events_page(db: &Db, run_id: &str, after: u64, to: u64, limit: u64)
 /// payload embedded as JSON. One value crosses from D1 (not one JS object per
 /// row and column) and every payload is parsed once, straight into the event.
 const PAGE_SQL: &str = "SELECT json_group_array(json_object('id', id, 'run_id', run_id, 'seq', seq, 'type', type, \
-     'payload', json(payload), 'timestamp', timestamp, 'author_id', author_id)) AS page \
+     'payload', json(payload), 'timestamp', timestamp, 'author_id', author_id, 'hash', COALESCE(hash, ''))) AS page \
      FROM (SELECT * FROM events WHERE run_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4)";
 
 pub struct PendingPage {
@@ -341,7 +450,7 @@ impl PendingPage {
         }
         let rows: Vec<EventRow> = store::all_bulk(
             db,
-            "SELECT id, run_id, seq, type, payload, timestamp, author_id FROM events WHERE run_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
+            "SELECT id, run_id, seq, type, payload, timestamp, author_id, hash FROM events WHERE run_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
             &[t(&self.run_id), u(after), u(to), u(limit)],
         )
         .await?;
@@ -503,4 +612,45 @@ async fn xapi(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {
     let events = events_page(&db, run_id, after, i64::MAX as u64, limit).await?;
     let statements: Vec<Value> = events.iter().map(|e| run::xapi_statement(e, &base)).collect();
     ok(json!({"statements": statements, "more": events.len() as u64 == limit}))
+}
+
+/// Walk the run's chain in bounded pages: the first bad seq, or the head.
+pub async fn verify_chain(db: &Db, run_id: &str) -> AppResult<Result<chain::Walk, (u64, chain::Break)>> {
+    const PAGE: u64 = 1000;
+    let mut walk = chain::Walk::default();
+    loop {
+        let page = events_page(db, run_id, walk.last_seq, i64::MAX as u64, PAGE).await?;
+        if let Err(bad) = walk.check(&page) {
+            return Ok(Err(bad));
+        }
+        if (page.len() as u64) < PAGE {
+            return Ok(Ok(walk));
+        }
+    }
+}
+
+async fn verify(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {
+    let claims = ctx.claims()?;
+    let db = ctx.db()?;
+    authorized_run(&db, &claims, run_id, Action::RunRead).await?;
+    let mut result = verify_chain(&db, run_id).await?;
+    if let Err((_, chain::Break::MissingHash)) = result {
+        // A run from before the chain whose rows were not filled yet: fill
+        // them (only a leading run of NULL hashes ever is) and walk again.
+        #[derive(Deserialize)]
+        struct One {
+            #[allow(dead_code)]
+            run_id: String,
+        }
+        let legacy: Option<One> =
+            store::first(&db, "SELECT run_id FROM chain_backfill WHERE run_id = ?1", &[t(run_id)]).await?;
+        if legacy.is_some() {
+            fill_chain(&db, run_id).await?;
+            result = verify_chain(&db, run_id).await?;
+        }
+    }
+    match result {
+        Ok(walk) => ok(json!({"ok": true, "last_seq": walk.last_seq, "head_hash": walk.head})),
+        Err((seq, why)) => ok(json!({"ok": false, "first_bad_seq": seq, "reason": why.as_str()})),
+    }
 }

@@ -71,7 +71,14 @@ export async function startWorker({ persistDir, port, vars = {}, keepState = fal
     if (process.env.WORKER_LOG_DIR) writeFileSync(join(process.env.WORKER_LOG_DIR, `worker-${p}.log`), log);
     if (!persistDir && !keepState) rmSync(dir, { recursive: true, force: true });
   };
-  return { base, port: p, dir, stop, log: () => log };
+  // A crash, not a shutdown: the whole process group dies at once (recovery tests).
+  const kill = async () => {
+    if (child.exitCode !== null) return;
+    const exited = new Promise((r) => child.once("exit", r));
+    try { process.kill(-child.pid, "SIGKILL"); } catch {}
+    await exited;
+  };
+  return { base, port: p, dir, stop, kill, log: () => log };
 }
 
 /** A small API client bound to one worker. */
