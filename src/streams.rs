@@ -248,6 +248,7 @@ mod tests {
                     payload: serde_json::from_str(&text).unwrap(),
                     timestamp: 1_700_000_000_000,
                     author_id: "u".into(),
+                    hash: String::new(),
                 });
             }
         }
