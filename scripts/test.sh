@@ -6,6 +6,10 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PWD/node_modules/.bin:$PATH"
 
+# The browser tests need a Chrome or Chromium: say what to install now, not
+# after the rest of the suite.
+node scripts/find-browser.mjs >/dev/null
+
 echo "== cargo test (native core)"
 PROPTEST_CASES="${PROPTEST_CASES:-256}" cargo test --lib --quiet
 
