@@ -4,17 +4,17 @@
 // - serves the worker with `wrangler dev` on 127.0.0.1:${PORT:-8787}, local
 //   state in .state/ (kept across reloads and restarts), and seeds the demo org;
 // - watches src/ (and Cargo.toml, Cargo.lock): a change rebuilds the worker with
-//   the development build (scripts/build.sh --dev); worker-build swaps the new
-//   build/ in, and wrangler, which watches its entry point, reloads it. Changes
-//   made during a build are picked up by one more build right after it;
+//   the development build (scripts/build.sh --dev, into build-dev/, apart from
+//   the release build in build/); worker-build swaps the new files in, and
+//   wrangler, which watches its entry point, reloads it. Changes made during a
+//   build are picked up by one more build right after it;
 // - watches public/: wrangler serves static assets straight from public/, so a
 //   change is served at once; a change to a module or stylesheet also rewrites
 //   the content stamps (scripts/version-assets.mjs) so the next page load asks
 //   for the new file instead of the year-long cached old one.
 //
-// fs.watch with `recursive` needs Node >= 20 on Linux (native on macOS).
 import { spawn } from "node:child_process";
-import { watch, writeFileSync } from "node:fs";
+import { readdirSync, statSync, watch, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { ROOT, timedBuild, fmtPhases } from "./build-timed.mjs";
 import { plan, stale, PUBLIC } from "./version-assets.mjs";
@@ -28,7 +28,7 @@ const log = (...a) => console.log("dev:", ...a);
 // ------------------------------------------------------------------ server
 
 const wrangler = spawn(join(ROOT, "node_modules/.bin/wrangler"),
-  ["dev", "--ip", "127.0.0.1", "--port", String(PORT), "--persist-to", STATE, "--show-interactive-dev-session=false"],
+  ["dev", "build-dev/index.js", "--ip", "127.0.0.1", "--port", String(PORT), "--persist-to", STATE, "--show-interactive-dev-session=false"],
   { cwd: ROOT, env, stdio: ["ignore", "inherit", "inherit"], detached: true });
 wrangler.once("exit", (code, signal) => {
   log(`wrangler dev exited (${signal ?? code})`);
@@ -71,6 +71,7 @@ async function rebuild() {
       log("build: up to date");
     } else {
       log(`rebuilt in ${(r.ms / 1000).toFixed(1)} s (${fmtPhases(r.phases)}); wrangler reloads it`);
+      if (process.env.DEV_REPORT) console.log(`dev-report ${JSON.stringify({ build_ms: r.ms, phases: r.phases })}`);
     }
   } while (again && !closing);
   building = false;
@@ -101,16 +102,37 @@ function debounced(fn, ms) {
   };
 }
 
+/**
+ * Watch every directory under `root` (one non-recursive watcher each, new
+ * directories included) and call `fn(relative path)` on any change. Not
+ * `fs.watch(root, {recursive: true})`: on Linux, Node implements that with a
+ * watcher per file, which loses a file as soon as an editor (or git, or
+ * `sed -i`) saves it by replacing it. A directory watcher sees every name.
+ */
+function watchTree(root, fn) {
+  const dirs = new Map();
+  const add = (dir) => {
+    if (dirs.has(dir)) return;
+    let w;
+    try { w = watch(dir, (_e, name) => {
+      if (!name) return;
+      const full = join(dir, name);
+      try { if (statSync(full).isDirectory()) { add(full); return; } } catch {}
+      fn(relative(root, full));
+    }); } catch { return; }
+    dirs.set(dir, w);
+    for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) add(join(dir, e.name));
+  };
+  add(root);
+  return { close: () => { for (const w of dirs.values()) w.close(); } };
+}
+
 const watchers = [];
 const onSource = debounced((path) => { changed.add(path); rebuild(); }, 100);
-watchers.push(watch(join(ROOT, "src"), { recursive: true }, (_e, f) => {
-  if (f && f.endsWith(".rs")) onSource(join("src", f));
-}));
-watchers.push(watch(ROOT, (_e, f) => {
-  if (f === "Cargo.toml" || f === "Cargo.lock") onSource(f);
-}));
+watchers.push(watchTree(join(ROOT, "src"), (f) => { if (f.endsWith(".rs")) onSource(join("src", f)); }));
+watchers.push(watch(ROOT, (_e, f) => { if (f === "Cargo.toml" || f === "Cargo.lock") onSource(f); }));
 const onAsset = debounced((path) => restamp(path), 50);
-watchers.push(watch(PUBLIC, { recursive: true }, (_e, f) => {
-  if (f && /^(js|css)[\\/][^\\/]+\.(js|css)$/.test(f)) onAsset(relative(ROOT, join(PUBLIC, f)));
+watchers.push(watchTree(PUBLIC, (f) => {
+  if (/^(js|css)[\\/][^\\/]+\.(js|css)$/.test(f)) onAsset(relative(ROOT, join(PUBLIC, f)));
 }));
 log(`watching src/, Cargo.toml and public/; serving ${base} (Ctrl-C stops)`);

@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-bash scripts/build.sh --dev
+bash scripts/build.sh --dev   # into build-dev/
 export PATH="$PWD/node_modules/.bin:$PATH" WRANGLER_SEND_METRICS=false
 echo "== migrations"
 CI=true wrangler d1 migrations apply DB --local --persist-to .state | tail -3
