@@ -67,7 +67,7 @@ export async function startWorker({ persistDir, port, vars = {}, keepState = fal
       try { process.kill(-child.pid, "SIGKILL"); } catch {}
       throw new Error(`worker did not start within 90 s:\n${log}`);
     }
-    await new Promise((r) => setTimeout(r, 250));
+    await new Promise((r) => setTimeout(r, 100));
   }
   const stop = async () => {
     if (child.exitCode === null) {
