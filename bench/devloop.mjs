@@ -14,7 +14,7 @@
 // byte for byte in any case.
 import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync, readdirSync, mkdtempSync, rmSync, utimesSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { tmpdir, loadavg, cpus } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ROOT, freePort, migrate } from "../tests/support/worker.mjs";
@@ -82,6 +82,7 @@ export async function devLoop({ cycles = 2, log = () => {} } = {}) {
   const served = async (path) => (await fetch(base + path, { signal: AbortSignal.timeout(5000) })).text();
 
   const rust = [], file = [], page = [];
+  const load = [loadavg()[0]];
   try {
     await until(async () => (await fetch(`${base}/v1/health`)).status === 200, 120_000, "the first start");
     // Edit and undo, each measured from the write to the first response that shows it.
@@ -108,6 +109,7 @@ export async function devLoop({ cycles = 2, log = () => {} } = {}) {
       await until(async () => (await pageStamp()) === stamp0, 30_000, "the stamps put back");
       log(`dev loop: public/js change served after ${file.at(-1).toFixed(0)} ms, pages restamped after ${page.at(-1).toFixed(0)} ms`);
     }
+    load.push(loadavg()[0]);
   } finally {
     try { process.kill(child.pid, "SIGTERM"); } catch {}
     await Promise.race([exited, sleep(10_000)]);
@@ -121,6 +123,7 @@ export async function devLoop({ cycles = 2, log = () => {} } = {}) {
     rust: { samples: rust, median: median(rust), build: median(builds.map((b) => b.build_ms)), cargo: phase("cargo"), bindgen: phase("wasm-bindgen"), bundle: phase("bundle"), other: phase("other") },
     web: { file: median(file), page: median(page), samples: file.length },
     firstBuildMs: first.ms,
+    load: { from: load[0], to: load.at(-1), cpus: cpus().length },
     log: out,
   };
 }

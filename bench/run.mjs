@@ -341,7 +341,9 @@ then the server is asked every 20 ms until an answer shows it; every edit is und
 measured the same way (${d.samples.length} core changes, ${w.samples} web changes; medians). Core module: the
 message of \`invalid token\` in \`src/identity.rs\`, read back from a 401. Web: a comment appended to
 \`public/js/ui.js\`, read back from \`/js/ui.js\`, then from the stamp of \`/js/home.js\` in \`/\`
-(wrangler serves \`public/\` as it is on disk; the watcher rewrites the stamps).
+(wrangler serves \`public/\` as it is on disk; the watcher rewrites the stamps). Machine load (1-minute
+average) during the loop: ${dev.load.from.toFixed(1)} → ${dev.load.to.toFixed(1)} on ${dev.load.cpus} CPUs; a rebuild is
+CPU-bound, so these times scale with it.
 
 | figure | measured | goal | goal met |
 |---|---|---|---|
