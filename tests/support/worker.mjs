@@ -69,16 +69,25 @@ export async function startWorker({ persistDir, port, vars = {}, keepState = fal
     }
     await new Promise((r) => setTimeout(r, 100));
   }
+  // The process group: wrangler (Node) and the workerd it spawned. Stopping
+  // waits until every member is gone, not only wrangler: a workerd still
+  // exiting holds the port and the persistence directory, and a restart on
+  // the same port then fails with "Address already in use".
+  const groupAlive = () => {
+    try { process.kill(-child.pid, 0); return true; } catch (e) { return e.code === "EPERM"; }
+  };
   const stop = async () => {
-    if (child.exitCode === null) {
-      const exited = new Promise((r) => child.once("exit", r));
+    if (groupAlive()) {
       try { process.kill(-child.pid, "SIGTERM"); } catch {}
-      const timer = setTimeout(() => { try { process.kill(-child.pid, "SIGKILL"); } catch {} }, 5000);
-      await exited;
-      clearTimeout(timer);
+      const killAt = Date.now() + 5000, giveUpAt = killAt + 10_000;
+      while (groupAlive()) {
+        if (Date.now() > killAt) { try { process.kill(-child.pid, "SIGKILL"); } catch {} }
+        if (Date.now() > giveUpAt) throw new Error(`worker processes (group ${child.pid}) still alive 15 s after SIGTERM`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
     }
     // Debugging aid: WORKER_LOG_DIR=/tmp/x keeps each worker's output.
-    if (process.env.WORKER_LOG_DIR) writeFileSync(join(process.env.WORKER_LOG_DIR, `worker-${p}.log`), log);
+    if (process.env.WORKER_LOG_DIR) writeFileSync(join(process.env.WORKER_LOG_DIR, `worker-${p}-${child.pid}.log`), log);
     if (!persistDir && !keepState) rmSync(dir, { recursive: true, force: true });
   };
   return { base, port: p, dir, stop, log: () => log };
