@@ -27,10 +27,20 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q " $BINDGEN_VERSION\$"; then
     || cargo install wasm-bindgen-cli --version "$BINDGEN_VERSION" --force
 fi
 
-# npm packages: wrangler (workerd inside), Node 22, binaryen's wasm-opt, playwright-core.
+# npm packages: wrangler (workerd inside), Node 22, binaryen's wasm-opt,
+# playwright-core. Always `npm ci`: it installs exactly package-lock.json and
+# never writes it (the lock holds every platform's optional packages, e.g.
+# @cloudflare/workerd-darwin-arm64, so the same lock installs on macOS,
+# Windows and Linux). After changing package.json, refresh the lock in a tree
+# without node_modules (`rm -rf node_modules && npm install --package-lock-only`):
+# npm >= 10.3 prunes other platforms' packages from a lock rewritten next to an
+# installed node_modules (npm/cli#7961), tests/lockfile.test.mjs catches it.
 if [ ! -x node_modules/.bin/wrangler ] || [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.stamp ]; then
-  step "npm packages"
-  npm ci --no-audit --no-fund || npm install --no-audit --no-fund
+  step "npm packages (npm ci)"
+  if ! npm ci --no-audit --no-fund; then
+    echo "setup: npm ci failed; if it says package.json and package-lock.json are out of sync, refresh the lock as described in scripts/setup.sh" >&2
+    exit 1
+  fi
   touch node_modules/.stamp
 fi
 
@@ -44,8 +54,18 @@ if [ ! -f .dev.vars ]; then
   } > .dev.vars
 fi
 
-# Headless browser for the web app's tests (tests/web.test.mjs): Debian's Chromium.
-if [ ! -x /usr/bin/chromium ]; then
+# A Chrome or Chromium for the web app's tests (tests/web.test.mjs), found by
+# scripts/find-browser.mjs (CHROME_PATH / CHROMIUM_PATH, the usual install
+# locations on Linux and macOS, PATH). None found: Debian's package where
+# apt-get exists, otherwise say what to install (npm start does not need one).
+browser=0
+node scripts/find-browser.mjs >/dev/null 2>&1 || browser=$?
+if [ "$browser" -eq 1 ] && command -v apt-get >/dev/null 2>&1; then
   step "chromium (Debian package, for the browser tests)"
-  apt-get update && apt-get install -y chromium
+  sudo=""
+  if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then sudo=sudo; fi
+  $sudo apt-get update && $sudo apt-get install -y chromium
+elif [ "$browser" -ne 0 ]; then
+  step "browser for the tests"
+  node scripts/find-browser.mjs >/dev/null || true
 fi

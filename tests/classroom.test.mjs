@@ -324,7 +324,7 @@ test("observers past the plan's cap are turned away with room_full", async () =>
   await o2.next((m) => m.type === "snapshot");
   const o3 = await openSocket(url(await api.token("o3", "tinyorg", ["learner"])));
   assert.equal((await o3.next((m) => m.type === "error")).code, "room_full");
-  await new Promise((r) => { const end = Date.now() + 3000; const tick = () => (o3.closed || Date.now() > end ? r() : setTimeout(tick, 50)); tick(); });
+  await o3.closedWithin(5000);
   assert.equal(o3.closed?.code, 4429);
   assert.equal(o3.closed?.reason, "room_full");
   // The teacher is never counted against the observer cap.

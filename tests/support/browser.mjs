@@ -1,4 +1,6 @@
-// Headless Debian Chromium through playwright-core for the web app's tests.
+// Headless Chrome or Chromium through playwright-core for the web app's tests
+// (found by scripts/find-browser.mjs: CHROME_PATH / CHROMIUM_PATH, then the
+// usual install locations; Debian's chromium on this project's machines).
 // Every page gets its own browser context (a fresh, empty profile: its own
 // localStorage, cookies and service workers), so a teacher and two learners
 // are three independent users.
@@ -6,8 +8,8 @@ import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { ROOT } from "./worker.mjs";
+import { findBrowser, installHint } from "../../scripts/find-browser.mjs";
 
-export const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 export const RESULTS = join(ROOT, "test-results");
 const ARGS = [
   "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -15,7 +17,9 @@ const ARGS = [
 ];
 
 export async function launchBrowser() {
-  return chromium.launch({ executablePath: CHROMIUM, args: ARGS, timeout: 60_000 });
+  const executablePath = findBrowser();
+  if (!executablePath) throw new Error(installHint());
+  return chromium.launch({ executablePath, args: ARGS, timeout: 60_000 });
 }
 
 /**

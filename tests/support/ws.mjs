@@ -5,12 +5,14 @@ export async function openSocket(url, { hello = true, lastSeq } = {}) {
   const inbox = [];
   const waiters = [];
   let closed = null;
+  let onClosed;
+  const closedEvent = new Promise((r) => { onClosed = r; });
   ws.addEventListener("message", (ev) => {
     const msg = JSON.parse(ev.data);
     inbox.push(msg);
     for (const w of [...waiters]) w();
   });
-  ws.addEventListener("close", (ev) => { closed = { code: ev.code, reason: ev.reason }; for (const w of [...waiters]) w(); });
+  ws.addEventListener("close", (ev) => { closed = { code: ev.code, reason: ev.reason }; onClosed(closed); for (const w of [...waiters]) w(); });
   await new Promise((resolve, reject) => {
     ws.addEventListener("open", resolve, { once: true });
     ws.addEventListener("error", () => reject(new Error(`cannot open ${url}`)), { once: true });
@@ -45,6 +47,12 @@ export async function openSocket(url, { hello = true, lastSeq } = {}) {
       const out = [];
       while (out.length < n) out.push(await client.next((m) => m.type === "event", timeoutMs));
       return out;
+    },
+    /** Resolve with {code, reason} once the socket has closed (from either side); reject after `timeoutMs`. */
+    closedWithin(timeoutMs = 5000) {
+      let timer;
+      const timeout = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`socket still open after ${timeoutMs} ms`)), timeoutMs); });
+      return Promise.race([closedEvent, timeout]).finally(() => clearTimeout(timer));
     },
     close() { return new Promise((r) => { if (closed) return r(); ws.addEventListener("close", r, { once: true }); ws.close(); }); },
   };
