@@ -476,6 +476,7 @@ test("market reads as a product: human decision buttons, who decided, the queue 
     const labels = await item.locator("button[data-decision]").allTextContents();
     assert.deepEqual(labels.sort(), ["Approve", "Reject", "Start review"]);
     assert.match(await item.textContent(), /author ada/);
+    if (SHOTS) await screenshot(rex, "market-queue-1280");
     await item.getByLabel("Reason").fill("Accurate and well paced.");
     await item.getByRole("button", { name: "Approve" }).click();
     await rex.getByText(`“${title}” is now approved.`).waitFor();
@@ -489,6 +490,12 @@ test("market reads as a product: human decision buttons, who decided, the queue 
     assert.doesNotMatch(await gItem.textContent(), /approved by ada/i);
     for (const b of await gil.locator("[data-testid=queue] button[data-decision]").allTextContents()) {
       assert.match(b, /^(Approve|Reject|Start review|Publish|Suspend|Reinstate|Resubmit)$/, `a human label: ${b}`);
+    }
+    if (SHOTS) {
+      await screenshot(gil, "market-governor-1280");
+      await gil.setViewportSize({ width: 375, height: 740 });
+      await screenshot(gil, "market-governor-375");
+      await gil.setViewportSize({ width: 1200, height: 860 });
     }
     await gItem.getByRole("button", { name: "Publish" }).click();
     await gil.getByText(`“${title}” is now published.`).waitFor();
@@ -520,6 +527,7 @@ test("market reads as a product: human decision buttons, who decided, the queue 
     assert.equal(await leo.textContent("[data-testid=rating-count]"), "2");
     assert.equal(await leo.textContent("[data-testid=completed-count]"), "1");
     assert.match(await leo.textContent("[data-testid=rating]"), /4\.5/);
+    if (SHOTS) await screenshot(leo, "market-detail-1280");
     const detailAuthor = await leo.textContent("[data-testid=author-verified]");
     assert.match(detailAuthor, /✔ verified/);
 
@@ -538,11 +546,11 @@ test("market reads as a product: human decision buttons, who decided, the queue 
     assert.match(await card.locator("[data-testid=rating]").textContent(), /4\.5/);
     assert.doesNotMatch(await card.textContent(), /unverified/);
     if (SHOTS) {
-      await screenshot(rex, "market-queue-1280");
-      await screenshot(gil, "market-governor-1280");
       await screenshot(leo, "market-browse-1280");
-      await rex.setViewportSize({ width: 375, height: 740 });
-      await screenshot(rex, "market-queue-375");
+      await leo.goto(`/market?listing=${encodeURIComponent(id)}`);
+      await leo.setViewportSize({ width: 375, height: 740 });
+      await leo.locator("[data-testid=reviews] li[data-review=lea]").waitFor();
+      await screenshot(leo, "market-detail-375");
     }
     for (const k of ["rexQueue", "gilQueue", "leoReview"]) {
       await pages[k].context().close();
