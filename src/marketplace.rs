@@ -384,8 +384,7 @@ pub fn trust_signals(input: &TrustInput) -> TrustSignals {
         rating_bayesian: (PRIOR_WEIGHT * PRIOR_MEAN + sum as f64) / (PRIOR_WEIGHT + n as f64),
         rating_count: n,
         // Clamped: the subset is counted from the same rows, but never exceeds the whole.
-        completed_rating_count: (input.completed_ratings.iter().filter(|r| (1..=5).contains(*r)).count() as u64)
-            .min(n),
+        completed_rating_count: (input.completed_ratings.iter().filter(|r| (1..=5).contains(*r)).count() as u64).min(n),
         completion_rate: ratio(input.completed_attempts, input.attempts),
         certificate_pass_rate: ratio(input.certificate_attempts_passed, input.completed_attempts),
         author_verified: input.author_verified,

@@ -183,7 +183,7 @@ function queueItem(l, c) {
   return h("li", { "data-listing": id },
     h("p", { class: "row" }, h("a", { href: `/market?listing=${encodeURIComponent(id)}` }, h("strong", {}, l.title || l.lesson_id)),
       h("span", { class: "badge", "data-testid": "queue-status-badge" }, statusLabel(l.status)), decided,
-      h("span", { class: "muted" }, `author ${l.author_id ?? "?"} · version ${l.version}`)),
+      h("span", { class: "muted" }, `${decided ? "· " : ""}author ${l.author_id ?? "?"} · version ${l.version}`)),
     h("div", { class: "row" }, h("label", { for: `reason-${id}`, class: "sr-only" }, "Reason"), reason, ...buttons));
 }
 

@@ -300,7 +300,8 @@ async fn trust(db: &Db, row: &ListingRow) -> AppResult<market::TrustSignals> {
         passed: u64,
         verified: u64,
     }
-    let ratings: Vec<R> = store::all(db, "SELECT rating, completed FROM reviews WHERE listing_id = ?1", &[t(&row.id)]).await?;
+    let ratings: Vec<R> =
+        store::all(db, "SELECT rating, completed FROM reviews WHERE listing_id = ?1", &[t(&row.id)]).await?;
     let counts: Option<Counts> = store::first(
         db,
         "SELECT (SELECT COUNT(*) FROM attempts WHERE lesson_id = ?1 AND version = ?2) AS attempts, \
