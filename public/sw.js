@@ -10,12 +10,12 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "9ffc3a47ee";
+const VERSION = "f581a9f904";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
-  "/css/app.css?v=bdc5f2d64f", "/manifest.webmanifest", "/icon.svg",
+  "/css/app.css?v=2e114e0aa9", "/manifest.webmanifest", "/icon.svg",
   "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=62c75c3c3d", "/js/canvas.js?v=f1ffe275e9", "/js/classroom-client.js?v=629e650211", "/js/jcs.js?v=239ec18f21",
   "/js/home.js?v=d9c27c8cc3", "/js/teach.js?v=fb4ad438a6", "/js/learn.js?v=714c87948b", "/js/author.js?v=40f39c15d9", "/js/market.js?v=10e0fc1824", "/js/verify.js?v=5749da50ad", "/js/replay.js?v=d669a6dcc9",
 ];
