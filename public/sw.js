@@ -16,16 +16,16 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "ad299c0a1f";
+const VERSION = "f9ff2be2fe";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const REFERENCE = "dropple-reference-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
-  "/css/app.css?v=37163fb6b5", "/manifest.webmanifest", "/icon.svg",
-  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=832f5b707d", "/js/canvas.js?v=15e5547fca", "/js/classroom-client.js?v=db2bd20579", "/js/core.js?v=dc4853eef7",
-  "/core/dropple_core.js?v=8229af23a7", "/core/dropple_core_bg.wasm?v=8229af23a7",
-  "/js/home.js?v=74ea719e54", "/js/teach.js?v=677a25dd54", "/js/learn.js?v=4c64f9d446", "/js/author.js?v=9138354462", "/js/market.js?v=fbbf813a7d", "/js/verify.js?v=2806909104", "/js/replay.js?v=351ae0eb0c",
+  "/css/app.css?v=2e114e0aa9", "/manifest.webmanifest", "/icon.svg",
+  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=832f5b707d", "/js/canvas.js?v=15e5547fca", "/js/classroom-client.js?v=caf197cd0e", "/js/core.js?v=c4699b6616",
+  "/core/dropple_core.js?v=7bee792a92", "/core/dropple_core_bg.wasm?v=7bee792a92",
+  "/js/home.js?v=74ea719e54", "/js/teach.js?v=3e9d20724d", "/js/learn.js?v=e769d2f3f3", "/js/author.js?v=10d71bc121", "/js/market.js?v=a10d657094", "/js/verify.js?v=e22c8ff709", "/js/replay.js?v=06f3427348",
 ];
 const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;

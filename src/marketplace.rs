@@ -346,6 +346,8 @@ pub const PRIOR_WEIGHT: f64 = 5.0;
 pub struct TrustInput {
     /// Stored review ratings; anything outside 1..=5 is ignored.
     pub ratings: Vec<u8>,
+    /// The ratings (a subset of `ratings`) from learners who completed the lesson.
+    pub completed_ratings: Vec<u8>,
     pub attempts: u64,
     /// Attempts that were submitted (the learner finished the lesson).
     pub completed_attempts: u64,
@@ -360,6 +362,8 @@ pub struct TrustSignals {
     /// `(C*m + sum) / (C + n)`, m = 3.5, C = 5; 3.5 with no ratings.
     pub rating_bayesian: f64,
     pub rating_count: u64,
+    /// How many of the ratings come from learners who completed the lesson.
+    pub completed_rating_count: u64,
     /// completed / attempts; `null` with no attempts.
     pub completion_rate: Option<f64>,
     /// passed / completed; `null` with no completed attempts.
@@ -379,10 +383,17 @@ pub fn trust_signals(input: &TrustInput) -> TrustSignals {
         rating_avg: (n > 0).then(|| sum as f64 / n as f64),
         rating_bayesian: (PRIOR_WEIGHT * PRIOR_MEAN + sum as f64) / (PRIOR_WEIGHT + n as f64),
         rating_count: n,
+        // Clamped: the subset is counted from the same rows, but never exceeds the whole.
+        completed_rating_count: (input.completed_ratings.iter().filter(|r| (1..=5).contains(*r)).count() as u64).min(n),
         completion_rate: ratio(input.completed_attempts, input.attempts),
         certificate_pass_rate: ratio(input.certificate_attempts_passed, input.completed_attempts),
         author_verified: input.author_verified,
     }
+}
+
+/// The plain mean from a listing's kept tallies (count, sum); `None` with no ratings.
+pub fn mean_rating(count: u64, sum: u64) -> Option<f64> {
+    (count > 0).then(|| sum as f64 / count as f64)
 }
 
 impl TrustSignals {
@@ -416,6 +427,9 @@ pub struct ListingSummary {
     pub org: String,
     pub created_at_ms: i64,
     pub rating_bayesian: f64,
+    /// Plain mean; `null` with no ratings (agrees with the detail's trust signals).
+    #[serde(default)]
+    pub rating_avg: Option<f64>,
     pub rating_count: u64,
     pub price_cents: Option<u64>,
 }
@@ -862,6 +876,7 @@ mod tests {
         assert_eq!((none.completion_rate, none.certificate_pass_rate), (None, None));
         let t = trust_signals(&TrustInput {
             ratings: vec![5, 5, 4, 9],
+            completed_ratings: Vec::new(),
             attempts: 10,
             completed_attempts: 4,
             certificate_attempts_passed: 3,
@@ -879,6 +894,20 @@ mod tests {
         assert_eq!(rank_score(f64::NAN), 0);
         let raced = trust_signals(&TrustInput { attempts: 2, completed_attempts: 3, ..Default::default() });
         assert_eq!(raced.completion_rate, Some(1.0));
+        assert_eq!(none.completed_rating_count, 0);
+        assert_eq!(t.completed_rating_count, 0);
+        let completers = trust_signals(&TrustInput {
+            ratings: vec![5, 4, 2, 0],
+            completed_ratings: vec![5, 2, 0],
+            ..Default::default()
+        });
+        // Invalid ratings count in neither; the completers' ratings are part of the whole.
+        assert_eq!((completers.rating_count, completers.completed_rating_count), (3, 2));
+        let over = trust_signals(&TrustInput { ratings: vec![5], completed_ratings: vec![5, 5], ..Default::default() });
+        assert_eq!(over.completed_rating_count, 1);
+        // The list's mean from tallies agrees with the detail's mean from rows.
+        assert_eq!(mean_rating(t.rating_count, 14), t.rating_avg);
+        assert_eq!(mean_rating(0, 0), None);
     }
 
     fn item(id: &str, rating: f64, created: i64) -> ListingSummary {
@@ -894,6 +923,7 @@ mod tests {
             org: "o1".into(),
             created_at_ms: created,
             rating_bayesian: rating,
+            rating_avg: Some(rating),
             rating_count: 1,
             price_cents: None,
         }

@@ -48,6 +48,7 @@ test("submit → approve → publish → visible at once → review → suspend 
   assert.equal(d.rating_avg, 5);
   for (const k of ["rating_avg", "rating_count", "completion_rate", "certificate_pass_rate", "author_verified"]) assert.ok(k in d, k);
   assert.equal(d.author_verified, true, "approved by an independent reviewer");
+  assert.equal(d.completed_rating_count, 0, "the reviewer never took the lesson");
   assert.equal((await decide(listing, "suspend", governor)).status, 422, "suspending needs a reason");
   assert.equal((await decide(listing, "suspend", governor, "complaints")).json.status, "suspended");
   assert.ok(!(await listIds()).includes(listing), "gone on the very next read");
@@ -78,7 +79,10 @@ test("roles and transitions: 403s and 409s", async () => {
   assert.equal((await api.call("POST", "/v1/marketplace/listings", { token: author, body: { lesson_id: lesson.lesson_id, version: 1, visibility: "public" } })).status, 403);
   assert.equal((await api.call("POST", "/v1/marketplace/listings", { token: author, body: { lesson_id: lesson.lesson_id, version: 1, visibility: "everyone" } })).status, 400);
   const q = await api.call("GET", "/v1/marketplace/queue", { token: reviewer });
-  assert.ok(q.json.listings.some((l) => l.listing_id === listing && l.available_decisions.includes("approve")));
+  const item = q.json.listings.find((l) => l.listing_id === listing);
+  assert.ok(item?.available_decisions.includes("approve"), JSON.stringify(item));
+  // The latest decision names who took it (the author's resubmit), not only the author.
+  assert.deepEqual(item.last_decision, { decision: "resubmit", actor: "abe" });
   assert.equal((await api.call("GET", "/v1/marketplace/queue", { token: learner })).status, 403);
 });
 
@@ -158,7 +162,14 @@ test("trust signals come from the records; reviews say who completed the lesson;
   assert.equal(after.certificate_pass_rate, 1 / 2);
   assert.ok(after.rating_avg > 2 && after.rating_avg < 4, `Bayesian average between the prior and the mean: ${after.rating_avg}`);
   const reviews = (await api.call("GET", `/v1/marketplace/listings/${listing}/reviews`)).json.reviews;
-  assert.deepEqual(reviews.map((r) => r.completed).sort(), [false, true]);
+  // The completer reviewed first, so newest-first alone would list them last: completers lead.
+  assert.deepEqual(reviews.map((r) => [r.learner_id, r.completed]), [["lea", true], ["lia", false]]);
+  assert.equal(after.completed_rating_count, 1, "one of the two ratings comes from a completer");
+  assert.equal(fresh.completed_rating_count, 0);
+  // The search hit's mean agrees with the detail's.
+  const hit = (await api.call("GET", "/v1/marketplace/listings?q=trusted")).json.listings.find((l) => l.listing_id === listing);
+  assert.equal(hit?.rating_avg, after.rating_avg);
+  assert.equal(hit?.rating_count, 2);
   assert.ok((await metric("hit")) > hits0, "cache hits counted");
   assert.ok((await metric("miss")) > misses0, "cache misses counted");
 });

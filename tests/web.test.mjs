@@ -405,7 +405,7 @@ test("market: the author submits, a reviewer approves and a governor publishes f
     await rex.goto("/market");
     const rexItem = rex.locator(`[data-testid=queue] li[data-listing="${listingId}"]`);
     await rexItem.waitFor();
-    assert.match(await rexItem.textContent(), /Plants need light.*submitted/s);
+    assert.match(await rexItem.textContent(), /Plants need light.*submitted/is);
     assert.equal(await rexItem.locator("button[data-decision=publish]").count(), 0, "a reviewer cannot publish");
     await rexItem.getByLabel("Reason").fill("Clear and correct.");
     await rexItem.getByRole("button", { name: "approve" }).click();
@@ -440,14 +440,192 @@ test("market: the author submits, a reviewer approves and a governor publishes f
     await lea.locator("[data-testid=reviews] li[data-review=lea]", { hasText: "Short and clear; the drawing helps." }).waitFor();
     await lea.waitForFunction(() => document.querySelector("[data-testid=rating-count]")?.textContent === "1");
     assert.match(await lea.textContent("[data-testid=rating]"), /4\.0/);
-    // One review per learner.
-    await lea.getByLabel("Review", { exact: true }).fill("Again!");
-    await lea.getByRole("button", { name: "Post review" }).click();
-    await lea.getByText("You already reviewed this listing.").waitFor();
+    // One review per learner: the form gives way to a thank-you, and the API refuses a second.
+    await lea.locator("[data-testid=review-form]").waitFor({ state: "hidden" });
+    assert.match(await lea.textContent("[data-testid=review-status]"), /Thank you/);
+    const again = await api.call("POST", `/v1/marketplace/listings/${listingId}/reviews`, { token: tokens.lea, body: { rating: 1, text: "Again!" } });
+    assert.equal(again.status, 409);
     const detail = await api.call("GET", `/v1/marketplace/listings/${listingId}`);
     assert.equal(detail.json.rating_count, 1);
     assert.equal(detail.json.status, "published");
     if (SHOTS) await screenshot(lea, "market-reviewed");
+  }));
+
+test("market reads as a product: human decision buttons, who decided, the queue on top, completers' reviews first and marked, the form gives way to a thank-you, cards agree with the detail", { timeout: 120_000 }, () =>
+  withScreenshots("market-product", shots, async () => {
+    const title = "Shadows and light";
+    const made = await api.call("POST", "/v1/lessons", { token: tokens.ada, body: { ...DEMO_LESSON, title } });
+    assert.equal(made.status, 201, made.text);
+    const sub = await api.call("POST", "/v1/marketplace/listings", { token: tokens.ada, body: { lesson_id: made.json.lesson_id, version: 1, visibility: "public" } });
+    assert.equal(sub.status, 201, sub.text);
+    const id = sub.json.listing_id;
+
+    // The reviewer's queue is the first thing on the page, above the fold, with words for buttons.
+    const rex = (pages.rexQueue = await openPage(browser, w.base, { token: tokens.rex, viewport: { width: 1280, height: 800 } }));
+    await rex.goto("/market");
+    const item = rex.locator(`[data-testid=queue] li[data-listing="${id}"]`);
+    await item.waitFor();
+    const place = await rex.evaluate(() => ({
+      queue: document.querySelector("#queue").getBoundingClientRect().top,
+      item: document.querySelector("[data-testid=queue] li").getBoundingClientRect().bottom,
+      browse: document.querySelector("#browse").getBoundingClientRect().top,
+      fold: innerHeight,
+    }));
+    assert.ok(place.queue < place.browse, `the queue comes before browsing: ${JSON.stringify(place)}`);
+    assert.ok(place.item <= place.fold, `the first queued listing is above the fold: ${JSON.stringify(place)}`);
+    const labels = await item.locator("button[data-decision]").allTextContents();
+    assert.deepEqual(labels.sort(), ["Approve", "Reject", "Start review"]);
+    assert.match(await item.textContent(), /author ada/);
+    if (SHOTS) await screenshot(rex, "market-queue-1280");
+    await item.getByLabel("Reason").fill("Accurate and well paced.");
+    await item.getByRole("button", { name: "Approve" }).click();
+    await rex.getByText(`“${title}” is now approved.`).waitFor();
+
+    // The governor sees who approved it (the reviewer, not the author) and publishes.
+    const gil = (pages.gilQueue = await openPage(browser, w.base, { token: tokens.gil }));
+    await gil.goto("/market");
+    const gItem = gil.locator(`[data-testid=queue] li[data-listing="${id}"]`);
+    await gItem.waitFor();
+    assert.equal(await gItem.locator("[data-testid=decided-by]").textContent(), "Approved by rex");
+    assert.doesNotMatch(await gItem.textContent(), /approved by ada/i);
+    for (const b of await gil.locator("[data-testid=queue] button[data-decision]").allTextContents()) {
+      assert.match(b, /^(Approve|Reject|Start review|Publish|Suspend|Reinstate|Resubmit)$/, `a human label: ${b}`);
+    }
+    if (SHOTS) {
+      await screenshot(gil, "market-governor-1280");
+      await gil.setViewportSize({ width: 375, height: 740 });
+      await screenshot(gil, "market-governor-375");
+      await gil.setViewportSize({ width: 1200, height: 860 });
+    }
+    await gItem.getByRole("button", { name: "Publish" }).click();
+    await gil.getByText(`“${title}” is now published.`).waitFor();
+
+    // leo finishes the lesson and reviews in the browser; lea reviews later without taking it.
+    const attempt = await api.call("POST", "/v1/attempts", { token: tokens.leo, body: { lesson_id: made.json.lesson_id, version: 1 } });
+    assert.equal(attempt.status, 201, attempt.text);
+    assert.equal((await api.call("POST", `/v1/attempts/${attempt.json.attempt_id}/submit`, { token: tokens.leo })).status, 200);
+    const leo = (pages.leoReview = await openPage(browser, w.base, { token: tokens.leo }));
+    await leo.goto(`/market?listing=${encodeURIComponent(id)}`);
+    await leo.locator("[data-testid=review-form]").waitFor();
+    await leo.getByLabel("5", { exact: true }).check();
+    await leo.getByLabel("Review", { exact: true }).fill("I finished it: the shadow demo made it click.");
+    await leo.getByRole("button", { name: "Post review" }).click();
+    await leo.locator("[data-testid=review-form]").waitFor({ state: "hidden" });
+    assert.match(await leo.textContent("[data-testid=review-status]"), /Thank you/);
+    const late = await api.call("POST", `/v1/marketplace/listings/${id}/reviews`, { token: tokens.lea, body: { rating: 4, text: "Looks good from the outline." } });
+    assert.equal(late.status, 201, late.text);
+    assert.equal(late.json.completed, false);
+
+    await leo.reload();
+    await leo.locator("[data-testid=reviews] li[data-review=lea]").waitFor();
+    assert.equal(await leo.locator("[data-testid=review-form]").isHidden(), true, "no second form after reviewing");
+    assert.match(await leo.textContent("[data-testid=review-status]"), /You have reviewed this lesson/);
+    const order = await leo.locator("[data-testid=reviews] li").evaluateAll((lis) => lis.map((li) => [li.dataset.review, li.dataset.completed]));
+    assert.deepEqual(order, [["leo", "true"], ["lea", "false"]], "the completer first, though the other review is newer");
+    assert.match(await leo.locator("[data-testid=reviews] li[data-review=leo]").textContent(), /completed the lesson/);
+    assert.doesNotMatch(await leo.locator("[data-testid=reviews] li[data-review=lea]").textContent(), /✔ completed/);
+    assert.equal(await leo.textContent("[data-testid=rating-count]"), "2");
+    assert.equal(await leo.textContent("[data-testid=completed-count]"), "1");
+    assert.match(await leo.textContent("[data-testid=rating]"), /4\.5/);
+    if (SHOTS) await screenshot(leo, "market-detail-1280");
+    const detailAuthor = await leo.textContent("[data-testid=author-verified]");
+    assert.match(detailAuthor, /✔ verified/);
+
+    // The card agrees: the same count and mean, never "no ratings" beside a count, never "unverified" against the detail.
+    await leo.goto("/market");
+    await leo.locator(`[data-testid=listings] [data-listing="${id}"]`).waitFor();
+    const mismatched = await leo.evaluate(() => [...document.querySelectorAll("[data-testid=listings] [data-listing]")]
+      .map((c) => [c.querySelector("[data-testid=rating-count]")?.textContent, c.querySelector("[data-testid=rating]")?.textContent])
+      .filter(([n, r]) => (r === "no ratings") !== (n === "0")));
+    assert.deepEqual(mismatched, [], '"no ratings" exactly when there are none');
+    await leo.fill("#q", "shadows");
+    await leo.getByRole("button", { name: "Search" }).click();
+    const card = leo.locator(`[data-testid=listings] [data-listing="${id}"]`);
+    await card.waitFor();
+    assert.equal(await card.locator("[data-testid=rating-count]").textContent(), "2");
+    assert.match(await card.locator("[data-testid=rating]").textContent(), /4\.5/);
+    assert.doesNotMatch(await card.textContent(), /unverified/);
+    if (SHOTS) {
+      await screenshot(leo, "market-browse-1280");
+      await leo.goto(`/market?listing=${encodeURIComponent(id)}`);
+      await leo.setViewportSize({ width: 375, height: 740 });
+      await leo.locator("[data-testid=reviews] li[data-review=lea]").waitFor();
+      await screenshot(leo, "market-detail-375");
+    }
+    for (const k of ["rexQueue", "gilQueue", "leoReview"]) {
+      await pages[k].context().close();
+      delete pages[k];
+    }
+  }));
+
+test("home and phone: card actions are buttons, the menu is one row at 375px, canvas text is at least 12px on a phone", { timeout: 60_000 }, () =>
+  withScreenshots("home-phone", shots, async () => {
+    const check = async (page) => page.evaluate(() => {
+      const nav = document.querySelector(".main-nav");
+      const links = [...nav.querySelectorAll("a")].filter((a) => a.getBoundingClientRect().width > 0);
+      const tops = links.map((a) => Math.round(a.getBoundingClientRect().top));
+      const input = getComputedStyle(document.querySelector("#join-code"));
+      const actions = [...document.querySelectorAll(".card > a.button")].map((a) => {
+        const cs = getComputedStyle(a);
+        return { text: a.textContent, bg: cs.backgroundColor, weight: Number(cs.fontWeight), border: cs.borderColor };
+      });
+      return {
+        rows: new Set(tops).size,
+        overflow: nav.scrollWidth - nav.clientWidth,
+        links: links.length,
+        header: document.querySelector("#app-header").getBoundingClientRect().height,
+        inputBg: input.backgroundColor,
+        inputBorder: input.borderColor,
+        actions,
+      };
+    });
+    for (const width of [1280, 375]) {
+      const p = (pages.home = await openPage(browser, w.base, { token: tokens.zed, viewport: { width, height: width > 400 ? 860 : 740 } }));
+      await p.goto("/");
+      await p.locator(".main-nav a[href='/market']").waitFor();
+      const r = await check(p);
+      assert.equal(r.rows, 1, `${width}px: the menu is one row: ${JSON.stringify(r)}`);
+      assert.ok(r.overflow <= 1, `${width}px: every menu item is on screen: ${r.overflow}px hidden`);
+      assert.ok(r.links >= 6, `${width}px: the menu shows every page for this user: ${r.links}`);
+      if (width === 375) assert.ok(r.header <= 100, `375px: the header takes at most two rows: ${r.header}px`);
+      assert.ok(r.actions.length >= 4);
+      for (const a of r.actions) {
+        assert.notEqual(a.bg, r.inputBg, `"${a.text}" is filled like a button, not like a text box`);
+        assert.ok(a.weight >= 600, `"${a.text}" reads as an action`);
+      }
+      if (width === 375) {
+        // The stylesheet keeps canvas text readable when the 640-unit canvas shrinks to a phone.
+        const sizes = await p.evaluate(() => {
+          const NS = "http://www.w3.org/2000/svg";
+          const fig = document.createElement("figure");
+          fig.className = "canvas panel";
+          const svg = document.createElementNS(NS, "svg");
+          svg.setAttribute("viewBox", "0 0 640 400");
+          svg.setAttribute("class", "canvas-svg");
+          for (const cls of ["el-text", "el-text label", "el-text muted", "annotation-text"]) {
+            const t = document.createElementNS(NS, "text");
+            t.setAttribute("class", cls);
+            t.setAttribute("x", "20");
+            t.setAttribute("y", "60");
+            t.textContent = "Leaf";
+            svg.append(t);
+          }
+          fig.append(svg);
+          document.querySelector("main").append(fig);
+          const out = [...svg.querySelectorAll("text")].map((t) => ({ cls: t.getAttribute("class"), px: parseFloat(getComputedStyle(t).fontSize) * t.getScreenCTM().a }));
+          fig.remove();
+          return out;
+        });
+        for (const s of sizes) assert.ok(s.px >= 12, `canvas ${s.cls} renders at ${s.px.toFixed(1)}px on a phone`);
+      }
+      if (SHOTS) {
+        await screenshot(p, `home-${width}`);
+        await p.goto("/market");
+        await p.locator("[data-testid=listings] [data-listing]").first().waitFor();
+        await screenshot(p, `market-${width}`);
+      }
+      await p.context().close();
+    }
   }));
 
 test("self-paced: a learner scrubs the timeline, takes the quiz and gets a certificate that verifies", { timeout: 120_000 }, () =>

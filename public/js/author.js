@@ -7,7 +7,7 @@
 
 import { api, claims, describeError, uuid } from "./api.js?v=f3c5674699";
 import { renderCanvas, svgPoint } from "./canvas.js?v=15e5547fca";
-import { foldTimeline } from "./core.js?v=dc4853eef7";
+import { foldTimeline } from "./core.js?v=c4699b6616";
 import { shell, $, $$, h, say } from "./ui.js?v=832f5b707d";
 
 const DRAFT_KEY = "dropple.author.draft";

@@ -9,20 +9,43 @@ import { shell, $, h, say, params, fmtPct } from "./ui.js?v=832f5b707d";
 const arr = (r, ...keys) => (Array.isArray(r) ? r : keys.map((k) => r?.[k]).find(Array.isArray) || []);
 const idOf = (l) => l.listing_id ?? l.id;
 
-function stars(avg) {
-  if (typeof avg !== "number") return "no ratings";
+// Human words for the API's identifiers (the API keeps the identifiers).
+const DECISION_LABEL = {
+  approve: "Approve", reject: "Reject", start_review: "Start review", publish: "Publish",
+  suspend: "Suspend", reinstate: "Reinstate", resubmit: "Resubmit",
+};
+const DECIDED = {
+  approve: "approved", reject: "rejected", start_review: "review started", publish: "published",
+  suspend: "suspended", reinstate: "reinstated", resubmit: "resubmitted",
+};
+const STATUS_LABEL = {
+  submitted: "Submitted", in_review: "In review", approved: "Approved", rejected: "Rejected",
+  published: "Published", suspended: "Suspended",
+};
+const statusLabel = (s) => STATUS_LABEL[s] || s;
+const decisionLabel = (d) => DECISION_LABEL[d] || d.replace(/_/g, " ");
+
+function stars(avg, count) {
+  if (!count || typeof avg !== "number") return "no ratings";
   const full = Math.round(avg);
   return `${"★".repeat(full)}${"☆".repeat(Math.max(0, 5 - full))} ${avg.toFixed(1)}`;
 }
 
+// One component for cards and the detail: a signal shows only when the
+// answer carries it, so a card (a search hit) never contradicts the detail.
 function signals(l) {
   const item = (label, value, testid) => h("div", {}, h("dt", {}, label), h("dd", { "data-testid": testid }, value));
+  const count = l.rating_count ?? 0;
+  const rated = count > 0 && typeof l.rating_avg === "number";
   return h("dl", { class: "signals" },
-    item("Rating", h("span", { class: "stars", "aria-label": typeof l.rating_avg === "number" ? `${l.rating_avg.toFixed(1)} out of 5` : "no ratings" }, stars(l.rating_avg)), "rating"),
-    item("Reviews", String(l.rating_count ?? 0), "rating-count"),
-    item("Completion", fmtPct(l.completion_rate), "completion"),
-    item("Cert. pass rate", fmtPct(l.certificate_pass_rate), "pass-rate"),
-    item("Author", l.author_verified ? h("span", { class: "badge ok" }, "✔ verified") : h("span", { class: "badge" }, "unverified"), "author-verified"));
+    item("Rating", h("span", { class: "stars", "aria-label": rated ? `${l.rating_avg.toFixed(1)} out of 5` : "no ratings" }, stars(l.rating_avg, count)), "rating"),
+    item("Reviews", String(count), "rating-count"),
+    "completed_rating_count" in l ? item("By learners who finished", String(l.completed_rating_count), "completed-count") : null,
+    "completion_rate" in l ? item("Completion", fmtPct(l.completion_rate), "completion") : null,
+    "certificate_pass_rate" in l ? item("Cert. pass rate", fmtPct(l.certificate_pass_rate), "pass-rate") : null,
+    "author_verified" in l
+      ? item("Author", l.author_verified ? h("span", { class: "badge ok" }, "✔ verified") : h("span", { class: "badge" }, "unverified"), "author-verified")
+      : null);
 }
 
 function card(l) {
@@ -70,22 +93,27 @@ async function showDetail(id) {
     $("#detail-h").textContent = l.title || l.lesson_id;
     body.replaceChildren(
       l.summary ? h("p", {}, l.summary) : null,
-      h("p", { class: "row" }, h("span", { class: "badge" }, `status: ${l.status}`), h("span", { class: "badge" }, `v${l.version}`),
+      h("p", { class: "row" }, h("span", { class: "badge" }, statusLabel(l.status)), h("span", { class: "badge" }, `v${l.version}`),
         l.visibility === "org" ? h("span", { class: "badge warn" }, "org only") : null),
       signals(l),
       h("p", { class: "row", style: "margin-top:.6rem" },
         h("a", { class: "button primary", href: `/learn?lesson=${encodeURIComponent(l.lesson_id)}&version=${l.version}` }, "Play this lesson")),
     );
+    // Reviews from learners who finished the lesson come first (the API orders them).
     const reviews = arr(await api(`/v1/marketplace/listings/${encodeURIComponent(id)}/reviews`), "reviews");
     $("#reviews").replaceChildren(...(reviews.length
-      ? reviews.map((r) => h("li", { "data-review": r.learner_id },
-        h("p", {}, h("span", { class: "stars", "aria-label": `${r.rating} out of 5` }, "★".repeat(r.rating || 0)), " ", h("strong", {}, r.learner_id),
-          r.completed ? h("span", { class: "badge ok" }, "completed the lesson") : null),
-        h("p", {}, r.text || "")))
+      ? reviews.map((r) => h("li", { "data-review": r.learner_id, "data-completed": r.completed ? "true" : "false" },
+        h("p", { class: "row" }, h("span", { class: "stars", "aria-label": `${r.rating} out of 5` }, "★".repeat(r.rating || 0)), h("strong", {}, r.learner_id),
+          r.completed
+            ? h("span", { class: "badge ok", "data-testid": "review-completed" }, "✔ completed the lesson")
+            : h("span", { class: "badge" }, "has not completed the lesson")),
+        r.text ? h("p", {}, r.text) : null))
       : [h("li", { class: "hint" }, "No reviews yet.")]));
     const c = claims();
-    // Only learners review, and only published listings take reviews.
-    $("#review-form").hidden = !(c && c.roles.includes("learner") && l.status === "published");
+    const mine = !!c && reviews.some((r) => r.learner_id === c.sub);
+    // Only learners review, once, and only published listings take reviews.
+    $("#review-form").hidden = mine || !(c && c.roles.includes("learner") && l.status === "published");
+    if (mine && $("#review-status").dataset.kind !== "ok") say($("#review-status"), "You have reviewed this lesson — thank you.", "ok");
   } catch (e) {
     body.replaceChildren(h("p", { class: "status", "data-kind": "error" }, describeError(e)));
   }
@@ -97,8 +125,9 @@ $("#review-form").addEventListener("submit", async (ev) => {
   const rating = Number(new FormData($("#review-form")).get("rating"));
   try {
     await api(`/v1/marketplace/listings/${encodeURIComponent(id)}/reviews`, { method: "POST", body: { rating, text: $("#review-text").value.trim() } });
-    say($("#review-status"), "Thanks — your review is posted.", "ok");
+    $("#review-form").hidden = true;
     $("#review-text").value = "";
+    say($("#review-status"), "Thank you — your review is posted.", "ok");
     showDetail(id);
   } catch (e) {
     say($("#review-status"), e.status === 409 ? "You already reviewed this listing." : describeError(e), "error");
@@ -116,7 +145,8 @@ async function loadQueue(c) {
   try {
     const r = await api("/v1/marketplace/queue");
     const items = arr(r, "listings", "items", "queue");
-    list.replaceChildren(...(items.length ? items.map((l) => queueItem(l, c)) : [h("li", { class: "hint" }, "Nothing waiting for a decision.")]));
+    $("#queue-count").textContent = items.length ? String(items.length) : "";
+    list.replaceChildren(...(items.length ? items.map((l) => queueItem(l, c)) : [h("li", { class: "hint" }, "Nothing waiting for your decision.")]));
   } catch (e) {
     list.replaceChildren();
     say($("#queue-status"), describeError(e), "error");
@@ -131,26 +161,35 @@ function queueItem(l, c) {
     type: "button",
     class: d === "reject" || d === "suspend" ? "danger" : d === "approve" || d === "publish" ? "primary" : "",
     "data-decision": d,
+    "aria-label": `${decisionLabel(d)} “${l.title || l.lesson_id}”`,
     onclick: async () => {
       try {
         const body = { decision: d };
         if (reason.value.trim()) body.reason = reason.value.trim();
         const r = await api(`/v1/marketplace/listings/${encodeURIComponent(id)}/decisions`, { method: "POST", body });
-        say($("#queue-status"), `“${l.title}” is now ${r.status}.`, "ok");
+        say($("#queue-status"), `“${l.title}” is now ${statusLabel(r.status).toLowerCase()}.`, "ok");
         loadQueue(claims());
         search(false);
       } catch (e) {
-        say($("#queue-status"), e.status === 409 ? `Not allowed from “${l.status}”: ${e.message}` : describeError(e), "error");
+        say($("#queue-status"), e.status === 409 ? `Not allowed while “${statusLabel(l.status)}”: ${e.message}` : describeError(e), "error");
       }
     },
-  }, d));
+  }, decisionLabel(d)));
+  // "Approved by rex" names who decided; the author is named as the author.
+  const last = l.last_decision;
+  const decided = last && DECIDED[last.decision]
+    ? h("span", { class: "muted", "data-testid": "decided-by" }, `${DECIDED[last.decision][0].toUpperCase()}${DECIDED[last.decision].slice(1)} by ${last.actor}`)
+    : null;
   return h("li", { "data-listing": id },
-    h("p", {}, h("a", { href: `/market?listing=${encodeURIComponent(id)}` }, h("strong", {}, l.title || l.lesson_id)), " ",
-      h("span", { class: "badge" }, l.status), h("span", { class: "muted" }, ` by ${l.author_id ?? "?"} · v${l.version}`)),
+    h("p", { class: "row" }, h("a", { href: `/market?listing=${encodeURIComponent(id)}` }, h("strong", {}, l.title || l.lesson_id)),
+      h("span", { class: "badge", "data-testid": "queue-status-badge" }, statusLabel(l.status)), decided,
+      h("span", { class: "muted" }, `${decided ? "· " : ""}author ${l.author_id ?? "?"} · version ${l.version}`)),
     h("div", { class: "row" }, h("label", { for: `reason-${id}`, class: "sr-only" }, "Reason"), reason, ...buttons));
 }
 
 shell({ onAuth: (c) => loadQueue(c) });
 const listing = params().get("listing");
+// On a listing's page the listing comes first; the queue follows it.
+if (listing) $("#main").append($("#queue"));
 if (listing) showDetail(listing);
 else search(false);

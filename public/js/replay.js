@@ -6,8 +6,8 @@
 // of the network.
 
 import { api, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=db2bd20579";
-import { Replay, lessonFrames } from "./core.js?v=dc4853eef7";
+import { ClassroomClient } from "./classroom-client.js?v=caf197cd0e";
+import { Replay, lessonFrames } from "./core.js?v=c4699b6616";
 import { renderCanvas } from "./canvas.js?v=15e5547fca";
 import { shell, $, h, say, params } from "./ui.js?v=832f5b707d";
 

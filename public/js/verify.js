@@ -8,7 +8,7 @@
 // last status list seen.
 
 import { api, describeError } from "./api.js?v=f3c5674699";
-import { verifyCredential, statusEntry } from "./core.js?v=dc4853eef7";
+import { verifyCredential, statusEntry } from "./core.js?v=c4699b6616";
 import { shell, $, h, say, params, onFirstControl } from "./ui.js?v=832f5b707d";
 
 shell();

@@ -40,6 +40,11 @@ struct ListingRow {
     rating_sum: u64,
     #[serde(default)]
     rank: i64,
+    /// The latest decision and who took it (the queue only).
+    #[serde(default)]
+    last_decision: Option<String>,
+    #[serde(default)]
+    last_actor: Option<String>,
 }
 
 const LISTING_COLUMNS: &str =
@@ -256,6 +261,7 @@ async fn search(db: &Db, query: &Query, viewer_org: Option<&str>) -> AppResult<m
             org: r.org.clone(),
             created_at_ms: r.created_at,
             rating_bayesian: bayesian(r.rating_count, r.rating_sum),
+            rating_avg: market::mean_rating(r.rating_count, r.rating_sum),
             rating_count: r.rating_count,
             price_cents: r.price_cents,
         })
@@ -285,6 +291,7 @@ async fn trust(db: &Db, row: &ListingRow) -> AppResult<market::TrustSignals> {
     #[derive(Deserialize)]
     struct R {
         rating: u8,
+        completed: u8,
     }
     #[derive(Deserialize)]
     struct Counts {
@@ -293,7 +300,8 @@ async fn trust(db: &Db, row: &ListingRow) -> AppResult<market::TrustSignals> {
         passed: u64,
         verified: u64,
     }
-    let ratings: Vec<R> = store::all(db, "SELECT rating FROM reviews WHERE listing_id = ?1", &[t(&row.id)]).await?;
+    let ratings: Vec<R> =
+        store::all(db, "SELECT rating, completed FROM reviews WHERE listing_id = ?1", &[t(&row.id)]).await?;
     let counts: Option<Counts> = store::first(
         db,
         "SELECT (SELECT COUNT(*) FROM attempts WHERE lesson_id = ?1 AND version = ?2) AS attempts, \
@@ -305,6 +313,7 @@ async fn trust(db: &Db, row: &ListingRow) -> AppResult<market::TrustSignals> {
     .await?;
     let c = counts.unwrap_or(Counts { attempts: 0, completed: 0, passed: 0, verified: 0 });
     Ok(market::trust_signals(&TrustInput {
+        completed_ratings: ratings.iter().filter(|r| r.completed != 0).map(|r| r.rating).collect(),
         ratings: ratings.into_iter().map(|r| r.rating).collect(),
         attempts: c.attempts,
         completed_attempts: c.completed,
@@ -507,7 +516,7 @@ async fn reviews(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     }
     let rows: Vec<R> = store::all(
         &db,
-        "SELECT learner_id, rating, text, completed, created_at FROM reviews WHERE listing_id = ?1 ORDER BY created_at DESC LIMIT 100",
+        "SELECT learner_id, rating, text, completed, created_at FROM reviews WHERE listing_id = ?1 ORDER BY completed DESC, created_at DESC LIMIT 100",
         &[t(id)],
     )
     .await?;
@@ -525,7 +534,10 @@ async fn queue(ctx: &mut Ctx) -> AppResult<Response> {
     let db = ctx.db()?;
     let rows: Vec<ListingRow> = store::all(
         &db,
-        &format!("SELECT {LISTING_COLUMNS} FROM listings WHERE org = ?1 AND status IN ('submitted', 'in_review', 'approved', 'suspended') ORDER BY created_at LIMIT 200"),
+        &format!("SELECT {LISTING_COLUMNS}, \
+            (SELECT decision FROM listing_decisions d WHERE d.listing_id = listings.id ORDER BY d.id DESC LIMIT 1) AS last_decision, \
+            (SELECT actor FROM listing_decisions d WHERE d.listing_id = listings.id ORDER BY d.id DESC LIMIT 1) AS last_actor \
+            FROM listings WHERE org = ?1 AND status IN ('submitted', 'in_review', 'approved', 'suspended') ORDER BY created_at LIMIT 200"),
         &[t(&claims.org)],
     )
     .await?;
@@ -538,6 +550,9 @@ async fn queue(ctx: &mut Ctx) -> AppResult<Response> {
             (!decisions.is_empty()).then(|| {
                 let mut v = listing_json(r);
                 v["available_decisions"] = json!(decisions);
+                if let (Some(decision), Some(actor)) = (&r.last_decision, &r.last_actor) {
+                    v["last_decision"] = json!({"decision": decision, "actor": actor});
+                }
                 v
             })
         })
