@@ -124,6 +124,18 @@ async function recordDay() {
   await must(await api.call("POST", `/v1/marketplace/listings/${listing}/decisions`, { token: T.rex, body: { decision: "approve" } }), 200, "approve");
   await must(await api.call("POST", `/v1/marketplace/listings/${listing}/decisions`, { token: T.gil, body: { decision: "publish" } }), 200, "publish");
   await must(await api.call("POST", `/v1/marketplace/listings/${listing}/reviews`, { token: T.lea, body: { rating: 5, text: "Clear and short." } }), 201, "review");
+  // Publishing queued an explanation job per step (their runs are part of the
+  // day): the day ends when the queue has run them.
+  await eventually(async () => {
+    const ex = await must(await api.call("GET", `/v1/lessons/${lesson.lesson_id}/versions/1/explanations`, { token: T.ana }), 200, "explanations");
+    assert.ok(ex.explanations.length > 0, JSON.stringify(ex));
+    for (const e of ex.explanations) {
+      // Settled, and its terminal event written to the job's run.
+      assert.ok(e.status === "succeeded" || e.status === "failed", JSON.stringify(e));
+      const events = (await must(await api.call("GET", `/v1/runs/${e.run_id}/events?limit=1000`, { token: T.ana }), 200, "job run")).events;
+      assert.ok(["ai_job.succeeded", "ai_job.failed"].includes(events.at(-1)?.type), JSON.stringify(events.map((x) => x.type)));
+    }
+  }, 60_000);
   return { lesson: lesson.lesson_id, rec, session, attempt, certificates: [submitted.certificate_id, revoked], listing };
 }
 

@@ -273,7 +273,20 @@ async fn queue_explanations(ctx: &Ctx, claims: &Claims, artifact: &Artifact) -> 
     let jobs: Vec<Value> = (1..=queued)
         .map(|step| {
             let input = ai::JobInput::Explain { step: step as u32 };
-            json!({"id": runs::new_id(), "run_id": runs::new_id(), "event_id": runs::new_id(),
+            let (id, run_id, event_id) = (runs::new_id(), runs::new_id(), runs::new_id());
+            // The job run's first event, sealed here like every other (seq 1 of a new run).
+            let queued = crate::run::Event {
+                id: event_id.clone(),
+                run_id: run_id.clone(),
+                seq: 1,
+                kind: "ai_job.queued".into(),
+                payload: json!({"job_id": id, "kind": "explain"}),
+                timestamp: ctx.now_ms,
+                author_id: "system".into(),
+                hash: String::new(),
+            };
+            let hash = crate::chain::event_hash(crate::chain::GENESIS, &queued);
+            json!({"id": id, "run_id": run_id, "event_id": event_id, "hash": hash,
                    "input": serde_json::to_string(&input).unwrap_or_default()})
         })
         .collect();
@@ -294,8 +307,8 @@ async fn queue_explanations(ctx: &Ctx, claims: &Claims, artifact: &Artifact) -> 
         )?,
         store::stmt(
             &db,
-            "INSERT INTO events (run_id, seq, id, type, payload, timestamp, author_id, org) \
-             SELECT json_extract(value, '$.run_id'), 1, json_extract(value, '$.event_id'), 'ai_job.queued', json_object('job_id', json_extract(value, '$.id'), 'kind', 'explain'), ?2, 'system', ?3 FROM json_each(?1)",
+            "INSERT INTO events (run_id, seq, id, type, payload, timestamp, author_id, org, hash) \
+             SELECT json_extract(value, '$.run_id'), 1, json_extract(value, '$.event_id'), 'ai_job.queued', json_object('job_id', json_extract(value, '$.id'), 'kind', 'explain'), ?2, 'system', ?3, json_extract(value, '$.hash') FROM json_each(?1)",
             &[t(&list), i(now), t(org)],
         )?,
     ])
@@ -325,13 +338,15 @@ pub async fn explanations(ctx: &mut Ctx, lesson_id: &str, version: u32) -> AppRe
     let lesson = readable_lesson(&db, &claims, lesson_id, version).await?;
     #[derive(Deserialize)]
     struct R {
+        id: String,
+        run_id: Option<String>,
         input: String,
         status: String,
         result: Option<String>,
     }
     let rows: Vec<R> = store::all(
         &db,
-        "SELECT input, status, result FROM ai_jobs WHERE lesson_id = ?1 AND version = ?2 AND kind = 'explain' AND requester = 'system' AND org = ?3 ORDER BY created_at",
+        "SELECT id, run_id, input, status, result FROM ai_jobs WHERE lesson_id = ?1 AND version = ?2 AND kind = 'explain' AND requester = 'system' AND org = ?3 ORDER BY created_at",
         &[t(lesson_id), i(version), t(&lesson.org)],
     )
     .await?;
@@ -339,7 +354,7 @@ pub async fn explanations(ctx: &mut Ctx, lesson_id: &str, version: u32) -> AppRe
         .iter()
         .map(|r| {
             let input = serde_json::from_str::<Value>(&r.input).unwrap_or(Value::Null);
-            json!({"step": input.get("step"), "status": r.status,
+            json!({"step": input.get("step"), "status": r.status, "job_id": r.id, "run_id": r.run_id,
                    "explanation": r.result.as_deref().and_then(|x| serde_json::from_str::<Value>(x).ok())})
         })
         .collect();
@@ -460,8 +475,14 @@ async fn process_inner(env: &Env, job_id: &str, now_ms: i64) -> AppResult<Outcom
                 Ok(Outcome::RetryAfter(ai::retry_delay_secs(attempt).saturating_mul(scale)))
             } else {
                 fail(&db, &job, &message, now_ms).await?;
-                // The last retry sends the message on to the dead-letter queue.
-                Ok(if retryable { Outcome::RetryAfter(0) } else { Outcome::Done })
+                // Dead-lettered here, on the job's own count, not by the queue's count of
+                // this message's deliveries: a job's message can be re-sent (requeue_stale)
+                // while a retry is pending, and then the delivery that makes the last
+                // attempt is not that message's last, and would be acked as "finished".
+                if retryable {
+                    dead_letter(env, job_id, &json!({"job_id": job_id}).to_string(), now_ms).await;
+                }
+                Ok(Outcome::Done)
             }
         }
     }
