@@ -429,7 +429,7 @@ pub struct PendingPage {
 
 /// Start reading a page; D1 works on it until [`PendingPage::events`].
 pub async fn start_page(db: &Db, run_id: &str, after: u64, to: u64, limit: u64) -> AppResult<PendingPage> {
-    let pending = store::start_text(db, PAGE_SQL, &[t(run_id), u(after), u(to), u(limit)]).await;
+    let pending = store::start(db, PAGE_SQL, &[t(run_id), u(after), u(to), u(limit)]).await;
     Ok(PendingPage { pending, run_id: run_id.to_owned(), range: (after, to, limit) })
 }
 

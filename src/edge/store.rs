@@ -184,25 +184,8 @@ pub async fn first<T: DeserializeOwned>(db: &Db, sql: &str, args: &[Arg<'_>]) ->
 /// field. Used only where pages are big: each row type read this way adds its
 /// own serde_json deserializer to the binary.
 pub async fn all_bulk<T: DeserializeOwned>(db: &Db, sql: &str, args: &[Arg<'_>]) -> AppResult<Vec<T>> {
-    let statement = stmt(db, sql, args)?;
-    db.before(1).await;
-    let promise = statement.inner().all().map_err(|e| AppError::from(worker::Error::from(e)))?;
-    let result = worker::wasm_bindgen_futures::JsFuture::from(promise).await.map_err(|e| {
-        // Keep D1's own message (constraint names) for the caller.
-        let message = e
-            .dyn_ref::<worker::js_sys::Error>()
-            .map(|err| String::from(err.message()))
-            .or_else(|| e.as_string())
-            .unwrap_or_else(|| "D1 query failed".into());
-        AppError::internal(message)
-    })?;
-    let rows_read = worker::js_sys::Reflect::get(&result, &JsValue::from_str("meta"))
-        .and_then(|m| worker::js_sys::Reflect::get(&m, &JsValue::from_str("rows_read")))
-        .ok()
-        .and_then(|v| v.as_f64())
-        .unwrap_or(0.0);
-    db.meter.d1_rows_read.set(db.meter.d1_rows_read.get() + rows_read as u64);
-    let rows = worker::js_sys::Reflect::get(&result, &JsValue::from_str("results")).unwrap_or(JsValue::NULL);
+    let result = start(db, sql, args).await?.result(db).await?;
+    let rows = get(&result, "results").unwrap_or(JsValue::NULL);
     if rows.is_null() || rows.is_undefined() {
         return Ok(Vec::new());
     }
@@ -213,15 +196,18 @@ pub async fn all_bulk<T: DeserializeOwned>(db: &Db, sql: &str, args: &[Arg<'_>])
     serde_json::from_str(&text).map_err(|e| AppError::internal(format!("D1 row shape: {e}")))
 }
 
+fn get(v: &JsValue, key: &str) -> Option<JsValue> {
+    worker::js_sys::Reflect::get(v, &JsValue::from_str(key)).ok()
+}
+
 /// A query started now and read later: D1 works on it while the caller
 /// does something else (replay folds one page while the next is read).
 pub struct Pending {
     future: worker::wasm_bindgen_futures::JsFuture,
 }
 
-/// Start a query whose one row holds one text column `column` (a page that
-/// SQLite already wrote as JSON). Counted like any statement.
-pub async fn start_text(db: &Db, sql: &str, args: &[Arg<'_>]) -> AppResult<Pending> {
+/// Start a query (counted like any statement).
+pub async fn start(db: &Db, sql: &str, args: &[Arg<'_>]) -> AppResult<Pending> {
     let statement = stmt(db, sql, args)?;
     db.before(1).await;
     let promise = statement.inner().all().map_err(|e| AppError::from(worker::Error::from(e)))?;
@@ -229,8 +215,9 @@ pub async fn start_text(db: &Db, sql: &str, args: &[Arg<'_>]) -> AppResult<Pendi
 }
 
 impl Pending {
-    /// The text in `column` of the first row (`None` for no row or NULL).
-    pub async fn text(self, db: &Db, column: &str) -> AppResult<Option<String>> {
+    /// D1's result object, its `rows_read` counted; D1's own error message
+    /// (constraint names) kept for the caller.
+    async fn result(self, db: &Db) -> AppResult<JsValue> {
         let result = self.future.await.map_err(|e| {
             let message = e
                 .dyn_ref::<worker::js_sys::Error>()
@@ -239,9 +226,14 @@ impl Pending {
                 .unwrap_or_else(|| "D1 query failed".into());
             AppError::internal(message)
         })?;
-        let get = |v: &JsValue, k: &str| worker::js_sys::Reflect::get(v, &JsValue::from_str(k)).ok();
         let rows_read = get(&result, "meta").and_then(|m| get(&m, "rows_read")).and_then(|v| v.as_f64());
         db.meter.d1_rows_read.set(db.meter.d1_rows_read.get() + rows_read.unwrap_or(0.0) as u64);
+        Ok(result)
+    }
+
+    /// The text in `column` of the first row (`None` for no row or NULL).
+    pub async fn text(self, db: &Db, column: &str) -> AppResult<Option<String>> {
+        let result = self.result(db).await?;
         let first = get(&result, "results").and_then(|rows| get(&rows, "0"));
         Ok(first.and_then(|row| get(&row, column)).and_then(|v| v.as_string()))
     }
