@@ -53,6 +53,12 @@ const svgOf = (page) => page.locator("[data-testid=canvas] svg").evaluate((svg) 
 async function waitStep(page, step) {
   await page.waitForFunction((s) => document.querySelector("[data-testid=canvas]")?.dataset.step === String(s), step, { timeout: 10_000 });
 }
+/** A page is settled when it has loaded and its header has drawn the sign-in
+ * badge, which waits for a fetch (whether development sign-in exists). */
+async function settled(page) {
+  await page.waitForLoadState("load");
+  await page.waitForSelector("[data-testid=whoami]", { state: "attached", timeout: 15_000 });
+}
 async function waitConn(page, text) {
   await page.waitForFunction((t) => document.querySelector("[data-testid=conn-state]")?.textContent.includes(t), text, { timeout: 15_000 });
 }
@@ -714,8 +720,7 @@ test("every page loads its stamped modules and stylesheet without script errors"
     });
     for (const path of PAGES) {
       await p.goto(path);
-      await p.waitForLoadState("load");
-      await p.waitForTimeout(300);
+      await settled(p);
       assert.ok(await p.locator("#app-header nav").count(), `${path} has the header`);
       if (SHOTS) await screenshot(p, `page${path.replace("/", "-") || "-home"}`);
     }
@@ -837,8 +842,7 @@ test("accessibility: labelled controls, AA text contrast and a visible focus rin
     const report = {};
     for (const path of PAGES) {
       await p.goto(path);
-      await p.waitForLoadState("load");
-      await p.waitForTimeout(400);
+      await settled(p);
       const { problems, checked } = await p.evaluate(auditPage);
       assert.ok(checked > 5, `${path}: ${checked} text elements checked`);
       report[path] = [...problems, ...(await tabRing(p)).map((x) => `no focus ring: ${x}`)];
@@ -890,8 +894,10 @@ test("responsive: at a 375px phone width nothing overflows and the main controls
     };
     for (const [path, sels] of Object.entries(controls)) {
       await p.goto(path);
-      await p.waitForLoadState("load");
-      await p.waitForTimeout(400);
+      await settled(p);
+      // Some controls are drawn after a fetch (the sign-in badge asks whether
+      // development sign-in exists): wait for each, `fits` names any missing.
+      await Promise.all(sels.map((s) => p.waitForSelector(s, { state: "attached", timeout: 15_000 }).catch(() => {})));
       await fits(p, path, sels);
       if (SHOTS) await screenshot(p, `phone${path.replace(/[^a-z]+/g, "-")}`);
     }
