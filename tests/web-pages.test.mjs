@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import { startWorker, client } from "./support/worker.mjs";
 import { launchBrowser, openPage, withScreenshots } from "./support/browser.mjs";
 import { openSocket } from "./support/ws.mjs";
+import { auditPage } from "./support/a11y.mjs";
 import { DEMO_LESSON } from "../scripts/seed.mjs";
 
 const ORG = "pages";
@@ -64,6 +65,20 @@ async function studio(token) {
   };
   return p;
 }
+/** Labels and AA contrast of the page as it is now, and at 375 px nothing scrolls sideways. */
+async function accessibleAndFits(p, label) {
+  const { problems } = await p.evaluate(auditPage);
+  assert.deepEqual(problems, [], `${label}: accessibility`);
+  const before = p.viewportSize();
+  await p.setViewportSize({ width: 375, height: 740 });
+  try {
+    await p.waitForFunction(() => innerWidth === 375);
+    const width = await p.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= 376, `${label}: the page is ${width}px wide at 375px`);
+  } finally {
+    await p.setViewportSize(before);
+  }
+}
 const timelineTexts = (p) => p.locator("[data-testid=timeline] li").evaluateAll((lis) => lis.map((li) => li.lastElementChild.textContent));
 const ID_OR_HASH = /[0-9a-f]{8}-[0-9a-f]{4}-|[0-9a-f]{16}|sha256/i;
 
@@ -95,6 +110,11 @@ test("author: the timeline reads in words and publishing says so without ids or 
     // ada is an author, not a teacher: she is not offered a live class.
     assert.equal(await p.locator("[data-testid=teach-it]").count(), 0);
     assert.equal(await p.getByRole("link", { name: "Teach it" }).count(), 0);
+    await p.getByRole("button", { name: "Select / move" }).click();
+    await p.locator('[data-id="box1"]').focus();
+    await p.keyboard.press("Enter");
+    await p.locator("[data-testid=inspector]").waitFor();
+    await accessibleAndFits(p, "studio with the editor open, published");
 
     // A teacher who authors is offered one.
     const z = (pages.zed = await studio(tokens.zed));
@@ -209,6 +229,7 @@ test("verify: a readable certificate above the checks, shared by a link that ver
       document.querySelector("[data-testid=browser-checks]").getBoundingClientRect().top]);
     assert.ok(certBottom <= checksTop, `${certBottom} ≤ ${checksTop}`);
     assert.equal(await cert.getAttribute("data-valid"), "true");
+    await accessibleAndFits(p, "a verified certificate");
 
     // The share link carries the credential itself; opened signed out, the
     // page checks it with the browser core and shows the same certificate.
@@ -284,6 +305,7 @@ test("replay: a learner opens on the classes she attended, replays one with even
     const item = p.locator(`[data-testid=my-sessions] li[data-session="${session_id}"]`);
     await item.waitFor();
     assert.match(await item.textContent(), new RegExp(`${DEMO_LESSON.title}.*You attended.*code ${join_code}`));
+    await accessibleAndFits(p, "my past sessions");
     await item.locator("a").click();
     await p.locator("[data-testid=events] li").first().waitFor();
     assert.equal(await p.textContent("#title"), `Class: ${DEMO_LESSON.title}`);
@@ -313,6 +335,7 @@ test("replay: a learner opens on the classes she attended, replays one with even
       return q.left >= c.right && q.top < c.bottom;
     });
     assert.ok(side, "the questions sit beside the canvas at 1200 px");
+    await accessibleAndFits(p, "a class replayed");
 
     // The join code typed in the box finds the class too.
     await p.goto("/replay");
