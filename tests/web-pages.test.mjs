@@ -5,7 +5,8 @@
 // and offers "Teach it" only to teachers; a certificate reads as one, is
 // shared by link and a cut-off paste clears the old verdict; replay opens on
 // "my past sessions", resolves a join code, names events, marks the current
-// one and shows the questions beside the canvas, for a learner who attended.
+// one and shows the questions beside the canvas, for a learner who attended;
+// a learner replays their own quiz attempt.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startWorker, client } from "./support/worker.mjs";
@@ -352,6 +353,15 @@ test("replay: a learner opens on the classes she attended, replays one with even
     await leo.goto(`/replay?run=${s.json.run_id}&lesson=${lesson.lesson_id}&version=1`);
     await leo.waitForFunction(() => document.querySelector("#status")?.dataset.kind === "error");
     assert.match(await leo.textContent("#status"), /classes you taught or attended/);
+    // His own quiz attempt (from the verify scenario) is his to replay, in words.
+    await leo.goto("/replay");
+    const attempt = leo.locator("[data-testid=my-runs] li a", { hasText: `Quiz attempt: ${DEMO_LESSON.title}` });
+    await attempt.first().click();
+    await leo.locator("[data-testid=events] li").first().waitFor();
+    assert.equal(await leo.textContent("#title"), `Quiz attempt: ${DEMO_LESSON.title}`);
+    const steps = await leo.locator("[data-testid=events] li .what").allTextContents();
+    assert.deepEqual(steps.slice(-2), ["Submitted 2 answers", "Graded: 100%, passed"]);
+    assert.equal(await leo.locator("[data-testid=canvas]").isHidden(), true, "nothing drawn to show for a quiz");
     teacher.ws.close();
     await closePages();
   }));

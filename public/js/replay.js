@@ -16,6 +16,7 @@ let events = [];
 let runId = null;
 let lesson = null; // {id, version} for session runs
 let isSession = false;
+let isAttempt = false; // a quiz attempt: answers and a grade, nothing drawn
 let replay = null; // the core's Replay over `events`
 let frames = null; // lessonFrames of the session's lesson, once loaded
 
@@ -168,6 +169,7 @@ async function load() {
       return;
     }
     isSession = head.events.some((e) => e.type.startsWith("session.") || e.type === "cursor.moved");
+    isAttempt = head.events.length > 0 && head.events.every((e) => e.type.startsWith("attempt."));
     replay = new Replay(isSession ? "session" : "canvas");
     if (!isSession && head.last_seq > WINDOW) {
       const cp = await api(`/v1/runs/${encodeURIComponent(runId)}/state?at_seq=${head.last_seq - WINDOW}`);
@@ -192,8 +194,9 @@ async function load() {
     $("#qa-panel").hidden = !isSession;
     // Once a run is open, the pick list moves below it.
     $("#main").append($("#mine"));
-    const kind = isSession ? "Class" : "Recording";
-    $("#title").textContent = title ? `${kind}: ${title}` : isSession ? "Class replay" : "Canvas recording";
+    const kind = isSession ? "Class" : isAttempt ? "Quiz attempt" : "Recording";
+    $("#title").textContent = title ? `${kind}: ${title}` : isSession ? "Class replay" : isAttempt ? "Quiz attempt" : "Canvas recording";
+    $("#canvas").hidden = isAttempt;
     document.title = `${$("#title").textContent} · Replay · Dropple`;
     const last = events.at(-1)?.seq ?? 0;
     $("#seq").max = String(last);
