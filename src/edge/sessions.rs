@@ -227,23 +227,21 @@ async fn connect(ctx: &mut Ctx, id: &str, door: &str) -> AppResult<Response> {
     let db = ctx.db()?;
     let (_, limits) = system::org_limits(ctx, &db, &session.org).await?;
     let path = format!("/{door}");
-    let door = to_object(
-        ctx,
-        &session.id,
-        &path,
-        Method::Get,
-        None,
-        Some((&claims, role, limits.observers_per_session)),
-    );
+    let door =
+        to_object(ctx, &session.id, &path, Method::Get, None, Some((&claims, role, limits.observers_per_session)));
     if session.teacher_id == claims.sub {
         return door.await;
     }
     // Attendance is written once per connection, beside the object's answer
     // (not after it, not per message): the person's "past sessions" and
     // their right to replay this class.
-    let (resp, recorded) = futures_util::future::join(door, record_attendance(&db, &session, &claims.sub, ctx.now_ms)).await;
+    let (resp, recorded) =
+        futures_util::future::join(door, record_attendance(&db, &session, &claims.sub, ctx.now_ms)).await;
     if let Err(e) = recorded {
-        worker::console_error!("{}", json!({"msg": "attendance not recorded", "session": session.id, "error": e.to_string()}));
+        worker::console_error!(
+            "{}",
+            json!({"msg": "attendance not recorded", "session": session.id, "error": e.to_string()})
+        );
     }
     resp
 }
