@@ -68,6 +68,8 @@ function clearResult() {
   verdict.textContent = "";
   delete verdict.dataset.valid;
   $("#certificate").hidden = true;
+  $("#checks").hidden = true;
+  $("#result-empty").hidden = false;
   $("#browser-checks").replaceChildren();
   $("#server-checks").replaceChildren();
   for (const b of [$("#browser-verdict"), $("#server-verdict")]) {
@@ -132,6 +134,8 @@ async function run() {
   }
   verdict.hidden = false;
   verdict.textContent = "Checking…";
+  $("#checks").hidden = false;
+  $("#result-empty").hidden = true;
   // The link carries the credential itself, so anyone opens it, signed in or
   // not (a ?id= link opens only for the learner and their school).
   showCertificate(doc, `${location.origin}/verify#credential=${toBase64Url(JSON.stringify(doc))}`);
