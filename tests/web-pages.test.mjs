@@ -353,7 +353,8 @@ test("replay: a learner opens on the classes she attended, replays one with even
     await leo.goto(`/replay?run=${s.json.run_id}&lesson=${lesson.lesson_id}&version=1`);
     await leo.waitForFunction(() => document.querySelector("#status")?.dataset.kind === "error");
     assert.match(await leo.textContent("#status"), /classes you taught or attended/);
-    // His own quiz attempt (from the verify scenario) is his to replay, in words.
+    // His own quiz attempt is his to replay, in words.
+    await certificate(tokens.leo);
     await leo.goto("/replay");
     const attempt = leo.locator("[data-testid=my-runs] li a", { hasText: `Quiz attempt: ${DEMO_LESSON.title}` });
     await attempt.first().click();

@@ -216,6 +216,13 @@ async function load() {
 
 let wordsBySeq = new Map();
 
+/** Scroll the event list (only the list, never the page) so `li` shows. */
+function keepInList(list, li) {
+  const top = li.offsetTop - list.offsetTop;
+  if (top < list.scrollTop) list.scrollTop = top;
+  else if (top + li.offsetHeight > list.scrollTop + list.clientHeight) list.scrollTop = top + li.offsetHeight - list.clientHeight;
+}
+
 /** Questions asked up to this point, each with its answer if it had one by then. */
 function showQuestions(state) {
   const qs = state.questions || [];
@@ -239,7 +246,7 @@ async function show(seq) {
   for (const li of $("#events").children) {
     const here = Number(li.dataset.seq) === seq;
     li.toggleAttribute("aria-current", here);
-    if (here) li.scrollIntoView({ block: "nearest" });
+    if (here) keepInList($("#events"), li);
   }
   $("#now").textContent = ev ? `Now: ${wordsBySeq.get(seq) ?? ev.type}` : seq === 0 ? "The start, before any event" : "";
   if (!replay) return;
