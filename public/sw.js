@@ -16,16 +16,16 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "f9ff2be2fe";
+const VERSION = "0593053f0d";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const REFERENCE = "dropple-reference-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
-  "/css/app.css?v=2e114e0aa9", "/manifest.webmanifest", "/icon.svg",
-  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=832f5b707d", "/js/canvas.js?v=15e5547fca", "/js/classroom-client.js?v=caf197cd0e", "/js/core.js?v=c4699b6616",
-  "/core/dropple_core.js?v=7bee792a92", "/core/dropple_core_bg.wasm?v=7bee792a92",
-  "/js/home.js?v=74ea719e54", "/js/teach.js?v=3e9d20724d", "/js/learn.js?v=e769d2f3f3", "/js/author.js?v=10d71bc121", "/js/market.js?v=a10d657094", "/js/verify.js?v=e22c8ff709", "/js/replay.js?v=06f3427348",
+  "/css/app.css?v=843ad91dc0", "/manifest.webmanifest", "/icon.svg",
+  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=832f5b707d", "/js/canvas.js?v=15e5547fca", "/js/classroom-client.js?v=8d7c799209", "/js/core.js?v=063f59dfaf",
+  "/core/dropple_core.js?v=8d4141a3ab", "/core/dropple_core_bg.wasm?v=8d4141a3ab",
+  "/js/home.js?v=74ea719e54", "/js/teach.js?v=3a2c49e627", "/js/learn.js?v=37157cccf7", "/js/author.js?v=027fbe2436", "/js/market.js?v=a10d657094", "/js/verify.js?v=6ff71f5322", "/js/replay.js?v=55ca3b1a26",
 ];
 const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;

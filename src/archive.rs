@@ -46,6 +46,7 @@ pub const TABLES: &[(&str, &str)] = &[
     ("attempts", "id"),
     ("certificates", "id"),
     ("sessions", "id"),
+    ("attendance", "run_id, user_id"),
     ("ai_jobs", "id"),
     ("ai_results", "cache_key"),
     ("ai_dead_letters", "id"),

@@ -13,6 +13,9 @@ pub enum Action {
     RunCreate,
     RunAppend,
     RunRead,
+    /// Reading a run as one who took part in it (its writer, or an attendee
+    /// of the session it records): what a learner replays.
+    RunReplay,
     LessonCreate,
     LessonVersion,
     LessonRead,
@@ -36,10 +39,11 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 23] = [
+    pub const ALL: [Action; 24] = [
         Action::RunCreate,
         Action::RunAppend,
         Action::RunRead,
+        Action::RunReplay,
         Action::LessonCreate,
         Action::LessonVersion,
         Action::LessonRead,
@@ -98,6 +102,11 @@ fn rule(action: Action) -> (&'static [Role], bool, &'static str) {
         Action::RunRead => {
             (&[Author, Teacher, Governor], false, "runs are read by the org's authors, teachers and governors")
         }
+        Action::RunReplay => (
+            &[Author, Teacher, Reviewer, Learner, Governor],
+            true,
+            "runs are read by the org's authors, teachers and governors, or by those who took part in them",
+        ),
         Action::LessonCreate => (&[Author], false, "only authors create lessons"),
         Action::LessonVersion => (&[Author], true, "only the lesson's author publishes new versions"),
         Action::LessonRead => {
@@ -285,6 +294,7 @@ mod tests {
             RunCreate => matches!(role, Author | Teacher),
             RunAppend => owner,
             RunRead => matches!(role, Author | Teacher | Governor),
+            RunReplay => owner,
             LessonCreate | AssetUpload => role == Author,
             LessonVersion => role == Author && owner,
             LessonRead | SessionObserve | AiJobCreate | UsageRead => true,
@@ -318,7 +328,19 @@ mod tests {
                 }
             }
         }
-        assert_eq!(cells, 23 * 5 * 4);
+        assert_eq!(cells, 24 * 5 * 4);
+    }
+
+    #[test]
+    fn a_learner_replays_only_a_class_they_took_part_in() {
+        let learner = [Role::Learner];
+        // Not a reader of the org's runs...
+        assert!(matches!(decide(&learner, Action::RunRead, Scope::ORG), Decision::DenyRole(_)));
+        // ...but a participant (attendee, or the run's own writer) replays it,
+        assert_eq!(decide(&learner, Action::RunReplay, Scope::OWN), Decision::Allow);
+        // one who was not there does not, and another org's run stays hidden.
+        assert!(matches!(decide(&learner, Action::RunReplay, Scope::ORG), Decision::DenyRole(_)));
+        assert_eq!(decide(&learner, Action::RunReplay, Scope { same_org: false, owner: true }), Decision::DenyForeign);
     }
 
     #[test]

@@ -709,6 +709,11 @@ test("a live session: every WebSocket and SSE message in both directions matches
   }
   const final = await call("GET", "/v1/sessions/{session_id}", sid, { token: T.teacher });
   assert.equal(final.json.status, "ended");
+  // "My past sessions" of the attendee and of the teacher, as documented.
+  for (const token of [T.learner, T.teacher]) {
+    const mine = await call("GET", "/v1/me/sessions", {}, { token });
+    assert.ok(mine.json.sessions.some((x) => x.session_id === s.json.session_id), mine.text);
+  }
 });
 
 // ---------------------------------------------------------------- certificates

@@ -7,7 +7,7 @@
 
 import { api, claims, describeError, uuid } from "./api.js?v=f3c5674699";
 import { renderCanvas, svgPoint } from "./canvas.js?v=15e5547fca";
-import { foldTimeline } from "./core.js?v=c4699b6616";
+import { foldTimeline } from "./core.js?v=063f59dfaf";
 import { shell, $, $$, h, say } from "./ui.js?v=832f5b707d";
 
 const DRAFT_KEY = "dropple.author.draft";
@@ -106,24 +106,47 @@ function changed() {
   saveDraft();
 }
 
-function describe(it) {
-  const p = it.payload;
-  switch (it.type) {
-    case "element.added": return `add ${p.kind} “${p.label ?? p.text ?? p.id}” at ${p.x}, ${p.y}`;
-    case "element.moved": return `move ${p.id} to ${p.x}, ${p.y}`;
-    case "element.removed": return `remove ${p.id}`;
-    case "element.updated": return `update ${p.id}`;
-    case "edge.added": return `connect ${p.from} → ${p.to}`;
-    case "edge.removed": return `disconnect ${p.id}`;
-    case "narration": return `narration: “${p.text}”`;
-    case "chapter": return `chapter: ${p.title}`;
-    default: return it.type;
-  }
+// The timeline in words: "Box “Leaf” added", naming each element by the text
+// it has at that step (the names are kept while walking the timeline once).
+const KIND_WORD = { box: "Box", label: "Label", dot: "Dot", image: "Image", line: "Line" };
+const capital = (s) => s.charAt(0).toUpperCase() + s.slice(1);
+function describeAll(items) {
+  const names = new Map(); // id → {kind, text}
+  const named = (id) => {
+    const n = names.get(id);
+    return n ? `${KIND_WORD[n.kind] ?? capital(String(n.kind || "element"))} “${n.text}”` : "An element";
+  };
+  return items.map((it) => {
+    const p = it.payload || {};
+    switch (it.type) {
+      case "element.added":
+        names.set(p.id, { kind: p.kind, text: p.label ?? p.text ?? p.id });
+        return `${named(p.id)} added`;
+      case "element.moved": return `${named(p.id)} moved`;
+      case "element.removed": return `${named(p.id)} removed`;
+      case "element.updated": {
+        const before = named(p.id);
+        const text = p.label ?? p.text;
+        const n = names.get(p.id);
+        if (text !== undefined && n) n.text = text;
+        const what = [text !== undefined ? `renamed “${text}”` : null,
+          "w" in p || "h" in p ? "resized" : null,
+          "x" in p || "y" in p ? "moved" : null].filter(Boolean);
+        return `${before} ${what.length ? what.join(", ") : "changed"}`;
+      }
+      case "edge.added": return `${named(p.from)} connected to ${named(p.to).replace(/^./, (c) => c.toLowerCase())}`;
+      case "edge.removed": return "Connection removed";
+      case "narration": return `Narration: “${p.text}”`;
+      case "chapter": return `Chapter “${p.title}” begins`;
+      default: return it.type;
+    }
+  });
 }
 
 function renderTimeline() {
+  const words = describeAll(timeline);
   $("#timeline").replaceChildren(...timeline.map((it, i) =>
-    h("li", { "data-type": it.type }, h("span", { class: "n" }, `${i + 1}.`), h("span", {}, describe(it)))));
+    h("li", { "data-type": it.type }, h("span", { class: "n" }, `${i + 1}.`), h("span", {}, words[i]))));
 }
 
 function draw() {
@@ -131,7 +154,57 @@ function draw() {
   const hadFocus = canvas.contains(document.activeElement);
   renderCanvas(canvas, state, { step: preview ?? timeline.length, selected: selected ?? connectFrom, focusable: true, label: "Lesson canvas" });
   if (hadFocus && selected) canvas.querySelector(`[data-id="${CSS.escape(selected)}"]`)?.focus();
+  renderInspector(state);
 }
+
+// ---------------------------------------------------------------- edit a placed element
+
+// The selected element's text, position and size, edited as a new step
+// (element.updated: the fold merges the changed fields) or deleted
+// (element.removed). The timeline stays append-only.
+let inspecting = null;
+function renderInspector(state) {
+  const box = $("#inspector");
+  const el = preview === null && selected ? state.elements[selected] : null;
+  box.hidden = !el;
+  if (!el) { inspecting = null; return; }
+  if (inspecting === selected && box.contains(document.activeElement)) return; // do not clobber typing
+  inspecting = selected;
+  const hasSize = el.kind === "box" || el.kind === "image";
+  $("#insp-title").textContent = `Edit ${KIND_WORD[el.kind] ?? el.kind} “${el.label ?? el.text ?? selected}”`;
+  $("#insp-text").value = String(el.label ?? el.text ?? "");
+  $("#insp-x").value = String(Math.round(el.x ?? 0));
+  $("#insp-y").value = String(Math.round(el.y ?? 0));
+  $("#insp-w").value = String(Math.round(el.w ?? 120));
+  $("#insp-h").value = String(Math.round(el.h ?? 56));
+  for (const f of $$(".insp-size")) f.hidden = !hasSize;
+}
+
+$("#inspector").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const el = foldTimeline(timeline).elements[selected];
+  if (!el) return;
+  const change = { id: selected };
+  const textKey = el.label !== undefined || el.kind === "box" ? "label" : "text";
+  const text = $("#insp-text").value.trim();
+  if (text && text !== (el[textKey] ?? "")) change[textKey] = text;
+  const fields = ["x", "y"].concat(el.kind === "box" || el.kind === "image" ? ["w", "h"] : []);
+  for (const k of fields) {
+    const v = Math.round(Number($(`#insp-${k}`).value));
+    const min = k === "w" || k === "h" ? 10 : -2000;
+    if (isFinite(v) && v >= min && v <= 4000 && v !== Math.round(el[k] ?? (k === "w" ? 120 : k === "h" ? 56 : 0))) change[k] = v;
+  }
+  if (Object.keys(change).length === 1) { say($("#canvas-status"), "Nothing changed.", "info"); return; }
+  inspecting = null;
+  push("element.updated", change);
+  say($("#canvas-status"), "Saved as a new step.", "ok");
+});
+$("#insp-delete").addEventListener("click", () => {
+  if (!selected) return;
+  const id = selected;
+  selected = null;
+  push("element.removed", { id });
+});
 
 $("#preview").addEventListener("input", () => {
   const v = Number($("#preview").value);
@@ -198,8 +271,12 @@ function onElement(id) {
     push("element.removed", { id });
     if (selected === id) selected = null;
   } else if (tool === "connect") {
-    if (!connectFrom) { connectFrom = id; draw(); say($("#canvas-status"), `From ${id}: now click the element to connect to.`); }
-    else if (connectFrom !== id) { push("edge.added", { id: freshId("e"), from: connectFrom, to: id }); connectFrom = null; }
+    if (!connectFrom) { connectFrom = id; draw(); say($("#canvas-status"), `From “${state.elements[id].label ?? state.elements[id].text ?? id}”: now click the element to connect to.`); }
+    else if (connectFrom !== id) {
+      push("edge.added", { id: freshId("e"), from: connectFrom, to: id });
+      connectFrom = null;
+      say($("#canvas-status"), ""); // the "now click…" hint has done its job
+    }
   } else {
     selected = id;
     draw();
@@ -345,11 +422,13 @@ $("#publish").addEventListener("click", async () => {
     status.dataset.version = String(r.version);
     const box = $("#published");
     box.hidden = false;
+    const q = `lesson=${encodeURIComponent(r.lesson_id)}&version=${r.version}`;
+    // Only a teacher can open a live session: nobody else is offered one.
+    const teacher = !!claims()?.roles.includes("teacher");
     box.replaceChildren(
-      h("p", { class: "mono" }, `lesson ${r.lesson_id} · v${r.version} · sha256 ${String(r.sha256).slice(0, 16)}…`),
       h("p", { class: "row" },
-        h("a", { class: "button", href: `/learn?lesson=${encodeURIComponent(r.lesson_id)}&version=${r.version}` }, "Play it"),
-        h("a", { class: "button", href: `/teach?lesson=${encodeURIComponent(r.lesson_id)}&version=${r.version}` }, "Teach it")),
+        h("a", { class: "button", href: `/learn?${q}`, "data-testid": "play-it" }, "Play it"),
+        teacher ? h("a", { class: "button", href: `/teach?${q}`, "data-testid": "teach-it" }, "Teach it") : null),
     );
     $("#market-form").hidden = false;
     // Later publishes of this draft become new versions of the same lesson.
@@ -375,7 +454,7 @@ $("#record").addEventListener("click", async () => {
       const events = timeline.slice(i, i + 100).map((it) => ({ id: uuid(), type: it.type, payload: it.payload }));
       await api(`/v1/runs/${encodeURIComponent(run_id)}/events`, { method: "POST", body: { events } });
     }
-    say(status, `Recorded ${timeline.length} events as run ${run_id}.`, "ok");
+    say(status, `Recorded ${timeline.length} steps as a replayable run.`, "ok");
     $("#published").hidden = false;
     $("#published").append(h("p", {}, h("a", { href: `/replay?run=${encodeURIComponent(run_id)}` }, "Replay the recording")));
   } catch (e) {
@@ -390,11 +469,18 @@ $("#market-form").addEventListener("submit", async (ev) => {
   const status = $("#market-status");
   if (!published) return;
   const body = { lesson_id: published.lesson_id, version: published.version, visibility: $("#visibility").value };
-  const price = $("#price").value;
-  if (price !== "") body.price_cents = Math.max(0, Math.round(Number(price)));
+  // The price is typed in currency units (12.50) and sent in cents (1250).
+  const price = $("#price").value.trim();
+  if (price !== "") {
+    const units = Number(price.replace(",", "."));
+    if (!(isFinite(units) && units >= 0 && units <= 10000)) { say(status, "The price is an amount such as 4.99 (or leave it empty for free).", "warn"); return; }
+    body.price_cents = Math.round(units * 100);
+  }
   try {
     const r = await api("/v1/marketplace/listings", { method: "POST", body });
-    say(status, `Submitted: listing ${r.listing_id ?? r.id ?? ""} is ${r.status}. A reviewer will look at it.`, "ok");
+    const id = r.listing_id ?? r.id;
+    say(status, "Submitted for review — a reviewer will look at it.", "ok");
+    if (id) status.append(" ", h("a", { href: `/market?listing=${encodeURIComponent(id)}` }, "See the listing"));
   } catch (e) {
     say(status, describeError(e), "error");
   }

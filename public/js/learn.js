@@ -6,9 +6,9 @@
 //   /learn                               join form and the org's lessons.
 
 import { api, claims, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=caf197cd0e";
+import { ClassroomClient } from "./classroom-client.js?v=8d7c799209";
 import { renderCanvas } from "./canvas.js?v=15e5547fca";
-import { lessonFrames, gradePreview } from "./core.js?v=c4699b6616";
+import { lessonFrames, gradePreview } from "./core.js?v=063f59dfaf";
 import { shell, $, h, say, params, fmtPct, onFirstControl } from "./ui.js?v=832f5b707d";
 
 const frames = new Map();

@@ -3,20 +3,20 @@
 // canvas run like GET /v1/runs/{id}/state?at_seq=, a live session's run like
 // the classroom object); a session's canvas is the lesson frame at the
 // cursor, computed locally from the lesson artifact. Scrubbing asks nothing
-// of the network.
+// of the network. The page opens on "my past sessions" (GET /v1/me/sessions):
+// the classes the person taught or attended and the runs they wrote.
 
 import { api, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=caf197cd0e";
-import { Replay, lessonFrames } from "./core.js?v=c4699b6616";
+import { ClassroomClient } from "./classroom-client.js?v=8d7c799209";
+import { Replay, lessonFrames } from "./core.js?v=063f59dfaf";
 import { renderCanvas } from "./canvas.js?v=15e5547fca";
 import { shell, $, h, say, params } from "./ui.js?v=832f5b707d";
-
-shell();
 
 let events = [];
 let runId = null;
 let lesson = null; // {id, version} for session runs
 let isSession = false;
+let isAttempt = false; // a quiz attempt: answers and a grade, nothing drawn
 let replay = null; // the core's Replay over `events`
 let frames = null; // lessonFrames of the session's lesson, once loaded
 
@@ -26,6 +26,94 @@ let frames = null; // lessonFrames of the session's lesson, once loaded
 // whole run.
 const WINDOW = 20_000;
 let from = 0; // the first seq the scrubber reaches
+let mine = null; // GET /v1/me/sessions, once signed in
+let title = ""; // the lesson's title, when known
+
+// ---------------------------------------------------------------- my past sessions
+
+const STATUS_WORD = { waiting: "not started", live: "live", paused: "paused", ended: "ended" };
+const day = (iso) => {
+  const d = new Date(iso);
+  return isNaN(d) ? "" : d.toLocaleString("en-GB", { day: "numeric", month: "long", year: "numeric", hour: "2-digit", minute: "2-digit" });
+};
+const sessionHref = (s) => `/replay?run=${encodeURIComponent(s.run_id)}&lesson=${encodeURIComponent(s.lesson_id)}&version=${s.version}`;
+
+async function loadMine() {
+  const status = $("#mine-status");
+  if (!getToken()) {
+    mine = null;
+    $("#my-sessions").replaceChildren();
+    $("#my-runs").replaceChildren();
+    say(status, "Sign in (top right) to see the classes you taught or attended.", "info");
+    return;
+  }
+  try {
+    mine = await api("/v1/me/sessions");
+  } catch (e) {
+    say(status, describeError(e), "error");
+    return;
+  }
+  say(status, "");
+  $("#my-sessions").replaceChildren(...(mine.sessions.length ? mine.sessions.map((s) => h("li", { "data-session": s.session_id, "data-run": s.run_id },
+    h("a", { href: sessionHref(s) }, s.title || "Untitled lesson"),
+    h("span", { class: "badge" }, s.role === "teacher" ? "You taught" : "You attended"),
+    h("span", { class: "muted" }, `${day(s.created_at)} · ${STATUS_WORD[s.status] ?? s.status} · code ${s.join_code}`)))
+    : [h("li", { class: "hint" }, "No classes yet: the ones you teach or join appear here.")]));
+  $("#my-runs").replaceChildren(...(mine.runs.length ? mine.runs.map((r) => h("li", { "data-run": r.run_id },
+    h("a", { href: r.lesson_id ? `/replay?run=${encodeURIComponent(r.run_id)}&lesson=${encodeURIComponent(r.lesson_id)}&version=${r.version}` : `/replay?run=${encodeURIComponent(r.run_id)}` },
+      r.kind === "attempt" ? `Quiz attempt: ${r.title ?? "a lesson"}` : r.kind === "recording" ? "Canvas recording" : `Run (${r.kind})`),
+    h("span", { class: "muted" }, day(r.created_at))))
+    : [h("li", { class: "hint" }, "No recordings or attempts yet.")]));
+}
+
+// ---------------------------------------------------------------- events in words
+
+// What happened, as a person says it. The canvas names are the ones the
+// elements have at that event (kept while walking the run once).
+const KIND_WORD = { box: "Box", label: "Label", dot: "Dot", image: "Image", line: "Line" };
+function describeEvents(list) {
+  const names = new Map();
+  const named = (id) => {
+    const n = names.get(id);
+    return n ? `${KIND_WORD[n.kind] ?? "Element"} “${n.text}”` : "An element";
+  };
+  return list.map((e) => {
+    const p = e.payload || {};
+    switch (e.type) {
+      case "session.started": return "Class started";
+      case "cursor.moved": return `Moved to step ${p.step}`;
+      case "annotation.added": return "Drew on the canvas";
+      case "annotations.cleared": return "Cleared the drawings";
+      case "session.paused": return p.reason === "teacher_disconnected" ? "Paused: the teacher lost the connection" : "Paused by the teacher";
+      case "session.resumed": return "Class resumed";
+      case "session.ended": return "Class ended";
+      case "question.asked": return `Question asked: “${p.text}”`;
+      case "question.answered": return `Question answered: “${p.text}”`;
+      case "quiz.responded": return `Quiz answer from ${p.learner_id}`;
+      case "explanation.requested": return `Explanation asked for step ${p.step}`;
+      case "explanation.ready": return `Explanation ready for step ${p.step}`;
+      case "element.added":
+        names.set(p.id, { kind: p.kind, text: p.label ?? p.text ?? p.id });
+        return `${named(p.id)} added`;
+      case "element.moved": return `${named(p.id)} moved`;
+      case "element.updated": {
+        const text = p.label ?? p.text;
+        const before = named(p.id);
+        if (text !== undefined && names.has(p.id)) names.get(p.id).text = text;
+        return text !== undefined ? `${before} renamed “${text}”` : `${before} changed`;
+      }
+      case "element.removed": return `${named(p.id)} removed`;
+      case "edge.added": return `${named(p.from)} connected to ${named(p.to)}`;
+      case "edge.removed": return "Connection removed";
+      case "narration": return `Narration: “${p.text}”`;
+      case "chapter": return `Chapter “${p.title}” begins`;
+      case "attempt.answered": return `Answered ${p.question_id}: choice ${Number(p.choice) + 1}`;
+      case "attempt.submitted": return `Submitted ${p.answers} answer${p.answers === 1 ? "" : "s"}`;
+      case "attempt.graded": return `Graded: ${Math.round((p.score ?? 0) * 100)}%, ${p.passed ? "passed" : "not passed"}`;
+      default: return e.type.replace(/[._]/g, " ").replace(/^./, (c) => c.toUpperCase());
+    }
+  });
+}
 
 async function loadEvents(id, after = 0) {
   const out = [];
@@ -57,6 +145,12 @@ async function load() {
   runId = p.get("run");
   lesson = p.get("lesson") ? { id: p.get("lesson"), version: Number(p.get("version")) } : null;
   try {
+    await minePromise;
+    const known = !runId && mine?.sessions.find((s) => s.session_id === p.get("session"));
+    if (known) {
+      runId = known.run_id;
+      lesson = { id: known.lesson_id, version: known.version };
+    }
     if (!runId && p.get("session")) {
       say(status, "Looking up the session…");
       const cfg = await sessionConfig(p.get("session"));
@@ -64,10 +158,18 @@ async function load() {
       lesson = { id: cfg.lesson_id, version: cfg.version };
     }
     if (!runId) return;
-    $("#run").value = runId;
     say(status, "Loading events…");
-    const head = await api(`/v1/runs/${encodeURIComponent(runId)}/events?after=0&limit=1000`);
+    let head;
+    try {
+      head = await api(`/v1/runs/${encodeURIComponent(runId)}/events?after=0&limit=1000`);
+    } catch (e) {
+      // A session id typed in the box: its run is found through the session.
+      if (e.status !== 404 || lesson || p.get("session")) throw e;
+      location.replace(`/replay?session=${encodeURIComponent(runId)}`);
+      return;
+    }
     isSession = head.events.some((e) => e.type.startsWith("session.") || e.type === "cursor.moved");
+    isAttempt = head.events.length > 0 && head.events.every((e) => e.type.startsWith("attempt."));
     replay = new Replay(isSession ? "session" : "canvas");
     if (!isSession && head.last_seq > WINDOW) {
       const cp = await api(`/v1/runs/${encodeURIComponent(runId)}/state?at_seq=${head.last_seq - WINDOW}`);
@@ -79,32 +181,59 @@ async function load() {
       events = await loadEvents(runId);
     }
     replay.push(events);
-    if (isSession && lesson) {
+    if (lesson) {
       try {
-        frames = lessonFrames(await api(`/v1/lessons/${encodeURIComponent(lesson.id)}/versions/${lesson.version}`));
+        const artifact = await api(`/v1/lessons/${encodeURIComponent(lesson.id)}/versions/${lesson.version}`);
+        title = artifact.title || "";
+        if (isSession) frames = lessonFrames(artifact);
       } catch (e) {
         say(status, `The lesson cannot be loaded: ${describeError(e)}`, "error");
       }
     }
     $("#player").hidden = false;
-    $("#title").textContent = isSession ? `Session run ${runId.slice(0, 8)}…` : `Run ${runId.slice(0, 8)}…`;
+    $("#qa-panel").hidden = !isSession;
+    // Once a run is open, the pick list moves below it.
+    $("#main").append($("#mine"));
+    const kind = isSession ? "Class" : isAttempt ? "Quiz attempt" : "Recording";
+    $("#title").textContent = title ? `${kind}: ${title}` : isSession ? "Class replay" : isAttempt ? "Quiz attempt" : "Canvas recording";
+    $("#canvas").hidden = isAttempt;
+    document.title = `${$("#title").textContent} · Replay · Dropple`;
     const last = events.at(-1)?.seq ?? 0;
     $("#seq").max = String(last);
     $("#seq").min = String(from);
     $("#last").textContent = String(last);
-    $("#events").replaceChildren(...events.map((e) => h("li", { "data-seq": e.seq },
-      h("button", { type: "button", class: "link", onclick: () => show(e.seq) }, `#${e.seq}`),
-      h("span", {}, ` ${e.type} `), h("span", { class: "muted" }, `${summary(e)} · ${new Date(e.timestamp).toLocaleTimeString()}`))));
+    const words = describeEvents(events);
+    $("#events").replaceChildren(...events.map((e, n) => h("li", { "data-seq": e.seq, "data-type": e.type },
+      h("button", { type: "button", class: "link", onclick: () => show(e.seq), "aria-label": `Go to event ${e.seq}: ${words[n]}` }, `#${e.seq}`),
+      h("span", { class: "what" }, words[n]), h("span", { class: "muted" }, new Date(e.timestamp).toLocaleTimeString("en-GB")))));
+    wordsBySeq = new Map(events.map((e, n) => [e.seq, words[n]]));
     say(status, events.length ? "" : "This run has no events yet.", "info");
     await show(Number(p.get("seq") ?? last));
   } catch (e) {
-    say(status, e.status === 403 ? "Only the run's org's authors, teachers and governors can replay it." : describeError(e), "error");
+    say(status, e.status === 403 ? "You can replay the classes you taught or attended and your own runs; this one is not among them." : e.status === 404 ? "Nothing with this id: pick one of your sessions below, or check the id." : describeError(e), "error");
   }
 }
 
-function summary(e) {
-  const p = e.payload || {};
-  return p.text ?? p.title ?? p.label ?? (p.step !== undefined ? `step ${p.step}` : p.id ?? "");
+let wordsBySeq = new Map();
+
+/** Scroll the event list (only the list, never the page) so `li` shows. */
+function keepInList(list, li) {
+  const top = li.offsetTop - list.offsetTop;
+  if (top < list.scrollTop) list.scrollTop = top;
+  else if (top + li.offsetHeight > list.scrollTop + list.clientHeight) list.scrollTop = top + li.offsetHeight - list.clientHeight;
+}
+
+/** Questions asked up to this point, each with its answer if it had one by then. */
+function showQuestions(state) {
+  const qs = state.questions || [];
+  $("#qa").replaceChildren(...(qs.length ? qs.map((q) => h("li", { "data-question": q.id },
+    h("p", { class: "qa-q" }, h("strong", {}, `${q.asker_id}: `), q.text),
+    q.answer ? h("p", { class: "qa-a", "data-testid": "qa-answer" }, `Teacher: ${q.answer}`) : h("p", { class: "muted" }, "Not answered yet")))
+    : [h("li", { class: "hint" }, "No questions yet at this point.")]));
+  const quiz = Object.entries(state.quiz_responses || {});
+  $("#quiz-summary").textContent = quiz.length
+    ? `Quiz answers so far: ${quiz.map(([id, who]) => `${id} — ${Object.keys(who).length}`).join(", ")}`
+    : "";
 }
 
 async function show(seq) {
@@ -113,15 +242,21 @@ async function show(seq) {
   $("#seq").value = String(seq);
   $("#seq-out").textContent = String(seq);
   const ev = events.find((e) => e.seq === seq);
-  $("#seq-time").textContent = ev ? `· ${new Date(ev.timestamp).toLocaleString()}` : "";
-  for (const li of $("#events").children) li.toggleAttribute("aria-current", Number(li.dataset.seq) === seq);
+  $("#seq-time").textContent = ev ? `· ${day(new Date(ev.timestamp).toISOString())}:${String(new Date(ev.timestamp).getSeconds()).padStart(2, "0")}` : "";
+  for (const li of $("#events").children) {
+    const here = Number(li.dataset.seq) === seq;
+    li.toggleAttribute("aria-current", here);
+    if (here) keepInList($("#events"), li);
+  }
+  $("#now").textContent = ev ? `Now: ${wordsBySeq.get(seq) ?? ev.type}` : seq === 0 ? "The start, before any event" : "";
   if (!replay) return;
   const r = replay.stateAt(seq);
   if (isSession) {
     const state = r.state;
     const badge = $("#session-status");
     badge.hidden = false;
-    badge.textContent = `${state.status} · cursor ${state.cursor.step} · ${state.questions.length} questions`;
+    badge.textContent = `${STATUS_WORD[state.status] ?? state.status} · cursor ${state.cursor.step} · ${state.questions.length} question${state.questions.length === 1 ? "" : "s"}`;
+    showQuestions(state);
     if (!frames) { $("#canvas").textContent = "Open this replay from the teacher console to see the lesson frames."; return; }
     renderCanvas($("#canvas"), frames.frame(state.cursor.step), { step: state.cursor.step, annotations: state.annotations, label: `Session at event ${seq}` });
   } else {
@@ -161,14 +296,27 @@ $("#time-form").addEventListener("submit", async (ev) => {
     say($("#status"), describeError(e), "error");
   }
 });
-$("#load-form").addEventListener("submit", (ev) => {
+// One box: a join code, a session id or a run id.
+$("#load-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
-  const run = $("#run").value.trim();
-  const session = $("#session").value.trim();
-  const q = new URLSearchParams();
-  if (run) q.set("run", run);
-  else if (session) q.set("session", session);
-  location.search = q.toString();
+  const text = $("#run").value.trim();
+  if (!text) return;
+  const code = text.replace(/[\s-]/g, "").toUpperCase();
+  const known = mine?.sessions.find((s) => s.join_code === code || s.session_id === text || s.run_id === text);
+  if (known) { location.href = sessionHref(known); return; }
+  if (code.length <= 8) {
+    // A code of a class still open (an ended one is found in "my past sessions").
+    try {
+      const { session_id } = await api(`/v1/join/${encodeURIComponent(code)}`);
+      location.search = new URLSearchParams({ session: session_id }).toString();
+    } catch (e) {
+      say($("#status"), e.status === 404 ? `No class with the code ${code}: it may have ended before you joined it, or the code is mistyped.` : describeError(e), "error");
+    }
+    return;
+  }
+  location.search = new URLSearchParams({ run: text }).toString();
 });
 
+let minePromise = null;
+shell({ onAuth: () => { minePromise = loadMine(); } });
 load();

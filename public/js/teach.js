@@ -4,9 +4,9 @@
 // server's (what learners see), never a local guess.
 
 import { api, claims, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=caf197cd0e";
+import { ClassroomClient } from "./classroom-client.js?v=8d7c799209";
 import { renderCanvas } from "./canvas.js?v=15e5547fca";
-import { lessonFrames } from "./core.js?v=c4699b6616";
+import { lessonFrames } from "./core.js?v=063f59dfaf";
 import { shell, $, h, say, params } from "./ui.js?v=832f5b707d";
 
 const SAVED = "dropple.teach.sessions";

@@ -8,7 +8,7 @@
 // last status list seen.
 
 import { api, describeError } from "./api.js?v=f3c5674699";
-import { verifyCredential, statusEntry } from "./core.js?v=c4699b6616";
+import { verifyCredential, statusEntry } from "./core.js?v=063f59dfaf";
 import { shell, $, h, say, params, onFirstControl } from "./ui.js?v=832f5b707d";
 
 shell();
@@ -61,26 +61,84 @@ function badge(el, valid, text) {
   el.dataset.valid = String(valid);
 }
 
+/** Forget the last verdict: a new text is judged on its own. */
+function clearResult() {
+  const verdict = $("#verdict");
+  verdict.hidden = true;
+  verdict.textContent = "";
+  delete verdict.dataset.valid;
+  $("#certificate").hidden = true;
+  $("#checks").hidden = true;
+  $("#result-empty").hidden = false;
+  $("#browser-checks").replaceChildren();
+  $("#server-checks").replaceChildren();
+  for (const b of [$("#browser-verdict"), $("#server-verdict")]) {
+    b.textContent = "—";
+    b.className = "badge";
+    delete b.dataset.valid;
+  }
+}
+
+// The recipient as the credential names them: a Dropple learner id, or
+// whatever URI another issuer used.
+const recipientOf = (subject) => {
+  const id = String(subject?.name ?? subject?.id ?? "");
+  return id.replace(/^urn:dropple:learner:/, "") || "(no recipient named)";
+};
+const dateInWords = (iso) => {
+  const d = new Date(iso);
+  return isNaN(d) ? String(iso ?? "an unknown date") : d.toLocaleDateString("en-GB", { day: "numeric", month: "long", year: "numeric" });
+};
+
+// A pasted credential travels in the link's fragment (never sent to any
+// server): /verify#credential=<base64url of its JSON>.
+const toBase64Url = (text) => btoa(String.fromCharCode(...new TextEncoder().encode(text))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+const fromBase64Url = (b64) => new TextDecoder().decode(Uint8Array.from(atob(b64.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0)));
+
+function showCertificate(doc, link) {
+  const subject = doc?.credentialSubject;
+  const score = Array.isArray(subject?.result) ? subject.result[0]?.value : undefined;
+  $("#cert-recipient").textContent = recipientOf(subject);
+  $("#cert-name").textContent = subject?.achievement?.name ?? doc?.name ?? "(an unnamed achievement)";
+  $("#cert-score").textContent = score !== undefined ? `with a score of ${score}%` : "";
+  $("#cert-date").textContent = dateInWords(doc?.validFrom);
+  $("#cert-issuer").textContent = doc?.issuer?.name ?? issuerId(doc) ?? "an unnamed issuer";
+  $("#share-link").href = link;
+  $("#cert-share").hidden = false;
+  delete $("#certificate").dataset.valid;
+  $("#certificate").hidden = false;
+}
+
 async function run() {
   const verdict = $("#verdict");
   const status = $("#load-status");
   say(status, "");
+  clearResult();
+  const text = $("#credential").value.trim();
+  if (!text) {
+    say(status, "Paste a certificate (its JSON text) or type a certificate id first.", "warn");
+    return;
+  }
   let doc;
   try {
-    doc = JSON.parse($("#credential").value);
-  } catch (e) {
-    say(status, `That is not JSON: ${e.message}`, "error");
+    doc = JSON.parse(text);
+  } catch {
+    say(status, /^\{/.test(text) && !/\}\s*$/.test(text)
+      ? "This certificate text is cut off: it ends before the closing brace. Copy the whole credential, from the first { to the last }, and paste it again."
+      : "This is not a certificate: the text is not valid JSON. Copy the whole credential file and paste it again.", "error");
+    return;
+  }
+  if (!doc || typeof doc !== "object" || Array.isArray(doc)) {
+    say(status, "This is not a certificate: it should be one JSON object with a credentialSubject and a proof.", "error");
     return;
   }
   verdict.hidden = false;
   verdict.textContent = "Checking…";
-  delete verdict.dataset.valid;
-  const subject = doc?.credentialSubject;
-  $("#summary").replaceChildren(
-    doc?.name ? h("p", {}, h("strong", {}, doc.name)) : null,
-    subject?.achievement?.name ? h("p", {}, `Achievement: ${subject.achievement.name}`) : null,
-    doc?.validFrom ? h("p", { class: "muted" }, `Issued ${doc.validFrom} by ${doc.issuer?.name ?? issuerId(doc) ?? "?"}`) : null,
-  );
+  $("#checks").hidden = false;
+  $("#result-empty").hidden = true;
+  // The link carries the credential itself, so anyone opens it, signed in or
+  // not (a ?id= link opens only for the learner and their school).
+  showCertificate(doc, `${location.origin}/verify#credential=${toBase64Url(JSON.stringify(doc))}`);
   const [browser, server] = await Promise.all([
     browserVerify($("#credential").value, doc).catch((e) => [{ name: "browser", ok: false, detail: e.message }]),
     api("/v1/certificates/verify", { method: "POST", body: doc, auth: false }).catch((e) => ({ error: e })),
@@ -101,6 +159,7 @@ async function run() {
   const valid = browserValid && serverValid !== false;
   verdict.dataset.valid = String(valid);
   verdict.textContent = valid ? (serverValid === null ? "Valid (checked in the browser only)" : "Valid — the signature and every check hold") : "Invalid — see the failed checks";
+  $("#certificate").dataset.valid = String(valid);
 }
 
 async function load(id) {
@@ -112,11 +171,28 @@ async function load(id) {
     say(status, "");
     await run();
   } catch (e) {
-    say(status, describeError(e), "error");
+    clearResult();
+    const why = e.status === 401 || e.status === 403
+      ? "Only the certificate's learner, or a teacher or governor of their school, opens it by id: sign in as one of them, or ask for its shared link."
+      : e.status === 404 ? "No certificate has this id. Check the id, or paste the certificate itself." : describeError(e);
+    say(status, why, "error");
   }
 }
 
-$("#verify").addEventListener("click", run);
+$("#verify").addEventListener("click", () => {
+  // A pasted text is its own certificate: the link no longer names an id.
+  if (params().get("id")) history.replaceState(null, "", "/verify");
+  run();
+});
+$("#credential").addEventListener("input", () => { if (!$("#verdict").hidden) clearResult(); });
+$("#copy-link").addEventListener("click", async () => {
+  try {
+    await navigator.clipboard.writeText($("#share-link").href);
+    say($("#load-status"), "Link copied: whoever opens it sees this certificate checked in their browser.", "ok");
+  } catch {
+    say($("#load-status"), "Copy the link from “Link to this certificate” (your browser did not allow copying).", "info");
+  }
+});
 $("#load-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
   const id = $("#cert-id").value.trim();
@@ -125,8 +201,18 @@ $("#load-form").addEventListener("submit", (ev) => {
     load(id);
   }
 });
+// Opened from a link: the certificate comes first, the paste box after it.
 const initial = params().get("id");
+const shared = location.hash.startsWith("#credential=") ? location.hash.slice("#credential=".length) : "";
+if (initial || shared) $("#result").parentElement.prepend($("#result"));
 if (initial) {
   $("#cert-id").value = initial;
   load(initial);
+} else if (shared) {
+  try {
+    $("#credential").value = JSON.stringify(JSON.parse(fromBase64Url(decodeURIComponent(shared))), null, 2);
+    run();
+  } catch {
+    say($("#load-status"), "This link's certificate is damaged (cut off or changed): ask for the link again.", "error");
+  }
 }

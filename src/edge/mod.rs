@@ -110,6 +110,7 @@ async fn route(ctx: &mut Ctx) -> AppResult<Response> {
         ["v1", "runs", rest @ ..] => runs::route(ctx, rest).await,
         ["v1", "sessions", rest @ ..] => sessions::route(ctx, rest).await,
         ["v1", "join", code] => sessions::join(ctx, code).await,
+        ["v1", "me", "sessions"] => sessions::mine(ctx).await,
         ["v1", "attempts", rest @ ..] => certificates::attempts_route(ctx, rest).await,
         ["v1", "certificates", rest @ ..] => certificates::certificates_route(ctx, rest).await,
         ["v1", "issuer"] => certificates::issuer(ctx).await,

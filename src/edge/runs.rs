@@ -13,7 +13,7 @@ use super::store::{self, i, t, u};
 use crate::chain;
 use crate::error::{AppError, AppResult};
 use crate::identity::Claims;
-use crate::policy::{self, Action, Scope};
+use crate::policy::{self, Action, Decision, Scope};
 use crate::run::{self, Checkpoint, Event, NewEvent};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -109,6 +109,14 @@ pub async fn load_run(db: &Db, id: &str) -> AppResult<Option<RunRow>> {
 pub async fn authorized_run(db: &Db, claims: &Claims, id: &str, action: Action) -> AppResult<RunRow> {
     let run = load_run(db, id).await?.ok_or_else(|| AppError::not_found("run"))?;
     let scope = Scope { same_org: run.org == claims.org, owner: run.creator == claims.sub };
+    if action == Action::RunRead && scope.same_org && policy::decide(&claims.roles, action, scope) != Decision::Allow {
+        // Not a reader of the org's runs: one who took part in it replays it
+        // (attendance is looked up only here, never for the org's readers).
+        let attended = run.kind == "session" && super::sessions::attended(db, &run.id, &claims.sub).await?;
+        let participant = Scope { same_org: true, owner: scope.owner || attended };
+        policy::authorize(claims, Action::RunReplay, participant, "run")?;
+        return Ok(run);
+    }
     policy::authorize(claims, action, scope, "run")?;
     Ok(run)
 }

@@ -24,6 +24,7 @@ pub struct SessionRow {
     pub id: String,
     pub org: String,
     pub teacher_id: String,
+    pub run_id: String,
 }
 
 pub async fn route(ctx: &mut Ctx, rest: &[&str]) -> AppResult<Response> {
@@ -79,7 +80,7 @@ pub async fn join(ctx: &mut Ctx, code: &str) -> AppResult<Response> {
 
 pub async fn load_session(ctx: &Ctx, id: &str) -> AppResult<SessionRow> {
     let db = ctx.db()?;
-    store::first(&db, "SELECT id, org, teacher_id FROM sessions WHERE id = ?1", &[t(id)])
+    store::first(&db, "SELECT id, org, teacher_id, run_id FROM sessions WHERE id = ?1", &[t(id)])
         .await?
         .ok_or_else(|| AppError::not_found("session"))
 }
@@ -225,13 +226,104 @@ async fn connect(ctx: &mut Ctx, id: &str, door: &str) -> AppResult<Response> {
     let role = if teacher && door == "ws" { "teacher" } else { "observer" };
     let db = ctx.db()?;
     let (_, limits) = system::org_limits(ctx, &db, &session.org).await?;
-    to_object(
-        ctx,
-        &session.id,
-        &format!("/{door}"),
-        Method::Get,
-        None,
-        Some((&claims, role, limits.observers_per_session)),
+    let path = format!("/{door}");
+    let door =
+        to_object(ctx, &session.id, &path, Method::Get, None, Some((&claims, role, limits.observers_per_session)));
+    if session.teacher_id == claims.sub {
+        return door.await;
+    }
+    // Attendance is written once per connection, beside the object's answer
+    // (not after it, not per message): the person's "past sessions" and
+    // their right to replay this class.
+    let (resp, recorded) =
+        futures_util::future::join(door, record_attendance(&db, &session, &claims.sub, ctx.now_ms)).await;
+    if let Err(e) = recorded {
+        worker::console_error!(
+            "{}",
+            json!({"msg": "attendance not recorded", "session": session.id, "error": e.to_string()})
+        );
+    }
+    resp
+}
+
+async fn record_attendance(db: &store::Db, session: &SessionRow, user: &str, now_ms: i64) -> AppResult<()> {
+    store::run(
+        db,
+        "INSERT OR IGNORE INTO attendance (run_id, user_id, session_id, org, joined_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        &[t(&session.run_id), t(user), t(&session.id), t(&session.org), i(now_ms)],
     )
     .await
+}
+
+/// Did `user` attend the session this run records?
+pub async fn attended(db: &store::Db, run_id: &str, user: &str) -> AppResult<bool> {
+    #[derive(Deserialize)]
+    struct One {
+        #[allow(dead_code)]
+        one: i64,
+    }
+    let row: Option<One> =
+        store::first(db, "SELECT 1 AS one FROM attendance WHERE run_id = ?1 AND user_id = ?2", &[t(run_id), t(user)])
+            .await?;
+    Ok(row.is_some())
+}
+
+/// `GET /v1/me/sessions`: the caller's past and open sessions (taught or
+/// attended) and the runs they wrote themselves (recordings, attempts),
+/// newest first, for /replay to pick from.
+pub async fn mine(ctx: &mut Ctx) -> AppResult<Response> {
+    allow(&ctx.method(), &[Method::Get])?;
+    let claims = ctx.claims()?;
+    let db = ctx.db()?;
+    #[derive(Deserialize)]
+    struct MySession {
+        session_id: String,
+        run_id: String,
+        lesson_id: String,
+        version: u32,
+        title: String,
+        join_code: String,
+        status: String,
+        role: String,
+        created_at: i64,
+    }
+    #[derive(Deserialize)]
+    struct MyRun {
+        run_id: String,
+        kind: String,
+        created_at: i64,
+        lesson_id: Option<String>,
+        version: Option<u32>,
+        title: Option<String>,
+    }
+    let sessions: Vec<MySession> = store::all(
+        &db,
+        "SELECT s.id AS session_id, s.run_id, s.lesson_id, s.version, COALESCE(v.title, '') AS title, s.join_code, s.status, \
+         CASE WHEN s.teacher_id = ?2 THEN 'teacher' ELSE 'attendee' END AS role, s.created_at \
+         FROM sessions s LEFT JOIN lesson_versions v ON v.lesson_id = s.lesson_id AND v.version = s.version \
+         WHERE s.org = ?1 AND (s.teacher_id = ?2 OR s.run_id IN (SELECT run_id FROM attendance WHERE org = ?1 AND user_id = ?2)) \
+         ORDER BY s.created_at DESC LIMIT 50",
+        &[t(&claims.org), t(&claims.sub)],
+    )
+    .await?;
+    let runs: Vec<MyRun> = store::all(
+        &db,
+        "SELECT r.id AS run_id, r.kind, r.created_at, a.lesson_id, a.version, v.title \
+         FROM runs r LEFT JOIN attempts a ON a.run_id = r.id AND a.learner_id = r.creator \
+         LEFT JOIN lesson_versions v ON v.lesson_id = a.lesson_id AND v.version = a.version \
+         WHERE r.org = ?1 AND r.creator = ?2 AND r.kind != 'session' ORDER BY r.created_at DESC LIMIT 50",
+        &[t(&claims.org), t(&claims.sub)],
+    )
+    .await?;
+    ok(json!({
+        "sessions": sessions.iter().map(|s| json!({
+            "session_id": s.session_id, "run_id": s.run_id, "lesson_id": s.lesson_id, "version": s.version,
+            "title": s.title, "join_code": s.join_code, "status": s.status, "role": s.role,
+            "created_at": crate::run::rfc3339_ms(s.created_at),
+        })).collect::<Vec<_>>(),
+        "runs": runs.iter().map(|r| json!({
+            "run_id": r.run_id, "kind": r.kind, "lesson_id": r.lesson_id, "version": r.version, "title": r.title,
+            "created_at": crate::run::rfc3339_ms(r.created_at),
+        })).collect::<Vec<_>>(),
+    }))
 }
