@@ -2,7 +2,7 @@
 // state: a temporary persistence directory, migrations applied, a free
 // loopback port. Always stopped by `stop()`, which tests call in `after`.
 import { spawn, spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
@@ -87,7 +87,10 @@ export async function startWorker({ persistDir, port, vars = {}, keepState = fal
       }
     }
     // Debugging aid: WORKER_LOG_DIR=/tmp/x keeps each worker's output.
-    if (process.env.WORKER_LOG_DIR) writeFileSync(join(process.env.WORKER_LOG_DIR, `worker-${p}-${child.pid}.log`), log);
+    if (process.env.WORKER_LOG_DIR) {
+      mkdirSync(process.env.WORKER_LOG_DIR, { recursive: true });
+      writeFileSync(join(process.env.WORKER_LOG_DIR, `worker-${p}-${child.pid}.log`), log);
+    }
     if (!persistDir && !keepState) rmSync(dir, { recursive: true, force: true });
   };
   // A crash, not a shutdown: the whole process group dies at once (recovery tests).
