@@ -198,7 +198,7 @@ async function append(api, base) {
   };
 }
 
-async function replay(api, base) {
+async function replay(api, base, { browser = true } = {}) {
   const author = await api.token("recorder", ORG, ["author"]);
   const out = [];
   for (const n of [10_000, 100_000]) {
@@ -237,7 +237,7 @@ async function replay(api, base) {
       ver.push(v.ms);
     }
     const row = { n, cold: cold.ms, warm: median(warm), tail: median(tail), scan: median(scan), verify: median(ver) };
-    if (n === 100_000) row.browser = await browserScrub(api, author, run, n, cold.r.json.hash);
+    if (n === 100_000 && browser) row.browser = await browserScrub(api, author, run, n, cold.r.json.hash);
     out.push(row);
   }
   return out;
@@ -411,7 +411,10 @@ async function main() {
   const coreSize = { raw: coreWasm.length, gz: gzipSync(coreWasm, { level: 9 }).length, js: gzipSync(coreJs, { level: 9 }).length };
 
   // BENCH_QUICK=1 skips the slow, independent parts while working on the rest.
-  const quick = process.env.BENCH_QUICK === "1";
+  // BENCH_ONLY=append,replay (any of: append, replay, browser) measures only
+  // those sections and prints their figures, without rewriting BENCHMARKS.md.
+  const only = process.env.BENCH_ONLY ? process.env.BENCH_ONLY.split(",").map((x) => x.trim()) : null;
+  const quick = process.env.BENCH_QUICK === "1" || only !== null;
   log("hot path (native, callgrind)");
   const hot = quick ? { ours: {}, core: {}, base: {} } : hotPath();
   log("time to first response");
@@ -424,6 +427,26 @@ async function main() {
   let fan, app, rep, market;
   try {
     must(await api.call("PUT", `/v1/dev/orgs/${ORG}/plan`, { body: { plan: "enterprise" } }), 200, "plan");
+    if (only) {
+      // BENCH_ONLY: measure the named sections, print their rows, leave BENCHMARKS.md alone.
+      if (only.includes("append")) {
+        log("append");
+        const a = await append(api, base);
+        for (const [k, v] of Object.entries({ single: a.single, batched: a.batched })) {
+          console.log(`append ${k} (events/s): ours ${int(v.ours)}, raw ${int(v.base)}, ${ratio(v.ours, v.base)}`);
+        }
+        for (const p of [50, 99]) {
+          console.log(`append one event p${p} (ms): ours ${f2(pct(a.latency.ours, p))}, raw ${f2(pct(a.latency.base, p))}, ${ratio(pct(a.latency.ours, p), pct(a.latency.base, p))}`);
+        }
+      }
+      if (only.includes("replay")) {
+        log("replay");
+        for (const r of await replay(api, base, { browser: only.includes("browser") })) {
+          console.log(`replay ${int(r.n)}: cold ${f1(r.cold)} ms, scan ${f1(r.scan)} ms, ${ratio(r.cold, r.scan)}; from checkpoints ${f1(r.warm)}; tail ${f1(r.tail)}; verify ${f1(r.verify)}`);
+        }
+      }
+      return;
+    }
     fan = await fanout(ours, base, api);
     log("append");
     app = await append(api, base);

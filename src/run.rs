@@ -6,6 +6,7 @@ use crate::canonical::canonical_sha256;
 use crate::error::{AppError, AppResult};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 pub const MAX_BATCH_EVENTS: usize = 100;
@@ -270,6 +271,32 @@ pub fn replay<'a>(
     (state, seq, new_checkpoints)
 }
 
+/// One row of a replay page as the event store writes it: `[seq, type, payload]`.
+/// The type is borrowed from the page text; the payload is parsed once, here.
+#[derive(Debug, Deserialize)]
+pub struct PageRow<'a>(pub u64, #[serde(borrow)] pub Cow<'a, str>, pub Value);
+
+/// Fold one page of a replay (rows in seq order) onto `state`, which stands
+/// at `*seq`. Returns the state at the page's last multiple of `every`: the
+/// one checkpoint worth storing from the page (a first replay of a long run
+/// then keeps one state per page, and clones and hashes nothing else).
+pub fn fold_page(state: &mut Canvas, seq: &mut u64, rows: &[PageRow<'_>], every: u64) -> Option<(u64, Canvas)> {
+    let last = rows.last().map_or(*seq, |r| r.0);
+    let keep_at = if every > 0 { last / every * every } else { 0 };
+    let mut kept = None;
+    for PageRow(at, kind, payload) in rows {
+        if *at <= *seq {
+            continue;
+        }
+        state.apply(kind, payload);
+        *seq = *at;
+        if *at == keep_at {
+            kept = Some((*at, state.clone()));
+        }
+    }
+    kept
+}
+
 /// ms since the epoch → RFC 3339 with milliseconds, UTC.
 pub fn rfc3339_ms(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
@@ -446,6 +473,32 @@ mod tests {
             let (prefix, _, _) = replay(None, &events[..cut], 0);
             let (again, _, _) = replay(None, &events[..cut], every);
             prop_assert_eq!(prefix, again);
+        }
+
+        /// Folding page by page (as the edge's cold replay does) gives the
+        /// state `replay` gives, and keeps exactly `replay`'s checkpoint at
+        /// each page's last multiple of K.
+        #[test]
+        fn paged_fold_equals_replay(items in prop::collection::vec(arb_event(), 0..80), every in 1u64..12, page in 1usize..30) {
+            let events: Vec<Event> = items.iter().enumerate().map(|(i, (k, p))| ev(i as u64 + 1, k, p.clone())).collect();
+            let (full, last, checkpoints) = replay(None, &events, every);
+            let (mut state, mut seq) = (Canvas::default(), 0);
+            for chunk in events.chunks(page) {
+                let rows: Vec<PageRow> = chunk.iter().map(|e| PageRow(e.seq, Cow::Borrowed(e.kind.as_str()), e.payload.clone())).collect();
+                let before = seq;
+                let kept = fold_page(&mut state, &mut seq, &rows, every);
+                let expected = checkpoints.iter().filter(|c| c.seq > before && c.seq <= seq).last();
+                let kept = kept.map(|(s, c)| Checkpoint::of(s, c));
+                prop_assert_eq!(kept.as_ref(), expected);
+            }
+            prop_assert_eq!(seq, last);
+            prop_assert_eq!(serde_json::to_string(&state).unwrap(), serde_json::to_string(&full).unwrap());
+            // The page text parses into the same rows.
+            let text = serde_json::to_string(&events.iter().map(|e| json!([e.seq, e.kind, e.payload])).collect::<Vec<_>>()).unwrap();
+            let parsed: Vec<PageRow> = serde_json::from_str(&text).unwrap();
+            let (mut again, mut at) = (Canvas::default(), 0);
+            fold_page(&mut again, &mut at, &parsed, 0);
+            prop_assert_eq!(again, full);
         }
 
         #[test]
