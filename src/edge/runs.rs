@@ -20,7 +20,7 @@ use crate::run::{self, Checkpoint, Event, NewEvent};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use worker::{Method, Response};
 
 #[derive(Clone, Deserialize)]
@@ -110,7 +110,7 @@ thread_local! {
     /// once written) and the head (seq, hash) its last append to each left.
     /// The head is a hint, never trusted: an append sealed after it lands
     /// only if SQL finds the run's last hash still equal to it.
-    static KNOWN: RefCell<HashMap<String, Known>> = RefCell::new(HashMap::new());
+    static KNOWN: RefCell<BTreeMap<String, Known>> = const { RefCell::new(BTreeMap::new()) };
 }
 
 #[derive(Default)]
@@ -566,9 +566,10 @@ async fn start_replay_page(db: &Db, run_id: &str, after: u64, to: u64) -> AppRes
     store::start(db, REPLAY_SQL, &[t(run_id), u(after), u(to), u(REPLAY_PAGE)]).await
 }
 
-/// The rows of a replay page whose text D1 could not give (too big) or that
-/// did not parse: read as plain rows, each payload parsed once.
-async fn replay_rows(db: &Db, run_id: &str, after: u64, to: u64) -> AppResult<Vec<run::PageRow<'static>>> {
+/// The text of a replay page D1 could not give as one value (too big): read
+/// as plain rows and written as the same text (a payload that is not JSON
+/// folds as `null`, as in any other read).
+async fn replay_rows(db: &Db, run_id: &str, after: u64, to: u64) -> AppResult<String> {
     #[derive(Deserialize)]
     struct Row {
         seq: u64,
@@ -582,10 +583,15 @@ async fn replay_rows(db: &Db, run_id: &str, after: u64, to: u64) -> AppResult<Ve
         &[t(run_id), u(after), u(to), u(REPLAY_PAGE)],
     )
     .await?;
-    Ok(rows
+    let null = || serde_json::value::RawValue::from_string("null".to_owned());
+    let rows: Vec<(u64, String, Box<serde_json::value::RawValue>)> = rows
         .into_iter()
-        .map(|r| run::PageRow(r.seq, r.kind.into(), serde_json::from_str(&r.payload).unwrap_or(Value::Null)))
-        .collect())
+        .filter_map(|r| {
+            let payload = serde_json::value::RawValue::from_string(r.payload).or_else(|_| null()).ok()?;
+            Some((r.seq, r.kind, payload))
+        })
+        .collect();
+    serde_json::to_string(&rows).map_err(|e| AppError::internal(e.to_string()))
 }
 
 /// Replay a run up to `target` from its best checkpoint, storing the
@@ -626,9 +632,13 @@ pub async fn replay_to(
             Ok(p) => p.text(db, "page").await.ok().flatten(),
             Err(_) => None,
         };
+        let rows_text;
         let mut rows: Vec<run::PageRow> = match text.as_deref().and_then(|t| serde_json::from_str(t).ok()) {
             Some(rows) => rows,
-            None => replay_rows(db, run_id, after, target).await?,
+            None => {
+                rows_text = replay_rows(db, run_id, after, target).await?;
+                serde_json::from_str(&rows_text).map_err(|e| AppError::internal(format!("replay page: {e}")))?
+            }
         };
         // json_group_array keeps the subquery's order in SQLite; never rely on it blindly.
         if !rows.windows(2).all(|w| w[0].0 < w[1].0) {
