@@ -331,7 +331,7 @@ pub struct PageRow<'a>(pub u64, #[serde(borrow)] pub Cow<'a, str>, #[serde(borro
 /// then keeps one state per page, and clones and hashes nothing else).
 pub fn fold_page(state: &mut Canvas, seq: &mut u64, rows: &[PageRow<'_>], every: u64) -> Option<(u64, Canvas)> {
     let last = rows.last().map_or(*seq, |r| r.0);
-    let keep_at = if every > 0 { last / every * every } else { 0 };
+    let keep_at = last.checked_div(every).map_or(0, |q| q * every);
     let mut kept = None;
     for PageRow(at, kind, payload) in rows {
         if *at <= *seq {

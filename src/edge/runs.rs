@@ -12,6 +12,7 @@
 use super::http::{allow, created, ok, path_id, Ctx};
 use super::store::Db;
 use super::store::{self, i, t, u};
+use crate::canonical::write_canonical_str;
 use crate::chain;
 use crate::error::{AppError, AppResult};
 use crate::identity::Claims;
@@ -329,7 +330,7 @@ pub async fn append_events(
     // stands. A repeated id, a moved head or a pinned `expected_seq` that is
     // not the known head all take the reading path below, which answers them.
     if let Some((head_seq, head_hash)) = known(&run.id, |k| k.head.clone()) {
-        if expected_seq.map_or(true, |x| x == head_seq) {
+        if expected_seq.is_none_or(|x| x == head_seq) {
             let all: Vec<&NewEvent> = events.iter().collect();
             match write(db, run, author, &all, head_seq, &head_hash, now_ms).await {
                 Ok(appended) => return Ok(appended),
@@ -422,27 +423,32 @@ async fn write(
     };
     let guard = if head_seq == 0 { store::Arg::Null } else { t(prev) };
     let mut stmts = Vec::new();
-    let mut rows: Vec<(u64, &str, &str, String, &str)> = Vec::new();
-    let mut bytes = 0;
+    let mut list = String::from("[");
     for (n, e) in sealed.iter().enumerate() {
-        let payload = e.payload.to_string();
-        bytes += payload.len() + 200;
-        rows.push((e.seq, &e.id, &e.kind, payload, &e.hash));
-        if bytes >= INSERT_CHUNK_BYTES || n + 1 == sealed.len() {
-            let list = serde_json::to_string(&rows).map_err(|e| AppError::internal(e.to_string()))?;
+        if list.len() > 1 {
+            list.push(',');
+        }
+        list.push('[');
+        list.push_str(&e.seq.to_string());
+        for text in [e.id.as_str(), e.kind.as_str(), e.payload.to_string().as_str(), e.hash.as_str()] {
+            list.push(',');
+            write_canonical_str(text, &mut list);
+        }
+        list.push(']');
+        if list.len() >= INSERT_CHUNK_BYTES || n + 1 == sealed.len() {
+            list.push(']');
             stmts.push(store::stmt(
                 db,
                 INSERT_SQL,
-                &[t(&run.id), guard.clone(), i(now_ms), t(author), t(&run.org), t(&list), u(first_seq)],
+                &[t(&run.id), guard, i(now_ms), t(author), t(&run.org), t(&list), u(first_seq)],
             )?);
-            rows.clear();
-            bytes = 0;
+            list = String::from("[");
         }
     }
     db.batch(stmts).await?;
     remember(&run.id, |k| {
         // Responses may come back out of order: keep the furthest head.
-        if k.head.as_ref().map_or(true, |(s, _)| *s < last_seq) {
+        if k.head.as_ref().is_none_or(|(s, _)| *s < last_seq) {
             k.head = Some((last_seq, head));
         }
     });
@@ -566,32 +572,37 @@ async fn start_replay_page(db: &Db, run_id: &str, after: u64, to: u64) -> AppRes
     store::start(db, REPLAY_SQL, &[t(run_id), u(after), u(to), u(REPLAY_PAGE)]).await
 }
 
-/// The text of a replay page D1 could not give as one value (too big): read
-/// as plain rows and written as the same text (a payload that is not JSON
-/// folds as `null`, as in any other read).
+/// Rows per page when a page is too big for one D1 value: 25 payloads of at
+/// most 64 KB each stay below 2 MB.
+const REPLAY_SMALL_PAGE: u64 = 25;
+
+/// The text of a replay page D1 could not give as one value (over 2 MB):
+/// the same rows read in small pages, joined into one text.
 async fn replay_rows(db: &Db, run_id: &str, after: u64, to: u64) -> AppResult<String> {
-    #[derive(Deserialize)]
-    struct Row {
-        seq: u64,
-        #[serde(rename = "type")]
-        kind: String,
-        payload: String,
+    let mut out = String::from("[");
+    let (mut at, mut read) = (after, 0);
+    while read < REPLAY_PAGE {
+        let Some(text) = store::start(db, REPLAY_SQL, &[t(run_id), u(at), u(to), u(REPLAY_SMALL_PAGE)])
+            .await?
+            .text(db, "page")
+            .await?
+        else {
+            break;
+        };
+        let rows: Vec<run::PageRow> =
+            serde_json::from_str(&text).map_err(|e| AppError::internal(format!("replay page: {e}")))?;
+        let Some(last) = rows.iter().map(|r| r.0).max() else { break };
+        if out.len() > 1 {
+            out.push(',');
+        }
+        out.push_str(text.trim().strip_prefix('[').and_then(|t| t.strip_suffix(']')).unwrap_or_default());
+        (at, read) = (last, read + rows.len() as u64);
+        if (rows.len() as u64) < REPLAY_SMALL_PAGE {
+            break;
+        }
     }
-    let rows: Vec<Row> = store::all_bulk(
-        db,
-        "SELECT seq, type, payload FROM events WHERE run_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
-        &[t(run_id), u(after), u(to), u(REPLAY_PAGE)],
-    )
-    .await?;
-    let null = || serde_json::value::RawValue::from_string("null".to_owned());
-    let rows: Vec<(u64, String, Box<serde_json::value::RawValue>)> = rows
-        .into_iter()
-        .filter_map(|r| {
-            let payload = serde_json::value::RawValue::from_string(r.payload).or_else(|_| null()).ok()?;
-            Some((r.seq, r.kind, payload))
-        })
-        .collect();
-    serde_json::to_string(&rows).map_err(|e| AppError::internal(e.to_string()))
+    out.push(']');
+    Ok(out)
 }
 
 /// Replay a run up to `target` from its best checkpoint, storing the
