@@ -471,7 +471,7 @@ async function main() {
     row(`fan-out to ${n} observers, max (ms)`, f2(o.max_ms), f2(b.max_ms), ratio(o.max_ms, b.max_ms), "", undefined);
   }
   row("append, single event per request (events/s)", int(app.single.ours), int(app.single.base), ratio(app.single.ours, app.single.base), "", undefined);
-  row("append, batches of 100 (events/s)", int(app.batched.ours), int(app.batched.base), ratio(app.batched.ours, app.batched.base), "≥ 5,000 events/s", app.batched.ours >= 5000);
+  row("append, batches of 100 (events/s)", int(app.batched.ours), int(app.batched.base), ratio(app.batched.ours, app.batched.base), "≥ 0.9× raw", app.batched.ours >= 0.9 * app.batched.base);
   for (const r of rep) {
     row(`replay ${int(r.n)} events, cold from D1 (ms)`, f1(r.cold), f1(r.scan), ratio(r.cold, r.scan), "≤ 1.5× scan", r.cold <= 1.5 * r.scan);
     row(`replay ${int(r.n)} events, from checkpoints (ms)`, f1(r.warm), f1(r.scan), ratio(r.warm, r.scan), "≤ 1.5× scan", r.warm <= 1.5 * r.scan);
@@ -491,7 +491,7 @@ async function main() {
   row("browser core (public/core/), wasm + JS glue, gzipped (KiB)", f1((coreSize.gz + coreSize.js) / 1024), "150.0 (budget)", ratio((coreSize.gz + coreSize.js) / 1024, 150), "≤ 150 KiB", coreSize.gz + coreSize.js <= 150 * 1024);
   row("browser core wasm, raw (KiB)", f1(coreSize.raw / 1024), "", "", "", undefined);
   row("time to first response after start (ms)", int(start.ours), int(start.base), ratio(start.ours, start.base), "", undefined);
-  row("append one event, p50 (ms)", f2(median(app.latency.ours)), f2(median(app.latency.base)), ratio(median(app.latency.ours), median(app.latency.base)), "", undefined);
+  row("append one event, p50 (ms)", f2(median(app.latency.ours)), f2(median(app.latency.base)), ratio(median(app.latency.ours), median(app.latency.base)), "≤ 1.3× raw", median(app.latency.ours) <= 1.3 * median(app.latency.base));
   row("append one event, p99 (ms)", f2(pct(app.latency.ours, 99)), f2(pct(app.latency.base, 99)), ratio(pct(app.latency.ours, 99), pct(app.latency.base, 99)), "", undefined);
   const m = market, floor50 = median(m.floor);
   row("warm marketplace list, p50 (ms)", f2(median(m.list)), `${f2(floor50)} (/ping)`, ratio(median(m.list), floor50), "≤ 1.3× floor", median(m.list) <= 1.3 * floor50);
