@@ -163,34 +163,34 @@ async function append(api, base) {
   const run = must(await api.call("POST", "/v1/runs", { token: author, body: {} }), 201, "run").run_id;
   must(await base.api.call("POST", "/run", { body: { run_id: run, org: ORG } }), 200, "baseline run");
   const SINGLE = 300, BATCHES = 60, BATCH = 100;
-  // Single events, one request each, one after another.
+  // Requests alternate between ours and the baseline, so that both see the
+  // same machine load (it drifts on a shared machine); each side's rate is
+  // its events over the sum of its own request times.
   const single = canvasEvents(SINGLE);
-  const singleLat = [];
-  const singleWall = await timed(async () => {
-    for (const e of single) {
-      const t = await timed(() => api.call("POST", `/v1/runs/${run}/events`, { token: author, body: { events: [e] } }));
-      if (t.r.status !== 201) throw new Error(`append: ${t.r.status} ${t.r.text}`);
-      singleLat.push(t.ms);
-    }
-  });
-  const baseSingleLat = [];
-  const baseSingleWall = await timed(async () => {
-    for (const [i, row] of asRows(single, 1, "appender").entries()) {
-      const t = await timed(() => base.api.call("POST", "/insert", { body: { run_id: run, org: ORG, rows: [row] } }));
-      if (t.r.status !== 200) throw new Error(`baseline insert ${i}: ${t.r.status} ${t.r.text}`);
-      baseSingleLat.push(t.ms);
-    }
-  });
+  const singleLat = [], baseSingleLat = [];
+  const baseSingleRows = asRows(single, 1, "appender");
+  for (const [i, e] of single.entries()) {
+    const t = await timed(() => api.call("POST", `/v1/runs/${run}/events`, { token: author, body: { events: [e] } }));
+    if (t.r.status !== 201) throw new Error(`append: ${t.r.status} ${t.r.text}`);
+    singleLat.push(t.ms);
+    const b = await timed(() => base.api.call("POST", "/insert", { body: { run_id: run, org: ORG, rows: [baseSingleRows[i]] } }));
+    if (b.r.status !== 200) throw new Error(`baseline insert ${i}: ${b.r.status} ${b.r.text}`);
+    baseSingleLat.push(b.ms);
+  }
+  const sum = (xs) => xs.reduce((a, b) => a + b, 0);
+  const singleWall = { ms: sum(singleLat) }, baseSingleWall = { ms: sum(baseSingleLat) };
   // Batches of 100, one request each.
   const batches = Array.from({ length: BATCHES }, (_, b) => canvasEvents(BATCH, SINGLE + b * BATCH));
-  const batchedWall = await timed(async () => {
-    for (const events of batches) must(await api.call("POST", `/v1/runs/${run}/events`, { token: author, body: { events } }), 201, "batch");
-  });
-  const baseBatchedWall = await timed(async () => {
-    for (const [b, events] of batches.entries()) {
-      must(await base.api.call("POST", "/insert", { body: { run_id: run, org: ORG, rows: asRows(events, SINGLE + 1 + b * BATCH, "appender") } }), 200, "baseline batch");
-    }
-  });
+  const batchTimes = [], baseBatchTimes = [];
+  for (const [b, events] of batches.entries()) {
+    const t = await timed(() => api.call("POST", `/v1/runs/${run}/events`, { token: author, body: { events } }));
+    must(t.r, 201, "batch");
+    batchTimes.push(t.ms);
+    const r = await timed(() => base.api.call("POST", "/insert", { body: { run_id: run, org: ORG, rows: asRows(events, SINGLE + 1 + b * BATCH, "appender") } }));
+    must(r.r, 200, "baseline batch");
+    baseBatchTimes.push(r.ms);
+  }
+  const batchedWall = { ms: sum(batchTimes) }, baseBatchedWall = { ms: sum(baseBatchTimes) };
   return {
     single: { ours: SINGLE / (singleWall.ms / 1000), base: SINGLE / (baseSingleWall.ms / 1000) },
     batched: { ours: (BATCHES * BATCH) / (batchedWall.ms / 1000), base: (BATCHES * BATCH) / (baseBatchedWall.ms / 1000) },
@@ -198,7 +198,7 @@ async function append(api, base) {
   };
 }
 
-async function replay(api, base) {
+async function replay(api, base, { browser = true } = {}) {
   const author = await api.token("recorder", ORG, ["author"]);
   const out = [];
   for (const n of [10_000, 100_000]) {
@@ -237,7 +237,7 @@ async function replay(api, base) {
       ver.push(v.ms);
     }
     const row = { n, cold: cold.ms, warm: median(warm), tail: median(tail), scan: median(scan), verify: median(ver) };
-    if (n === 100_000) row.browser = await browserScrub(api, author, run, n, cold.r.json.hash);
+    if (n === 100_000 && browser) row.browser = await browserScrub(api, author, run, n, cold.r.json.hash);
     out.push(row);
   }
   return out;
@@ -411,7 +411,10 @@ async function main() {
   const coreSize = { raw: coreWasm.length, gz: gzipSync(coreWasm, { level: 9 }).length, js: gzipSync(coreJs, { level: 9 }).length };
 
   // BENCH_QUICK=1 skips the slow, independent parts while working on the rest.
-  const quick = process.env.BENCH_QUICK === "1";
+  // BENCH_ONLY=append,replay (any of: append, replay, browser) measures only
+  // those sections and prints their figures, without rewriting BENCHMARKS.md.
+  const only = process.env.BENCH_ONLY ? process.env.BENCH_ONLY.split(",").map((x) => x.trim()) : null;
+  const quick = process.env.BENCH_QUICK === "1" || only !== null;
   log("hot path (native, callgrind)");
   const hot = quick ? { ours: {}, core: {}, base: {} } : hotPath();
   log("time to first response");
@@ -424,6 +427,26 @@ async function main() {
   let fan, app, rep, market;
   try {
     must(await api.call("PUT", `/v1/dev/orgs/${ORG}/plan`, { body: { plan: "enterprise" } }), 200, "plan");
+    if (only) {
+      // BENCH_ONLY: measure the named sections, print their rows, leave BENCHMARKS.md alone.
+      if (only.includes("append")) {
+        log("append");
+        const a = await append(api, base);
+        for (const [k, v] of Object.entries({ single: a.single, batched: a.batched })) {
+          console.log(`append ${k} (events/s): ours ${int(v.ours)}, raw ${int(v.base)}, ${ratio(v.ours, v.base)}`);
+        }
+        for (const p of [50, 99]) {
+          console.log(`append one event p${p} (ms): ours ${f2(pct(a.latency.ours, p))}, raw ${f2(pct(a.latency.base, p))}, ${ratio(pct(a.latency.ours, p), pct(a.latency.base, p))}`);
+        }
+      }
+      if (only.includes("replay")) {
+        log("replay");
+        for (const r of await replay(api, base, { browser: only.includes("browser") })) {
+          console.log(`replay ${int(r.n)}: cold ${f1(r.cold)} ms, scan ${f1(r.scan)} ms, ${ratio(r.cold, r.scan)}; from checkpoints ${f1(r.warm)}; tail ${f1(r.tail)}; verify ${f1(r.verify)}`);
+        }
+      }
+      return;
+    }
     fan = await fanout(ours, base, api);
     log("append");
     app = await append(api, base);
@@ -448,7 +471,7 @@ async function main() {
     row(`fan-out to ${n} observers, max (ms)`, f2(o.max_ms), f2(b.max_ms), ratio(o.max_ms, b.max_ms), "", undefined);
   }
   row("append, single event per request (events/s)", int(app.single.ours), int(app.single.base), ratio(app.single.ours, app.single.base), "", undefined);
-  row("append, batches of 100 (events/s)", int(app.batched.ours), int(app.batched.base), ratio(app.batched.ours, app.batched.base), "≥ 5,000 events/s", app.batched.ours >= 5000);
+  row("append, batches of 100 (events/s)", int(app.batched.ours), int(app.batched.base), ratio(app.batched.ours, app.batched.base), "≥ 0.9× raw", app.batched.ours >= 0.9 * app.batched.base);
   for (const r of rep) {
     row(`replay ${int(r.n)} events, cold from D1 (ms)`, f1(r.cold), f1(r.scan), ratio(r.cold, r.scan), "≤ 1.5× scan", r.cold <= 1.5 * r.scan);
     row(`replay ${int(r.n)} events, from checkpoints (ms)`, f1(r.warm), f1(r.scan), ratio(r.warm, r.scan), "≤ 1.5× scan", r.warm <= 1.5 * r.scan);
@@ -468,7 +491,7 @@ async function main() {
   row("browser core (public/core/), wasm + JS glue, gzipped (KiB)", f1((coreSize.gz + coreSize.js) / 1024), "150.0 (budget)", ratio((coreSize.gz + coreSize.js) / 1024, 150), "≤ 150 KiB", coreSize.gz + coreSize.js <= 150 * 1024);
   row("browser core wasm, raw (KiB)", f1(coreSize.raw / 1024), "", "", "", undefined);
   row("time to first response after start (ms)", int(start.ours), int(start.base), ratio(start.ours, start.base), "", undefined);
-  row("append one event, p50 (ms)", f2(median(app.latency.ours)), f2(median(app.latency.base)), ratio(median(app.latency.ours), median(app.latency.base)), "", undefined);
+  row("append one event, p50 (ms)", f2(median(app.latency.ours)), f2(median(app.latency.base)), ratio(median(app.latency.ours), median(app.latency.base)), "≤ 1.3× raw", median(app.latency.ours) <= 1.3 * median(app.latency.base));
   row("append one event, p99 (ms)", f2(pct(app.latency.ours, 99)), f2(pct(app.latency.base, 99)), ratio(pct(app.latency.ours, 99), pct(app.latency.base, 99)), "", undefined);
   const m = market, floor50 = median(m.floor);
   row("warm marketplace list, p50 (ms)", f2(median(m.list)), `${f2(floor50)} (/ping)`, ratio(median(m.list), floor50), "≤ 1.3× floor", median(m.list) <= 1.3 * floor50);
@@ -520,9 +543,11 @@ ${rows.join("\n")}
 ${gen.map((l) => "  " + l).join("\n")}
 
 - **Append**: ${300} single-event requests one after another, then 60 batches of 100 events, into
-  one run through \`POST /v1/runs/{id}/events\` (auth, validation, idempotency check, gapless seq in
-  one D1 batch). Baseline: the same rows inserted raw by the baseline worker, one
-  \`INSERT\` per row in one \`DB.batch\` per request, same request pattern.
+  one run through \`POST /v1/runs/{id}/events\` (auth, validation, idempotency by event id, gapless
+  seq, hash chain, in one D1 batch). Baseline: the same rows inserted raw by the baseline worker, one
+  \`INSERT\` per row in one \`DB.batch\` per request, same request pattern. Requests alternate
+  between ours and the baseline (the same machine load for both); a rate is a side's events over
+  the sum of its own request times.
 - **Replay**: runs of 10,000 and 100,000 recorded canvas events (200 elements moved, updated,
   narrated). *Cold* is the first \`GET /v1/runs/{id}/state\` ever (pages from D1, folds with the pure
   reducer, stores the checkpoints it passes, one every \`CHECKPOINT_EVERY\` = 100 events); *from

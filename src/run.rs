@@ -5,7 +5,9 @@
 use crate::canonical::canonical_sha256;
 use crate::error::{AppError, AppResult};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 pub const MAX_BATCH_EVENTS: usize = 100;
@@ -215,6 +217,32 @@ impl Canvas {
         }
     }
 
+    /// [`Canvas::apply`] from the payload's JSON text. A move (most of a
+    /// recording) is read into its two fields without building the payload;
+    /// anything else, or a move of any other shape (no object, duplicate
+    /// keys, an id that is not text), is parsed and applied as a whole.
+    pub fn apply_raw(&mut self, kind: &str, payload: &RawValue) {
+        if kind == "element.moved" && payload.get().trim_start().starts_with('{') {
+            if let Ok(Move { id, x, y }) = serde_json::from_str::<Move>(payload.get()) {
+                self.applied += 1;
+                if let Some(el) = self.elements.get_mut(id.as_ref()) {
+                    for (k, v) in [("x", x.0), ("y", y.0)] {
+                        match (v, el.get_mut(k)) {
+                            (Some(v), Some(slot)) => *slot = v,
+                            (Some(v), None) => {
+                                el.insert(k.to_owned(), v);
+                            }
+                            (None, _) => {}
+                        }
+                    }
+                }
+                return;
+            }
+        }
+        let payload = serde_json::from_str(payload.get()).unwrap_or(Value::Null);
+        self.apply(kind, &payload);
+    }
+
     pub fn to_value(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
@@ -222,6 +250,28 @@ impl Canvas {
     /// sha256 of the canonical JSON of the state: equal states, equal hashes.
     pub fn hash(&self) -> String {
         canonical_sha256(&self.to_value())
+    }
+}
+
+/// The fields of `element.moved` that change an element.
+#[derive(Deserialize)]
+struct Move<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(default)]
+    x: Present,
+    #[serde(default)]
+    y: Present,
+}
+
+/// A field that may be absent; present, even as `null`, it is a value
+/// (`Option<Value>` would read `null` as absent, and `apply` stores it).
+#[derive(Default)]
+struct Present(Option<Value>);
+
+impl<'de> Deserialize<'de> for Present {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Value::deserialize(d).map(|v| Present(Some(v)))
     }
 }
 
@@ -268,6 +318,32 @@ pub fn replay<'a>(
         }
     }
     (state, seq, new_checkpoints)
+}
+
+/// One row of a replay page as the event store writes it: `[seq, type, payload]`,
+/// borrowed from the page text; the payload is parsed when it is folded.
+#[derive(Debug, Deserialize)]
+pub struct PageRow<'a>(pub u64, #[serde(borrow)] pub Cow<'a, str>, #[serde(borrow)] pub &'a RawValue);
+
+/// Fold one page of a replay (rows in seq order) onto `state`, which stands
+/// at `*seq`. Returns the state at the page's last multiple of `every`: the
+/// one checkpoint worth storing from the page (a first replay of a long run
+/// then keeps one state per page, and clones and hashes nothing else).
+pub fn fold_page(state: &mut Canvas, seq: &mut u64, rows: &[PageRow<'_>], every: u64) -> Option<(u64, Canvas)> {
+    let last = rows.last().map_or(*seq, |r| r.0);
+    let keep_at = last.checked_div(every).map_or(0, |q| q * every);
+    let mut kept = None;
+    for PageRow(at, kind, payload) in rows {
+        if *at <= *seq {
+            continue;
+        }
+        state.apply_raw(kind, payload);
+        *seq = *at;
+        if *at == keep_at {
+            kept = Some((*at, state.clone()));
+        }
+    }
+    kept
 }
 
 /// ms since the epoch → RFC 3339 with milliseconds, UTC.
@@ -446,6 +522,56 @@ mod tests {
             let (prefix, _, _) = replay(None, &events[..cut], 0);
             let (again, _, _) = replay(None, &events[..cut], every);
             prop_assert_eq!(prefix, again);
+        }
+
+        /// Folding page by page (as the edge's cold replay does) gives the
+        /// state `replay` gives, and keeps exactly `replay`'s checkpoint at
+        /// each page's last multiple of K.
+        #[test]
+        fn paged_fold_equals_replay(items in prop::collection::vec(arb_event(), 0..80), every in 1u64..12, page in 1usize..30) {
+            let events: Vec<Event> = items.iter().enumerate().map(|(i, (k, p))| ev(i as u64 + 1, k, p.clone())).collect();
+            let (full, last, checkpoints) = replay(None, &events, every);
+            let (mut state, mut seq) = (Canvas::default(), 0);
+            for chunk in events.chunks(page) {
+                let text = serde_json::to_string(&chunk.iter().map(|e| json!([e.seq, e.kind, e.payload])).collect::<Vec<_>>()).unwrap();
+                let rows: Vec<PageRow> = serde_json::from_str(&text).unwrap();
+                let before = seq;
+                let kept = fold_page(&mut state, &mut seq, &rows, every);
+                let expected = checkpoints.iter().filter(|c| c.seq > before && c.seq <= seq).last();
+                let kept = kept.map(|(s, c)| Checkpoint::of(s, c));
+                prop_assert_eq!(kept.as_ref(), expected);
+            }
+            prop_assert_eq!(seq, last);
+            prop_assert_eq!(serde_json::to_string(&state).unwrap(), serde_json::to_string(&full).unwrap());
+        }
+
+        /// A move read field by field equals the move applied as a whole, for
+        /// any shape of payload text.
+        #[test]
+        fn apply_raw_is_apply(items in prop::collection::vec(arb_event(), 0..30), x in prop_oneof![Just("1"), Just("null"), Just("\"s\""), Just("[1]"), Just("{\"a\":1}"), Just("-0.0"), Just("1e400")], which in 0usize..9) {
+            let moves = [
+                format!(r#"{{"id":"a","x":{x},"y":2}}"#),
+                format!(r#"{{"id":"a","x":{x}}}"#),
+                format!(r#"{{"y":{x},"id":"b","kind":"z"}}"#),
+                format!(r#"{{"id":"a","x":1,"x":{x}}}"#),
+                format!(r#"{{"id":"a","id":"b","x":{x}}}"#),
+                format!(r#"{{"id":5,"x":{x}}}"#),
+                format!(r#"["a",{x},3]"#),
+                format!(r#" {{ "id" : "b" , "x" : {x} }} "#),
+                "null".to_owned(),
+            ];
+            let mut raw = Canvas::default();
+            let mut whole = Canvas::default();
+            for (k, p) in &items {
+                let text = serde_json::to_string(p).unwrap();
+                raw.apply_raw(k, &RawValue::from_string(text).unwrap());
+                whole.apply(k, p);
+            }
+            if let Ok(text) = RawValue::from_string(moves[which].clone()) {
+                raw.apply_raw("element.moved", &text);
+                whole.apply("element.moved", &serde_json::from_str(text.get()).unwrap_or(Value::Null));
+            }
+            prop_assert_eq!(serde_json::to_string(&raw).unwrap(), serde_json::to_string(&whole).unwrap());
         }
 
         #[test]

@@ -1,15 +1,18 @@
 //! Runs and events over HTTP, with D1 as the event store.
 //!
 //! Single writer: every append is one D1 batch, which D1 runs as one SQLite
-//! transaction on a database that executes writes one at a time. Each insert
-//! computes its seq as `MAX(seq) + 1` inside that transaction, so parallel
-//! appends serialize into unique, gapless seqs without a per-run object.
-//! `expected_seq` rides in the first insert: a mismatch yields a NULL seq,
-//! the NOT NULL constraint aborts the batch, and nothing lands.
+//! transaction on a database that executes writes one at a time. The batch
+//! is sealed after the head the writer saw (seq and hash), and its first row
+//! lands only if the run's last hash is still that head's: otherwise its seq
+//! is NULL, the NOT NULL constraint aborts the batch, nothing lands, and the
+//! writer reads the head again. Seqs are the primary key and event ids are
+//! unique per run, so parallel appends serialize into unique, gapless seqs
+//! and a repeated id can never land twice, without a per-run object.
 
 use super::http::{allow, created, ok, path_id, Ctx};
 use super::store::Db;
 use super::store::{self, i, t, u};
+use crate::canonical::write_canonical_str;
 use crate::chain;
 use crate::error::{AppError, AppResult};
 use crate::identity::Claims;
@@ -17,9 +20,11 @@ use crate::policy::{self, Action, Decision, Scope};
 use crate::run::{self, Checkpoint, Event, NewEvent};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use worker::{Method, Response};
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct RunRow {
     pub id: String,
     pub org: String,
@@ -101,8 +106,47 @@ pub async fn route(ctx: &mut Ctx, rest: &[&str]) -> AppResult<Response> {
     }
 }
 
+thread_local! {
+    /// What this isolate knows of runs: their rows (a run row never changes
+    /// once written) and the head (seq, hash) its last append to each left.
+    /// The head is a hint, never trusted: an append sealed after it lands
+    /// only if SQL finds the run's last hash still equal to it.
+    static KNOWN: RefCell<BTreeMap<String, Known>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+#[derive(Default)]
+struct Known {
+    run: Option<RunRow>,
+    head: Option<(u64, String)>,
+}
+
+/// Runs remembered per isolate before it starts over (a few hundred KB at most).
+const KNOWN_RUNS: usize = 4096;
+
+fn known<T>(id: &str, read: impl FnOnce(&Known) -> Option<T>) -> Option<T> {
+    KNOWN.with(|k| k.borrow().get(id).and_then(read))
+}
+
+fn remember(id: &str, write: impl FnOnce(&mut Known)) {
+    KNOWN.with(|k| {
+        let mut k = k.borrow_mut();
+        if k.len() >= KNOWN_RUNS && !k.contains_key(id) {
+            k.clear();
+        }
+        write(k.entry(id.to_owned()).or_default());
+    });
+}
+
 pub async fn load_run(db: &Db, id: &str) -> AppResult<Option<RunRow>> {
-    store::first(db, "SELECT id, org, kind, creator, created_at FROM runs WHERE id = ?1", &[t(id)]).await
+    if let Some(run) = known(id, |k| k.run.clone()) {
+        return Ok(Some(run));
+    }
+    let run: Option<RunRow> =
+        store::first(db, "SELECT id, org, kind, creator, created_at FROM runs WHERE id = ?1", &[t(id)]).await?;
+    if let Some(r) = &run {
+        remember(id, |k| k.run = Some(r.clone()));
+    }
+    Ok(run)
 }
 
 /// Load a run and authorize `action` on it; another org's run is a 404.
@@ -289,10 +333,23 @@ pub async fn append_events(
     expected_seq: Option<u64>,
     now_ms: i64,
 ) -> AppResult<Appended> {
-    // Optimistic: read the head, seal the batch after it, and write it only if
-    // the head is still the same (the first insert's seq is NULL otherwise and
-    // the NOT NULL constraint aborts the whole batch). A concurrent append, or
-    // a concurrent append of the same new id (UNIQUE), costs one more round.
+    // The common case is one statement: this isolate wrote the run's last
+    // batch, so it knows the head; the insert itself checks that it still
+    // stands. A repeated id, a moved head or a pinned `expected_seq` that is
+    // not the known head all take the reading path below, which answers them.
+    if let Some((head_seq, head_hash)) = known(&run.id, |k| k.head.clone()) {
+        if expected_seq.is_none_or(|x| x == head_seq) {
+            let all: Vec<&NewEvent> = events.iter().collect();
+            match write(db, run, author, &all, head_seq, &head_hash, now_ms).await {
+                Ok(appended) => return Ok(appended),
+                Err(e) if store::is_constraint(&e, "constraint failed") => remember(&run.id, |k| k.head = None),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    // Read the head and the ids already there, seal the rest after the head,
+    // and write them only if the head is still the same. A concurrent append,
+    // or a concurrent append of the same new id (UNIQUE), costs one more round.
     for _ in 0..MAX_APPEND_ROUNDS {
         let found = lookup(db, &run.id, events).await?;
         let fresh: Vec<&NewEvent> =
@@ -313,69 +370,97 @@ pub async fn append_events(
             // Rows from before the chain: fill theirs first (once per run).
             (_, None) => fill_chain(db, &run.id).await?.1,
         };
-        let mut sealed: Vec<Event> = fresh
-            .iter()
-            .enumerate()
-            .map(|(n, e)| Event {
-                id: e.id.clone(),
-                run_id: run.id.clone(),
-                seq: found.head_seq + 1 + n as u64,
-                kind: e.kind.clone(),
-                payload: e.payload.clone(),
-                timestamp: now_ms,
-                author_id: author.to_owned(),
-                hash: String::new(),
-            })
-            .collect();
-        chain::seal(&prev, &mut sealed);
-        let mut stmts = Vec::with_capacity(sealed.len() + 1);
-        for (n, e) in sealed.iter().enumerate() {
-            let payload = e.payload.to_string();
-            let seq_expr = if n == 0 {
-                "CASE WHEN (SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?1) = ?10 THEN ?2 END"
-            } else {
-                "?2"
-            };
-            let sql = format!("INSERT INTO events (run_id, seq, id, type, payload, timestamp, author_id, org, hash) VALUES (?1, {seq_expr}, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
-            let mut args = vec![
-                t(&run.id),
-                u(e.seq),
-                t(&e.id),
-                t(&e.kind),
-                t(&payload),
-                i(now_ms),
-                t(author),
-                t(&run.org),
-                t(&e.hash),
-            ];
-            if n == 0 {
-                args.push(u(found.head_seq));
-            }
-            stmts.push(store::stmt(db, &sql, &args)?);
-        }
-        match db.batch(stmts).await {
-            Ok(_) => {
-                let first_seq = sealed.first().map(|e| e.seq).unwrap_or(0);
-                let last_seq = sealed.last().map(|e| e.seq).unwrap_or(0);
-                return Ok(Appended::New { first_seq, last_seq });
-            }
-            Err(e) => {
-                let e = AppError::from(e);
-                if store::is_constraint(&e, "NOT NULL") {
-                    // The head moved under us: a conflict when the client pinned it.
-                    if let Some(x) = expected_seq {
-                        let current = last_seq(db, &run.id).await?;
-                        return Err(seq_conflict(x, current));
-                    }
-                    continue;
-                }
-                if !store::is_constraint(&e, "UNIQUE") {
-                    return Err(e);
+        match write(db, run, author, &fresh, found.head_seq, &prev, now_ms).await {
+            Ok(appended) => return Ok(appended),
+            Err(e) if store::is_constraint(&e, "NOT NULL") => {
+                // The head moved under us: a conflict when the client pinned it.
+                if let Some(x) = expected_seq {
+                    let current = last_seq(db, &run.id).await?;
+                    return Err(seq_conflict(x, current));
                 }
             }
+            Err(e) if store::is_constraint(&e, "UNIQUE") => {}
+            Err(e) => return Err(e),
         }
     }
     Err(AppError::conflict("concurrent_append", "the run was being appended to concurrently; retry"))
+}
+
+/// The insert of a sealed batch: rows travel as one JSON parameter
+/// (`[[seq, id, type, payload text, hash], ...]`), so a batch is one
+/// statement, not one per row. The first row's seq is NULL unless the run's
+/// last hash is still `?2` (NULL: the run holds no event yet) and the run
+/// exists; NOT NULL then aborts the whole batch.
+const INSERT_SQL: &str = "INSERT INTO events (run_id, seq, id, type, payload, timestamp, author_id, org, hash) \
+     SELECT ?1, CASE WHEN value ->> 0 != ?7 OR ((SELECT hash FROM events WHERE run_id = ?1 ORDER BY seq DESC LIMIT 1) IS ?2 \
+     AND EXISTS (SELECT 1 FROM runs WHERE id = ?1)) THEN value ->> 0 END, \
+     value ->> 1, value ->> 2, value ->> 3, ?3, ?4, ?5, value ->> 4 FROM json_each(?6)";
+
+/// Bytes of rows per insert statement: far below D1's 2 MB per bound value
+/// (a request body is 1 MB at most, so this is nearly always one statement).
+const INSERT_CHUNK_BYTES: usize = 512 * 1024;
+
+/// Seal `fresh` after the head (`head_seq`, its hash `prev`) and write it in
+/// one batch; remember the new head for this isolate's next append.
+async fn write(
+    db: &Db,
+    run: &RunRow,
+    author: &str,
+    fresh: &[&NewEvent],
+    head_seq: u64,
+    prev: &str,
+    now_ms: i64,
+) -> AppResult<Appended> {
+    let mut sealed: Vec<Event> = fresh
+        .iter()
+        .enumerate()
+        .map(|(n, e)| Event {
+            id: e.id.clone(),
+            run_id: run.id.clone(),
+            seq: head_seq + 1 + n as u64,
+            kind: e.kind.clone(),
+            payload: e.payload.clone(),
+            timestamp: now_ms,
+            author_id: author.to_owned(),
+            hash: String::new(),
+        })
+        .collect();
+    let head = chain::seal(prev, &mut sealed);
+    let (Some(first_seq), Some(last_seq)) = (sealed.first().map(|e| e.seq), sealed.last().map(|e| e.seq)) else {
+        return Ok(Appended::AlreadyThere { first_seq: 0, last_seq: 0 });
+    };
+    let guard = if head_seq == 0 { store::Arg::Null } else { t(prev) };
+    let mut stmts = Vec::new();
+    let mut list = String::from("[");
+    for (n, e) in sealed.iter().enumerate() {
+        if list.len() > 1 {
+            list.push(',');
+        }
+        list.push('[');
+        list.push_str(&e.seq.to_string());
+        for text in [e.id.as_str(), e.kind.as_str(), e.payload.to_string().as_str(), e.hash.as_str()] {
+            list.push(',');
+            write_canonical_str(text, &mut list);
+        }
+        list.push(']');
+        if list.len() >= INSERT_CHUNK_BYTES || n + 1 == sealed.len() {
+            list.push(']');
+            stmts.push(store::stmt(
+                db,
+                INSERT_SQL,
+                &[t(&run.id), guard, i(now_ms), t(author), t(&run.org), t(&list), u(first_seq)],
+            )?);
+            list = String::from("[");
+        }
+    }
+    db.batch(stmts).await?;
+    remember(&run.id, |k| {
+        // Responses may come back out of order: keep the furthest head.
+        if k.head.as_ref().is_none_or(|(s, _)| *s < last_seq) {
+            k.head = Some((last_seq, head));
+        }
+    });
+    Ok(Appended::New { first_seq, last_seq })
 }
 
 /// Rounds an append may take when other appends keep winning (each round at
@@ -481,6 +566,53 @@ async fn list_events(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {
     ok(json!({"events": events, "last_seq": last_seq, "next_after": next_after}))
 }
 
+/// A replay page: `[seq, type, payload]` per event, in one JSON text built by
+/// SQLite (one value crosses from D1), with only the columns the fold reads.
+const REPLAY_SQL: &str = "SELECT json_group_array(json_array(seq, type, json(payload))) AS page \
+     FROM (SELECT seq, type, payload FROM events WHERE run_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4)";
+
+/// Events per replay page. Canvas events are ~60 bytes in a page, far below
+/// D1's 2 MB per value; a page of big payloads is read as rows instead.
+const REPLAY_PAGE: u64 = 10_000;
+
+/// Start reading a replay page; D1 works on it until its text is awaited.
+async fn start_replay_page(db: &Db, run_id: &str, after: u64, to: u64) -> AppResult<store::Pending> {
+    store::start(db, REPLAY_SQL, &[t(run_id), u(after), u(to), u(REPLAY_PAGE)]).await
+}
+
+/// Rows per page when a page is too big for one D1 value: 25 payloads of at
+/// most 64 KB each stay below 2 MB.
+const REPLAY_SMALL_PAGE: u64 = 25;
+
+/// The text of a replay page D1 could not give as one value (over 2 MB):
+/// the same rows read in small pages, joined into one text.
+async fn replay_rows(db: &Db, run_id: &str, after: u64, to: u64) -> AppResult<String> {
+    let mut out = String::from("[");
+    let (mut at, mut read) = (after, 0);
+    while read < REPLAY_PAGE {
+        let Some(text) = store::start(db, REPLAY_SQL, &[t(run_id), u(at), u(to), u(REPLAY_SMALL_PAGE)])
+            .await?
+            .text(db, "page")
+            .await?
+        else {
+            break;
+        };
+        let rows: Vec<run::PageRow> =
+            serde_json::from_str(&text).map_err(|e| AppError::internal(format!("replay page: {e}")))?;
+        let Some(last) = rows.iter().map(|r| r.0).max() else { break };
+        if out.len() > 1 {
+            out.push(',');
+        }
+        out.push_str(text.trim().strip_prefix('[').and_then(|t| t.strip_suffix(']')).unwrap_or_default());
+        (at, read) = (last, read + rows.len() as u64);
+        if (rows.len() as u64) < REPLAY_SMALL_PAGE {
+            break;
+        }
+    }
+    out.push(']');
+    Ok(out)
+}
+
 /// Replay a run up to `target` from its best checkpoint, storing the
 /// checkpoints the replay passes so the next one starts later.
 pub async fn replay_to(
@@ -491,7 +623,6 @@ pub async fn replay_to(
     target: u64,
     every: u64,
 ) -> AppResult<(run::Canvas, u64)> {
-    let mut fresh: Vec<Checkpoint> = Vec::new();
     #[derive(Deserialize)]
     struct CpRow {
         seq: u64,
@@ -508,40 +639,46 @@ pub async fn replay_to(
     let checkpoint = row
         .and_then(|r| serde_json::from_str(&r.state).ok().map(|state| Checkpoint { seq: r.seq, state, hash: r.hash }))
         .and_then(Checkpoint::verified);
-    let (mut state, mut seq) = match &checkpoint {
-        Some(c) => (c.state.clone(), c.seq),
+    let (mut state, mut seq) = match checkpoint {
+        Some(c) => (c.state, c.seq),
         None => (run::Canvas::default(), 0),
     };
-    const PAGE: u64 = 5000;
-    let mut next = Some(start_page(db, run_id, seq, target, PAGE).await?);
-    while let Some(pending) = next.take() {
-        let page = pending.events(db).await?;
-        if page.is_empty() {
-            break;
+    let mut fresh: Vec<(u64, run::Canvas)> = Vec::new();
+    let mut next = if seq < target { Some((seq, start_replay_page(db, run_id, seq, target).await)) } else { None };
+    while let Some((after, pending)) = next.take() {
+        // D1 caps a value at 2 MB: a page it cannot give as one text is read as rows.
+        let text = match pending {
+            Ok(p) => p.text(db, "page").await.ok().flatten(),
+            Err(_) => None,
+        };
+        let rows_text;
+        let mut rows: Vec<run::PageRow> = match text.as_deref().and_then(|t| serde_json::from_str(t).ok()) {
+            Some(rows) => rows,
+            None => {
+                rows_text = replay_rows(db, run_id, after, target).await?;
+                serde_json::from_str(&rows_text).map_err(|e| AppError::internal(format!("replay page: {e}")))?
+            }
+        };
+        // json_group_array keeps the subquery's order in SQLite; never rely on it blindly.
+        if !rows.windows(2).all(|w| w[0].0 < w[1].0) {
+            rows.sort_by_key(|r| r.0);
         }
+        let Some(last) = rows.last().map(|r| r.0) else { break };
         // The next page is read while this one folds.
-        let last = page.last().map(|e| e.seq).unwrap_or(seq);
-        if page.len() as u64 == PAGE && last < target {
-            next = Some(start_page(db, run_id, last, target, PAGE).await?);
+        if rows.len() as u64 == REPLAY_PAGE && last < target {
+            next = Some((last, start_replay_page(db, run_id, last, target).await));
         }
-        let from = Checkpoint { seq, state, hash: String::new() };
-        let (folded, folded_seq, checkpoints) = run::replay(Some(&from), &page, every);
-        (state, seq) = (folded, folded_seq);
-        // Only the last checkpoint each page passes is kept: a long first
-        // replay then stores one state per page (5,000 events), not one per
-        // CHECKPOINT_EVERY. Later replays and scrubbing start from the nearest.
-        if let Some(c) = checkpoints.into_iter().last() {
-            fresh.push(c);
-        }
+        fresh.extend(run::fold_page(&mut state, &mut seq, &rows, every));
     }
-    // The checkpoints go to D1 in one batch, after the response when the
-    // caller can wait for it there: nobody waits for them.
+    // The checkpoints are hashed, serialized and written to D1 in one batch
+    // after the response when the caller can wait for it there: nobody waits.
     if !fresh.is_empty() {
         let db = store::db(env)?;
         let run_id = run_id.to_owned();
         let write = async move {
             let mut stmts = Vec::new();
-            for c in &fresh {
+            for (at, state) in fresh {
+                let c = Checkpoint::of(at, state);
                 let Ok(text) = serde_json::to_string(&c.state) else { continue };
                 if let Ok(s) = store::stmt(
                     &db,
@@ -607,7 +744,10 @@ async fn state(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {
     let elapsed = (worker::Date::now().as_millis() - started) as f64 / 1000.0;
     store::count("dropple_replay_seconds_sum", "", elapsed);
     store::count("dropple_replay_seconds_count", "", 1.0);
-    ok(json!({"seq": seq, "state": canvas.to_value(), "hash": canvas.hash()}))
+    // The state's JSON once: the answer and its hash (what `Canvas::hash` computes).
+    let state = canvas.to_value();
+    let hash = crate::canonical::canonical_sha256(&state);
+    ok(json!({"seq": seq, "state": state, "hash": hash}))
 }
 
 async fn xapi(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {

@@ -132,6 +132,7 @@ pub fn db(env: &Env) -> AppResult<Db> {
 
 /// A value bound to a D1 statement. Integers travel as f64: `JsValue::from(i64)`
 /// is a BigInt, which D1 rejects; every id and seq here stays below 2^53.
+#[derive(Clone, Copy)]
 pub enum Arg<'a> {
     Text(&'a str),
     Int(i64),
