@@ -265,9 +265,9 @@ pub fn decode_client_msg(text: &str) -> Result<ClientMsg, ProtocolError> {
     Ok(msg)
 }
 
-/// Server → client. Every client handles the first five types; `roster`
-/// (teachers only) and `quiz_feedback` (the responder only) are additive:
-/// a client may ignore them.
+/// Server → client. Every client handles the first five types; `roster` and
+/// `answer_key` (the teacher only) and `quiz_feedback` (the responder only)
+/// are additive: a client may ignore them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMsg {
@@ -296,6 +296,11 @@ pub enum ServerMsg {
     Roster {
         count: u32,
         learners: Vec<String>,
+    },
+    /// To the session's teacher at their hello: the quiz's answer key (the
+    /// teacher's copy of the lesson comes without it).
+    AnswerKey {
+        answers: AnswerKey,
     },
     /// To a learner right after their quiz response was recorded.
     QuizFeedback {
@@ -1353,6 +1358,8 @@ mod tests {
         assert_eq!(learners.len(), MAX_ROSTER);
         let text = serde_json::to_string(&roster(["a".to_string()], 1)).unwrap();
         assert_eq!(text, r#"{"type":"roster","count":1,"learners":["a"]}"#);
+        let key = ServerMsg::AnswerKey { answers: [("q1".to_string(), 2)].into() };
+        assert_eq!(serde_json::to_string(&key).unwrap(), r#"{"type":"answer_key","answers":{"q1":2}}"#);
     }
 
     #[test]

@@ -298,9 +298,13 @@ impl Classroom {
         if !responded {
             return None;
         }
-        let key: classroom::AnswerKey =
-            self.meta("answer_key").ok().flatten().and_then(|k| serde_json::from_str(&k).ok())?;
-        classroom::quiz_feedback(&key, effects, &peer.conn.who().user_id)
+        classroom::quiz_feedback(&self.answer_key()?, effects, &peer.conn.who().user_id)
+    }
+
+    /// `None` for sessions opened before keys were kept, and for empty quizzes.
+    fn answer_key(&self) -> Option<classroom::AnswerKey> {
+        let key: classroom::AnswerKey = serde_json::from_str(&self.meta("answer_key").ok()??).ok()?;
+        (!key.is_empty()).then_some(key)
     }
 
     fn send(ws: &WebSocket, msg: &ServerMsg) {
@@ -775,6 +779,9 @@ impl DurableObject for Classroom {
             self.schedule_alarm(PRESENCE_DELAY_MS);
             if role == Role::Teacher {
                 Self::send(&ws, &self.roster());
+                if let Some(answers) = self.answer_key() {
+                    Self::send(&ws, &ServerMsg::AnswerKey { answers });
+                }
             }
         }
         let actor = peer.conn.who().user_id;
