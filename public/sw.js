@@ -16,16 +16,16 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "f9ff2be2fe";
+const VERSION = "d9dc52da47";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const REFERENCE = "dropple-reference-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
-  "/css/app.css?v=2e114e0aa9", "/manifest.webmanifest", "/icon.svg",
-  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=832f5b707d", "/js/canvas.js?v=15e5547fca", "/js/classroom-client.js?v=caf197cd0e", "/js/core.js?v=c4699b6616",
-  "/core/dropple_core.js?v=7bee792a92", "/core/dropple_core_bg.wasm?v=7bee792a92",
-  "/js/home.js?v=74ea719e54", "/js/teach.js?v=3e9d20724d", "/js/learn.js?v=e769d2f3f3", "/js/author.js?v=10d71bc121", "/js/market.js?v=a10d657094", "/js/verify.js?v=e22c8ff709", "/js/replay.js?v=06f3427348",
+  "/css/app.css?v=2b0d665ed8", "/manifest.webmanifest", "/icon.svg",
+  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=550702f023", "/js/core.js?v=48ad4c9e50",
+  "/core/dropple_core.js?v=4962428e81", "/core/dropple_core_bg.wasm?v=4962428e81",
+  "/js/home.js?v=c373d17f34", "/js/teach.js?v=478dc2db08", "/js/learn.js?v=7a659947be", "/js/author.js?v=b1bacac0dd", "/js/market.js?v=1e8db7dac8", "/js/verify.js?v=986f143b65", "/js/replay.js?v=1c6266d3e1",
 ];
 const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;

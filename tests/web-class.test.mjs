@@ -119,7 +119,7 @@ test("a live quiz question opens when the teacher reaches its step; the learner 
 
     // The teacher: the key marked on the tally, the answer on the student list, marked wrong.
     await teacher.waitForFunction(() => document.querySelector("[data-testid=tally-q1-0]")?.textContent === "1");
-    const marked = await teacher.locator("[data-testid=quiz-tally] [data-correct=true]").allTextContents();
+    const marked = await teacher.locator("[data-testid=quiz-tally] [data-quiz=q1] [data-correct=true]").allTextContents();
     assert.deepEqual(marked.map((t) => t.replace(/\s*\(correct answer\)/, "").trim()), ["In the middle"]);
     const chip = teacher.locator("[data-testid=students] li[data-student=lea] .answer-chip[data-question=q1]");
     await chip.waitFor();

@@ -1,5 +1,5 @@
 import { api, describeError, getToken } from "./api.js?v=f3c5674699";
-import { shell, $, $$, say } from "./ui.js?v=832f5b707d";
+import { shell, $, $$, say } from "./ui.js?v=f44cea9744";
 
 // A code typed before signing in: the join goes on by itself once signed in.
 let pending = null;

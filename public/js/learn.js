@@ -6,10 +6,10 @@
 //   /learn                               join form and the org's lessons.
 
 import { api, claims, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=caf197cd0e";
-import { renderCanvas } from "./canvas.js?v=15e5547fca";
-import { lessonFrames, gradePreview } from "./core.js?v=c4699b6616";
-import { shell, $, h, say, params, fmtPct, onFirstControl, icon } from "./ui.js?v=832f5b707d";
+import { ClassroomClient } from "./classroom-client.js?v=550702f023";
+import { renderCanvas } from "./canvas.js?v=cc346232db";
+import { lessonFrames, gradePreview } from "./core.js?v=48ad4c9e50";
+import { shell, $, h, say, params, fmtPct, onFirstControl, icon } from "./ui.js?v=f44cea9744";
 
 /** The step at which a quiz item is asked: its `step`, else the lesson's end. */
 const askedAt = (q, steps) => (Number.isInteger(q.step) ? Math.min(q.step, steps) : steps);

@@ -6,10 +6,10 @@
 // of the network.
 
 import { api, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=caf197cd0e";
-import { Replay, lessonFrames } from "./core.js?v=c4699b6616";
-import { renderCanvas } from "./canvas.js?v=15e5547fca";
-import { shell, $, h, say, params } from "./ui.js?v=832f5b707d";
+import { ClassroomClient } from "./classroom-client.js?v=550702f023";
+import { Replay, lessonFrames } from "./core.js?v=48ad4c9e50";
+import { renderCanvas } from "./canvas.js?v=cc346232db";
+import { shell, $, h, say, params } from "./ui.js?v=f44cea9744";
 
 shell();
 

@@ -4,10 +4,10 @@
 // server's (what learners see), never a local guess.
 
 import { api, claims, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=caf197cd0e";
-import { renderCanvas } from "./canvas.js?v=15e5547fca";
-import { lessonFrames } from "./core.js?v=c4699b6616";
-import { shell, $, h, say, params, icon } from "./ui.js?v=832f5b707d";
+import { ClassroomClient } from "./classroom-client.js?v=550702f023";
+import { renderCanvas } from "./canvas.js?v=cc346232db";
+import { lessonFrames } from "./core.js?v=48ad4c9e50";
+import { shell, $, h, say, params, icon } from "./ui.js?v=f44cea9744";
 
 const SAVED = "dropple.teach.sessions";
 let client = null;
@@ -214,7 +214,9 @@ function renderThumbs() {
     li.dataset.drawn = "1";
     const k = Number(li.dataset.step);
     try {
-      renderCanvas(li.querySelector(".thumb-canvas"), localFrames.frame(k), { step: k, titleSlide: { subtitle: title }, label: `Step ${k}` });
+      const box = li.querySelector(".thumb-canvas");
+      renderCanvas(box, localFrames.frame(k), { step: k, titleSlide: { subtitle: title }, label: `Step ${k}` });
+      for (const el of box.querySelectorAll("[data-testid]")) el.removeAttribute("data-testid"); // the console's canvas is the one
     } catch { /* a thumbnail is an extra */ }
   };
   thumbObserver = "IntersectionObserver" in window
@@ -404,7 +406,7 @@ function renderQuiz(state) {
         h("span", { "data-testid": `tally-${q.id}-${i}` }, String(n)),
       ];
     });
-    return h("div", { class: "stack" }, h("h3", {}, q.prompt, h("span", { class: "muted" }, ` — ${total} response${total === 1 ? "" : "s"}`)), h("div", { class: "tally" }, ...rows));
+    return h("div", { class: "stack", "data-quiz": q.id }, h("h3", {}, q.prompt, h("span", { class: "muted" }, ` — ${total} response${total === 1 ? "" : "s"}`)), h("div", { class: "tally" }, ...rows));
   }));
 }
 
