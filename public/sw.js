@@ -16,16 +16,16 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "d9dc52da47";
+const VERSION = "a0f2651a0d";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const REFERENCE = "dropple-reference-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
-  "/css/app.css?v=2b0d665ed8", "/manifest.webmanifest", "/icon.svg",
+  "/css/app.css?v=e567f7d695", "/manifest.webmanifest", "/icon.svg",
   "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=550702f023", "/js/core.js?v=48ad4c9e50",
   "/core/dropple_core.js?v=4962428e81", "/core/dropple_core_bg.wasm?v=4962428e81",
-  "/js/home.js?v=c373d17f34", "/js/teach.js?v=478dc2db08", "/js/learn.js?v=7a659947be", "/js/author.js?v=b1bacac0dd", "/js/market.js?v=1e8db7dac8", "/js/verify.js?v=986f143b65", "/js/replay.js?v=1c6266d3e1",
+  "/js/home.js?v=c373d17f34", "/js/teach.js?v=fed56ecfb4", "/js/learn.js?v=98a75e097a", "/js/author.js?v=b1bacac0dd", "/js/market.js?v=1e8db7dac8", "/js/verify.js?v=986f143b65", "/js/replay.js?v=1c6266d3e1",
 ];
 const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;

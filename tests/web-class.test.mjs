@@ -241,6 +241,7 @@ test("on a phone, a code typed before signing in joins once signed in, without p
     assert.ok(live, "needs the live session");
     const p = (pages.phone = await openPage(browser, w.base, { viewport: { width: 375, height: 740 } }));
     await p.goto("/");
+    await p.locator("[data-testid=dev-signin]").waitFor({ state: "attached" }); // the sign-in panel is built
     await p.fill("#join-code", live.code);
     await p.getByRole("button", { name: "Join", exact: true }).click();
     const status = p.locator("#join-status");

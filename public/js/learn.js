@@ -190,7 +190,7 @@ async function startLive(code, sessionId) {
           h("legend", {}, q.prompt || q.id),
           mine !== undefined
             ? h("div", { class: "stack" },
-              h("p", { class: "answered" }, `You answered: ${choices[mine] ?? mine}`),
+              h("p", {}, `You answered: ${choices[mine] ?? mine}`),
               fb ? h("p", { class: `feedback ${fb.correct ? "right" : "wrong"}`, "data-testid": "live-feedback", "data-correct": String(fb.correct) },
                 icon(fb.correct ? "check" : "cross"),
                 fb.correct ? " Correct!" : ` Not quite: the answer is ${choices[fb.answer] ?? fb.answer}.`)
@@ -205,7 +205,9 @@ async function startLive(code, sessionId) {
         open.length ? `${waiting} more question${waiting === 1 ? "" : "s"} later in the lesson.`
           : "Questions appear here when the teacher reaches them.") : "",
     );
+    const unanswered = open.filter((q) => state.quiz_responses?.[q.id]?.[me] === undefined);
     if (fresh.length && state.status !== "ended") say($("#quiz-news"), `New question: ${fresh.at(-1).prompt}`, "info");
+    else if (!unanswered.length) say($("#quiz-news"), "");
   }
 }
 
@@ -394,7 +396,7 @@ function renderSelfQuiz(lesson, version, artifact) {
       cert.hidden = false;
       cert.dataset.certificateId = result.certificate_id;
       cert.replaceChildren(
-        h("p", { class: "row cert-earned" }, icon("cap", "icon big"), h("strong", {}, "You earned a certificate.")),
+        h("p", { class: "row cert-earned" }, icon("cap", "icon icon-lg"), h("strong", {}, "You earned a certificate.")),
         h("p", { class: "row" },
           h("a", { class: "button primary", href: `/verify?id=${encodeURIComponent(result.certificate_id)}`, "data-testid": "certificate-link" }, "View and verify"),
           h("a", { href: `/v1/certificates/${encodeURIComponent(result.certificate_id)}` }, "Credential JSON")),

@@ -406,7 +406,7 @@ function renderQuiz(state) {
         h("span", { "data-testid": `tally-${q.id}-${i}` }, String(n)),
       ];
     });
-    return h("div", { class: "stack", "data-quiz": q.id }, h("h3", {}, q.prompt, h("span", { class: "muted" }, ` — ${total} response${total === 1 ? "" : "s"}`)), h("div", { class: "tally" }, ...rows));
+    return h("div", { class: "stack", "data-quiz": q.id }, h("h3", {}, q.prompt, h("span", { class: "muted" }, ` — ${total} response${total === 1 ? "" : "s"} · asked at step ${Number.isInteger(q.step) ? Math.min(q.step, stepCount) : stepCount}`)), h("div", { class: "tally" }, ...rows));
   }));
 }
 
