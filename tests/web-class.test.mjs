@@ -165,7 +165,8 @@ test("self-paced: questions open as the learner advances, no submit before the e
   withScreenshots("class-self", shots, async () => {
     const p = (pages.self = await openPage(browser, w.base, { token: tokens.leo }));
     await p.goto(`/learn?lesson=${lesson.lesson_id}&version=1`);
-    await waitStep(p, 0);
+    await waitStep(p, 1); // the first step, a title slide, not the empty canvas
+    assert.equal(await p.getAttribute("[data-testid=canvas]", "data-title"), "true");
     const panel = p.locator("[data-testid=quiz-form]");
     await panel.getByTestId("submit-quiz").waitFor();
     assert.doesNotMatch(await panel.textContent(), /\bnull\b/, "no literal null under the quiz");

@@ -640,7 +640,7 @@ test("self-paced: a learner scrubs the timeline, takes the quiz and gets a certi
   withScreenshots("self-paced", shots, async () => {
     const p = (pages.selfLeo = await openPage(browser, w.base, { token: tokens.leo }));
     await p.goto(`/learn?lesson=${lesson.lesson_id}&version=1`);
-    await waitStep(p, 0);
+    await waitStep(p, 1); // opens on the first step, not the empty canvas
     assert.equal(await p.textContent("#self-steps"), String(DEMO_LESSON.timeline.length));
     const scrub = p.getByLabel(/Timeline: step/);
     await scrub.focus();

@@ -264,7 +264,8 @@ async function startSelf(lesson, version) {
       show(next);
     }, 1200);
   });
-  show(Number(params().get("step")) || 0);
+  // Opens on the first step (a lesson's step 0 is its empty canvas), or where the link says.
+  show(params().has("step") ? Number(params().get("step")) || 0 : Math.min(1, steps));
 
   $("#offline").addEventListener("click", async () => {
     say(status, "Saving the lesson for offline use…");
@@ -305,8 +306,8 @@ function renderSelfQuiz(lesson, version, artifact) {
   const retry = h("button", { type: "button", "data-testid": "retry-quiz", hidden: true }, "Try again");
   form.replaceChildren(
     ...items,
-    h("div", { class: "row" }, submit, retry),
     gate,
+    h("div", { class: "row" }, submit, retry),
     learner ? "" : h("p", { class: "hint" }, "Sign in with the learner role to take the quiz and earn a certificate."),
     h("p", { class: "hint" }, `Pass mark: ${fmtPct(artifact.pass_threshold)} of the questions right.`),
     h("p", { class: "hint", id: "score-preview", "data-testid": "score-preview", hidden: true }),
