@@ -324,6 +324,14 @@ pub fn roster(observer_ids: impl IntoIterator<Item = String>, count: u32) -> Ser
 /// session state, which every observer receives.
 pub type AnswerKey = BTreeMap<String, u32>;
 
+/// What opens a session's object: its config, and beside it the answer key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionInit {
+    pub config: SessionConfig,
+    #[serde(default)]
+    pub answer_key: AnswerKey,
+}
+
 /// The responder's feedback when `effects` record their quiz response: a
 /// response cannot change once given, so the key may be shown at once.
 pub fn quiz_feedback(key: &AnswerKey, effects: &[Effect], learner: &str) -> Option<ServerMsg> {

@@ -672,12 +672,9 @@ impl DurableObject for Classroom {
         match path.as_str() {
             "/init" => {
                 let mut req = req;
-                // The config, and beside it (a field the config ignores) the answer key.
-                let body: serde_json::Value = req.json().await.unwrap_or(serde_json::Value::Null);
-                let answer_key: classroom::AnswerKey =
-                    body.get("answer_key").and_then(|k| serde_json::from_value(k.clone()).ok()).unwrap_or_default();
-                let config: SessionConfig = match serde_json::from_value(body) {
-                    Ok(c) => c,
+                let text = req.text().await.unwrap_or_default();
+                let classroom::SessionInit { config, answer_key } = match serde_json::from_str(&text) {
+                    Ok(init) => init,
                     Err(_) => return error(400, "invalid_config", "session config is malformed"),
                 };
                 self.migrate()?;

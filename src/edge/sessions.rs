@@ -156,9 +156,9 @@ async fn create(ctx: &mut Ctx) -> AppResult<Response> {
         .iter()
         .filter_map(|q| Some((q.id.clone(), u32::try_from(crate::grading::answer_index(q)?).ok()?)))
         .collect();
-    let mut body = serde_json::to_value(&config).map_err(|e| AppError::internal(e.to_string()))?;
-    body["answer_key"] = json!(answer_key);
-    let resp = to_object(ctx, &session_id, "/init", Method::Post, Some(body.to_string()), None).await?;
+    let init = classroom::SessionInit { config, answer_key };
+    let body = serde_json::to_string(&init).map_err(|e| AppError::internal(e.to_string()))?;
+    let resp = to_object(ctx, &session_id, "/init", Method::Post, Some(body), None).await?;
     if resp.status_code() != 200 {
         return Err(AppError::internal(format!("classroom init answered {}", resp.status_code())));
     }
