@@ -9,9 +9,9 @@
 // Values cross as JSON text (big integers and odd floats arrive exactly as
 // the server wrote them); the helpers below parse what the pages render.
 
-import init, * as wasm from "/core/dropple_core.js?v=4962428e81";
+import init, * as wasm from "/core/dropple_core.js?v=c543ef22b5";
 
-await init({ module_or_path: "/core/dropple_core_bg.wasm?v=4962428e81" });
+await init({ module_or_path: "/core/dropple_core_bg.wasm?v=c543ef22b5" });
 
 export const core = wasm;
 
