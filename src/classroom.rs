@@ -316,8 +316,12 @@ pub const MAX_ROSTER: usize = 500;
 
 /// The teacher's roster from the user ids of connected observer sockets.
 pub fn roster(observer_ids: impl IntoIterator<Item = String>, count: u32) -> ServerMsg {
-    let ids: std::collections::BTreeSet<String> = observer_ids.into_iter().collect();
-    ServerMsg::Roster { count, learners: ids.into_iter().take(MAX_ROSTER).collect() }
+    // A sorted Vec, not a BTreeSet: no new collection code in the worker's wasm.
+    let mut learners: Vec<String> = observer_ids.into_iter().collect();
+    learners.sort_unstable();
+    learners.dedup();
+    learners.truncate(MAX_ROSTER);
+    ServerMsg::Roster { count, learners }
 }
 
 /// A quiz answer key (question id → correct choice). It never enters the
