@@ -16,16 +16,16 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "65e25a4e33";
+const VERSION = "9a3ee9ca08";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const REFERENCE = "dropple-reference-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
   "/css/app.css?v=e567f7d695", "/manifest.webmanifest", "/icon.svg",
-  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=922788dbfd", "/js/core.js?v=cbd468d094",
-  "/core/dropple_core.js?v=c543ef22b5", "/core/dropple_core_bg.wasm?v=c543ef22b5",
-  "/js/home.js?v=c373d17f34", "/js/teach.js?v=9e0ad6c370", "/js/learn.js?v=8633861727", "/js/author.js?v=28f159adeb", "/js/market.js?v=1e8db7dac8", "/js/verify.js?v=956f0efa1a", "/js/replay.js?v=d2e63ca726",
+  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=81a45c177c", "/js/core.js?v=bd6dad6e61",
+  "/core/dropple_core.js?v=7c33e1ad52", "/core/dropple_core_bg.wasm?v=7c33e1ad52",
+  "/js/home.js?v=c373d17f34", "/js/teach.js?v=2c3416ec34", "/js/learn.js?v=7902fadbb2", "/js/author.js?v=0e5ad45ff0", "/js/market.js?v=1e8db7dac8", "/js/verify.js?v=f174dc9457", "/js/replay.js?v=257f788081",
 ];
 const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;
