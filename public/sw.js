@@ -16,16 +16,16 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "9a3ee9ca08";
+const VERSION = "2b55c2988d";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const REFERENCE = "dropple-reference-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
   "/css/app.css?v=e567f7d695", "/manifest.webmanifest", "/icon.svg",
-  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=81a45c177c", "/js/core.js?v=bd6dad6e61",
-  "/core/dropple_core.js?v=7c33e1ad52", "/core/dropple_core_bg.wasm?v=7c33e1ad52",
-  "/js/home.js?v=c373d17f34", "/js/teach.js?v=2c3416ec34", "/js/learn.js?v=7902fadbb2", "/js/author.js?v=0e5ad45ff0", "/js/market.js?v=1e8db7dac8", "/js/verify.js?v=f174dc9457", "/js/replay.js?v=257f788081",
+  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=93725c7ad5", "/js/core.js?v=1506072a83",
+  "/core/dropple_core.js?v=13a98efc1c", "/core/dropple_core_bg.wasm?v=13a98efc1c",
+  "/js/home.js?v=c373d17f34", "/js/teach.js?v=5d4f91bb5c", "/js/learn.js?v=e29b5015c2", "/js/author.js?v=613d3da0ea", "/js/market.js?v=1e8db7dac8", "/js/verify.js?v=61b9df51cf", "/js/replay.js?v=1df92550f4",
 ];
 const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;

@@ -9,9 +9,9 @@
 // Values cross as JSON text (big integers and odd floats arrive exactly as
 // the server wrote them); the helpers below parse what the pages render.
 
-import init, * as wasm from "/core/dropple_core.js?v=7c33e1ad52";
+import init, * as wasm from "/core/dropple_core.js?v=13a98efc1c";
 
-await init({ module_or_path: "/core/dropple_core_bg.wasm?v=7c33e1ad52" });
+await init({ module_or_path: "/core/dropple_core_bg.wasm?v=13a98efc1c" });
 
 export const core = wasm;
 

@@ -6,8 +6,8 @@
 // of the network.
 
 import { api, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=81a45c177c";
-import { Replay, lessonFrames } from "./core.js?v=bd6dad6e61";
+import { ClassroomClient } from "./classroom-client.js?v=93725c7ad5";
+import { Replay, lessonFrames } from "./core.js?v=1506072a83";
 import { renderCanvas } from "./canvas.js?v=cc346232db";
 import { shell, $, h, say, params } from "./ui.js?v=f44cea9744";
 

@@ -4,9 +4,9 @@
 // server's (what learners see), never a local guess.
 
 import { api, claims, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=81a45c177c";
+import { ClassroomClient } from "./classroom-client.js?v=93725c7ad5";
 import { renderCanvas } from "./canvas.js?v=cc346232db";
-import { lessonFrames } from "./core.js?v=bd6dad6e61";
+import { lessonFrames } from "./core.js?v=1506072a83";
 import { shell, $, h, say, params, icon } from "./ui.js?v=f44cea9744";
 
 const SAVED = "dropple.teach.sessions";
