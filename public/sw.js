@@ -16,16 +16,16 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "0593053f0d";
+const VERSION = "f867df6aad";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const REFERENCE = "dropple-reference-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
-  "/css/app.css?v=843ad91dc0", "/manifest.webmanifest", "/icon.svg",
-  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=832f5b707d", "/js/canvas.js?v=15e5547fca", "/js/classroom-client.js?v=8d7c799209", "/js/core.js?v=063f59dfaf",
-  "/core/dropple_core.js?v=8d4141a3ab", "/core/dropple_core_bg.wasm?v=8d4141a3ab",
-  "/js/home.js?v=74ea719e54", "/js/teach.js?v=3a2c49e627", "/js/learn.js?v=37157cccf7", "/js/author.js?v=027fbe2436", "/js/market.js?v=a10d657094", "/js/verify.js?v=6ff71f5322", "/js/replay.js?v=55ca3b1a26",
+  "/css/app.css?v=f7ae708f13", "/manifest.webmanifest", "/icon.svg",
+  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=3fa60997f9", "/js/core.js?v=59e93eca79",
+  "/core/dropple_core.js?v=5bc64049c6", "/core/dropple_core_bg.wasm?v=5bc64049c6",
+  "/js/home.js?v=c373d17f34", "/js/teach.js?v=26f627c1e2", "/js/learn.js?v=ac92611301", "/js/author.js?v=c0c8900cf1", "/js/market.js?v=1e8db7dac8", "/js/verify.js?v=085c44659d", "/js/replay.js?v=f0266d399e",
 ];
 const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;

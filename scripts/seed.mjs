@@ -51,8 +51,8 @@ export const DEMO_LESSON = {
     { type: "element.moved", payload: { id: "quarter", x: 170, y: 190 } },
   ],
   quiz: [
-    { id: "q1", prompt: "Where is 1/2?", choices: ["Near 0", "In the middle", "Near 1"], answer: 1 },
-    { id: "q2", prompt: "What is half of a half?", choices: ["1/3", "1/4", "2/4"], answer: 1 },
+    { id: "q1", prompt: "Where is 1/2?", choices: ["Near 0", "In the middle", "Near 1"], answer: 1, step: 8 },
+    { id: "q2", prompt: "What is half of a half?", choices: ["1/3", "1/4", "2/4"], answer: 1, step: 12 },
   ],
   pass_threshold: 0.5,
 };

@@ -194,7 +194,7 @@ mod tests {
             let e = &mut events[at];
             match field {
                 0 => e.id = format!("{}x", e.id),
-                1 => e.run_id = format!("r{salt}"),
+                1 => e.run_id = format!("r{salt}x"), // never the original "r1"
                 2 => e.kind = format!("k{salt}"),
                 3 => e.payload = json!({"id": "a", "x": salt + 10_000}),
                 4 => e.timestamp += salt as i64,

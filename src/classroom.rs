@@ -265,7 +265,9 @@ pub fn decode_client_msg(text: &str) -> Result<ClientMsg, ProtocolError> {
     Ok(msg)
 }
 
-/// Server → client. Clients rely on exactly these five types.
+/// Server → client. Every client handles the first five types; `roster` and
+/// `answer_key` (the teacher only) and `quiz_feedback` (the responder only)
+/// are additive: a client may ignore them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMsg {
@@ -288,6 +290,63 @@ pub enum ServerMsg {
         message: String,
     },
     Pong,
+    /// To the teacher: who is here. `learners` are the user ids of connected
+    /// observer sockets (sorted, at most [`MAX_ROSTER`]); `count` counts every
+    /// observer (sockets and SSE streams), never the teacher.
+    Roster {
+        count: u32,
+        learners: Vec<String>,
+    },
+    /// To the session's teacher at their hello: the quiz's answer key (the
+    /// teacher's copy of the lesson comes without it).
+    AnswerKey {
+        answers: AnswerKey,
+    },
+    /// To a learner right after their quiz response was recorded.
+    QuizFeedback {
+        question_id: String,
+        choice: u32,
+        correct: bool,
+        answer: u32,
+    },
+}
+
+/// Names a roster lists: a bound on one message, whatever the class size.
+pub const MAX_ROSTER: usize = 500;
+
+/// The teacher's roster from the user ids of connected observer sockets.
+pub fn roster(observer_ids: impl IntoIterator<Item = String>, count: u32) -> ServerMsg {
+    // A sorted Vec, not a BTreeSet: no new collection code in the worker's wasm.
+    let mut learners: Vec<String> = observer_ids.into_iter().collect();
+    learners.sort_unstable();
+    learners.dedup();
+    learners.truncate(MAX_ROSTER);
+    ServerMsg::Roster { count, learners }
+}
+
+/// A quiz answer key (question id → correct choice). It never enters the
+/// session state, which every observer receives.
+pub type AnswerKey = BTreeMap<String, u32>;
+
+/// What opens a session's object: its config, and beside it the answer key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionInit {
+    pub config: SessionConfig,
+    #[serde(default)]
+    pub answer_key: AnswerKey,
+}
+
+/// The responder's feedback when `effects` record their quiz response: a
+/// response cannot change once given, so the key may be shown at once.
+pub fn quiz_feedback(key: &AnswerKey, effects: &[Effect], learner: &str) -> Option<ServerMsg> {
+    let Some(Effect::Persist(events)) = effects.first() else { return None };
+    events.iter().find_map(|e| match SessionEvent::parse(e) {
+        Some(SessionEvent::QuizResponded { question_id, choice, learner_id }) if learner_id == learner => {
+            let answer = *key.get(&question_id)?;
+            Some(ServerMsg::QuizFeedback { question_id, choice, correct: choice == answer, answer })
+        }
+        _ => None,
+    })
 }
 
 // ---------------------------------------------------------------- session state
@@ -1284,6 +1343,35 @@ mod tests {
         let second = E::QuizResponded { question_id: "k1".into(), choice: 2, learner_id: "u2".into() };
         assert_eq!(when(&s, &learner(2), respond("k1", 2)), Ok(vec![second]));
         assert_eq!(s.quiz_responses["k1"]["u1"], 1);
+    }
+
+    #[test]
+    fn the_responder_alone_learns_whether_they_were_right() {
+        let key: AnswerKey = [("k1".to_string(), 2)].into();
+        let mut s = live();
+        let effects = send(&mut s, &learner(3), ClientMsg::Respond { question_id: "k1".into(), choice: 0 });
+        let expected = ServerMsg::QuizFeedback { question_id: "k1".into(), choice: 0, correct: false, answer: 2 };
+        assert_eq!(quiz_feedback(&key, &effects, "u3"), Some(expected));
+        assert_eq!(quiz_feedback(&key, &effects, "u4"), None);
+        let refused = send(&mut s, &learner(3), ClientMsg::Respond { question_id: "k1".into(), choice: 2 });
+        assert_eq!(quiz_feedback(&key, &refused, "u3"), None);
+        let right = send(&mut s, &learner(5), ClientMsg::Respond { question_id: "k1".into(), choice: 2 });
+        assert!(matches!(quiz_feedback(&key, &right, "u5"), Some(ServerMsg::QuizFeedback { correct: true, .. })));
+        // A session opened before keys were kept: no feedback, nothing breaks.
+        assert_eq!(quiz_feedback(&AnswerKey::new(), &right, "u5"), None);
+    }
+
+    #[test]
+    fn the_roster_is_sorted_unique_and_bounded() {
+        let ids = ["lea", "ann", "lea"].map(String::from);
+        assert_eq!(roster(ids, 3), ServerMsg::Roster { count: 3, learners: vec!["ann".into(), "lea".into()] });
+        let many = (0..MAX_ROSTER + 7).map(|n| format!("u{n:05}"));
+        let ServerMsg::Roster { learners, .. } = roster(many, 0) else { unreachable!() };
+        assert_eq!(learners.len(), MAX_ROSTER);
+        let text = serde_json::to_string(&roster(["a".to_string()], 1)).unwrap();
+        assert_eq!(text, r#"{"type":"roster","count":1,"learners":["a"]}"#);
+        let key = ServerMsg::AnswerKey { answers: [("q1".to_string(), 2)].into() };
+        assert_eq!(serde_json::to_string(&key).unwrap(), r#"{"type":"answer_key","answers":{"q1":2}}"#);
     }
 
     #[test]

@@ -14,6 +14,11 @@ pub struct QuizItem {
     pub prompt: String,
     pub choices: Vec<String>,
     pub answer: Value,
+    /// The timeline step at which the lesson asks it (players show it once
+    /// the cursor reaches that step); absent: at the end of the lesson.
+    /// Skipped when absent, so artifacts written before it hash the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,6 +59,33 @@ pub fn answer_index(item: &QuizItem) -> Option<usize> {
 /// choice index; `None` if it names no choice of this item.
 pub fn normalize_answer(item: &QuizItem, answer: &Value) -> Option<usize> {
     resolve(&item.choices, answer)
+}
+
+/// One question of a graded attempt, for the learner who submitted it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuestionFeedback {
+    pub question_id: String,
+    /// The learner's choice; `None` when left unanswered.
+    pub choice: Option<usize>,
+    pub correct: bool,
+    /// The key, shown only once the attempt passed: a learner who failed
+    /// tries again without having been handed the answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer: Option<usize>,
+}
+
+/// Per-question feedback on a graded attempt, in quiz order.
+pub fn feedback(items: &[QuizItem], answers: &BTreeMap<String, usize>, grade: &Grade) -> Vec<QuestionFeedback> {
+    items
+        .iter()
+        .zip(&grade.per_question)
+        .map(|(item, (_, correct))| QuestionFeedback {
+            question_id: item.id.clone(),
+            choice: answers.get(&item.id).copied(),
+            correct: *correct,
+            answer: if grade.passed { answer_index(item) } else { None },
+        })
+        .collect()
 }
 
 /// Check a quiz as authored: ids unique and non-empty, at least two
@@ -142,6 +174,7 @@ mod tests {
             prompt: format!("question {id}"),
             choices: vec!["red".into(), "green".into(), "blue".into()],
             answer,
+            step: None,
         }
     }
 
@@ -193,6 +226,15 @@ mod tests {
         assert_eq!((all.score, all.passed), (1.0, true));
         let empty = grade(&[], &BTreeMap::new(), 0.8);
         assert_eq!((empty.score, empty.passed, empty.total), (1.0, true, 0));
+        let failed = grade(&quiz, &answers(&[("a", 0), ("c", 1)]), 0.9);
+        let fb = feedback(&quiz, &answers(&[("a", 0), ("c", 1)]), &failed);
+        assert_eq!(
+            fb.iter().map(|f| (f.question_id.as_str(), f.choice, f.correct, f.answer)).collect::<Vec<_>>(),
+            vec![("a", Some(0), true, None), ("b", None, false, None), ("c", Some(1), false, None)]
+        );
+        let passed = grade(&quiz, &answers(&[("a", 0), ("b", 1)]), 0.5);
+        let keys: Vec<_> = feedback(&quiz, &answers(&[("a", 0), ("b", 1)]), &passed).iter().map(|f| f.answer).collect();
+        assert_eq!(keys, vec![Some(0), Some(1), Some(2)]);
         // A key that does not resolve can never be answered correctly.
         let broken = grade(&[item("x", json!(9))], &answers(&[("x", 9)]), 0.5);
         assert_eq!(broken.correct, 0);

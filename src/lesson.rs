@@ -209,6 +209,9 @@ pub fn validate_draft(body: &Value) -> AppResult<Draft> {
         Some(_) => return Err(invalid("quiz", "must be an array")),
     };
     validate_quiz(&quiz).map_err(|(path, why)| invalid(&path, &why))?;
+    if let Some(i) = quiz.iter().position(|q| q.step.is_some_and(|s| s as usize > timeline.len())) {
+        return Err(invalid(&format!("quiz[{i}].step"), &format!("must be within 0..={}", timeline.len())));
+    }
     let pass_threshold = match obj.get("pass_threshold") {
         None | Some(Value::Null) => DEFAULT_PASS_THRESHOLD,
         Some(v) => v
@@ -377,6 +380,15 @@ mod tests {
     }
 
     #[test]
+    fn a_quiz_step_is_kept_and_an_absent_one_changes_no_hash() {
+        let mut b = body();
+        b["quiz"][0]["step"] = json!(2);
+        let a = Artifact::new(validate_draft(&b).unwrap(), "l1", 1, "ana", "acme", "2026-01-01T00:00:00.000Z", None);
+        assert_eq!(a.without_answer_key()["quiz"][0]["step"], json!(2));
+        assert!(serde_json::to_value(artifact()).unwrap()["quiz"][0].get("step").is_none());
+    }
+
+    #[test]
     fn answer_key_hidden() {
         let v = artifact().without_answer_key();
         assert!(v["quiz"][0].get("answer").is_none());
@@ -395,6 +407,10 @@ mod tests {
             (json!({"title": "t", "timeline": [], "pass_threshold": 2}), "pass_threshold"),
             (json!({"title": "t", "timeline": [], "tags": [1]}), "tags[0]"),
             (json!({"title": "t"}), "timeline"),
+            (
+                json!({"title": "t", "timeline": [], "quiz": [{"id": "q", "prompt": "p", "choices": ["a", "b"], "answer": 0, "step": 1}]}),
+                "quiz[0].step",
+            ),
         ];
         for (b, path) in cases {
             let e = validate_draft(&b).unwrap_err();

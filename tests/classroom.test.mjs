@@ -203,6 +203,40 @@ test("questions, answers, quiz responses; end stops everything", async () => {
   await eventually(async () => assert.equal((await api.call("GET", `/v1/join/${s.join_code}`, { token: learner })).status, 404));
 });
 
+test("the teacher's roster names the learners and never counts the teacher; the key goes to the teacher, feedback to the responder alone", async () => {
+  const s = await newSession();
+  const t = await openSocket(wsUrl(s.session_id, teacher));
+  await t.next((m) => m.type === "snapshot");
+  const first = await t.next((m) => m.type === "roster");
+  assert.deepEqual(first, { type: "roster", count: 0, learners: [] });
+  const key = await t.next((m) => m.type === "answer_key");
+  assert.deepEqual(key.answers, Object.fromEntries(DEMO_LESSON.quiz.map((q) => [q.id, q.answer])));
+  const a = await openSocket(wsUrl(s.session_id, learner));
+  const b = await openSocket(wsUrl(s.session_id, learner2));
+  const seenByB = [];
+  b.ws.addEventListener("message", (ev) => seenByB.push(JSON.parse(ev.data).type));
+  await Promise.all([a.next((m) => m.type === "snapshot"), b.next((m) => m.type === "snapshot")]);
+  const full = await t.next((m) => m.type === "roster" && m.count === 2);
+  assert.deepEqual(full.learners, ["lea", "leo"]);
+  assert.ok(!a.inbox.some((m) => m.type === "roster" || m.type === "answer_key"), "learners get neither roster nor key");
+  // Snapshots never carry the key.
+  assert.ok(!JSON.stringify(await (async () => { const o = await openSocket(wsUrl(s.session_id, learner)); const m = await o.next((x) => x.type === "snapshot"); await o.close(); return m; })()).includes("answer_key"));
+
+  a.send({ type: "respond", question_id: "q1", choice: 0 });
+  const fb = await a.next((m) => m.type === "quiz_feedback");
+  assert.deepEqual(fb, { type: "quiz_feedback", question_id: "q1", choice: 0, correct: false, answer: DEMO_LESSON.quiz[0].answer });
+  await b.next((m) => m.type === "event" && m.event.type === "quiz.responded");
+  b.send({ type: "respond", question_id: "q1", choice: DEMO_LESSON.quiz[0].answer });
+  assert.equal((await b.next((m) => m.type === "quiz_feedback")).correct, true);
+  a.send({ type: "respond", question_id: "q1", choice: 1 });
+  assert.equal((await a.next((m) => m.type === "error")).code, "already_responded");
+  assert.equal(seenByB.filter((x) => x === "quiz_feedback").length, 1, "only her own feedback");
+  assert.ok(!t.inbox.some((m) => m.type === "quiz_feedback"));
+  await b.close();
+  assert.deepEqual((await t.next((m) => m.type === "roster" && m.count < 3 && !m.learners.includes("leo"))).learners, ["lea"]);
+  await Promise.all([t.close(), a.close()]);
+});
+
 test("live explanation is the teacher's opt-in; the result arrives as a session event", async () => {
   const s = await newSession();
   const t = await openSocket(wsUrl(s.session_id, teacher));

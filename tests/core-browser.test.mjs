@@ -204,7 +204,8 @@ test("offline after one visit: /verify tells valid, tampered and revoked apart; 
       const l = (pages.learner = await openPage(browser, w.base, { token: tokens.lea }));
       const lessonPath = `/learn?lesson=${lessonId}&version=1`;
       await l.goto(lessonPath);
-      await l.waitForFunction(() => document.querySelector("[data-testid=canvas]")?.dataset.step === "0");
+      // A lesson opens on its first step (step 0 is the empty canvas).
+      await l.waitForFunction(() => document.querySelector("[data-testid=canvas]")?.dataset.step === "1");
       await cached(l, "dropple-lessons-v1", [`/v1/lessons/${lessonId}/versions/1`]);
       await cached(l, `dropple-shell-${release}`, ["/learn", `/js/learn.js?v=${stamps["js/learn.js"]}`, ...shell]);
 
@@ -230,11 +231,11 @@ test("offline after one visit: /verify tells valid, tampered and revoked apart; 
       assert.match(gone.checks.status.text, /revoked \(status list of /, "revoked as of the cached list");
 
       await l.reload();
-      await l.waitForFunction(() => document.querySelector("[data-testid=canvas]")?.dataset.step === "0");
+      await l.waitForFunction(() => document.querySelector("[data-testid=canvas]")?.dataset.step === "1");
       const last = DEMO_LESSON.timeline.length;
       const scrub = l.getByLabel(/Timeline: step/);
       await scrub.focus();
-      for (let i = 0; i < 3; i++) await l.keyboard.press("ArrowRight");
+      for (let i = 1; i < 3; i++) await l.keyboard.press("ArrowRight");
       await l.waitForFunction(() => document.querySelector("[data-testid=canvas]")?.dataset.step === "3");
       assert.equal(await l.textContent("[data-testid=narration]"), "Every fraction has a place on this line.");
       await l.keyboard.press("End");

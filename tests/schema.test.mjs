@@ -686,7 +686,7 @@ test("a live session: every WebSocket and SSE message in both directions matches
   for (const m of clientMsgs) validAgainst("ws-client-message.schema.json", m, `client message ${JSON.stringify(m).slice(0, 80)}`);
   for (const m of serverMsgs) validAgainst("ws-server-message.schema.json", m, `server message ${JSON.stringify(m).slice(0, 80)}`);
   const types = new Set(serverMsgs.map((m) => m.type));
-  for (const t of ["snapshot", "event", "presence", "error", "pong"]) assert.ok(types.has(t), `no ${t} message seen`);
+  for (const t of ["snapshot", "event", "presence", "error", "pong", "roster", "answer_key", "quiz_feedback"]) assert.ok(types.has(t), `no ${t} message seen`);
   const clientTypes = new Set(clientMsgs.map((m) => m.type));
   for (const t of ["hello", "cursor", "annotate", "clear_annotations", "pause", "resume", "end", "answer", "ask", "respond", "explain", "ping"]) {
     assert.ok(clientTypes.has(t), `no ${t} message sent`);

@@ -91,17 +91,18 @@ test("a teacher advances three steps and both learners show the same frame", { t
     session = { code, id: new URL(teacher.url()).searchParams.get("session") };
     assert.ok(session.id, "the console URL carries the session id");
     await waitConn(teacher, "live");
-    await waitStep(teacher, 0);
+    await waitStep(teacher, 1); // a new session opens on its first step, not the empty canvas
 
     for (const name of ["lea", "leo"]) {
       const p = (pages[name] = await openPage(browser, w.base, { token: tokens[name], viewport: name === "leo" ? { width: 390, height: 844 } : undefined }));
       await p.goto(`/learn?code=${code}`);
       await waitConn(p, "live");
-      await waitStep(p, 0);
+      await waitStep(p, 1);
     }
-    await teacher.waitForFunction(() => document.querySelector("[data-testid=presence]")?.textContent === "3");
+    // Two learners: the teacher is not counted.
+    await teacher.waitForFunction(() => document.querySelector("[data-testid=presence]")?.textContent === "2");
 
-    for (let k = 1; k <= 3; k++) {
+    for (let k = 2; k <= 3; k++) {
       await teacher.click("[data-testid=next]");
       await teacher.waitForFunction((s) => document.querySelector("[data-testid=step]")?.textContent.startsWith(`Step ${s} `), k);
     }
@@ -178,7 +179,14 @@ test("while live, a learner asks and answers a quiz item; the teacher sees both 
       await p.locator("[data-testid=questions] li", { hasText: "Why is one half" }).getByText("Teacher: Because it splits the line into two equal parts.").waitFor();
     }
 
-    // Quiz responses arrive on the teacher's tally as they are given.
+    // Quiz responses arrive on the teacher's tally as they are given, once
+    // the teacher has reached the step the question is asked at.
+    for (const p of [teacher, lea, leo]) await p.locator("[data-testid=canvas]").waitFor();
+    while (Number(await canvasStep(teacher)) < DEMO_LESSON.quiz[0].step) {
+      const at = Number(await canvasStep(teacher));
+      await teacher.click("[data-testid=next]");
+      await waitStep(teacher, at + 1);
+    }
     assert.equal(await teacher.textContent("[data-testid=tally-q1-1]"), "0");
     await lea.locator("#live-quiz fieldset[data-quiz=q1]").getByRole("button", { name: "In the middle" }).click();
     await lea.locator("#live-quiz fieldset[data-quiz=q1]").getByText("You answered: In the middle").waitFor();
@@ -641,7 +649,7 @@ test("self-paced: a learner scrubs the timeline, takes the quiz and gets a certi
   withScreenshots("self-paced", shots, async () => {
     const p = (pages.selfLeo = await openPage(browser, w.base, { token: tokens.leo }));
     await p.goto(`/learn?lesson=${lesson.lesson_id}&version=1`);
-    await waitStep(p, 0);
+    await waitStep(p, 1); // opens on the first step, not the empty canvas
     assert.equal(await p.textContent("#self-steps"), String(DEMO_LESSON.timeline.length));
     const scrub = p.getByLabel(/Timeline: step/);
     await scrub.focus();
@@ -656,6 +664,10 @@ test("self-paced: a learner scrubs the timeline, takes the quiz and gets a certi
     await waitStep(p, 4);
     await p.getByRole("button", { name: "Previous step" }).click();
     await waitStep(p, 3);
+    // The questions open as the lesson reaches them: all of them at its end.
+    await scrub.focus();
+    await p.keyboard.press("End");
+    await waitStep(p, DEMO_LESSON.timeline.length);
 
     const form = p.locator("[data-testid=quiz-form]");
     await form.locator("fieldset[data-quiz=q1]").getByLabel("In the middle").check();

@@ -6,9 +6,9 @@
 // a published version can be submitted to the marketplace.
 
 import { api, claims, describeError, uuid } from "./api.js?v=f3c5674699";
-import { renderCanvas, svgPoint } from "./canvas.js?v=15e5547fca";
-import { foldTimeline } from "./core.js?v=063f59dfaf";
-import { shell, $, $$, h, say } from "./ui.js?v=832f5b707d";
+import { renderCanvas, svgPoint } from "./canvas.js?v=cc346232db";
+import { foldTimeline } from "./core.js?v=59e93eca79";
+import { shell, $, $$, h, say } from "./ui.js?v=f44cea9744";
 
 const DRAFT_KEY = "dropple.author.draft";
 let timeline = [];

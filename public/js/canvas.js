@@ -107,7 +107,8 @@ function drawElement(id, el, selected, focusable) {
  * Render `state` into `container` as an SVG figure with a caption (current
  * chapter and latest narration). Options: step (shown as data-step),
  * selected (element id), annotations (live session drawings), pointer {x,y},
- * label (accessible name prefix), focusable (elements take keyboard focus).
+ * label (accessible name prefix), focusable (elements take keyboard focus),
+ * titleSlide ({subtitle?}: a step that opens a chapter shows as a title slide).
  */
 export function renderCanvas(container, state, opts = {}) {
   const s = canvasOf(state);
@@ -157,6 +158,18 @@ export function renderCanvas(container, state, opts = {}) {
       svg.append(node("text", { x, y, fill: color, class: "annotation-text" }, a.text));
     }
   }
+  // A step that only opens a chapter reads as a title slide (opt-in: the
+  // players; the studio and the replay show the canvas as it is).
+  const titleStep = opts.titleSlide && chapter && s.chapters.at(-1).step === s.applied;
+  if (titleStep) {
+    const [cx, cy, w, hh] = [(minX + maxX) / 2, (minY + maxY) / 2, maxX - minX, maxY - minY];
+    svg.append(node("rect", { x: minX, y: minY, width: w, height: hh, class: "title-slide" }));
+    svg.append(node("text", { x: cx, y: cy - 6, "text-anchor": "middle", class: "title-slide-text" }, chapter));
+    if (opts.titleSlide.subtitle) {
+      svg.append(node("text", { x: cx, y: cy + 40, "text-anchor": "middle", class: "title-slide-sub" }, opts.titleSlide.subtitle));
+    }
+    svg.append(node("text", { x: cx, y: cy - 64, "text-anchor": "middle", class: "title-slide-kicker" }, `Chapter ${s.chapters.length}`));
+  }
   if (opts.pointer && typeof opts.pointer.x === "number" && typeof opts.pointer.y === "number") {
     svg.append(node("circle", { cx: opts.pointer.x, cy: opts.pointer.y, r: 9, class: "pointer" }));
   }
@@ -171,11 +184,13 @@ export function renderCanvas(container, state, opts = {}) {
   const n = document.createElement("span");
   n.className = "narration";
   n.setAttribute("data-testid", "narration");
-  n.textContent = narration || (els.length ? "" : "Empty canvas");
+  n.textContent = titleStep ? "" : narration || (els.length ? "" : "Empty canvas");
   caption.append(n);
   container.replaceChildren(svg, caption);
   container.dataset.step = String(step);
   container.dataset.elements = String(els.length);
+  if (titleStep) container.dataset.title = "true";
+  else delete container.dataset.title;
   return svg;
 }
 

@@ -10,13 +10,15 @@
 // - reconnects with exponential backoff and full jitter; gives up only on
 //   answers that cannot change by retrying (401/403/404, unsupported version);
 // - reports through callbacks: onSnapshot(state), onEvent(event, state),
-//   onPresence(count), onError({code, message}), onStatus(status, detail) where
+//   onPresence(count), onRoster({count, learners}) and onAnswerKey(answers)
+//   (the teacher only), onQuizFeedback({question_id, choice, correct, answer})
+//   (after one's own quiz response), onError({code, message}), onStatus(status, detail) where
 //   status is 'connecting' | 'waiting' | 'live' | 'paused' | 'reconnecting' |
 //   'ended' | 'failed' ('waiting': the teacher has not started the session).
 //
 // Authority is the server's: the client only mirrors it (e.g. `isTeacher`).
 
-import { SessionFold } from "./core.js?v=063f59dfaf";
+import { SessionFold } from "./core.js?v=59e93eca79";
 
 export const PROTOCOL_VERSION = 1;
 const CLOSE_UNSUPPORTED_VERSION = 4426;
@@ -41,6 +43,9 @@ export class ClassroomClient {
       onError: o.onError || (() => {}),
       onStatus: o.onStatus || (() => {}),
       onPong: o.onPong || (() => {}),
+      onRoster: o.onRoster || (() => {}),
+      onAnswerKey: o.onAnswerKey || (() => {}),
+      onQuizFeedback: o.onQuizFeedback || (() => {}),
     };
     this.pingMs = o.pingMs ?? 20_000;
     this.minDelay = o.minDelayMs ?? 500;
@@ -266,6 +271,15 @@ export class ClassroomClient {
         break;
       case "pong":
         this.cb.onPong();
+        break;
+      case "roster":
+        this.cb.onRoster({ count: msg.count, learners: msg.learners || [] });
+        break;
+      case "answer_key":
+        this.cb.onAnswerKey(msg.answers || {});
+        break;
+      case "quiz_feedback":
+        this.cb.onQuizFeedback(msg);
         break;
       default:
         break;

@@ -6,10 +6,14 @@
 //   /learn                               join form and the org's lessons.
 
 import { api, claims, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=8d7c799209";
-import { renderCanvas } from "./canvas.js?v=15e5547fca";
-import { lessonFrames, gradePreview } from "./core.js?v=063f59dfaf";
-import { shell, $, h, say, params, fmtPct, onFirstControl } from "./ui.js?v=832f5b707d";
+import { ClassroomClient } from "./classroom-client.js?v=3fa60997f9";
+import { renderCanvas } from "./canvas.js?v=cc346232db";
+import { lessonFrames, gradePreview } from "./core.js?v=59e93eca79";
+import { shell, $, h, say, params, fmtPct, onFirstControl, icon } from "./ui.js?v=f44cea9744";
+
+/** The step at which a quiz item is asked: its `step`, else the lesson's end. */
+const askedAt = (q, steps) => (Number.isInteger(q.step) ? Math.min(q.step, steps) : steps);
+const choicesOf = (q) => (Array.isArray(q.choices) ? q.choices : Array.from({ length: q.choices || 0 }, (_, i) => `Choice ${i + 1}`));
 
 const frames = new Map();
 const frameUrl = (lesson, version, step) =>
@@ -75,6 +79,9 @@ async function startLive(code, sessionId) {
   }
   const me = claims()?.sub;
   let frameReq = 0;
+  let reached = 0; // the furthest step the teacher has shown: questions up to it are open
+  const feedback = {}; // question id → {correct, answer}, from `quiz_feedback`
+  const shown = new Set();
 
   const loadArtifact = async () => {
     if (artifact || !lesson) return;
@@ -89,6 +96,7 @@ async function startLive(code, sessionId) {
 
   const render = async (state) => {
     const step = state.cursor?.step ?? 0;
+    reached = Math.max(reached, step);
     $("#live-step").textContent = String(step);
     renderQuestions(state);
     renderQuiz(state);
@@ -97,7 +105,7 @@ async function startLive(code, sessionId) {
     try {
       const data = local ? local.frame(step) : await frame(lesson, version, step);
       if (req !== frameReq) return;
-      renderCanvas($("#live-canvas"), data, { step, annotations: state.annotations, pointer: state.cursor, label: "Teacher's canvas" });
+      renderCanvas($("#live-canvas"), data, { step, annotations: state.annotations, pointer: state.cursor, label: "Teacher's canvas", titleSlide: { subtitle: artifact?.title } });
     } catch (e) {
       if (req === frameReq) say(err, describeError(e), "error");
     }
@@ -107,11 +115,14 @@ async function startLive(code, sessionId) {
     const el = $("#conn-state");
     el.dataset.state = st;
     el.textContent = CONN_TEXT[st] || st;
-    $("#conn-detail").textContent =
+    const words =
       st === "paused" && detail?.reason === "teacher_disconnected" ? "The teacher's connection dropped; the lesson resumes when they are back."
+      : st === "paused" ? "The teacher paused the class. Stay here: the lesson goes on when they resume."
+      : st === "waiting" ? "The teacher has not started yet: the lesson appears here when they do."
       : st === "reconnecting" ? "Connection lost: reconnecting and catching up automatically."
       : st === "ended" ? "The session has ended. Thanks for joining!"
       : "";
+    say($("#conn-detail"), words, st === "paused" || st === "reconnecting" ? "warn" : "info");
     $("#ask-form").querySelector("button").disabled = st === "ended" || st === "failed";
   }
 
@@ -128,6 +139,10 @@ async function startLive(code, sessionId) {
     },
     onEvent: (_ev, state) => render(state),
     onPresence: (n) => { $("#live-presence").textContent = String(n); },
+    onQuizFeedback: (f) => {
+      feedback[f.question_id] = f;
+      if (client.state) renderQuiz(client.state);
+    },
     onStatus: setConn,
     onError: (e) => {
       say(err, `${e.message} (${e.code})`, "error");
@@ -161,19 +176,38 @@ async function startLive(code, sessionId) {
       box.replaceChildren(h("p", { class: "hint" }, "No quiz in this lesson."));
       return;
     }
-    box.replaceChildren(...quiz.map((q) => {
-      const mine = state.quiz_responses?.[q.id]?.[me];
-      const choices = q.choices && Array.isArray(q.choices) ? q.choices : Array.from({ length: q.choices || 0 }, (_, i) => `Choice ${i + 1}`);
-      return h("fieldset", { class: "stack", "data-quiz": q.id },
-        h("legend", {}, q.prompt || q.id),
-        mine !== undefined
-          ? h("p", { class: "answered" }, `You answered: ${choices[mine] ?? mine}`)
-          : h("div", { class: "row" }, ...choices.map((c, i) => h("button", {
-            type: "button",
-            disabled: state.status === "ended",
-            onclick: () => { if (!client.send({ type: "respond", question_id: q.id, choice: i })) say(err, "Not connected right now.", "warn"); },
-          }, c))));
-    }));
+    const steps = state.config?.step_count ?? artifact?.timeline?.length ?? 0;
+    const open = quiz.filter((q) => askedAt(q, steps) <= reached || state.quiz_responses?.[q.id]?.[me] !== undefined);
+    const fresh = open.filter((q) => !shown.has(q.id));
+    for (const q of open) shown.add(q.id);
+    const waiting = quiz.length - open.length;
+    box.replaceChildren(
+      ...open.map((q) => {
+        const mine = state.quiz_responses?.[q.id]?.[me];
+        const choices = choicesOf(q);
+        const fb = feedback[q.id];
+        return h("fieldset", { class: "stack quiz-item", "data-quiz": q.id },
+          h("legend", {}, q.prompt || q.id),
+          mine !== undefined
+            ? h("div", { class: "stack" },
+              h("p", {}, `You answered: ${choices[mine] ?? mine}`),
+              fb ? h("p", { class: `feedback ${fb.correct ? "right" : "wrong"}`, "data-testid": "live-feedback", "data-correct": String(fb.correct) },
+                icon(fb.correct ? "check" : "cross"),
+                fb.correct ? " Correct!" : ` Not quite: the answer is ${choices[fb.answer] ?? fb.answer}.`)
+                : h("p", { class: "hint" }, "Answer received."))
+            : h("div", { class: "row" }, ...choices.map((c, i) => h("button", {
+              type: "button",
+              disabled: state.status === "ended",
+              onclick: () => { if (!client.send({ type: "respond", question_id: q.id, choice: i })) say(err, "Not connected right now.", "warn"); },
+            }, c))));
+      }),
+      waiting ? h("p", { class: "hint", "data-testid": "quiz-waiting" },
+        open.length ? `${waiting} more question${waiting === 1 ? "" : "s"} later in the lesson.`
+          : "Questions appear here when the teacher reaches them.") : "",
+    );
+    const unanswered = open.filter((q) => state.quiz_responses?.[q.id]?.[me] === undefined);
+    if (fresh.length && state.status !== "ended") say($("#quiz-news"), `New question: ${fresh.at(-1).prompt}`, "info");
+    else if (!unanswered.length) say($("#quiz-news"), "");
   }
 }
 
@@ -202,6 +236,7 @@ async function startSelf(lesson, version) {
   $("#self-steps").textContent = String(steps);
   const scrub = $("#scrub");
   scrub.max = String(steps);
+  const quiz = renderSelfQuiz(lesson, version, artifact);
   const chapters = artifact.timeline.map((it, i) => (it.type === "chapter" ? `${i + 1}: ${it.payload.title}` : null)).filter(Boolean);
   $("#chapters").textContent = chapters.length ? `Chapters — ${chapters.join(" · ")}` : "";
 
@@ -209,8 +244,9 @@ async function startSelf(lesson, version) {
     step = Math.max(0, Math.min(steps, step));
     scrub.value = String(step);
     $("#scrub-out").textContent = String(step);
-    renderCanvas($("#self-canvas"), local.frame(step), { step, label: "Lesson canvas" });
+    renderCanvas($("#self-canvas"), local.frame(step), { step, label: "Lesson canvas", titleSlide: { subtitle: artifact.title } });
     say(status, "");
+    quiz.reach(step);
   };
   scrub.addEventListener("input", () => show(Number(scrub.value)));
   $("#s-prev").addEventListener("click", () => show(Number(scrub.value) - 1));
@@ -228,7 +264,8 @@ async function startSelf(lesson, version) {
       show(next);
     }, 1200);
   });
-  show(Number(params().get("step")) || 0);
+  // Opens on the first step (a lesson's step 0 is its empty canvas), or where the link says.
+  show(params().has("step") ? Number(params().get("step")) || 0 : Math.min(1, steps));
 
   $("#offline").addEventListener("click", async () => {
     say(status, "Saving the lesson for offline use…");
@@ -242,73 +279,140 @@ async function startSelf(lesson, version) {
     }
   });
 
-  renderSelfQuiz(lesson, version, artifact);
 }
 
+// The quiz of a self-paced lesson: each question opens once the learner's
+// position reaches the step it is asked at (and stays open); answers can be
+// submitted once every question is open, that is, when the lesson has been
+// gone through. Returns {reach(step)}.
 function renderSelfQuiz(lesson, version, artifact) {
   const form = $("#quiz-form");
   const status = $("#quiz-status");
   const quiz = artifact.quiz || [];
+  const steps = artifact.timeline.length;
   if (!quiz.length) {
     form.replaceChildren(h("p", { class: "hint" }, "This lesson has no quiz."));
-    return;
+    return { reach() {} };
   }
   const learner = claims()?.roles.includes("learner");
+  const items = quiz.map((q, qi) => h("fieldset", { class: "stack quiz-item", "data-quiz": q.id, hidden: true },
+    h("legend", {}, `${qi + 1}. ${q.prompt}`),
+    ...q.choices.map((c, i) => h("label", { class: "check" },
+      h("input", { type: "radio", name: `q-${q.id}`, value: String(i), required: true }), ` ${c}`)),
+    h("p", { class: "feedback", "data-testid": "question-feedback", hidden: true })));
+  const submit = h("button", { type: "submit", class: "primary", "data-testid": "submit-quiz", disabled: true }, "Submit answers");
+  const gate = h("p", { class: "hint", id: "quiz-gate", "data-testid": "quiz-gate" });
+  submit.setAttribute("aria-describedby", "quiz-gate");
+  const retry = h("button", { type: "button", "data-testid": "retry-quiz", hidden: true }, "Try again");
   form.replaceChildren(
-    ...quiz.map((q, qi) => h("fieldset", { class: "stack", "data-quiz": q.id },
-      h("legend", {}, `${qi + 1}. ${q.prompt}`),
-      ...q.choices.map((c, i) => h("label", { class: "check" },
-        h("input", { type: "radio", name: `q-${q.id}`, value: String(i), required: true }), ` ${c}`)))),
-    h("button", { type: "submit", class: "primary", "data-testid": "submit-quiz", disabled: !learner }, "Submit answers"),
-    learner ? null : h("p", { class: "hint" }, "Sign in with the learner role to take the quiz and earn a certificate."),
+    ...items,
+    gate,
+    h("div", { class: "row" }, submit, retry),
+    learner ? "" : h("p", { class: "hint" }, "Sign in with the learner role to take the quiz and earn a certificate."),
+    h("p", { class: "hint" }, `Pass mark: ${fmtPct(artifact.pass_threshold)} of the questions right.`),
     h("p", { class: "hint", id: "score-preview", "data-testid": "score-preview", hidden: true }),
   );
+  let reached = 0;
+  let graded = false;
+  const allOpen = () => quiz.every((q) => askedAt(q, steps) <= reached);
+  const update = () => {
+    quiz.forEach((q, i) => { items[i].hidden = askedAt(q, steps) > reached; });
+    const waiting = quiz.filter((q) => askedAt(q, steps) > reached).length;
+    gate.textContent = waiting === quiz.length
+      ? `The ${quiz.length === 1 ? "question appears" : `${quiz.length} questions appear`} as you go through the lesson.`
+      : waiting ? `${waiting} more question${waiting === 1 ? "" : "s"} later in the lesson; submit once you reach the end.`
+      : graded ? "" : "All questions are open: answer them, then submit.";
+    submit.disabled = !learner || !allOpen() || graded;
+  };
+  update();
+
   // The score preview runs the server's grading in the browser, and only
   // where the rules allow it: a copy with the answer key (an author's).
   // Learners never receive the key, so for them the server grades on submit.
+  const picked = (q) => form.querySelector(`input[name="q-${CSS.escape(q.id)}"]:checked`);
   form.onchange = () => {
     const answers = {};
-    for (const q of quiz) {
-      const picked = form.querySelector(`input[name="q-${CSS.escape(q.id)}"]:checked`);
-      if (picked) answers[q.id] = Number(picked.value);
-    }
+    for (const q of quiz) if (picked(q)) answers[q.id] = Number(picked(q).value);
     const g = gradePreview(quiz, answers, artifact.pass_threshold);
     const out = $("#score-preview");
     out.hidden = !g;
     if (g) out.textContent = `Preview (graded in your browser): ${fmtPct(g.score)}, ${g.passed ? "would pass" : "would not pass"}.`;
   };
+  retry.onclick = () => {
+    graded = false;
+    retry.hidden = true;
+    form.reset();
+    for (const it of items) {
+      it.querySelector(".feedback").hidden = true;
+      for (const input of it.querySelectorAll("input")) input.disabled = false;
+    }
+    say(status, "");
+    delete status.dataset.passed;
+    update();
+    items.find((it) => !it.hidden)?.querySelector("input")?.focus();
+  };
   form.onsubmit = async (ev) => {
     ev.preventDefault();
-    const btn = form.querySelector("button[type=submit]");
-    btn.disabled = true;
+    if (!allOpen()) return;
+    submit.disabled = true;
     say(status, "Grading…");
     try {
       const attempt = await api("/v1/attempts", { method: "POST", body: { lesson_id: lesson, version } });
       for (const q of quiz) {
-        const picked = form.querySelector(`input[name="q-${CSS.escape(q.id)}"]:checked`);
-        if (picked) {
-          await api(`/v1/attempts/${encodeURIComponent(attempt.attempt_id)}/answers`, { method: "POST", body: { question_id: q.id, answer: Number(picked.value) } });
+        if (picked(q)) {
+          await api(`/v1/attempts/${encodeURIComponent(attempt.attempt_id)}/answers`, { method: "POST", body: { question_id: q.id, answer: Number(picked(q).value) } });
         }
       }
       const result = await api(`/v1/attempts/${encodeURIComponent(attempt.attempt_id)}/submit`, { method: "POST", body: {} });
-      say(status, `Score ${fmtPct(result.score)} — ${result.passed ? "passed" : "not passed"}.`, result.passed ? "ok" : "warn");
-      status.dataset.passed = String(!!result.passed);
-      const cert = $("#certificate");
-      if (result.certificate_id) {
-        cert.hidden = false;
-        cert.dataset.certificateId = result.certificate_id;
-        cert.replaceChildren(
-          h("p", {}, "🎓 You earned a certificate."),
-          h("p", { class: "row" },
-            h("a", { class: "button primary", href: `/verify?id=${encodeURIComponent(result.certificate_id)}`, "data-testid": "certificate-link" }, "View and verify"),
-            h("a", { href: `/v1/certificates/${encodeURIComponent(result.certificate_id)}` }, "Credential JSON")),
-        );
-      }
+      graded = true;
+      showFeedback(result);
     } catch (e) {
       say(status, describeError(e), "error");
     } finally {
-      btn.disabled = false;
+      update();
     }
+  };
+
+  function showFeedback(result) {
+    const mark = result.pass_threshold ?? artifact.pass_threshold;
+    const counts = typeof result.correct === "number" ? ` ${result.correct} of ${result.total} right;` : "";
+    say(status, `Score ${fmtPct(result.score)} — ${result.passed ? "passed" : "not passed"}.${counts} the pass mark is ${fmtPct(mark)}.`, result.passed ? "ok" : "warn");
+    status.dataset.passed = String(!!result.passed);
+    for (const f of result.questions || []) {
+      const i = quiz.findIndex((q) => q.id === f.question_id);
+      if (i < 0) continue;
+      const q = quiz[i];
+      const out = items[i].querySelector(".feedback");
+      const yours = f.choice == null ? "no answer" : `your answer: ${q.choices[f.choice] ?? f.choice}`;
+      const key = f.answer != null && !f.correct ? `; the answer is ${q.choices[f.answer] ?? f.answer}` : "";
+      out.replaceChildren(icon(f.correct ? "check" : "cross"), f.correct ? " Right" : ` Not right (${yours}${key})`);
+      out.className = `feedback ${f.correct ? "right" : "wrong"}`;
+      out.dataset.correct = String(f.correct);
+      out.hidden = false;
+      for (const input of items[i].querySelectorAll("input")) input.disabled = true;
+    }
+    retry.hidden = !!result.passed;
+    const cert = $("#certificate");
+    if (result.certificate_id) {
+      cert.hidden = false;
+      cert.dataset.certificateId = result.certificate_id;
+      cert.replaceChildren(
+        h("p", { class: "row cert-earned" }, icon("cap", "icon icon-lg"), h("strong", {}, "You earned a certificate.")),
+        h("p", { class: "row" },
+          h("a", { class: "button primary", href: `/verify?id=${encodeURIComponent(result.certificate_id)}`, "data-testid": "certificate-link" }, "View and verify"),
+          h("a", { href: `/v1/certificates/${encodeURIComponent(result.certificate_id)}` }, "Credential JSON")),
+      );
+    } else if (!result.passed) {
+      status.append(" Look at the questions marked not right, go back over the lesson, then try again.");
+    }
+  }
+
+  return {
+    reach(step) {
+      if (step <= reached) return;
+      reached = step;
+      update();
+    },
   };
 }
 

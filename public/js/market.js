@@ -4,7 +4,7 @@
 // decides (an illegal transition answers 409 and is shown as such).
 
 import { api, claims, describeError } from "./api.js?v=f3c5674699";
-import { shell, $, h, say, params, fmtPct } from "./ui.js?v=832f5b707d";
+import { shell, $, h, say, params, fmtPct } from "./ui.js?v=f44cea9744";
 
 const arr = (r, ...keys) => (Array.isArray(r) ? r : keys.map((k) => r?.[k]).find(Array.isArray) || []);
 const idOf = (l) => l.listing_id ?? l.id;

@@ -7,10 +7,10 @@
 // the classes the person taught or attended and the runs they wrote.
 
 import { api, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=8d7c799209";
-import { Replay, lessonFrames } from "./core.js?v=063f59dfaf";
-import { renderCanvas } from "./canvas.js?v=15e5547fca";
-import { shell, $, h, say, params } from "./ui.js?v=832f5b707d";
+import { ClassroomClient } from "./classroom-client.js?v=3fa60997f9";
+import { Replay, lessonFrames } from "./core.js?v=59e93eca79";
+import { renderCanvas } from "./canvas.js?v=cc346232db";
+import { shell, $, h, say, params } from "./ui.js?v=f44cea9744";
 
 let events = [];
 let runId = null;

@@ -4,10 +4,10 @@
 // server's (what learners see), never a local guess.
 
 import { api, claims, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=8d7c799209";
-import { renderCanvas } from "./canvas.js?v=15e5547fca";
-import { lessonFrames } from "./core.js?v=063f59dfaf";
-import { shell, $, h, say, params } from "./ui.js?v=832f5b707d";
+import { ClassroomClient } from "./classroom-client.js?v=3fa60997f9";
+import { renderCanvas } from "./canvas.js?v=cc346232db";
+import { lessonFrames } from "./core.js?v=59e93eca79";
+import { shell, $, h, say, params, icon } from "./ui.js?v=f44cea9744";
 
 const SAVED = "dropple.teach.sessions";
 let client = null;
@@ -17,6 +17,9 @@ let localFrames = null;
 let stepCount = 0;
 let frameReq = 0;
 const frames = new Map();
+let answerKey = {}; // question id → correct choice (from `answer_key`, or the artifact when it carries it)
+let roster = null; // {count, learners} of the last `roster`
+let openOnContent = false; // a session just opened moves to its first step by itself
 const CONN_TEXT = {
   connecting: "connecting", waiting: "waiting", live: "live", paused: "paused",
   reconnecting: "reconnecting", ended: "ended", failed: "disconnected",
@@ -102,6 +105,7 @@ $("#open").addEventListener("click", async () => {
     remember(s);
     history.replaceState(null, "", `/teach?session=${encodeURIComponent(s.session_id)}&code=${encodeURIComponent(s.join_code)}`);
     $("#setup").hidden = true;
+    openOnContent = true;
     attach(s);
   } catch (e) {
     say(status, e.status === 402 ? `Plan limit: ${e.message}` : describeError(e), "error");
@@ -120,9 +124,27 @@ function attach(s) {
     sessionId: s.session_id,
     token: getToken,
     userId: me?.sub,
-    onSnapshot: (state) => { adoptConfig(state.config); render(state); },
+    onSnapshot: (state) => {
+      adoptConfig(state.config);
+      render(state);
+      // Learners see content from the start, not an empty canvas: a session
+      // just opened goes to its first step.
+      if (openOnContent && client.isTeacher && state.cursor.step === 0 && state.config.step_count > 0) client.send({ type: "cursor", step: 1 });
+      openOnContent = false;
+    },
     onEvent: (_ev, state) => render(state),
-    onPresence: (n) => { $("#presence").textContent = String(n); },
+    // `presence` counts everyone, the teacher too; the roster counts learners.
+    onPresence: () => {},
+    onRoster: (r) => {
+      roster = r;
+      $("#presence").textContent = String(r.count);
+      $("#presence-label").textContent = r.count === 1 ? "learner connected" : "learners connected";
+      if (client?.state) renderStudents(client.state);
+    },
+    onAnswerKey: (answers) => {
+      answerKey = answers;
+      if (client?.state) renderQuiz(client.state);
+    },
     onStatus: (st, detail) => {
       const el = $("#conn-state");
       el.dataset.state = st;
@@ -150,6 +172,8 @@ async function adoptConfig(config) {
       localFrames?.free();
       localFrames = lessonFrames(artifact); // frames folded here, by the server's fold
       $("#lesson-title").textContent = `${artifact.title} · v${config.version}`;
+      for (const q of artifact.quiz || []) if (Number.isInteger(q.answer) && !(q.id in answerKey)) answerKey[q.id] = q.answer;
+      renderThumbs();
       if (client?.state) render(client.state);
     } catch (e) {
       say($("#live-status"), describeError(e), "error");
@@ -171,8 +195,103 @@ function render(state) {
   $("#end").disabled = !(isTeacher && open && st !== "ended");
   if (st === "ended") say($("#live-status"), "The session has ended. Its run stays replayable.", "info");
   showFrame(step, state);
+  markThumb(step);
   renderQuestions(state);
   renderQuiz(state);
+  renderStudents(state);
+}
+
+// Slide thumbnails: each step's frame, folded by the core and drawn small
+// when it scrolls into view; a click moves the cursor there.
+let thumbObserver = null;
+function renderThumbs() {
+  const list = $("#thumbs");
+  thumbObserver?.disconnect();
+  if (!localFrames) return;
+  const title = artifact?.title;
+  const draw = (li) => {
+    if (li.dataset.drawn) return;
+    li.dataset.drawn = "1";
+    const k = Number(li.dataset.step);
+    try {
+      const box = li.querySelector(".thumb-canvas");
+      renderCanvas(box, localFrames.frame(k), { step: k, titleSlide: { subtitle: title }, label: `Step ${k}` });
+      for (const el of box.querySelectorAll("[data-testid]")) el.removeAttribute("data-testid"); // the console's canvas is the one
+    } catch { /* a thumbnail is an extra */ }
+  };
+  thumbObserver = "IntersectionObserver" in window
+    ? new IntersectionObserver((entries) => { for (const e of entries) if (e.isIntersecting) draw(e.target); }, { root: list, rootMargin: "200px" })
+    : null;
+  const items = [];
+  for (let k = 1; k <= stepCount; k++) {
+    const it = artifact.timeline[k - 1];
+    const what = it?.type === "chapter" ? `Chapter: ${it.payload?.title ?? ""}` : it?.type === "narration" ? `Narration: ${it.payload?.text ?? ""}` : describeItem(it);
+    const li = h("li", { "data-step": k },
+      h("button", { type: "button", class: "thumb", "aria-label": `Go to step ${k}: ${what}`, "data-testid": `thumb-${k}`, onclick: () => move(k) },
+        h("div", { class: "thumb-canvas canvas", "aria-hidden": "true" }),
+        h("span", { class: "thumb-n" }, String(k))));
+    items.push(li);
+  }
+  list.replaceChildren(...items);
+  for (const li of items) thumbObserver ? thumbObserver.observe(li) : draw(li);
+  if (client?.state) markThumb(client.state.cursor.step);
+}
+
+function describeItem(it) {
+  const p = it?.payload || {};
+  switch (it?.type) {
+    case "element.added": return `adds ${p.label ?? p.text ?? `a ${p.kind ?? "shape"}`}`;
+    case "element.moved": return `moves ${p.id}`;
+    case "element.updated": return `changes ${p.id}`;
+    case "element.removed": return `removes ${p.id}`;
+    case "edge.added": return "connects two shapes";
+    case "edge.removed": return "removes a connection";
+    default: return it?.type ?? "";
+  }
+}
+
+function markThumb(step) {
+  const list = $("#thumbs");
+  for (const b of list.querySelectorAll("button[aria-current]")) b.removeAttribute("aria-current");
+  const li = list.querySelector(`li[data-step="${step}"]`);
+  const b = li?.querySelector("button");
+  if (!b) return;
+  b.setAttribute("aria-current", "step");
+  const lb = list.getBoundingClientRect();
+  const r = li.getBoundingClientRect();
+  if (r.left < lb.left || r.right > lb.right) list.scrollLeft += r.left - lb.left - (lb.width - r.width) / 2;
+}
+
+// Who is here and who answered what: the roster (connected learners) and
+// everyone the session's state names (responders, askers), present or not.
+function renderStudents(state) {
+  const here = new Set(roster?.learners || []);
+  const teacherId = state.config?.teacher_id;
+  const names = new Set(here);
+  for (const byLearner of Object.values(state.quiz_responses || {})) for (const id of Object.keys(byLearner)) names.add(id);
+  for (const q of state.questions) names.add(q.asker_id);
+  names.delete(teacherId);
+  const quiz = artifact?.quiz || [];
+  const list = $("#students");
+  $("#no-students").hidden = names.size > 0;
+  list.replaceChildren(...[...names].sort().map((id) => {
+    const answers = quiz.map((q, i) => {
+      const c = state.quiz_responses?.[q.id]?.[id];
+      if (c === undefined) return null;
+      const key = answerKey[q.id];
+      const right = key === undefined ? null : key === c;
+      return h("span", { class: `answer-chip${right === true ? " right" : right === false ? " wrong" : ""}`, "data-question": q.id },
+        right === null ? "" : icon(right ? "check" : "cross"),
+        ` Q${i + 1}: ${q.choices?.[c] ?? c}`, right === null ? "" : h("span", { class: "sr-only" }, right ? " (right)" : " (wrong)"));
+    }).filter(Boolean);
+    const asked = state.questions.filter((q) => q.asker_id === id).length;
+    return h("li", { "data-student": id },
+      h("div", { class: "row" },
+        h("strong", {}, id),
+        h("span", { class: `badge ${here.has(id) ? "ok" : ""}` }, here.has(id) ? "here" : "left"),
+        asked ? h("span", { class: "muted" }, `asked ${asked}`) : ""),
+      answers.length ? h("div", { class: "row answers" }, ...answers) : h("p", { class: "hint" }, quiz.length ? "No answers yet" : ""));
+  }));
 }
 
 async function showFrame(step, state) {
@@ -187,7 +306,7 @@ async function showFrame(step, state) {
       frames.set(key, data);
     }
     if (req !== frameReq) return;
-    renderCanvas(canvas, data, { step, annotations: state.annotations, pointer: state.cursor, label: "Lesson canvas" });
+    renderCanvas(canvas, data, { step, annotations: state.annotations, pointer: state.cursor, label: "Lesson canvas", titleSlide: { subtitle: artifact?.title } });
   } catch (e) {
     if (req === frameReq) say($("#live-status"), describeError(e), "error");
   }
@@ -224,9 +343,25 @@ document.addEventListener("keydown", (ev) => {
 });
 
 const questionEls = new Map();
+let questionsSeen = null; // ids present at the first render: older ones are not news
 function renderQuestions(state) {
   const list = $("#questions");
   $("#no-questions").hidden = state.questions.length > 0;
+  const unanswered = state.questions.filter((q) => !q.answer).length;
+  $("#q-open").textContent = unanswered ? `${unanswered} open` : "";
+  if (!questionsSeen) questionsSeen = new Set(state.questions.map((q) => q.id));
+  const fresh = state.questions.filter((q) => !questionsSeen.has(q.id));
+  for (const q of fresh) questionsSeen.add(q.id);
+  const toast = $("#q-toast");
+  if (fresh.length && client?.isTeacher) {
+    const q = fresh.at(-1);
+    toast.replaceChildren(icon("hand"), h("strong", {}, ` New question from ${q.asker_id}: `), q.text, " ",
+      h("a", { href: "#q-h", onclick: (ev) => { ev.preventDefault(); $("#q-h").focus(); $(`#ans-${CSS.escape(q.id)}`)?.focus(); } }, "Answer it"));
+    toast.dataset.kind = "warn";
+    toast.hidden = false;
+  } else if (!unanswered) {
+    toast.hidden = true;
+  }
   for (const q of state.questions) {
     let li = questionEls.get(q.id);
     if (!li) {
@@ -262,14 +397,16 @@ function renderQuiz(state) {
     const total = responses.length;
     const rows = q.choices.flatMap((choice, i) => {
       const n = responses.filter((c) => c === i).length;
-      const correct = q.answer === i || q.answer === choice;
+      const key = answerKey[q.id] ?? q.answer;
+      const correct = key === i || key === choice;
       return [
-        h("span", {}, correct ? `${choice} ✓` : choice),
+        h("span", { class: correct ? "correct-choice" : "", "data-correct": correct ? "true" : null },
+          correct ? icon("check") : "", choice, correct ? h("span", { class: "sr-only" }, " (correct answer)") : ""),
         h("div", { class: "bar", style: `width:${total ? Math.max(2, (100 * n) / total) : 0}%`, "aria-hidden": "true" }),
         h("span", { "data-testid": `tally-${q.id}-${i}` }, String(n)),
       ];
     });
-    return h("div", { class: "stack" }, h("h3", {}, q.prompt, h("span", { class: "muted" }, ` — ${total} response${total === 1 ? "" : "s"}`)), h("div", { class: "tally" }, ...rows));
+    return h("div", { class: "stack", "data-quiz": q.id }, h("h3", {}, q.prompt, h("span", { class: "muted" }, ` — ${total} response${total === 1 ? "" : "s"} · asked at step ${Number.isInteger(q.step) ? Math.min(q.step, stepCount) : stepCount}`)), h("div", { class: "tally" }, ...rows));
   }));
 }
 

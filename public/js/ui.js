@@ -96,6 +96,30 @@ export function onFirstControl(fn) {
   else sw.addEventListener("controllerchange", () => fn(), { once: true });
 }
 
+// Icons drawn inline: emoji need a color-emoji font, which many systems
+// (Debian's chromium among them) lack, and then show an empty box.
+const ICONS = {
+  cap: "M12 3 1 9l11 6 9-4.9V17h2V9L12 3zm-7 9.2V16c0 2 3.1 4 7 4s7-2 7-4v-3.8l-7 3.8-7-3.8z",
+  check: "M9 16.2 4.8 12l-1.4 1.4L9 19 21 7l-1.4-1.4L9 16.2z",
+  cross: "M19 6.4 17.6 5 12 10.6 6.4 5 5 6.4 10.6 12 5 17.6 6.4 19 12 13.4 17.6 19 19 17.6 13.4 12z",
+  hand: "M4 4h16v12H7l-3 3V4zm7 3v4h2V7h-2zm0 5v2h2v-2h-2z",
+  pause: "M6 5h4v14H6zM14 5h4v14h-4z",
+};
+
+/** An inline SVG icon (decorative: the text beside it says the same). */
+export function icon(name, cls = "icon") {
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("class", cls);
+  svg.setAttribute("aria-hidden", "true");
+  svg.setAttribute("focusable", "false");
+  const path = document.createElementNS("http://www.w3.org/2000/svg", "path");
+  path.setAttribute("d", ICONS[name] || "");
+  path.setAttribute("fill", "currentColor");
+  svg.append(path);
+  return svg;
+}
+
 export function params() {
   return new URLSearchParams(location.search);
 }

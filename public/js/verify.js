@@ -8,8 +8,8 @@
 // last status list seen.
 
 import { api, describeError } from "./api.js?v=f3c5674699";
-import { verifyCredential, statusEntry } from "./core.js?v=063f59dfaf";
-import { shell, $, h, say, params, onFirstControl } from "./ui.js?v=832f5b707d";
+import { verifyCredential, statusEntry } from "./core.js?v=59e93eca79";
+import { shell, $, h, say, params, onFirstControl } from "./ui.js?v=f44cea9744";
 
 shell();
 

@@ -338,7 +338,11 @@ async fn submit(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
         issue(ctx, &db, &a, &lesson, &artifact, cert_id, score, last_seq, &events_sha256).await?;
     }
     let a = load_attempt(&db, id).await?;
-    ok(submit_json(&a, Some(grade.correct), Some(grade.total), false))
+    let mut body = submit_json(&a, Some(grade.correct), Some(grade.total), false);
+    // Additive: the pass mark and what was right, for the learner's feedback.
+    body["pass_threshold"] = json!(artifact.pass_threshold);
+    body["questions"] = json!(grading::feedback(&artifact.quiz, &answers, &grade));
+    ok(body)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -269,6 +269,44 @@ impl Classroom {
         }
     }
 
+    /// Who is here, for the teacher: reads at most [`classroom::MAX_ROSTER`]
+    /// observer attachments, only when a teacher is connected to see it.
+    fn roster(&self) -> ServerMsg {
+        let ids = self.state.get_websockets_with_tag("observer").into_iter().filter_map(|ws| {
+            let peer = ws.deserialize_attachment::<Peer>().ok().flatten()?;
+            peer.conn.is_connected().then(|| peer.conn.who().user_id)
+        });
+        classroom::roster(ids.take(classroom::MAX_ROSTER), self.observer_count())
+    }
+
+    fn send_roster(&self) {
+        let teachers: Vec<WebSocket> =
+            self.with_connected(|l| l.iter().filter(|(_, r)| *r == Role::Teacher).map(|(w, _)| w.clone()).collect());
+        if teachers.is_empty() {
+            return;
+        }
+        let roster = self.roster();
+        for ws in &teachers {
+            Self::send(ws, &roster);
+        }
+    }
+
+    /// The responder's quiz feedback, when `effects` record their response
+    /// (the key is read only then: one storage read per quiz response).
+    fn quiz_feedback(&self, effects: &[Effect], peer: &Peer) -> Option<ServerMsg> {
+        let responded = matches!(effects.first(), Some(Effect::Persist(events)) if events.iter().any(|e| e.kind == "quiz.responded"));
+        if !responded {
+            return None;
+        }
+        classroom::quiz_feedback(&self.answer_key()?, effects, &peer.conn.who().user_id)
+    }
+
+    /// `None` for sessions opened before keys were kept, and for empty quizzes.
+    fn answer_key(&self) -> Option<classroom::AnswerKey> {
+        let key: classroom::AnswerKey = serde_json::from_str(&self.meta("answer_key").ok()??).ok()?;
+        (!key.is_empty()).then_some(key)
+    }
+
     fn send(ws: &WebSocket, msg: &ServerMsg) {
         if let Ok(text) = serde_json::to_string(msg) {
             let _ = ws.send_with_str(&text);
@@ -634,14 +672,18 @@ impl DurableObject for Classroom {
         match path.as_str() {
             "/init" => {
                 let mut req = req;
-                let config: SessionConfig = match req.json().await {
-                    Ok(c) => c,
+                let text = req.text().await.unwrap_or_default();
+                let classroom::SessionInit { config, answer_key } = match serde_json::from_str(&text) {
+                    Ok(init) => init,
                     Err(_) => return error(400, "invalid_config", "session config is malformed"),
                 };
                 self.migrate()?;
                 if self.meta("config")?.is_none() {
                     let text = serde_json::to_string(&config).map_err(|e| worker::Error::RustError(e.to_string()))?;
                     self.set_meta("config", &text)?;
+                    let key =
+                        serde_json::to_string(&answer_key).map_err(|e| worker::Error::RustError(e.to_string()))?;
+                    self.set_meta("answer_key", &key)?;
                 }
                 json_response(200, &json!({"ok": true}))
             }
@@ -718,11 +760,23 @@ impl DurableObject for Classroom {
         let effects = self
             .with_session(|state| classroom::receive(state, &mut peer, &text, now, &mut super::runs::new_id))?
             .unwrap_or_default();
+        let feedback = self.quiz_feedback(&effects, &peer);
         let later = self.execute(Some(&ws), effects);
+        // Only what was stored is confirmed (a failed persist drops the cache).
+        if let (Some(msg), true) = (feedback, self.session.borrow().is_some()) {
+            Self::send(&ws, &msg);
+        }
         ws.serialize_attachment(&peer)?;
         if !was_connected && peer.conn.is_connected() {
-            self.mark_connected(&ws, peer.conn.who().role);
+            let role = peer.conn.who().role;
+            self.mark_connected(&ws, role);
             self.schedule_alarm(PRESENCE_DELAY_MS);
+            if role == Role::Teacher {
+                Self::send(&ws, &self.roster());
+                if let Some(answers) = self.answer_key() {
+                    Self::send(&ws, &ServerMsg::AnswerKey { answers });
+                }
+            }
         }
         let actor = peer.conn.who().user_id;
         self.run_later(Some(&ws), later, &actor).await;
@@ -745,6 +799,7 @@ impl DurableObject for Classroom {
         if self.presence_sent.get() != Some(count) {
             self.presence_sent.set(Some(count));
             self.broadcast(&ServerMsg::Presence { count });
+            self.send_roster();
         }
         // An alarm brought forward (presence, a new event) never shortens the
         // outbox's backoff: D1 is retried only when its retry is due.

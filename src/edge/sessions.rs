@@ -150,7 +150,15 @@ async fn create(ctx: &mut Ctx) -> AppResult<Response> {
         step_count: artifact.timeline.len() as u32,
         quiz: artifact.quiz.iter().map(|q| QuizRef { id: q.id.clone(), choices: q.choices.len() as u32 }).collect(),
     };
-    let body = serde_json::to_string(&config).map_err(|e| AppError::internal(e.to_string()))?;
+    // The answer key rides beside the config, never in it: the config is
+    // part of the state every observer receives.
+    let answer_key: classroom::AnswerKey = artifact
+        .quiz
+        .iter()
+        .filter_map(|q| Some((q.id.clone(), u32::try_from(crate::grading::answer_index(q)?).ok()?)))
+        .collect();
+    let init = classroom::SessionInit { config, answer_key };
+    let body = serde_json::to_string(&init).map_err(|e| AppError::internal(e.to_string()))?;
     let resp = to_object(ctx, &session_id, "/init", Method::Post, Some(body), None).await?;
     if resp.status_code() != 200 {
         return Err(AppError::internal(format!("classroom init answered {}", resp.status_code())));
