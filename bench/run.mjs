@@ -20,7 +20,8 @@ import { DEMO_LESSON } from "../scripts/seed.mjs";
 const LOADGEN = join(ROOT, "bench/loadgen/target/release/loadgen");
 const HOTPATH = join(ROOT, "target/release/examples/hotpath");
 const BASELINE_CONFIG = join(ROOT, "bench/baseline/wrangler.toml");
-const FANOUT_SIZES = [10, 100, 1000];
+// BENCH_FANOUT_SIZES=10,100 narrows the fan-out section while working on it.
+const FANOUT_SIZES = process.env.BENCH_FANOUT_SIZES ? process.env.BENCH_FANOUT_SIZES.split(",").map(Number) : [10, 100, 1000];
 const ORG = "bench";
 const log = (...a) => console.log("bench:", ...a);
 

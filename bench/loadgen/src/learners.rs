@@ -106,7 +106,13 @@ impl Http {
         Http { addr: addr.to_owned(), conn: None }
     }
 
-    async fn request(&mut self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> Result<(u16, Vec<u8>), String> {
+    async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> Result<(u16, Vec<u8>), String> {
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\n", self.addr);
         if let Some(t) = token {
             head.push_str(&format!("Authorization: Bearer {t}\r\n"));
@@ -270,7 +276,8 @@ async fn self_paced(plan: Arc<Plan>, token: String, start: Instant, mut seed: u6
         auth: Option<&str>,
         body: Option<&str>,
     ) -> Option<Value> {
-        let (method, path, body) = if plan.reference { ("GET", plan.ping_path.as_str(), None) } else { (method, path, body) };
+        let (method, path, body) =
+            if plan.reference { ("GET", plan.ping_path.as_str(), None) } else { (method, path, body) };
         let t0 = Instant::now();
         match timeout(REQUEST_TIMEOUT, http.request(method, path, auth, body)).await {
             Err(_) => {
@@ -294,7 +301,9 @@ async fn self_paced(plan: Arc<Plan>, token: String, start: Instant, mut seed: u6
     }
     'cycles: while Instant::now() < plan.deadline {
         let body = json!({"lesson_id": plan.lesson_id, "version": plan.version}).to_string();
-        let Some(a) = call(&mut http, &plan, &stats, "self-paced: start attempt", "POST", "/v1/attempts", auth, Some(&body)).await
+        let Some(a) =
+            call(&mut http, &plan, &stats, "self-paced: start attempt", "POST", "/v1/attempts", auth, Some(&body))
+                .await
         else {
             if !pause(&plan, &mut seed).await {
                 break;
@@ -344,7 +353,15 @@ enum Pending {
     Ping { sent: Instant },
 }
 
-async fn live(plan: Arc<Plan>, class: Arc<Class>, url: String, sub: String, start: Instant, mut seed: u64, stats: Shared) {
+async fn live(
+    plan: Arc<Plan>,
+    class: Arc<Class>,
+    url: String,
+    sub: String,
+    start: Instant,
+    mut seed: u64,
+    stats: Shared,
+) {
     tokio::time::sleep_until(start.into()).await;
     let t0 = Instant::now();
     let mut ws = match timeout(REQUEST_TIMEOUT, handshake(&url, plan.protocol)).await {
@@ -433,7 +450,14 @@ async fn live(plan: Arc<Plan>, class: Arc<Class>, url: String, sub: String, star
     let _ = timeout(CLOSE_TIMEOUT, close_cleanly(&mut ws)).await;
 }
 
-async fn teacher(plan: Arc<Plan>, class: Arc<Class>, url: String, interval: Duration, max_step: u64, stats: Shared) -> Result<(), String> {
+async fn teacher(
+    plan: Arc<Plan>,
+    class: Arc<Class>,
+    url: String,
+    interval: Duration,
+    max_step: u64,
+    stats: Shared,
+) -> Result<(), String> {
     let ws = timeout(REQUEST_TIMEOUT, handshake(&url, plan.protocol))
         .await
         .map_err(|_| "teacher: handshake timed out".to_string())?
@@ -475,7 +499,8 @@ async fn teacher(plan: Arc<Plan>, class: Arc<Class>, url: String, interval: Dura
 pub async fn run(config_path: &str) -> Result<Value, String> {
     let text = std::fs::read_to_string(config_path).map_err(|e| format!("--config {config_path}: {e}"))?;
     let c: Value = serde_json::from_str(&text).map_err(|e| format!("--config: {e}"))?;
-    let str_of = |v: &Value, name: &str| v[name].as_str().map(str::to_owned).ok_or_else(|| format!("config: {name} missing"));
+    let str_of =
+        |v: &Value, name: &str| v[name].as_str().map(str::to_owned).ok_or_else(|| format!("config: {name} missing"));
     let num = |name: &str| c[name].as_u64().ok_or_else(|| format!("config: {name} missing"));
     let reference = match c["protocol"].as_str() {
         Some("dropple") => false,
@@ -483,7 +508,12 @@ pub async fn run(config_path: &str) -> Result<Value, String> {
         other => return Err(format!("config: protocol must be dropple or reference, got {other:?}")),
     };
     let pairs = |name: &str| -> Vec<(String, Value)> {
-        c[name].as_array().into_iter().flatten().filter_map(|p| Some((p[0].as_str()?.to_owned(), p[1].clone()))).collect()
+        c[name]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| Some((p[0].as_str()?.to_owned(), p[1].clone())))
+            .collect()
     };
     let learners = c["learners"].as_array().cloned().unwrap_or_default();
     let classes_cfg = c["classes"].as_array().cloned().unwrap_or_default();
@@ -527,9 +557,19 @@ pub async fn run(config_path: &str) -> Result<Value, String> {
             Some("live") => {
                 let k = l["class"].as_u64().unwrap_or(0) as usize;
                 let class = classes.get(k).cloned().ok_or_else(|| format!("learner {i}: no class {k}"))?;
-                tasks.push(tokio::spawn(live(plan.clone(), class, str_of(l, "url")?, str_of(l, "sub")?, start, seed, stats.clone())));
+                tasks.push(tokio::spawn(live(
+                    plan.clone(),
+                    class,
+                    str_of(l, "url")?,
+                    str_of(l, "sub")?,
+                    start,
+                    seed,
+                    stats.clone(),
+                )));
             }
-            Some("self") => tasks.push(tokio::spawn(self_paced(plan.clone(), str_of(l, "token")?, start, seed, stats.clone()))),
+            Some("self") => {
+                tasks.push(tokio::spawn(self_paced(plan.clone(), str_of(l, "token")?, start, seed, stats.clone())))
+            }
             other => return Err(format!("learner {i}: unknown kind {other:?}")),
         }
     }
