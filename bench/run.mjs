@@ -412,7 +412,9 @@ function loadMethod({ ours: o, base: b }) {
   const line = (kind, k, r) => `  | ${kind} | ${int(k.count)} | ${int(k.errors)} | ${f2(k.p50_ms)} | ${f2(k.p95_ms)} | ${f2(k.p99_ms)} | ${f2(k.max_ms)} | ${r ? f2(r.p95_ms) : ""} |`;
   const kinds = Object.entries(o.kinds).map(([kind, k]) => line(kind, k, b.kinds[kind]));
   if (o.deliveries) kinds.push(line("live: teacher step → learner (delivery)", o.deliveries, b.deliveries));
-  const samples = o.error_samples?.length ? ` First errors seen: ${o.error_samples.slice(0, 3).map((e) => `\`${e.replace(/`/g, "'").slice(0, 160)}\``).join("; ")}.` : "";
+  // The first error of each kind: what went wrong, in the product's words.
+  const firsts = [...new Map((o.error_samples ?? []).map((e) => [e.split(": ").slice(0, 2).join(": "), e])).values()];
+  const samples = firsts.length ? ` First error of each kind: ${firsts.map((e) => `\`${e.replace(/`/g, "'").slice(0, 160)}\``).join("; ")}.` : "";
   return `- **Class load** (\`loadgen learners\`, \`bench/loadgen/src/learners.rs\`): ${int(o.learners)} virtual learners
   from one process on this machine, started evenly over ${LOAD_RAMP_MS / 1000} s and run for ${LOAD_DURATION_MS / 1000} s in all, think
   time ${LOAD_THINK_MS / 1000} s (±10 %) between one learner's actions. Half (${int(o.live)}) join one of ${o.classes} live classroom sessions
