@@ -2,14 +2,16 @@
 //! costs in the classroom core, excluding the sends themselves.
 //!
 //! `ours`: exactly what the Durable Object does per teacher `cursor` message —
-//! `classroom::receive` (rate limit, decode, authority, decide, apply), the
-//! storage row (payload text) and the broadcast text, serialized once.
-//! `core`: `classroom::receive` alone (the protocol core's decision and state
-//! change, without producing any text).
+//! `classroom::receive` (rate limit, decode, authority, decide, apply, the
+//! chained hash and the broadcast text, written once by the core) and the
+//! storage row (payload text).
+//! `core`: `classroom::receive` alone (everything but the storage row's text).
 //! `baseline`: the least any server that looks at a message does — parse it as
 //! JSON and write it back out (a relay that validates).
+//! `floor`: the baseline plus the one SHA-256 of the hash chain each event
+//! must carry: the least this design's live path can cost.
 //!
-//! Usage: `hotpath ours|baseline <iterations>`; prints one JSON line with the
+//! Usage: `hotpath ours|core|baseline|floor <iterations>`; prints one JSON line with the
 //! wall-clock nanoseconds per event. Under `valgrind --tool=callgrind` the
 //! instruction count of a run with N iterations minus a run with 0 gives the
 //! instructions per event, which are stable from run to run.
@@ -76,7 +78,8 @@ fn run_session(messages: &[String], serialize: bool) -> usize {
                         bytes += e.payload.to_string().len();
                     }
                 }
-                Effect::Broadcast(msg) => bytes += serde_json::to_string(&msg).map(|s| s.len()).unwrap_or(0),
+                // Written once by the core, inside `receive`.
+                Effect::Broadcast { text, .. } => bytes += text.len(),
                 _ => {}
             }
         }
@@ -94,6 +97,28 @@ fn run_baseline(messages: &[String]) -> usize {
     bytes
 }
 
+/// The floor of a server that keeps this design's promise: the baseline
+/// plus the chained SHA-256 of each event over the envelope's canonical text
+/// (64 hex characters of the previous hash, then the envelope), which every
+/// live event must carry (API.md, the hash chain).
+fn run_floor(messages: &[String]) -> usize {
+    let mut bytes = 0;
+    let mut prev = dropple_edge::chain::GENESIS.to_owned();
+    for (i, text) in messages.iter().enumerate() {
+        let value: serde_json::Value = serde_json::from_str(text).expect("valid JSON");
+        let payload = serde_json::to_string(&value).unwrap_or_default();
+        let mut envelope = String::with_capacity(payload.len() + 160);
+        envelope.push_str(r#"{"author_id":"teacher-1","id":"00000000-0000-4000-8000-000000000001","payload":"#);
+        envelope.push_str(&payload);
+        envelope.push_str(r#","run_id":"r-bench","seq":"#);
+        envelope.push_str(&(i + 2).to_string());
+        envelope.push_str(r#","timestamp":1000,"type":"cursor.moved"}"#);
+        prev = dropple_edge::chain::envelope_hash(&prev, &envelope);
+        bytes += envelope.len() + prev.len();
+    }
+    bytes
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let which = args.get(1).map(String::as_str).unwrap_or("ours");
@@ -106,8 +131,9 @@ fn main() {
         "ours" => run_ours,
         "core" => run_core,
         "baseline" => run_baseline,
+        "floor" => run_floor,
         other => {
-            eprintln!("unknown mode {other}: use ours, core or baseline");
+            eprintln!("unknown mode {other}: use ours, core, baseline or floor");
             std::process::exit(2);
         }
     };

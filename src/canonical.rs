@@ -145,20 +145,34 @@ fn split_sci(sci: &str) -> (String, i32) {
 
 fn write_string(s: &str, out: &mut String) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{09}' => out.push_str("\\t"),
-            '\u{0A}' => out.push_str("\\n"),
-            '\u{0C}' => out.push_str("\\f"),
-            '\u{0D}' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
+    // Runs that need no escape are copied whole (ids, hashes, most text):
+    // the chain hashes every event, live ones included.
+    let mut rest = s;
+    while let Some(at) = rest.bytes().position(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        // `at` is an ASCII byte, so both cuts are on character boundaries.
+        let (Some(run), Some(&b), Some(tail)) = (rest.get(..at), rest.as_bytes().get(at), rest.get(at + 1..)) else {
+            break;
+        };
+        out.push_str(run);
+        write_escaped(b, out);
+        rest = tail;
     }
+    out.push_str(rest);
     out.push('"');
+}
+
+/// One ASCII byte that must be escaped.
+fn write_escaped(b: u8, out: &mut String) {
+    match b {
+        b'"' => out.push_str("\\\""),
+        b'\\' => out.push_str("\\\\"),
+        0x08 => out.push_str("\\b"),
+        0x09 => out.push_str("\\t"),
+        0x0A => out.push_str("\\n"),
+        0x0C => out.push_str("\\f"),
+        0x0D => out.push_str("\\r"),
+        b => out.push_str(&format!("\\u{b:04x}")),
+    }
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

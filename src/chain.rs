@@ -15,16 +15,22 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 
 /// The chained hash of `e` (its own `hash` field is ignored) after `prev`.
 pub fn event_hash(prev: &str, e: &Event) -> String {
+    envelope_hash(prev, &envelope_jcs(e))
+}
+
+/// The chained hash of an envelope already in its [`envelope_jcs`] form: the
+/// live classroom reuses that text for its broadcast.
+pub fn envelope_hash(prev: &str, jcs: &str) -> String {
     let mut h = Sha256::new();
     h.update(prev.as_bytes());
-    h.update(envelope_jcs(e).as_bytes());
+    h.update(jcs.as_bytes());
     hex::encode(h.finalize())
 }
 
 /// RFC 8785 form of the envelope without `hash`, written directly (keys in
 /// their canonical order) instead of cloning the payload into a new object:
 /// verify and the archive hash every event of a run.
-fn envelope_jcs(e: &Event) -> String {
+pub fn envelope_jcs(e: &Event) -> String {
     let mut out = String::with_capacity(192);
     out.push_str("{\"author_id\":");
     write_canonical_str(&e.author_id, &mut out);

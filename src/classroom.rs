@@ -239,11 +239,31 @@ fn check_token(field: &str, token: &str) -> Result<(), ProtocolError> {
     Ok(())
 }
 
+/// A `cursor` message as it arrives; any other message, or a cursor field of
+/// the wrong type, fails here and takes the general path (same answers).
+#[derive(Deserialize)]
+struct CursorWire<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    step: Option<i64>,
+    x: Option<f64>,
+    y: Option<f64>,
+}
+
 /// Socket text → message. Never panics: size first (cheap), then JSON, then the
 /// type, then the fields, so each failure has its own code.
 pub fn decode_client_msg(text: &str) -> Result<ClientMsg, ProtocolError> {
     if text.len() > MAX_MESSAGE_BYTES {
         return err(ErrorCode::MessageTooLarge, format!("messages are limited to {MAX_MESSAGE_BYTES} bytes"));
+    }
+    // Fastest path: the teacher's cursor, many a second, read in one pass
+    // without the buffering an internally tagged enum needs.
+    if let Ok(CursorWire { kind, step: Some(step), x, y }) = serde_json::from_str::<CursorWire>(text) {
+        if kind == "cursor" {
+            let msg = ClientMsg::Cursor { step, x, y };
+            msg.validate()?;
+            return Ok(msg);
+        }
     }
     // Fast path: a well-formed message of a known type decodes in one pass.
     // Anything else takes the slow path below, which says precisely what is wrong.
@@ -498,8 +518,12 @@ pub enum SessionEvent {
 
 impl SessionEvent {
     /// `(type, payload)` for the envelope.
-    fn into_parts(self) -> (String, Value) {
-        match serde_json::to_value(&self) {
+    fn parts(&self) -> (String, Value) {
+        if let SessionEvent::CursorMoved { step, x, y } = self {
+            // The hot event (every cursor move): built directly, no round trip.
+            return ("cursor.moved".to_owned(), json!({"step": step, "x": x, "y": y}));
+        }
+        match serde_json::to_value(self) {
             Ok(Value::Object(mut m)) => {
                 let kind = m.get("type").and_then(Value::as_str).unwrap_or_default().to_string();
                 (kind, m.remove("payload").unwrap_or(Value::Null))
@@ -803,10 +827,11 @@ pub enum Effect {
     /// Append these events to storage atomically. If it fails, stop executing
     /// the rest and rebuild the state from storage: nothing was broadcast.
     Persist(Vec<Event>),
-    /// Send to every socket whose attachment is `Connected` at this moment
-    /// (serialize once). A socket saying hello becomes `Connected` only when
-    /// the adapter writes back its `Peer` after all effects.
-    Broadcast(ServerMsg),
+    /// Send `text` (an `event` message, [`ServerMsg::Event`], serialized once
+    /// by the core) to every socket whose attachment is `Connected` at this
+    /// moment. A socket saying hello becomes `Connected` only when the adapter
+    /// writes back its `Peer` after all effects.
+    Broadcast { seq: u64, text: String },
     /// Send to the sender only.
     Reply(ServerMsg),
     /// Send the sender every stored event with `seq > after`, in order, as
@@ -958,9 +983,10 @@ fn commit(
         return Vec::new();
     }
     let mut persisted = Vec::with_capacity(events.len());
+    let mut broadcasts = Vec::with_capacity(events.len());
     for e in events {
         let seq = state.seq + 1;
-        let (kind, payload) = e.clone().into_parts();
+        let (kind, payload) = e.parts();
         // The typed event is what `apply` would parse back from (kind, payload):
         // the property tests check live state == replay of the stored events.
         state.apply_typed(seq, now_ms, e);
@@ -974,14 +1000,30 @@ fn commit(
             author_id: author.to_string(),
             hash: String::new(),
         };
-        // Sealed where the seq is assigned, before anything persists it.
-        event.hash = crate::chain::event_hash(&state.head_hash, &event);
+        // Sealed where the seq is assigned, before anything persists it. The
+        // envelope's canonical text, written once for the hash, is also the
+        // broadcast's `event`.
+        let jcs = crate::chain::envelope_jcs(&event);
+        event.hash = crate::chain::envelope_hash(&state.head_hash, &jcs);
         state.head_hash.clone_from(&event.hash);
+        broadcasts.push(Effect::Broadcast { seq, text: event_text(seq, jcs, &event.hash) });
         persisted.push(event);
     }
-    let broadcasts: Vec<Effect> =
-        persisted.iter().map(|e| Effect::Broadcast(ServerMsg::Event { seq: e.seq, event: e.clone() })).collect();
     std::iter::once(Effect::Persist(persisted)).chain(broadcasts).collect()
+}
+
+/// The `event` message (`ServerMsg::Event`) around an envelope's canonical
+/// text: `{"type":"event","seq":N,"event":{…envelope…,"hash":"…"}}`.
+fn event_text(seq: u64, mut envelope_jcs: String, hash: &str) -> String {
+    use std::fmt::Write;
+    envelope_jcs.pop(); // its closing brace: the hash goes in before it
+    let mut out = String::with_capacity(envelope_jcs.len() + hash.len() + 48);
+    let _ = write!(out, r#"{{"type":"event","seq":{seq},"event":"#);
+    out.push_str(&envelope_jcs);
+    out.push_str(r#","hash":""#);
+    out.push_str(hash); // lowercase hex: nothing to escape
+    out.push_str("\"}}");
+    out
 }
 
 // ---------------------------------------------------------------- join codes
@@ -1124,6 +1166,19 @@ mod tests {
             _ => None,
         })
     }
+    /// A broadcast text as a client reads it, numbers normalized the way the
+    /// envelope's canonical form writes them (1.0 is `1` on the wire).
+    fn wire_event(text: &str) -> ServerMsg {
+        let msg: ServerMsg = serde_json::from_str(text).expect("the broadcast is a server message");
+        match msg {
+            ServerMsg::Event { seq, mut event } => {
+                event.payload = serde_json::from_str(&crate::canonical::to_canonical_string(&event.payload)).unwrap();
+                ServerMsg::Event { seq, event }
+            }
+            other => other,
+        }
+    }
+
     fn persisted(effects: &[Effect]) -> Vec<Event> {
         let batches = effects.iter().filter_map(|e| match e {
             Effect::Persist(evs) => Some(evs.clone()),
@@ -1224,7 +1279,10 @@ mod tests {
         let out = handle(&mut s, &mut conn, hello(Some(0)), 5, &mut ids());
         assert_eq!(s.status, Status::Live);
         assert_eq!(persisted(&out)[0].kind, "session.started");
-        assert!(matches!(out.as_slice(), [Effect::Persist(_), Effect::Broadcast(_), Effect::SendSince { after: 0 }]));
+        assert!(matches!(
+            out.as_slice(),
+            [Effect::Persist(_), Effect::Broadcast { .. }, Effect::SendSince { after: 0 }]
+        ));
         assert_eq!(handle(&mut s, &mut conn, hello(Some(1)), 6, &mut ids()), [], "a re-hello only resyncs");
         // When the teacher's connection drops, then the session pauses and the cursor freezes.
         let ev = persisted(&teacher_disconnected(&mut s, 7, &mut ids()));
@@ -1394,18 +1452,20 @@ mod tests {
     fn events_are_persisted_then_broadcast_with_a_full_envelope() {
         let mut s = given(vec![]);
         let out = send(&mut s, &teacher(), cursor(2));
-        let [Effect::Persist(evs), Effect::Broadcast(b1), Effect::Broadcast(b2)] = out.as_slice() else {
+        let [Effect::Persist(evs), Effect::Broadcast { seq: 1, text: b1 }, Effect::Broadcast { seq: 2, text: b2 }] =
+            out.as_slice()
+        else {
             panic!("{out:?}")
         };
         assert_eq!(
-            (b1, b2),
-            (&ServerMsg::Event { seq: 1, event: evs[0].clone() }, &ServerMsg::Event { seq: 2, event: evs[1].clone() })
+            (wire_event(b1), wire_event(b2)),
+            (ServerMsg::Event { seq: 1, event: evs[0].clone() }, ServerMsg::Event { seq: 2, event: evs[1].clone() })
         );
         let e = &evs[1];
         assert_eq!((e.id.as_str(), e.run_id.as_str(), e.seq, e.kind.as_str()), ("ev-2", "r1", 2, "cursor.moved"));
         assert_eq!((e.timestamp, e.author_id.as_str()), (42, "t"));
         assert_eq!(e.payload, json!({"step": 2, "x": 0.5, "y": null}));
-        let wire = serde_json::to_value(b2).unwrap();
+        let wire: Value = serde_json::from_str(b2).unwrap();
         assert_eq!((wire["type"].as_str(), wire["event"]["type"].as_str()), (Some("event"), Some("cursor.moved")));
     }
 
@@ -1525,8 +1585,18 @@ mod tests {
             for e in effects {
                 match e {
                     Effect::Persist(evs) => self.store.extend(evs.iter().cloned()),
-                    Effect::Broadcast(ServerMsg::Event { seq, event }) => {
-                        assert_eq!(self.store.last(), Some(event), "persisted before broadcast");
+                    Effect::Broadcast { seq, text } => {
+                        let event = match wire_event(text) {
+                            ServerMsg::Event { seq: s, event } if s == *seq => event,
+                            other => panic!("not the event message of seq {seq}: {other:?}"),
+                        };
+                        let stored = self.store.last().map(crate::run::Event::to_value);
+                        let canonical = crate::canonical::to_canonical_string;
+                        assert_eq!(
+                            stored.as_ref().map(canonical),
+                            Some(canonical(&event.to_value())),
+                            "persisted before broadcast"
+                        );
                         for (i, c) in self.conns.iter().enumerate() {
                             if c.is_connected() {
                                 assert_eq!(self.seen[i] + 1, *seq, "client {i}: gap or duplicate");

@@ -24,7 +24,12 @@ use worker::{
 
 /// Events per outbox batch; each insert binds 8 values, D1 allows 100 per statement.
 const OUTBOX_BATCH: usize = 100;
-const OUTBOX_DELAY_MS: i64 = 20;
+/// How long events wait to be forwarded to D1 (the presence delay: one alarm
+/// serves both): a class's cursor stream goes to D1 in one batch per few
+/// events rather than one alarm, D1 round trip and outbox bookkeeping per
+/// event, which competed with the next broadcast. The object's own storage
+/// (committed before every broadcast) stays the truth meanwhile.
+const OUTBOX_DELAY_MS: i64 = 100;
 /// Joins and leaves are announced at most this often, as one `presence` with
 /// the current count: announcing each one would make a class of N arriving
 /// (or a deploy dropping N sockets) cost N² sends.
@@ -47,10 +52,20 @@ pub struct Classroom {
     /// The count last announced in a `presence` broadcast (after a wake-up,
     /// unknown: the next alarm announces it again, which is harmless).
     presence_sent: std::cell::Cell<Option<u32>>,
-    /// When the alarm this instance last set is due (`None`: unknown, e.g.
-    /// after a wake-up, or it has fired). Lets a persist skip the storage
-    /// round trips when an alarm due soon enough is already set.
-    alarm_due: std::cell::Cell<Option<i64>>,
+    /// What this instance knows of its alarm. Lets a persist skip the
+    /// storage round trips when an alarm due soon enough is already set, and
+    /// the `get_alarm` when none is.
+    alarm: std::cell::Cell<Alarm>,
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Alarm {
+    /// After a wake-up: the stored alarm must be read once.
+    Unknown,
+    /// None is set (it fired and was not re-armed).
+    Unset,
+    /// Set by this instance, due at this time (ms).
+    Due(i64),
 }
 
 #[derive(Deserialize)]
@@ -255,7 +270,17 @@ impl Classroom {
     /// SSE stream (`send_with_str` would copy the text into JS per socket).
     fn broadcast(&self, msg: &ServerMsg) {
         let Ok(text) = serde_json::to_string(msg) else { return };
-        let js_text = wasm_bindgen::JsValue::from_str(&text);
+        let seq = match msg {
+            ServerMsg::Event { seq, .. } | ServerMsg::Snapshot { seq, .. } => Some(*seq),
+            _ => None,
+        };
+        self.broadcast_text(&text, seq.map(|seq| (seq, msg_kind(msg))));
+    }
+
+    /// Send one message text to every connected socket, and to the SSE
+    /// streams when it is a sequenced one (`sse`: its seq and event name).
+    fn broadcast_text(&self, text: &str, sse: Option<(u64, &str)>) {
+        let js_text = wasm_bindgen::JsValue::from_str(text);
         self.with_connected(|list| {
             // A socket that can no longer be sent to has gone: drop it now.
             list.retain(|(ws, _)| {
@@ -263,9 +288,12 @@ impl Classroom {
                 raw.send(&js_text).is_ok()
             })
         });
-        if let ServerMsg::Event { seq, .. } | ServerMsg::Snapshot { seq, .. } = msg {
-            let frame = sse_frame(*seq, msg_kind(msg), &text);
-            self.sse.borrow_mut().retain(|s| s.unbounded_send(Ok(frame.clone().into_bytes())).is_ok());
+        if let Some((seq, kind)) = sse {
+            let mut sse = self.sse.borrow_mut();
+            if !sse.is_empty() {
+                let frame = sse_frame(seq, kind, text);
+                sse.retain(|s| s.unbounded_send(Ok(frame.clone().into_bytes())).is_ok());
+            }
         }
     }
 
@@ -372,7 +400,7 @@ impl Classroom {
                     }
                     persisted = true;
                 }
-                Effect::Broadcast(msg) => self.broadcast(&msg),
+                Effect::Broadcast { seq, text } => self.broadcast_text(&text, Some((seq, "event"))),
                 Effect::Reply(msg) => {
                     let msg = match msg {
                         ServerMsg::Snapshot { seq, state, .. } => {
@@ -415,11 +443,12 @@ impl Classroom {
     /// backoff) is brought forward.
     fn schedule_alarm(&self, delay_ms: i64) {
         let due = now_ms() + delay_ms.max(1);
-        if self.alarm_due.get().is_some_and(|at| at <= due) {
-            return; // the common case on the live path: no storage call at all
-        }
-        let known = self.alarm_due.get().is_some();
-        self.alarm_due.set(Some(due));
+        let known = match self.alarm.get() {
+            Alarm::Due(at) if at <= due => return, // the common case on the live path: no storage call at all
+            Alarm::Unknown => false,
+            Alarm::Unset | Alarm::Due(_) => true,
+        };
+        self.alarm.set(Alarm::Due(due));
         let storage = self.state.storage();
         self.state.wait_until(async move {
             // Only after a wake-up is the stored alarm unknown: read it once.
@@ -436,7 +465,7 @@ impl Classroom {
 
     /// Re-arm the alarm from inside `alarm` (and remember when it is due).
     async fn rearm(&self, delay_ms: u64) -> Result<()> {
-        self.alarm_due.set(Some(now_ms() + delay_ms as i64));
+        self.alarm.set(Alarm::Due(now_ms() + delay_ms as i64));
         self.state.storage().set_alarm(std::time::Duration::from_millis(delay_ms)).await
     }
 
@@ -595,11 +624,19 @@ impl Classroom {
             return Ok(true);
         }
         let db = store::db(&self.env)?;
-        if self.fault_active(&db).await {
-            return Err(AppError::internal("D1 writes disabled by the development fault switch"));
-        }
         let last = events.last().map(|e| e.seq).unwrap_or(synced);
-        let mut stmts = Vec::with_capacity(events.len() + 2);
+        let mut stmts = Vec::with_capacity(events.len() + 3);
+        if self.env.var("ENVIRONMENT").map(|v| v.to_string()).ok().as_deref() == Some("development") {
+            // The development fault switch, checked inside the batch rather than
+            // by a D1 round trip of its own: while it says `fail`, this statement
+            // fails (json() of a non-JSON text) and the batch, one transaction,
+            // writes nothing.
+            stmts.push(store::stmt(
+                &db,
+                "SELECT CASE WHEN EXISTS (SELECT 1 FROM dev_faults WHERE name = 'd1_writes' AND value = 'fail') THEN json('D1 writes disabled by the development fault switch') END",
+                &[],
+            )?);
+        }
         for e in &events {
             let payload = e.payload.to_string();
             stmts.push(store::stmt(
@@ -614,23 +651,13 @@ impl Classroom {
             &[t(status_name(status)), u(observers as u64), t(&session_id)],
         )?);
         db.batch(stmts).await?;
-        self.set_meta("d1_synced_seq", &last.to_string())?;
-        self.set_meta("d1_observers", &observers.to_string())?;
-        self.set_meta("outbox_failures", "0")?;
+        if last != synced {
+            self.set_meta("d1_synced_seq", &last.to_string())?;
+        }
+        if !observers_synced {
+            self.set_meta("d1_observers", &observers.to_string())?;
+        }
         Ok(self.events_after(last, 1)?.is_empty())
-    }
-
-    async fn fault_active(&self, db: &super::store::Db) -> bool {
-        if self.env.var("ENVIRONMENT").map(|v| v.to_string()).ok().as_deref() != Some("development") {
-            return false;
-        }
-        #[derive(Deserialize)]
-        struct Row {
-            value: String,
-        }
-        let row: std::result::Result<Option<Row>, _> =
-            store::first(db, "SELECT value FROM dev_faults WHERE name = 'd1_writes'", &[]).await;
-        matches!(row, Ok(Some(r)) if r.value == "fail")
     }
 }
 
@@ -663,7 +690,7 @@ impl DurableObject for Classroom {
             sse: RefCell::new(Vec::new()),
             connected: RefCell::new(None),
             presence_sent: std::cell::Cell::new(None),
-            alarm_due: std::cell::Cell::new(None),
+            alarm: std::cell::Cell::new(Alarm::Unknown),
         }
     }
 
@@ -794,7 +821,7 @@ impl DurableObject for Classroom {
     }
 
     async fn alarm(&self) -> Result<Response> {
-        self.alarm_due.set(None); // it fired; anything set below records itself
+        self.alarm.set(Alarm::Unset); // it fired; anything set below records itself
         let count = self.presence_count();
         if self.presence_sent.get() != Some(count) {
             self.presence_sent.set(Some(count));
@@ -810,11 +837,17 @@ impl DurableObject for Classroom {
             return Response::ok("ok");
         }
         match self.flush_outbox().await {
+            // A failure always leaves a retry time: only then is there anything to reset.
+            Ok(true) if retry_at == 0 => {}
             Ok(true) => {
                 self.set_meta("outbox_failures", "0")?;
                 self.set_meta("outbox_retry_at", "0")?;
             }
             Ok(false) => {
+                if retry_at != 0 {
+                    self.set_meta("outbox_failures", "0")?;
+                    self.set_meta("outbox_retry_at", "0")?;
+                }
                 self.rearm(1).await?;
             }
             Err(e) => {

@@ -1,6 +1,7 @@
 //! WebSocket fan-out load generator for the Dropple Edge benchmarks.
 //!
 //! ```text
+//! loadgen learners --config <file.json>   (see learners.rs: the mixed class load)
 //! loadgen fanout --teacher <ws-url> --observers-file <file> --observers N
 //!                --rounds R --interval-ms I --protocol dropple|relay
 //!                [--warmup W] [--max-step S]
@@ -31,6 +32,8 @@
 //! 60 s and then counted in `unclean_closes`, the teacher's too); `wall_ms` and the
 //! CPU figures (this process, `getrusage`) cover the recorded rounds, from the
 //! first recorded send to the end of the last round, intervals included.
+
+mod learners;
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -536,6 +539,25 @@ async fn run(args: Args) -> Result<Value, String> {
 // other, a few microseconds apart each (stamped before parsing to keep it so).
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("learners") {
+        let config = match (std::env::args().nth(2).as_deref(), std::env::args().nth(3)) {
+            (Some("--config"), Some(path)) => path,
+            _ => {
+                eprintln!("loadgen: usage: loadgen learners --config <file.json>");
+                return ExitCode::from(2);
+            }
+        };
+        return match learners::run(&config).await {
+            Ok(result) => {
+                println!("{result}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("loadgen: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
