@@ -524,9 +524,8 @@ async function main() {
 
   // BENCH_QUICK=1 skips the slow, independent parts while working on the rest.
   // BENCH_ONLY=load,fanout,hotpath,append,replay,readpath,start,devloop (any of
-  // them; add `browser` for the browser-core rows of replay)
-  // them) measures just those and prints their rows; BENCHMARKS.md is only
-  // rewritten by a full run.
+  // them; add `browser` for the browser-core rows of replay) measures just
+  // those and prints their rows; BENCHMARKS.md is only rewritten by a full run.
   const quick = process.env.BENCH_QUICK === "1";
   const only = process.env.BENCH_ONLY ? process.env.BENCH_ONLY.split(",").map((x) => x.trim()) : null;
   const want = (section) => !only || only.includes(section);
