@@ -45,6 +45,7 @@ pub const TABLES: &[(&str, &str)] = &[
     ("market_generation", "id"),
     ("attempts", "id"),
     ("certificates", "id"),
+    ("status_slots", "n"),
     ("sessions", "id"),
     ("attendance", "run_id, user_id"),
     ("ai_jobs", "id"),

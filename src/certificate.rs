@@ -162,18 +162,12 @@ pub fn published_keys(current: &IssuerKey, previous: Vec<PublicIssuerKey>) -> Ve
     keys
 }
 
-/// Where the next certificate's status entry goes. `latest` is the list of
-/// the most recently issued certificate (lists are numbered from 1) and the
-/// highest index used in it; a full list starts the next one at index 0.
-pub fn next_status_slot(latest: Option<(u64, Option<u64>)>) -> (u64, u64) {
-    match latest {
-        None => (1, 0),
-        Some((list, None)) => (list.max(1), 0),
-        Some((list, Some(top))) => match top.checked_add(1) {
-            Some(next) if next < STATUS_LIST_SIZE as u64 => (list.max(1), next),
-            _ => (list.max(1).saturating_add(1), 0),
-        },
-    }
+/// The status list and index of slot `n` (0, 1, 2, … as the edge hands them
+/// out): lists are numbered from 1 and filled in order, `STATUS_LIST_SIZE`
+/// entries each.
+pub fn status_slot(n: u64) -> (u64, u64) {
+    let size = STATUS_LIST_SIZE as u64;
+    (1 + n / size, n % size)
 }
 
 /// The issuer Profile served at `GET /v1/issuer`: one Multikey verification
@@ -798,13 +792,11 @@ mod tests {
     #[test]
     fn a_full_status_list_starts_the_next() {
         let last = STATUS_LIST_SIZE as u64 - 1;
-        assert_eq!(next_status_slot(None), (1, 0));
-        assert_eq!(next_status_slot(Some((1, None))), (1, 0));
-        assert_eq!(next_status_slot(Some((1, Some(0)))), (1, 1));
-        assert_eq!(next_status_slot(Some((1, Some(last - 1)))), (1, last));
-        assert_eq!(next_status_slot(Some((1, Some(last)))), (2, 0));
-        assert_eq!(next_status_slot(Some((2, Some(7)))), (2, 8));
-        assert_eq!(next_status_slot(Some((3, Some(u64::MAX)))), (4, 0));
+        assert_eq!(status_slot(0), (1, 0));
+        assert_eq!(status_slot(1), (1, 1));
+        assert_eq!(status_slot(last), (1, last));
+        assert_eq!(status_slot(last + 1), (2, 0));
+        assert_eq!(status_slot(2 * (last + 1) + 7), (3, 7));
     }
 
     #[test]

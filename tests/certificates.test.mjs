@@ -179,6 +179,30 @@ test("concurrent submits of one attempt: one grade, one certificate, the same id
   assert.deepEqual(types, ["attempt.started", "attempt.answered", "attempt.answered", "attempt.submitted", "attempt.graded"]);
 });
 
+test("a class submitting at once: every pass gets its certificate and its own status slot", async () => {
+  // 40 learners' passing attempts, submitted together (the class load of the
+  // bench once saw half of 100 such submits refused as "busy").
+  const learners = await Promise.all(Array.from({ length: 40 }, (_, i) => api.token(`class${i}`, "acme", ["learner"])));
+  const attempts = await Promise.all(learners.map(async (token) => {
+    const a = await api.call("POST", "/v1/attempts", { token, body: { lesson_id: lesson.lesson_id, version: 1 } });
+    assert.equal(a.status, 201, a.text);
+    for (const [question_id, answer] of [["q1", 1], ["q2", 1]]) {
+      const r = await api.call("POST", `/v1/attempts/${a.json.attempt_id}/answers`, { token, body: { question_id, answer } });
+      assert.equal(r.status, 201, r.text);
+    }
+    return { token, id: a.json.attempt_id };
+  }));
+  const submits = await Promise.all(attempts.map(({ token, id }) => api.call("POST", `/v1/attempts/${id}/submit`, { token })));
+  for (const r of submits) assert.equal(r.status, 200, r.text);
+  const slots = await Promise.all(submits.map(async (r, i) => {
+    assert.ok(r.json.passed && r.json.certificate_id, r.text);
+    const c = await api.call("GET", `/v1/certificates/${r.json.certificate_id}`, { token: attempts[i].token });
+    assert.equal(c.status, 200, c.text);
+    return `${c.json.credentialStatus.statusListCredential} ${c.json.credentialStatus.statusListIndex}`;
+  }));
+  assert.equal(new Set(slots).size, slots.length, "no two certificates share a status entry");
+});
+
 // Restarts on one persistence directory: an issue that failed half-way is
 // completed by the next submit; key rotation keeps old certificates valid.
 test("failed issue is completed by re-submit; rotated keys still verify old certificates", async () => {

@@ -359,20 +359,23 @@ async fn issue(
 ) -> AppResult<()> {
     let key = signing_key(ctx)?;
     let now = rfc3339_ms(ctx.now_ms);
-    for _ in 0..5 {
-        #[derive(Deserialize)]
-        struct Latest {
-            list: u64,
-            top: Option<u64>,
-        }
-        // The newest certificate (by rowid) sits in the newest list.
-        let latest: Option<Latest> = store::first(
+    #[derive(Deserialize)]
+    struct Slot {
+        n: u64,
+    }
+    for _ in 0..3 {
+        // One statement hands out the next slot: D1 runs statements one at a
+        // time, so concurrent submits never read the same "next" (an
+        // optimistic read-then-insert lost most races in a class of 100).
+        // A retry of the same certificate id gets its own slot back.
+        let slot: Option<Slot> = store::first(
             db,
-            "SELECT CAST(l.status_list AS INTEGER) AS list, (SELECT MAX(status_index) FROM certificates WHERE status_list = l.status_list) AS top FROM (SELECT status_list FROM certificates ORDER BY rowid DESC LIMIT 1) l",
-            &[],
+            "INSERT INTO status_slots (n, certificate_id) VALUES ((SELECT COALESCE(MAX(n), -1) + 1 FROM status_slots), ?1) ON CONFLICT (certificate_id) DO UPDATE SET certificate_id = excluded.certificate_id RETURNING n",
+            &[t(cert_id)],
         )
         .await?;
-        let (list, index) = certificate::next_status_slot(latest.map(|l| (l.list, l.top)));
+        let slot = slot.ok_or_else(|| AppError::internal("no status slot returned"))?;
+        let (list, index) = certificate::status_slot(slot.n);
         let list = list.to_string();
         let input = CredentialInput {
             certificate_id: format!("urn:uuid:{cert_id}"),
@@ -417,7 +420,16 @@ async fn issue(
                 if load_attempt(db, &a.id).await?.certificate_id.is_some() {
                     return Ok(());
                 }
-                // Another certificate took this index at the same moment: take the next.
+                // The slot is taken by a certificate the slot table does not
+                // know (D1 restored from an archive older than the table):
+                // teach it every issued certificate's slot, then take the next.
+                store::run(db, "DELETE FROM status_slots WHERE certificate_id = ?1", &[t(cert_id)]).await?;
+                store::run(
+                    db,
+                    "INSERT OR IGNORE INTO status_slots (n, certificate_id) SELECT (CAST(status_list AS INTEGER) - 1) * 131072 + status_index, id FROM certificates",
+                    &[],
+                )
+                .await?;
                 continue;
             }
             Err(e) => return Err(e),
