@@ -16,16 +16,16 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "f867df6aad";
+const VERSION = "aa2c4f7dca";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const REFERENCE = "dropple-reference-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
   "/css/app.css?v=f7ae708f13", "/manifest.webmanifest", "/icon.svg",
-  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=3fa60997f9", "/js/core.js?v=59e93eca79",
-  "/core/dropple_core.js?v=5bc64049c6", "/core/dropple_core_bg.wasm?v=5bc64049c6",
-  "/js/home.js?v=c373d17f34", "/js/teach.js?v=26f627c1e2", "/js/learn.js?v=ac92611301", "/js/author.js?v=c0c8900cf1", "/js/market.js?v=1e8db7dac8", "/js/verify.js?v=085c44659d", "/js/replay.js?v=f0266d399e",
+  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=c2288b1e67", "/js/core.js?v=398905ab18",
+  "/core/dropple_core.js?v=2c4af98a22", "/core/dropple_core_bg.wasm?v=2c4af98a22",
+  "/js/home.js?v=c373d17f34", "/js/teach.js?v=210adab5a7", "/js/learn.js?v=3b1dc8f9e0", "/js/author.js?v=77d373d301", "/js/market.js?v=1e8db7dac8", "/js/verify.js?v=6f34f3afee", "/js/replay.js?v=597998e04e",
 ];
 const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;
