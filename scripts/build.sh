@@ -29,6 +29,9 @@ else
     worker-build --profile wasm-dev --no-opt --out-dir build-dev
   else
     worker-build --release
+    # The wasm as wasm-bindgen wrote it, names and all: bench/size.mjs
+    # optimizes a copy with names to say what the shipped bytes are made of.
+    mkdir -p target/size && cp build/index_bg.wasm target/size/index_bg.wasm
     # -Oz, every feature the compiler may emit (binaryen rejects the module
     # otherwise), and no names section: panics are not part of the design.
     echo "build: wasm-opt -Oz"
