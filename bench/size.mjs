@@ -1,12 +1,11 @@
 // What the worker wasm is made of: its code bytes grouped by crate (or by
-// family, where one family dominates), from a copy of the release build that
-// keeps its names. scripts/build.sh keeps the wasm as wasm-bindgen wrote it
-// (target/size/index_bg.wasm); this runs the same `wasm-opt -Oz` on it with
-// `--debuginfo`, so every function body is the one `build/index_bg.wasm`
-// ships, only named. `node bench/size.mjs` prints the table on its own.
-import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+// family, where one family dominates), from the copy of the release build
+// that scripts/build.sh keeps as wasm-bindgen wrote it, names and all
+// (target/size/index_bg.wasm), before `wasm-opt -Oz`: after it, binaryen's
+// inlining folds nearly every handler into one function and the names no
+// longer say where bytes come from. `node bench/size.mjs [file.wasm]` prints
+// the table on its own.
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -120,14 +119,7 @@ export function contributors(buf) {
 
 /** The named copy of the current release build (null when the build kept none). */
 export function namedBuild() {
-  if (!existsSync(NAMED_INPUT)) return null;
-  const out = join(tmpdir(), `dropple-size-${process.pid}.wasm`);
-  const opt = join(ROOT, "node_modules/.bin/wasm-opt");
-  const r = spawnSync(opt, [NAMED_INPUT, "-o", out, "-Oz", "--all-features", "--disable-compact-imports", "--debuginfo"], { stdio: "inherit" });
-  if (r.status !== 0) return null;
-  const buf = readFileSync(out);
-  rmSync(out, { force: true });
-  return buf;
+  return existsSync(NAMED_INPUT) ? readFileSync(NAMED_INPUT) : null;
 }
 
 /** The ten largest contributors as markdown rows, or null. */
