@@ -19,7 +19,7 @@ export async function coldSteps() {
     const author = await api.token("author", "cold", ["author"]);
     const teacher = await api.token("teacher", "cold", ["teacher"]);
     const learners = await Promise.all(Array.from({ length: 10 }, (_, i) => api.token(`l${i}`, "cold", ["learner"])));
-    const timeline = Array.from({ length: 50 }, (_, i) => ({ type: "narration", payload: { text: `step ${i + 1}` } }));
+    const timeline = Array.from({ length: 2000 }, (_, i) => ({ type: "narration", payload: { text: `step ${i + 1}` } }));
     const lesson = (await step("first POST /v1/lessons (first D1 write)", () => api.call("POST", "/v1/lessons", { token: author, body: { title: "Cold", summary: "cold", timeline } }))).json;
     const session = (await step("first POST /v1/sessions", () => api.call("POST", "/v1/sessions", { token: teacher, body: { lesson_id: lesson.lesson_id, version: 1 } }))).json;
     const url = (tok) => `${w.base.replace("http", "ws")}/v1/sessions/${session.session_id}/ws?token=${tok}`;
@@ -34,6 +34,10 @@ export async function coldSteps() {
     await step("second socket: connect + hello → snapshot", async () => observers.push(await open(learners[0])));
     await step("8 more sockets", async () => observers.push(...await Promise.all(learners.slice(1, 9).map(open))));
     observers.push(await open(learners[9]));
+    // COLD_IDLE_MS: wait before the rounds, to tell time-dependent warm-up
+    // (the engine tiering the wasm up in the background) from per-round work.
+    const idle = Number(process.env.COLD_IDLE_MS ?? 0);
+    if (idle > 0) await step(`idle ${idle} ms before the rounds`, () => new Promise((r) => setTimeout(r, idle)));
     for (let round = 1; round <= 25; round++) {
       const got = observers.map((ws) => new Promise((resolve) => {
         ws.onmessage = (m) => { const v = JSON.parse(m.data); if (v.type === "event" && v.event?.type === "cursor.moved" && v.event.payload.step === round + 1) resolve(); };
