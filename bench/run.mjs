@@ -16,6 +16,7 @@ import { ROOT, startWorker, client } from "../tests/support/worker.mjs";
 import { readPath, LISTINGS } from "./readpath.mjs";
 import { devLoop, releaseBuildPhases } from "./devloop.mjs";
 import { DEMO_LESSON } from "../scripts/seed.mjs";
+import { sizeTable } from "./size.mjs";
 
 const LOADGEN = join(ROOT, "bench/loadgen/target/release/loadgen");
 const HOTPATH = join(ROOT, "target/release/examples/hotpath");
@@ -521,6 +522,7 @@ async function main() {
   const coreWasm = readFileSync(join(ROOT, "public/core/dropple_core_bg.wasm"));
   const coreJs = readFileSync(join(ROOT, "public/core/dropple_core.js"));
   const coreSize = { raw: coreWasm.length, gz: gzipSync(coreWasm, { level: 9 }).length, js: gzipSync(coreJs, { level: 9 }).length };
+  const contributors = sizeTable(10);
 
   // BENCH_QUICK=1 skips the slow, independent parts while working on the rest.
   // BENCH_ONLY=load,fanout,hotpath,append,replay,readpath,start,devloop (any of
@@ -708,6 +710,17 @@ ${load ? loadMethod(load) : ""}- **Append**: ${300} single-event requests one af
   \`public/core/dropple_core_bg.wasm\` (the same crate with \`--no-default-features --features browser\`,
   wasm-bindgen \`--target web\`, \`wasm-opt -Oz\`) plus its JS glue, gzip -9. **Start**: spawning \`wrangler dev\`
   until the first 200 (\`/v1/health\`; baseline \`/ping\`), median of 2.
+- **What the wasm is made of** (\`bench/size.mjs\`): the ten largest contributors, code bytes
+  grouped by crate, or by family where a format's instances for our types dominate (a serde_json
+  or serde_wasm_bindgen deserializer instantiated for one of our types is charged to that format),
+  measured on the copy of this build that \`scripts/build.sh\` keeps with its names, before
+  \`wasm-opt -Oz\` (${contributors ? f1(contributors.total / 1024) : "n/a"} KiB there, names excluded; wasm-opt then takes it to the
+  ${f1(size.raw / 1024)} KiB shipped, mostly by inlining, after which names no longer say where bytes come from):
+
+  | contributor | KiB before wasm-opt | share | functions |
+  |---|---|---|---|
+${contributors ? contributors.lines.map((l) => "  " + l).join("\n") : "  | (no named copy: run scripts/build.sh) | | | |"}
+
 - **Read path** (\`bench/readpath.mjs\`): a worker of its own whose D1 holds ${int(LISTINGS)} published
   listings, seeded by SQL before it starts (the migrations' FTS5 and tag triggers index them), plus
   one public lesson of 40 steps published through the API. 200 sequential requests each on loopback.

@@ -4,11 +4,9 @@
 //! revocation. Pure: time and keys are parameters, nothing here panics on
 //! any input.
 
-use std::io::Write;
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
-use chrono::{DateTime, FixedOffset};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -432,8 +430,9 @@ fn has_type(value: Option<&Value>, wanted: &str) -> bool {
     }
 }
 
-fn parse_time(value: Option<&Value>) -> Option<DateTime<FixedOffset>> {
-    DateTime::parse_from_rfc3339(value?.as_str()?).ok()
+/// An RFC 3339 date-time as nanoseconds since the epoch (instants compare across offsets).
+fn parse_time(value: Option<&Value>) -> Option<i128> {
+    crate::timefmt::parse_rfc3339_ns(value?.as_str()?)
 }
 
 fn ensure(ok: bool, message: &str) -> Result<(), String> {
@@ -491,7 +490,7 @@ fn check_structure(doc: &Value) -> Result<String, String> {
 }
 
 fn check_validity(doc: &Value, now: &str) -> Result<String, String> {
-    let now = DateTime::parse_from_rfc3339(now).map_err(|_| "current time is not RFC 3339")?;
+    let now = crate::timefmt::parse_rfc3339_ns(now).ok_or("current time is not RFC 3339")?;
     let from = parse_time(doc.get("validFrom")).ok_or("validFrom is not RFC 3339")?;
     ensure(from <= now, "not yet valid (validFrom is in the future)")?;
     let Some(until) = doc.get("validUntil") else {
@@ -559,10 +558,18 @@ pub fn encode_status_list(revoked_indexes: &[u64]) -> String {
             *byte |= 0x80 >> (index % 8);
         }
     }
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    // Writing to a Vec cannot fail.
-    let zipped = encoder.write_all(&bits).and_then(|()| encoder.finish()).unwrap_or_default();
-    format!("u{}", URL_SAFE_NO_PAD.encode(zipped))
+    format!("u{}", URL_SAFE_NO_PAD.encode(gzip(&bits)))
+}
+
+/// One gzip member (RFC 1952) of `data` at the best compression, byte for
+/// byte what flate2's `GzEncoder` wrote (no name, mtime 0, XFL 2, OS 255):
+/// miniz_oxide directly, without flate2's `std::io` machinery in the wasm.
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 2, 255];
+    out.extend_from_slice(&miniz_oxide::deflate::compress_to_vec(data, 9));
+    out.extend_from_slice(&crc32(data).to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out
 }
 
 /// The bitstring of an `encodedList`.
@@ -910,7 +917,18 @@ mod tests {
     }
 
     #[test]
+    fn gzip_writes_what_flate2_writes() {
+        use std::io::Write;
+        for data in [vec![0u8; STATUS_LIST_SIZE / 8], (0..5000u32).map(|i| (i % 251) as u8).collect(), vec![]] {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            e.write_all(&data).unwrap();
+            assert_eq!(gzip(&data), e.finish().unwrap());
+        }
+    }
+
+    #[test]
     fn gunzip_reads_headers_checks_crc_and_bounds_output() {
+        use std::io::Write;
         let gz = |bytes: &[u8], name: bool| {
             let mut b = flate2::GzBuilder::new();
             if name {

@@ -23,6 +23,7 @@
 //! - [`classroom`]: the live-session protocol and state machine (`handle` -> effects).
 //! - [`certificate`]: JCS, Ed25519 Data Integrity proofs, Open Badges 3.0, status lists.
 //! - [`grading`]: deterministic scoring of quiz attempts.
+//! - [`timefmt`]: RFC 3339 timestamps and UTC month starts, without `chrono` (size).
 //! - [`urlparts`]: URL path and query splitting without the `url` crate (size).
 //! - [`ai`]: AI job rules, cache keys, the builtin offline provider, OpenAI-compatible shaping.
 //! - [`canonical`]: canonical JSON (RFC 8785 style) and hashing shared by lessons, state and proofs.
@@ -56,6 +57,7 @@ pub mod marketplace;
 pub mod policy;
 pub mod run;
 pub mod streams;
+pub mod timefmt;
 pub mod urlparts;
 
 #[cfg(all(target_arch = "wasm32", feature = "browser"))]

@@ -346,17 +346,7 @@ pub fn fold_page(state: &mut Canvas, seq: &mut u64, rows: &[PageRow<'_>], every:
     kept
 }
 
-/// ms since the epoch → RFC 3339 with milliseconds, UTC.
-pub fn rfc3339_ms(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
-
-/// RFC 3339 → ms since the epoch.
-pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(text).ok().map(|t| t.timestamp_millis())
-}
+pub use crate::timefmt::{parse_rfc3339_ms, rfc3339_ms};
 
 const XAPI_VERBS: &[(&str, &str)] = &[
     ("session.started", "http://adlnet.gov/expapi/verbs/launched"),

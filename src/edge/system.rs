@@ -300,15 +300,7 @@ async fn erase(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     ok(json!({"user_id": id, "erased": true, "pseudonym": pseudonym(id)}))
 }
 
-/// Start of the calendar month (UTC) containing `now_ms`.
-pub fn month_start_ms(now_ms: i64) -> i64 {
-    use chrono::Datelike;
-    chrono::DateTime::from_timestamp_millis(now_ms)
-        .and_then(|t| t.date_naive().with_day(1))
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc().timestamp_millis())
-        .unwrap_or(0)
-}
+pub use crate::timefmt::month_start_ms;
 
 async fn audit(ctx: &mut Ctx) -> AppResult<Response> {
     let claims = ctx.claims()?;
