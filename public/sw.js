@@ -16,16 +16,16 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "aa2c4f7dca";
+const VERSION = "01f2cbb9d0";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const REFERENCE = "dropple-reference-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
   "/css/app.css?v=f7ae708f13", "/manifest.webmanifest", "/icon.svg",
-  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=c2288b1e67", "/js/core.js?v=398905ab18",
-  "/core/dropple_core.js?v=2c4af98a22", "/core/dropple_core_bg.wasm?v=2c4af98a22",
-  "/js/home.js?v=c373d17f34", "/js/teach.js?v=210adab5a7", "/js/learn.js?v=3b1dc8f9e0", "/js/author.js?v=77d373d301", "/js/market.js?v=1e8db7dac8", "/js/verify.js?v=6f34f3afee", "/js/replay.js?v=597998e04e",
+  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=d5084f649a", "/js/core.js?v=4ab90497e5",
+  "/core/dropple_core.js?v=feabba1293", "/core/dropple_core_bg.wasm?v=feabba1293",
+  "/js/home.js?v=c373d17f34", "/js/teach.js?v=855474fc98", "/js/learn.js?v=a4fd53e478", "/js/author.js?v=279eedb9d8", "/js/market.js?v=1e8db7dac8", "/js/verify.js?v=d034670e49", "/js/replay.js?v=8d59e2b26e",
 ];
 const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;

@@ -4,9 +4,9 @@
 // server's (what learners see), never a local guess.
 
 import { api, claims, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=c2288b1e67";
+import { ClassroomClient } from "./classroom-client.js?v=d5084f649a";
 import { renderCanvas } from "./canvas.js?v=cc346232db";
-import { lessonFrames } from "./core.js?v=398905ab18";
+import { lessonFrames } from "./core.js?v=4ab90497e5";
 import { shell, $, h, say, params, icon } from "./ui.js?v=f44cea9744";
 
 const SAVED = "dropple.teach.sessions";
