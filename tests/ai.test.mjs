@@ -96,9 +96,13 @@ test("publish-time explanations for every step, served with the version", async 
   }
 });
 
+// A one-step lesson: its questions are asked at its end (the demo's are
+// placed at steps 8 and 12, which a one-step lesson does not have).
+const ONE_STEP_LESSON = { ...DEMO_LESSON, timeline: DEMO_LESSON.timeline.slice(0, 1), quiz: DEMO_LESSON.quiz.map(({ step, ...q }) => q) };
+
 test("over the rate: 429 with Retry-After; over the plan: 402", async () => {
   const t = await api.token("rae", "rateorg", ["learner", "author"]);
-  const l = (await api.call("POST", "/v1/lessons", { token: t, body: { ...DEMO_LESSON, timeline: DEMO_LESSON.timeline.slice(0, 1) } })).json;
+  const l = (await api.call("POST", "/v1/lessons", { token: t, body: ONE_STEP_LESSON })).json;
   let limited;
   for (let i = 0; i < 125 && !limited; i++) {
     const r = await api.call("POST", "/v1/ai/jobs", { token: t, body: { kind: "explain", lesson_id: l.lesson_id, version: 1, input: { step: 1 } } });
@@ -110,7 +114,7 @@ test("over the rate: 429 with Retry-After; over the plan: 402", async () => {
   assert.ok(Number(limited.headers.get("retry-after")) >= 1);
   const p = await api.token("pia", "proorg", ["learner", "author"]);
   await api.call("PUT", "/v1/dev/orgs/proorg/plan", { body: { plan: "pro" } });
-  const pl = (await api.call("POST", "/v1/lessons", { token: p, body: { ...DEMO_LESSON, timeline: DEMO_LESSON.timeline.slice(0, 1) } })).json;
+  const pl = (await api.call("POST", "/v1/lessons", { token: p, body: ONE_STEP_LESSON })).json;
   const codes = [];
   for (let i = 0; i < 4; i++) {
     codes.push((await api.call("POST", "/v1/ai/jobs", { token: p, body: { kind: "explain", lesson_id: pl.lesson_id, version: 1, input: { step: 1 } } })).status);
