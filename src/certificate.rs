@@ -4,7 +4,6 @@
 //! revocation. Pure: time and keys are parameters, nothing here panics on
 //! any input.
 
-
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
