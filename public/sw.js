@@ -16,16 +16,16 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "01f2cbb9d0";
+const VERSION = "3123da2698";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const REFERENCE = "dropple-reference-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
   "/css/app.css?v=f7ae708f13", "/manifest.webmanifest", "/icon.svg",
-  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=d5084f649a", "/js/core.js?v=4ab90497e5",
-  "/core/dropple_core.js?v=feabba1293", "/core/dropple_core_bg.wasm?v=feabba1293",
-  "/js/home.js?v=c373d17f34", "/js/teach.js?v=855474fc98", "/js/learn.js?v=a4fd53e478", "/js/author.js?v=279eedb9d8", "/js/market.js?v=1e8db7dac8", "/js/verify.js?v=d034670e49", "/js/replay.js?v=8d59e2b26e",
+  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=be42c9049b", "/js/core.js?v=9b3f6a50af",
+  "/core/dropple_core.js?v=e90d86e468", "/core/dropple_core_bg.wasm?v=e90d86e468",
+  "/js/home.js?v=c373d17f34", "/js/teach.js?v=d0566e7d02", "/js/learn.js?v=8aa50259c7", "/js/author.js?v=92246bcc85", "/js/market.js?v=1e8db7dac8", "/js/verify.js?v=06b2836deb", "/js/replay.js?v=a1155a5c04",
 ];
 const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;

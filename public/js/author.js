@@ -7,7 +7,7 @@
 
 import { api, claims, describeError, uuid } from "./api.js?v=f3c5674699";
 import { renderCanvas, svgPoint } from "./canvas.js?v=cc346232db";
-import { foldTimeline } from "./core.js?v=4ab90497e5";
+import { foldTimeline } from "./core.js?v=9b3f6a50af";
 import { shell, $, $$, h, say } from "./ui.js?v=f44cea9744";
 
 const DRAFT_KEY = "dropple.author.draft";

@@ -9,9 +9,9 @@
 // Values cross as JSON text (big integers and odd floats arrive exactly as
 // the server wrote them); the helpers below parse what the pages render.
 
-import init, * as wasm from "/core/dropple_core.js?v=feabba1293";
+import init, * as wasm from "/core/dropple_core.js?v=e90d86e468";
 
-await init({ module_or_path: "/core/dropple_core_bg.wasm?v=feabba1293" });
+await init({ module_or_path: "/core/dropple_core_bg.wasm?v=e90d86e468" });
 
 export const core = wasm;
 

@@ -7,8 +7,8 @@
 // the classes the person taught or attended and the runs they wrote.
 
 import { api, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=d5084f649a";
-import { Replay, lessonFrames } from "./core.js?v=4ab90497e5";
+import { ClassroomClient } from "./classroom-client.js?v=be42c9049b";
+import { Replay, lessonFrames } from "./core.js?v=9b3f6a50af";
 import { renderCanvas } from "./canvas.js?v=cc346232db";
 import { shell, $, h, say, params } from "./ui.js?v=f44cea9744";
 

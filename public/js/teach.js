@@ -4,9 +4,9 @@
 // server's (what learners see), never a local guess.
 
 import { api, claims, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=d5084f649a";
+import { ClassroomClient } from "./classroom-client.js?v=be42c9049b";
 import { renderCanvas } from "./canvas.js?v=cc346232db";
-import { lessonFrames } from "./core.js?v=4ab90497e5";
+import { lessonFrames } from "./core.js?v=9b3f6a50af";
 import { shell, $, h, say, params, icon } from "./ui.js?v=f44cea9744";
 
 const SAVED = "dropple.teach.sessions";
