@@ -286,6 +286,17 @@ test("the teacher console works from the keyboard with a visible focus", { timeo
     await waitStep(lea, step + 1);
     await teacher.keyboard.press("ArrowLeft"); // arrows work with a button focused too
     await waitStep(lea, step);
+    // Presses faster than the server's echo count from the step asked for last,
+    // not from the last one confirmed: three quick presses go three steps.
+    await teacher.keyboard.press("ArrowRight");
+    await teacher.keyboard.press("ArrowRight");
+    await teacher.keyboard.press("ArrowLeft");
+    await teacher.keyboard.press("ArrowRight");
+    await waitStep(lea, step + 2);
+    await waitStep(teacher, step + 2);
+    await teacher.keyboard.press("ArrowLeft");
+    await teacher.keyboard.press("ArrowLeft");
+    await waitStep(lea, step);
   }));
 
 test("the replay view scrubs the session's run and a canvas run to an earlier seq and shows that canvas", { timeout: 90_000 }, () =>
@@ -867,9 +878,10 @@ test("responsive: at a 375px phone width nothing overflows and the main controls
     for (const [path, sels] of Object.entries(controls)) {
       await p.goto(path);
       await settled(p);
-      // Some controls are drawn after a fetch (the sign-in badge asks whether
-      // development sign-in exists): wait for each, `fits` names any missing.
-      await Promise.all(sels.map((s) => p.waitForSelector(s, { state: "attached", timeout: 15_000 }).catch(() => {})));
+      // Some controls are drawn or filled after a fetch (the sign-in badge asks
+      // whether development sign-in exists, the lesson list is empty until its
+      // fetch returns): wait until each has a box, `fits` names any that never does.
+      await Promise.all(sels.map((s) => p.waitForSelector(s, { state: "visible", timeout: 15_000 }).catch(() => {})));
       await fits(p, path, sels);
       if (SHOTS) await screenshot(p, `phone${path.replace(/[^a-z]+/g, "-")}`);
     }

@@ -125,6 +125,7 @@ function attach(s) {
     token: getToken,
     userId: me?.sub,
     onSnapshot: (state) => {
+      movesInFlight = [];
       adoptConfig(state.config);
       render(state);
       // Learners see content from the start, not an empty canvas: a session
@@ -132,7 +133,7 @@ function attach(s) {
       if (openOnContent && client.isTeacher && state.cursor.step === 0 && state.config.step_count > 0) client.send({ type: "cursor", step: 1 });
       openOnContent = false;
     },
-    onEvent: (_ev, state) => render(state),
+    onEvent: (ev, state) => { settleMoves(ev); render(state); },
     // `presence` counts everyone, the teacher too; the roster counts learners.
     onPresence: () => {},
     onRoster: (r) => {
@@ -146,12 +147,13 @@ function attach(s) {
       if (client?.state) renderQuiz(client.state);
     },
     onStatus: (st, detail) => {
+      if (st !== "live" && st !== "paused") movesInFlight = []; // a dropped socket loses what it had not sent back
       const el = $("#conn-state");
       el.dataset.state = st;
       el.textContent = st === "paused" && detail?.reason === "teacher" ? "paused" : CONN_TEXT[st] || st;
       if (client?.state) render(client.state);
     },
-    onError: (e) => say($("#live-status"), `${e.message} (${e.code})`, "error"),
+    onError: (e) => { movesInFlight = []; say($("#live-status"), `${e.message} (${e.code})`, "error"); },
   }).start();
   window.dropple = { client };
 }
@@ -312,13 +314,23 @@ async function showFrame(step, state) {
   }
 }
 
+// Moves sent but not yet seen back as `cursor.moved`: a key pressed before the
+// last move comes back counts from where the teacher asked to be, not from the
+// older confirmed step (two quick presses go two steps, never back and forth).
+let movesInFlight = [];
 function move(step) {
   if (!client?.state) return;
   const target = Math.max(0, Math.min(stepCount, step));
-  if (target === client.state.cursor.step) return;
-  if (!client.send({ type: "cursor", step: target })) say($("#live-status"), "Not connected: the cursor will move once the connection is back.", "warn");
+  if (target === cur()) return;
+  if (client.send({ type: "cursor", step: target })) movesInFlight.push(target);
+  else say($("#live-status"), "Not connected: the cursor will move once the connection is back.", "warn");
 }
-const cur = () => client?.state?.cursor?.step ?? 0;
+function settleMoves(ev) {
+  if (ev?.type !== "cursor.moved") return;
+  const i = movesInFlight.indexOf(ev.payload?.step);
+  if (i >= 0) movesInFlight = movesInFlight.slice(i + 1);
+}
+const cur = () => movesInFlight.at(-1) ?? client?.state?.cursor?.step ?? 0;
 $("#first").addEventListener("click", () => move(0));
 $("#prev").addEventListener("click", () => move(cur() - 1));
 $("#next").addEventListener("click", () => move(cur() + 1));
