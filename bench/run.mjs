@@ -137,7 +137,9 @@ async function fanout(ours, base, api) {
   const cold = await first();
   const results = [];
   for (const n of FANOUT_SIZES) {
-    const rounds = n >= 1000 ? 40 : 80;
+    // A round reaches every observer at once, so one slow round is 1/rounds of
+    // the samples: p99 means something only over a few hundred rounds.
+    const rounds = n >= 1000 ? 40 : n >= 100 ? 300 : 400;
     const session = must(await api.call("POST", "/v1/sessions", { token: teacher, body: { lesson_id: lesson.lesson_id, version: 1 } }), 201, "session");
     const wsBase = `${ours.base.replace("http", "ws")}/v1/sessions/${session.session_id}/ws?token=`;
     const file = join(tmpdir(), `dropple-bench-observers-${n}.txt`);
@@ -666,7 +668,9 @@ ${rows.join("\n")}
   may lose messages). Load generator: \`bench/loadgen\`, native Rust on tokio, one process; each round the teacher
   sends one message and every observer's receive time is taken on the same monotonic clock; the
   next round starts 60 ms after the last observer received (the product allows 20 messages/s per
-  connection). First 5 rounds are warm-up, and one 10-observer session runs first on the fresh
+  connection). Rounds: 400 at 10 observers, 300 at 100, 40 at 1,000 (every observer of a round
+  waits for the same message, so a p99 needs a few hundred rounds: at 80, one slow round was the
+  p99). First 5 rounds are warm-up, and one 10-observer session runs first on the fresh
   instance (its slowest round is reported on its own row: one-time costs of a new instance). Its
   own CPU use while measuring:
 

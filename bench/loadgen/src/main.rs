@@ -430,6 +430,8 @@ async fn run(args: Args) -> Result<Value, String> {
     let mut samples: Vec<Duration> = Vec::with_capacity(n * (args.rounds - args.warmup) as usize);
     let mut missing: u64 = 0;
     let mut measured_start: Option<(Instant, (Duration, Duration))> = None;
+    let trace = std::env::var_os("LOADGEN_TRACE").is_some();
+    let began = Instant::now();
     for round in 0..args.rounds {
         let recorded = round >= args.warmup;
         if recorded && measured_start.is_none() {
@@ -473,6 +475,11 @@ async fn run(args: Args) -> Result<Value, String> {
         }
         if recorded {
             missing += (n - got.iter().filter(|g| **g).count()) as u64;
+        }
+        if trace {
+            // LOADGEN_TRACE=1: when each round went out and how long its slowest observer took.
+            let slowest = samples.iter().rev().take(n).max().copied().unwrap_or_default();
+            eprintln!("round {round} at {:.1} ms: slowest {:.2} ms", ms(sent.duration_since(began)), ms(slowest));
         }
         if round + 1 < args.rounds {
             sleep(args.interval).await;
