@@ -554,16 +554,7 @@ async fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        return match learners::run(&config).await {
-            Ok(result) => {
-                println!("{result}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("loadgen: {e}");
-                ExitCode::FAILURE
-            }
-        };
+        return report(learners::run(&config).await);
     }
     let args = match parse_args() {
         Ok(a) => a,
@@ -572,7 +563,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(args).await {
+    report(run(args).await)
+}
+
+/// The result as one JSON line on stdout, or the error on stderr.
+fn report(outcome: Result<serde_json::Value, String>) -> ExitCode {
+    match outcome {
         Ok(result) => {
             println!("{result}");
             ExitCode::SUCCESS
