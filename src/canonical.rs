@@ -64,12 +64,12 @@ const MAX_SAFE: u64 = 1 << 53;
 fn write_number(n: &Number, out: &mut String) {
     if let Some(u) = n.as_u64() {
         if u <= MAX_SAFE {
-            out.push_str(&u.to_string());
+            out.push_str(itoa::Buffer::new().format(u));
             return;
         }
     } else if let Some(i) = n.as_i64() {
         if i.unsigned_abs() <= MAX_SAFE {
-            out.push_str(&i.to_string());
+            out.push_str(itoa::Buffer::new().format(i));
             return;
         }
     }
@@ -87,20 +87,7 @@ pub fn format_f64(v: f64) -> String {
     if v == 0.0 {
         return "0".to_owned(); // also -0
     }
-    // Rust's `{:e}` yields the shortest digit string that round-trips. On a
-    // tie between two such strings ECMAScript wants the one closest to the
-    // exact value (then the even one): that is the correctly rounded decimal
-    // of the same length, which Rust's exact mode produces (half to even).
-    let (mut digits, mut exp) = split_sci(&format!("{:e}", v.abs()));
-    let precision = digits.len().saturating_sub(1);
-    let (rounded, rounded_exp) = split_sci(&format!("{:.*e}", precision, v.abs()));
-    let rounded = rounded.trim_end_matches('0').to_owned();
-    if rounded.len() == digits.len()
-        && format!("{}e{}", rounded, rounded_exp + 1 - rounded.len() as i32).parse::<f64>() == Ok(v.abs())
-    {
-        digits = rounded;
-        exp = rounded_exp;
-    }
+    let (digits, exp) = shortest_digits(v.abs());
     let k = digits.len() as i32;
     let n = exp + 1; // position of the decimal point relative to the digits
     let mut out = String::new();
@@ -131,6 +118,47 @@ pub fn format_f64(v: f64) -> String {
         out.push_str(&(n - 1).unsigned_abs().to_string());
     }
     out
+}
+
+/// The shortest digits that read back as `v` (> 0, finite) and the decimal
+/// exponent of the first: v = d.ddd × 10^exp.
+///
+/// Ryu's shortest form is the fast path. With at most 15 digits it is the
+/// only string of its length that reads back as `v` (two 15-digit decimals
+/// lie further apart than a double's rounding interval is wide), so it is
+/// the one ECMAScript prints. Longer ones can tie with another string of
+/// the same length: then ECMAScript wants the one closest to the exact value
+/// (then the even one), the correctly rounded decimal of that length, which
+/// Rust's exact mode produces (half to even).
+fn shortest_digits(v: f64) -> (String, i32) {
+    let (digits, exp) = split_decimal(ryu::Buffer::new().format_finite(v));
+    if digits.len() <= 15 {
+        return (digits, exp);
+    }
+    let precision = digits.len().saturating_sub(1);
+    let (rounded, rounded_exp) = split_sci(&format!("{:.*e}", precision, v));
+    let rounded = rounded.trim_end_matches('0');
+    if rounded.len() == digits.len()
+        && format!("{}e{}", rounded, rounded_exp + 1 - rounded.len() as i32).parse::<f64>() == Ok(v)
+    {
+        return (rounded.to_owned(), rounded_exp);
+    }
+    (digits, exp)
+}
+
+/// A positive decimal as Ryu prints it ("123.0", "0.0015", "1.5e-7", "1e21")
+/// → its significant digits and the exponent of the first.
+fn split_decimal(text: &str) -> (String, i32) {
+    let (mantissa, e) = match text.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
+        None => (text, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all = int.bytes().chain(frac.bytes());
+    let leading_zeros = all.clone().take_while(|b| *b == b'0').count();
+    let mut digits: String = all.skip(leading_zeros).map(char::from).collect();
+    digits.truncate(digits.trim_end_matches('0').len());
+    (digits, int.len() as i32 - leading_zeros as i32 - 1 + e)
 }
 
 /// "d.ddde±x" → ("dddd", x).
@@ -176,7 +204,20 @@ fn write_escaped(b: u8, out: &mut String) {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    digest_hex(&Sha256::digest(bytes).into())
+}
+
+/// Lowercase hex of a SHA-256 digest. Written here: `hex::encode` pushes a
+/// character at a time and its slice encoder steps an iterator per byte, a
+/// tenth of a live event's CPU between them (every event is hashed).
+pub fn digest_hex(digest: &[u8; 32]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = [0u8; 64];
+    for (pair, byte) in text.chunks_exact_mut(2).zip(digest) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 15)];
+    }
+    String::from_utf8(text.to_vec()).unwrap_or_default() // hex digits are ASCII
 }
 
 /// sha256 of the canonical form, lowercase hex.
@@ -245,6 +286,44 @@ mod tests {
             assert_eq!(to_canonical_string(&Value::Number(n)), expected);
             // And the text parses back to the same double.
             assert_eq!(expected.parse::<f64>().unwrap(), v);
+        }
+    }
+
+    /// The digits before the Ryu fast path: Rust's shortest `{:e}`, then the
+    /// correctly rounded string of that length when it also reads back.
+    fn shortest_digits_reference(v: f64) -> (String, i32) {
+        let (mut digits, mut exp) = split_sci(&format!("{:e}", v));
+        let precision = digits.len().saturating_sub(1);
+        let (rounded, rounded_exp) = split_sci(&format!("{:.*e}", precision, v));
+        let rounded = rounded.trim_end_matches('0').to_owned();
+        if rounded.len() == digits.len()
+            && format!("{}e{}", rounded, rounded_exp + 1 - rounded.len() as i32).parse::<f64>() == Ok(v)
+        {
+            digits = rounded;
+            exp = rounded_exp;
+        }
+        (digits, exp)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(20_000))]
+        #[test]
+        fn fast_shortest_digits_match_the_exact_path(bits in proptest::prelude::any::<u64>()) {
+            let v = f64::from_bits(bits).abs();
+            if v.is_finite() && v != 0.0 {
+                proptest::prop_assert_eq!(shortest_digits(v), shortest_digits_reference(v));
+            }
+        }
+
+        #[test]
+        fn digest_hex_is_lowercase_hex(bytes in proptest::prelude::any::<[u8; 32]>()) {
+            proptest::prop_assert_eq!(digest_hex(&bytes), hex::encode(bytes));
+        }
+
+        #[test]
+        fn short_decimals_match_the_exact_path(m in 1u64..1_000_000_000, e in -30i32..30) {
+            let v: f64 = format!("{m}e{e}").parse().unwrap();
+            proptest::prop_assert_eq!(shortest_digits(v), shortest_digits_reference(v));
         }
     }
 

@@ -24,7 +24,7 @@ pub fn envelope_hash(prev: &str, jcs: &str) -> String {
     let mut h = Sha256::new();
     h.update(prev.as_bytes());
     h.update(jcs.as_bytes());
-    hex::encode(h.finalize())
+    crate::canonical::digest_hex(&h.finalize().into())
 }
 
 /// RFC 8785 form of the envelope without `hash`, written directly (keys in
