@@ -16,16 +16,16 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "f0fefad5ff";
+const VERSION = "43f4832af4";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const REFERENCE = "dropple-reference-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
   "/css/app.css?v=f7ae708f13", "/manifest.webmanifest", "/icon.svg",
-  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=be42c9049b", "/js/core.js?v=9b3f6a50af",
-  "/core/dropple_core.js?v=e90d86e468", "/core/dropple_core_bg.wasm?v=e90d86e468",
-  "/js/home.js?v=c373d17f34", "/js/teach.js?v=c2fc74f064", "/js/learn.js?v=8aa50259c7", "/js/author.js?v=92246bcc85", "/js/market.js?v=1e8db7dac8", "/js/verify.js?v=06b2836deb", "/js/replay.js?v=a1155a5c04",
+  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=7b04dd9d24", "/js/core.js?v=8a57c754de",
+  "/core/dropple_core.js?v=51c2a51e49", "/core/dropple_core_bg.wasm?v=51c2a51e49",
+  "/js/home.js?v=c373d17f34", "/js/teach.js?v=7d70622670", "/js/learn.js?v=92be3feadf", "/js/author.js?v=148e65ed3f", "/js/market.js?v=1e8db7dac8", "/js/verify.js?v=7d893704e5", "/js/replay.js?v=82deebe6b8",
 ];
 const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;

@@ -2,9 +2,9 @@
 //! pure core compiled a second time (`--features browser`, wasm-bindgen
 //! `--target web`, into `public/core/`, see scripts/build.sh) through
 //! `public/js/core.js`: canvas folds and lesson frames, the session fold of the
-//! live player and the class replay, canonical JSON and state hashes,
-//! credential verification and the quiz score preview all run the server's
-//! code. JavaScript only renders.
+//! live player and the class replay, the teacher's class summary, events in
+//! words, canonical JSON and state hashes, credential verification and the
+//! quiz score preview all run the server's code. JavaScript only renders.
 //!
 //! Values cross the boundary as JSON text: the glue stays small, big integers
 //! and odd floats arrive exactly as the server wrote them, and the JavaScript
@@ -16,7 +16,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::canonical::{canonical_sha256, to_canonical_string};
 use crate::certificate;
-use crate::classroom::{SessionConfig, SessionState};
+use crate::classroom::{self, AnswerKey, SessionConfig, SessionState};
 use crate::grading::{self, QuizItem};
 use crate::run::{Canvas, Event};
 
@@ -258,6 +258,26 @@ impl SessionFold {
     pub fn hash(&self) -> String {
         canonical_sha256(&serde_json::to_value(&self.state).unwrap_or(Value::Null))
     }
+
+    /// The teacher's view of the class (`classroom::class_summary`):
+    /// `answer_key` is `{question id: choice}` (JSON text; `{}` when unknown),
+    /// `present` the last roster's learners (a JSON array of ids).
+    pub fn class_summary(&self, answer_key: &str, present_json: &str) -> Result<String, JsError> {
+        // Read with a few lookups, not serde: no deserializer code for these in the core.
+        let mut key = AnswerKey::new();
+        if let Value::Object(m) = parse(answer_key, "answer key")? {
+            for (id, choice) in &m {
+                if let Some(choice) = choice.as_u64().and_then(|c| u32::try_from(c).ok()) {
+                    key.insert(id.clone(), choice);
+                }
+            }
+        }
+        let mut present = Vec::new();
+        if let Value::Array(list) = parse(present_json, "present")? {
+            present.extend(list.into_iter().filter_map(|v| if let Value::String(id) = v { Some(id) } else { None }));
+        }
+        Ok(to_text(&classroom::class_summary(&self.state, &key, &present)))
+    }
 }
 
 /// Scrubbing a run: its events are held once, states are kept every
@@ -397,6 +417,15 @@ impl Replay {
         };
         to_text(&serde_json::json!({"seq": at, "state": state}))
     }
+}
+
+// ---------------------------------------------------------------- events in words
+
+/// One sentence per item (`journal::describe`) of a JSON array of
+/// `{type, payload}` (timeline items or event envelopes): a JSON array of strings.
+#[wasm_bindgen]
+pub fn describe_items(json: &str) -> Result<String, JsError> {
+    Ok(Value::from(crate::journal::describe(&items(json)?)).to_string())
 }
 
 // ---------------------------------------------------------------- credentials

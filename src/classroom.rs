@@ -750,6 +750,87 @@ pub fn replay(config: SessionConfig, events: &[Event]) -> SessionState {
     state
 }
 
+/// What the teacher's console shows of the class, from the folded state:
+/// - `learners`: everyone the session knows of but its teacher (connected now,
+///   as `present` says, the last roster's learners; or named by a quiz
+///   response or a question), in id order, each `{id, here, asked, answers}`
+///   where `answers` are `{question_id, choice, correct}` in quiz order and
+///   `correct` is `null` when `key` has no answer for that question;
+/// - `quiz`: per question of the lesson, `{counts, responses, answer}`: how
+///   many chose each choice, how many responded, and the key's answer or `null`.
+///
+/// The rules of [`SessionState::decide`] keep every response to a question of
+/// the lesson with a choice in range; anything else is left out of the counts.
+/// Only the browser calls it: the worker is compiled without it (not even
+/// unused code changes how the rest of the worker is optimized).
+#[cfg(any(test, feature = "browser"))]
+pub fn class_summary(state: &SessionState, key: &AnswerKey, present: &[String]) -> Value {
+    // Built with plain loops, `Map::insert` and `Value` constructors rather than
+    // `json!` and iterator adapters: this runs in the browser core, where
+    // every new generic instance is bytes to download.
+    let teacher = &state.config.teacher_id;
+    // Learner id → here, in id order.
+    let mut here = serde_json::Map::new();
+    for id in present {
+        if id != teacher {
+            here.insert(id.clone(), Value::Bool(true));
+        }
+    }
+    let mut note = |id: &String| {
+        if id != teacher && !here.contains_key(id) {
+            here.insert(id.clone(), Value::Bool(false));
+        }
+    };
+    for by_learner in state.quiz_responses.values() {
+        for id in by_learner.keys() {
+            note(id);
+        }
+    }
+    for q in &state.questions {
+        note(&q.asker_id);
+    }
+    let mut learners = Vec::new();
+    for (id, is_here) in &here {
+        let mut answers = Vec::new();
+        for q in &state.config.quiz {
+            if let Some(&choice) = state.quiz_responses.get(&q.id).and_then(|by_learner| by_learner.get(id)) {
+                let mut answer = serde_json::Map::new();
+                answer.insert("question_id".into(), Value::from(q.id.as_str()));
+                answer.insert("choice".into(), Value::from(choice));
+                answer.insert("correct".into(), key.get(&q.id).map_or(Value::Null, |&k| Value::Bool(k == choice)));
+                answers.push(Value::Object(answer));
+            }
+        }
+        let asked = state.questions.iter().filter(|q| q.asker_id == *id).count();
+        let mut learner = serde_json::Map::new();
+        learner.insert("id".into(), Value::from(id.as_str()));
+        learner.insert("here".into(), is_here.clone());
+        learner.insert("asked".into(), Value::from(asked));
+        learner.insert("answers".into(), Value::Array(answers));
+        learners.push(Value::Object(learner));
+    }
+    let mut tally = serde_json::Map::new();
+    for q in &state.config.quiz {
+        let mut counts = vec![0u32; q.choices as usize];
+        let mut responses = 0u32;
+        for (_, &choice) in state.quiz_responses.get(&q.id).into_iter().flatten() {
+            responses += 1;
+            if let Some(n) = counts.get_mut(choice as usize) {
+                *n += 1;
+            }
+        }
+        let mut question = serde_json::Map::new();
+        question.insert("counts".into(), Value::Array(counts.into_iter().map(Value::from).collect()));
+        question.insert("responses".into(), Value::from(responses));
+        question.insert("answer".into(), key.get(&q.id).map_or(Value::Null, |&answer| Value::from(answer)));
+        tally.insert(q.id.clone(), Value::Object(question));
+    }
+    let mut summary = serde_json::Map::new();
+    summary.insert("learners".into(), Value::Array(learners));
+    summary.insert("quiz".into(), Value::Object(tally));
+    Value::Object(summary)
+}
+
 // ---------------------------------------------------------------- connections
 
 /// Per-socket protocol state, stored in the socket attachment (so it survives
@@ -1417,6 +1498,52 @@ mod tests {
         assert!(matches!(quiz_feedback(&key, &right, "u5"), Some(ServerMsg::QuizFeedback { correct: true, .. })));
         // A session opened before keys were kept: no feedback, nothing breaks.
         assert_eq!(quiz_feedback(&AnswerKey::new(), &right, "u5"), None);
+    }
+
+    #[test]
+    fn the_class_summary_says_who_answered_what_and_tallies_each_choice() {
+        let mut cfg = config();
+        cfg.quiz.push(QuizRef { id: "k2".into(), choices: 2 });
+        let mut s = SessionState::new(cfg);
+        let responded =
+            |q: &str, choice, who: &str| E::QuizResponded { question_id: q.into(), choice, learner_id: who.into() };
+        let events = vec![
+            E::Started {},
+            responded("k1", 2, "u2"),
+            responded("k1", 0, "u1"),
+            responded("k2", 1, "u1"),
+            E::QuestionAsked { question_id: "q1".into(), text: "?".into(), asker_id: "u3".into() },
+            E::QuestionAsked { question_id: "q2".into(), text: "?".into(), asker_id: "u3".into() },
+            E::QuestionAsked { question_id: "q3".into(), text: "?".into(), asker_id: "t".into() },
+        ];
+        commit(&mut s, "t", events, 0, &mut ids());
+        let key: AnswerKey = [("k1".to_string(), 2)].into();
+        let present = ["u4".to_string(), "u1".to_string(), "t".to_string()];
+        let summary = class_summary(&s, &key, &present);
+        assert_eq!(
+            summary,
+            json!({
+                "learners": [
+                    {"id": "u1", "here": true, "asked": 0, "answers": [
+                        {"question_id": "k1", "choice": 0, "correct": false},
+                        {"question_id": "k2", "choice": 1, "correct": null},
+                    ]},
+                    {"id": "u2", "here": false, "asked": 0, "answers": [{"question_id": "k1", "choice": 2, "correct": true}]},
+                    {"id": "u3", "here": false, "asked": 2, "answers": []},
+                    {"id": "u4", "here": true, "asked": 0, "answers": []},
+                ],
+                "quiz": {
+                    "k1": {"counts": [1, 0, 1], "responses": 2, "answer": 2},
+                    "k2": {"counts": [0, 1], "responses": 1, "answer": null},
+                },
+            })
+        );
+        // A fresh session: no learners, every choice at zero.
+        let empty = class_summary(&given(vec![]), &AnswerKey::new(), &[]);
+        assert_eq!(
+            empty,
+            json!({"learners": [], "quiz": {"k1": {"counts": [0, 0, 0], "responses": 0, "answer": null}}})
+        );
     }
 
     #[test]

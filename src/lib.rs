@@ -23,6 +23,7 @@
 //! - [`classroom`]: the live-session protocol and state machine (`handle` -> effects).
 //! - [`certificate`]: JCS, Ed25519 Data Integrity proofs, Open Badges 3.0, status lists.
 //! - [`grading`]: deterministic scoring of quiz attempts.
+//! - `journal` (browser build and tests only): events and timeline items in words, one sentence each.
 //! - [`timefmt`]: RFC 3339 timestamps and UTC month starts, without `chrono` (size).
 //! - [`urlparts`]: URL path and query splitting without the `url` crate (size).
 //! - [`ai`]: AI job rules, cache keys, the builtin offline provider, OpenAI-compatible shaping.
@@ -37,9 +38,9 @@
 //!
 //! Browser (wasm32 with feature `browser`, `src/browser.rs`): every
 //! `#[wasm_bindgen]` entry point of the web app in one file (canvas fold and
-//! frames, session fold and replay, canonical hashes, credential
-//! verification, score preview). JSON text in, JSON text out; the web app's
-//! JavaScript only renders. Native code that the browser calls is the code
+//! frames, session fold and replay, the teacher's class summary, events in
+//! words, canonical hashes, credential verification, score preview). JSON
+//! text in, JSON text out; the web app's JavaScript only renders. Native code that the browser calls is the code
 //! the server runs: a drift between them cannot happen, and
 //! `tests/core-browser.test.mjs` proves it on 200 random streams.
 
@@ -52,6 +53,10 @@ pub mod classroom;
 pub mod error;
 pub mod grading;
 pub mod identity;
+// Only the browser reads it (and the native tests): the worker is compiled
+// without it, so its wasm does not change by a byte.
+#[cfg(any(test, feature = "browser"))]
+pub mod journal;
 pub mod lesson;
 pub mod marketplace;
 pub mod policy;

@@ -89,7 +89,7 @@ test("a new session opens on its first step as a title slide; thumbnails move th
     await waitStep(teacher, 5);
     await waitStep(lea, 5);
     assert.equal(await teacher.getAttribute("[data-testid=thumb-5]", "aria-current"), "step");
-    assert.match(await teacher.getAttribute("[data-testid=thumb-6]", "aria-label"), /Chapter: Halves/);
+    assert.match(await teacher.getAttribute("[data-testid=thumb-6]", "aria-label"), /Chapter “Halves” begins/);
     live = { teacher, lea, code };
   }));
 

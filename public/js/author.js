@@ -7,7 +7,7 @@
 
 import { api, claims, describeError, uuid } from "./api.js?v=f3c5674699";
 import { renderCanvas, svgPoint } from "./canvas.js?v=cc346232db";
-import { foldTimeline } from "./core.js?v=9b3f6a50af";
+import { describeItems, foldTimeline } from "./core.js?v=8a57c754de";
 import { shell, $, $$, h, say } from "./ui.js?v=f44cea9744";
 
 const DRAFT_KEY = "dropple.author.draft";
@@ -106,45 +106,8 @@ function changed() {
   saveDraft();
 }
 
-// The timeline in words: "Box “Leaf” added", naming each element by the text
-// it has at that step (the names are kept while walking the timeline once).
-const KIND_WORD = { box: "Box", label: "Label", dot: "Dot", image: "Image", line: "Line" };
-const capital = (s) => s.charAt(0).toUpperCase() + s.slice(1);
-function describeAll(items) {
-  const names = new Map(); // id → {kind, text}
-  const named = (id) => {
-    const n = names.get(id);
-    return n ? `${KIND_WORD[n.kind] ?? capital(String(n.kind || "element"))} “${n.text}”` : "An element";
-  };
-  return items.map((it) => {
-    const p = it.payload || {};
-    switch (it.type) {
-      case "element.added":
-        names.set(p.id, { kind: p.kind, text: p.label ?? p.text ?? p.id });
-        return `${named(p.id)} added`;
-      case "element.moved": return `${named(p.id)} moved`;
-      case "element.removed": return `${named(p.id)} removed`;
-      case "element.updated": {
-        const before = named(p.id);
-        const text = p.label ?? p.text;
-        const n = names.get(p.id);
-        if (text !== undefined && n) n.text = text;
-        const what = [text !== undefined ? `renamed “${text}”` : null,
-          "w" in p || "h" in p ? "resized" : null,
-          "x" in p || "y" in p ? "moved" : null].filter(Boolean);
-        return `${before} ${what.length ? what.join(", ") : "changed"}`;
-      }
-      case "edge.added": return `${named(p.from)} connected to ${named(p.to).replace(/^./, (c) => c.toLowerCase())}`;
-      case "edge.removed": return "Connection removed";
-      case "narration": return `Narration: “${p.text}”`;
-      case "chapter": return `Chapter “${p.title}” begins`;
-      default: return it.type;
-    }
-  });
-}
-
 function renderTimeline() {
-  const words = describeAll(timeline);
+  const words = describeItems(timeline); // "Box “Leaf” added": the core's words
   $("#timeline").replaceChildren(...timeline.map((it, i) =>
     h("li", { "data-type": it.type }, h("span", { class: "n" }, `${i + 1}.`), h("span", {}, words[i]))));
 }
@@ -171,7 +134,7 @@ function renderInspector(state) {
   if (inspecting === selected && box.contains(document.activeElement)) return; // do not clobber typing
   inspecting = selected;
   const hasSize = el.kind === "box" || el.kind === "image";
-  $("#insp-title").textContent = `Edit ${KIND_WORD[el.kind] ?? el.kind} “${el.label ?? el.text ?? selected}”`;
+  $("#insp-title").textContent = `Edit ${el.kind ?? "element"} “${el.label ?? el.text ?? selected}”`;
   $("#insp-text").value = String(el.label ?? el.text ?? "");
   $("#insp-x").value = String(Math.round(el.x ?? 0));
   $("#insp-y").value = String(Math.round(el.y ?? 0));

@@ -9,9 +9,9 @@
 // Values cross as JSON text (big integers and odd floats arrive exactly as
 // the server wrote them); the helpers below parse what the pages render.
 
-import init, * as wasm from "/core/dropple_core.js?v=e90d86e468";
+import init, * as wasm from "/core/dropple_core.js?v=51c2a51e49";
 
-await init({ module_or_path: "/core/dropple_core_bg.wasm?v=e90d86e468" });
+await init({ module_or_path: "/core/dropple_core_bg.wasm?v=51c2a51e49" });
 
 export const core = wasm;
 
@@ -45,6 +45,11 @@ export class SessionFold {
   apply(event) { return this.fold.apply(JSON.stringify(event)); }
   get seq() { return this.fold.seq(); }
   state() { return JSON.parse(this.fold.state()); }
+  /** The teacher's view: {learners: [{id, here, asked, answers: [{question_id, choice, correct}]}],
+   *  quiz: {id: {counts, responses, answer}}}, with the answer key and the roster's learners. */
+  classSummary(answerKey, present) {
+    return JSON.parse(this.fold.class_summary(JSON.stringify(answerKey || {}), JSON.stringify(present || [])));
+  }
   free() { this.fold.free(); }
 }
 
@@ -57,6 +62,11 @@ export class Replay {
   get firstSeq() { return this.r.first_seq(); }
   stateAt(seq) { return JSON.parse(this.r.state_at(seq)); }
   free() { this.r.free(); }
+}
+
+/** One sentence per item ({type, payload}: timeline items or event envelopes), in order. */
+export function describeItems(items) {
+  return JSON.parse(wasm.describe_items(typeof items === "string" ? items : JSON.stringify(items)));
 }
 
 /** {valid, checks} for a credential, with the issuer profile and status list at hand. */

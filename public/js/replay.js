@@ -7,8 +7,8 @@
 // the classes the person taught or attended and the runs they wrote.
 
 import { api, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=be42c9049b";
-import { Replay, lessonFrames } from "./core.js?v=9b3f6a50af";
+import { ClassroomClient } from "./classroom-client.js?v=7b04dd9d24";
+import { Replay, describeItems, lessonFrames } from "./core.js?v=8a57c754de";
 import { renderCanvas } from "./canvas.js?v=cc346232db";
 import { shell, $, h, say, params } from "./ui.js?v=f44cea9744";
 
@@ -64,55 +64,6 @@ async function loadMine() {
       r.kind === "attempt" ? `Quiz attempt: ${r.title ?? "a lesson"}` : r.kind === "recording" ? "Canvas recording" : `Run (${r.kind})`),
     h("span", { class: "muted" }, day(r.created_at))))
     : [h("li", { class: "hint" }, "No recordings or attempts yet.")]));
-}
-
-// ---------------------------------------------------------------- events in words
-
-// What happened, as a person says it. The canvas names are the ones the
-// elements have at that event (kept while walking the run once).
-const KIND_WORD = { box: "Box", label: "Label", dot: "Dot", image: "Image", line: "Line" };
-function describeEvents(list) {
-  const names = new Map();
-  const named = (id) => {
-    const n = names.get(id);
-    return n ? `${KIND_WORD[n.kind] ?? "Element"} “${n.text}”` : "An element";
-  };
-  return list.map((e) => {
-    const p = e.payload || {};
-    switch (e.type) {
-      case "session.started": return "Class started";
-      case "cursor.moved": return `Moved to step ${p.step}`;
-      case "annotation.added": return "Drew on the canvas";
-      case "annotations.cleared": return "Cleared the drawings";
-      case "session.paused": return p.reason === "teacher_disconnected" ? "Paused: the teacher lost the connection" : "Paused by the teacher";
-      case "session.resumed": return "Class resumed";
-      case "session.ended": return "Class ended";
-      case "question.asked": return `Question asked: “${p.text}”`;
-      case "question.answered": return `Question answered: “${p.text}”`;
-      case "quiz.responded": return `Quiz answer from ${p.learner_id}`;
-      case "explanation.requested": return `Explanation asked for step ${p.step}`;
-      case "explanation.ready": return `Explanation ready for step ${p.step}`;
-      case "element.added":
-        names.set(p.id, { kind: p.kind, text: p.label ?? p.text ?? p.id });
-        return `${named(p.id)} added`;
-      case "element.moved": return `${named(p.id)} moved`;
-      case "element.updated": {
-        const text = p.label ?? p.text;
-        const before = named(p.id);
-        if (text !== undefined && names.has(p.id)) names.get(p.id).text = text;
-        return text !== undefined ? `${before} renamed “${text}”` : `${before} changed`;
-      }
-      case "element.removed": return `${named(p.id)} removed`;
-      case "edge.added": return `${named(p.from)} connected to ${named(p.to)}`;
-      case "edge.removed": return "Connection removed";
-      case "narration": return `Narration: “${p.text}”`;
-      case "chapter": return `Chapter “${p.title}” begins`;
-      case "attempt.answered": return `Answered ${p.question_id}: choice ${Number(p.choice) + 1}`;
-      case "attempt.submitted": return `Submitted ${p.answers} answer${p.answers === 1 ? "" : "s"}`;
-      case "attempt.graded": return `Graded: ${Math.round((p.score ?? 0) * 100)}%, ${p.passed ? "passed" : "not passed"}`;
-      default: return e.type.replace(/[._]/g, " ").replace(/^./, (c) => c.toUpperCase());
-    }
-  });
 }
 
 async function loadEvents(id, after = 0) {
@@ -202,7 +153,7 @@ async function load() {
     $("#seq").max = String(last);
     $("#seq").min = String(from);
     $("#last").textContent = String(last);
-    const words = describeEvents(events);
+    const words = describeItems(events); // what happened, as a person says it (the core's words)
     $("#events").replaceChildren(...events.map((e, n) => h("li", { "data-seq": e.seq, "data-type": e.type },
       h("button", { type: "button", class: "link", onclick: () => show(e.seq), "aria-label": `Go to event ${e.seq}: ${words[n]}` }, `#${e.seq}`),
       h("span", { class: "what" }, words[n]), h("span", { class: "muted" }, new Date(e.timestamp).toLocaleTimeString("en-GB")))));

@@ -4,9 +4,9 @@
 // server's (what learners see), never a local guess.
 
 import { api, claims, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=be42c9049b";
+import { ClassroomClient } from "./classroom-client.js?v=7b04dd9d24";
 import { renderCanvas } from "./canvas.js?v=cc346232db";
-import { lessonFrames } from "./core.js?v=9b3f6a50af";
+import { describeItems, lessonFrames } from "./core.js?v=8a57c754de";
 import { shell, $, h, say, params, icon } from "./ui.js?v=f44cea9744";
 
 const SAVED = "dropple.teach.sessions";
@@ -140,11 +140,11 @@ function attach(s) {
       roster = r;
       $("#presence").textContent = String(r.count);
       $("#presence-label").textContent = r.count === 1 ? "learner connected" : "learners connected";
-      if (client?.state) renderStudents(client.state);
+      if (client?.state) renderStudents();
     },
     onAnswerKey: (answers) => {
       answerKey = answers;
-      if (client?.state) renderQuiz(client.state);
+      if (client?.state) { renderQuiz(); renderStudents(); }
     },
     onStatus: (st, detail) => {
       if (st !== "live" && st !== "paused") movesInFlight = []; // a dropped socket loses what it had not sent back
@@ -199,8 +199,8 @@ function render(state) {
   showFrame(step, state);
   markThumb(step);
   renderQuestions(state);
-  renderQuiz(state);
-  renderStudents(state);
+  renderQuiz();
+  renderStudents();
 }
 
 // Slide thumbnails: each step's frame, folded by the core and drawn small
@@ -225,9 +225,9 @@ function renderThumbs() {
     ? new IntersectionObserver((entries) => { for (const e of entries) if (e.isIntersecting) draw(e.target); }, { root: list, rootMargin: "200px" })
     : null;
   const items = [];
+  const words = describeItems(artifact.timeline || []); // each step in words, by the core
   for (let k = 1; k <= stepCount; k++) {
-    const it = artifact.timeline[k - 1];
-    const what = it?.type === "chapter" ? `Chapter: ${it.payload?.title ?? ""}` : it?.type === "narration" ? `Narration: ${it.payload?.text ?? ""}` : describeItem(it);
+    const what = words[k - 1] ?? "";
     const li = h("li", { "data-step": k },
       h("button", { type: "button", class: "thumb", "aria-label": `Go to step ${k}: ${what}`, "data-testid": `thumb-${k}`, onclick: () => move(k) },
         h("div", { class: "thumb-canvas canvas", "aria-hidden": "true" }),
@@ -237,19 +237,6 @@ function renderThumbs() {
   list.replaceChildren(...items);
   for (const li of items) thumbObserver ? thumbObserver.observe(li) : draw(li);
   if (client?.state) markThumb(client.state.cursor.step);
-}
-
-function describeItem(it) {
-  const p = it?.payload || {};
-  switch (it?.type) {
-    case "element.added": return `adds ${p.label ?? p.text ?? `a ${p.kind ?? "shape"}`}`;
-    case "element.moved": return `moves ${p.id}`;
-    case "element.updated": return `changes ${p.id}`;
-    case "element.removed": return `removes ${p.id}`;
-    case "edge.added": return "connects two shapes";
-    case "edge.removed": return "removes a connection";
-    default: return it?.type ?? "";
-  }
 }
 
 function markThumb(step) {
@@ -264,34 +251,33 @@ function markThumb(step) {
   if (r.left < lb.left || r.right > lb.right) list.scrollLeft += r.left - lb.left - (lb.width - r.width) / 2;
 }
 
+// The class as the core sums it up from the session's state (who is here,
+// who answered what and whether it is right, questions asked, the count of
+// each choice): the teacher's answer key and the roster's learners go in.
+function classSummary() {
+  return client.fold.classSummary(answerKey, roster?.learners);
+}
+
 // Who is here and who answered what: the roster (connected learners) and
 // everyone the session's state names (responders, askers), present or not.
-function renderStudents(state) {
-  const here = new Set(roster?.learners || []);
-  const teacherId = state.config?.teacher_id;
-  const names = new Set(here);
-  for (const byLearner of Object.values(state.quiz_responses || {})) for (const id of Object.keys(byLearner)) names.add(id);
-  for (const q of state.questions) names.add(q.asker_id);
-  names.delete(teacherId);
+function renderStudents() {
+  const { learners } = classSummary();
   const quiz = artifact?.quiz || [];
+  const number = new Map(quiz.map((q, i) => [q.id, i]));
   const list = $("#students");
-  $("#no-students").hidden = names.size > 0;
-  list.replaceChildren(...[...names].sort().map((id) => {
-    const answers = quiz.map((q, i) => {
-      const c = state.quiz_responses?.[q.id]?.[id];
-      if (c === undefined) return null;
-      const key = answerKey[q.id];
-      const right = key === undefined ? null : key === c;
-      return h("span", { class: `answer-chip${right === true ? " right" : right === false ? " wrong" : ""}`, "data-question": q.id },
+  $("#no-students").hidden = learners.length > 0;
+  list.replaceChildren(...learners.map((l) => {
+    const answers = l.answers.filter((a) => number.has(a.question_id)).map(({ question_id, choice, correct: right }) => {
+      const i = number.get(question_id);
+      return h("span", { class: `answer-chip${right === true ? " right" : right === false ? " wrong" : ""}`, "data-question": question_id },
         right === null ? "" : icon(right ? "check" : "cross"),
-        ` Q${i + 1}: ${q.choices?.[c] ?? c}`, right === null ? "" : h("span", { class: "sr-only" }, right ? " (right)" : " (wrong)"));
-    }).filter(Boolean);
-    const asked = state.questions.filter((q) => q.asker_id === id).length;
-    return h("li", { "data-student": id },
+        ` Q${i + 1}: ${quiz[i].choices?.[choice] ?? choice}`, right === null ? "" : h("span", { class: "sr-only" }, right ? " (right)" : " (wrong)"));
+    });
+    return h("li", { "data-student": l.id },
       h("div", { class: "row" },
-        h("strong", {}, id),
-        h("span", { class: `badge ${here.has(id) ? "ok" : ""}` }, here.has(id) ? "here" : "left"),
-        asked ? h("span", { class: "muted" }, `asked ${asked}`) : ""),
+        h("strong", {}, l.id),
+        h("span", { class: `badge ${l.here ? "ok" : ""}` }, l.here ? "here" : "left"),
+        l.asked ? h("span", { class: "muted" }, `asked ${l.asked}`) : ""),
       answers.length ? h("div", { class: "row answers" }, ...answers) : h("p", { class: "hint" }, quiz.length ? "No answers yet" : ""));
   }));
 }
@@ -397,20 +383,19 @@ function renderQuestions(state) {
   }
 }
 
-function renderQuiz(state) {
+function renderQuiz() {
   const box = $("#quiz");
   const quiz = artifact?.quiz || [];
   if (!quiz.length) {
     box.replaceChildren(h("p", { class: "hint" }, "This lesson has no quiz."));
     return;
   }
+  const tally = classSummary().quiz;
   box.replaceChildren(...quiz.map((q) => {
-    const responses = Object.values(state.quiz_responses?.[q.id] || {});
-    const total = responses.length;
+    const { counts = [], responses: total = 0, answer = null } = tally[q.id] || {};
     const rows = q.choices.flatMap((choice, i) => {
-      const n = responses.filter((c) => c === i).length;
-      const key = answerKey[q.id] ?? q.answer;
-      const correct = key === i || key === choice;
+      const n = counts[i] ?? 0;
+      const correct = answer === i;
       return [
         h("span", { class: correct ? "correct-choice" : "", "data-correct": correct ? "true" : null },
           correct ? icon("check") : "", choice, correct ? h("span", { class: "sr-only" }, " (correct answer)") : ""),
