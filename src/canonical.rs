@@ -123,15 +123,16 @@ pub fn format_f64(v: f64) -> String {
 /// The shortest digits that read back as `v` (> 0, finite) and the decimal
 /// exponent of the first: v = d.ddd × 10^exp.
 ///
-/// Ryu's shortest form is the fast path. With at most 15 digits it is the
+/// Rust's `{:e}` gives a shortest string. With at most 15 digits it is the
 /// only string of its length that reads back as `v` (two 15-digit decimals
 /// lie further apart than a double's rounding interval is wide), so it is
-/// the one ECMAScript prints. Longer ones can tie with another string of
-/// the same length: then ECMAScript wants the one closest to the exact value
+/// the one ECMAScript prints. Longer ones can tie with another string of the
+/// same length: then ECMAScript wants the one closest to the exact value
 /// (then the even one), the correctly rounded decimal of that length, which
-/// Rust's exact mode produces (half to even).
+/// Rust's exact mode produces (half to even). (Ryu would be faster still, but
+/// its tables cost the worker 12 KiB.)
 fn shortest_digits(v: f64) -> (String, i32) {
-    let (digits, exp) = split_decimal(ryu::Buffer::new().format_finite(v));
+    let (digits, exp) = split_sci(&format!("{v:e}"));
     if digits.len() <= 15 {
         return (digits, exp);
     }
@@ -144,21 +145,6 @@ fn shortest_digits(v: f64) -> (String, i32) {
         return (rounded.to_owned(), rounded_exp);
     }
     (digits, exp)
-}
-
-/// A positive decimal as Ryu prints it ("123.0", "0.0015", "1.5e-7", "1e21")
-/// → its significant digits and the exponent of the first.
-fn split_decimal(text: &str) -> (String, i32) {
-    let (mantissa, e) = match text.split_once(['e', 'E']) {
-        Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
-        None => (text, 0),
-    };
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let all = int.bytes().chain(frac.bytes());
-    let leading_zeros = all.clone().take_while(|b| *b == b'0').count();
-    let mut digits: String = all.skip(leading_zeros).map(char::from).collect();
-    digits.truncate(digits.trim_end_matches('0').len());
-    (digits, int.len() as i32 - leading_zeros as i32 - 1 + e)
 }
 
 /// "d.ddde±x" → ("dddd", x).

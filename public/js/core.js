@@ -9,9 +9,9 @@
 // Values cross as JSON text (big integers and odd floats arrive exactly as
 // the server wrote them); the helpers below parse what the pages render.
 
-import init, * as wasm from "/core/dropple_core.js?v=51c2a51e49";
+import init, * as wasm from "/core/dropple_core.js?v=5ba657717b";
 
-await init({ module_or_path: "/core/dropple_core_bg.wasm?v=51c2a51e49" });
+await init({ module_or_path: "/core/dropple_core_bg.wasm?v=5ba657717b" });
 
 export const core = wasm;
 
