@@ -16,7 +16,7 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "f0fefad5ff";
+const VERSION = "b0e9983879";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const REFERENCE = "dropple-reference-v1";
@@ -25,7 +25,7 @@ const SHELL_URLS = [
   "/css/app.css?v=f7ae708f13", "/manifest.webmanifest", "/icon.svg",
   "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=be42c9049b", "/js/core.js?v=9b3f6a50af",
   "/core/dropple_core.js?v=e90d86e468", "/core/dropple_core_bg.wasm?v=e90d86e468",
-  "/js/home.js?v=c373d17f34", "/js/teach.js?v=c2fc74f064", "/js/learn.js?v=8aa50259c7", "/js/author.js?v=92246bcc85", "/js/market.js?v=1e8db7dac8", "/js/verify.js?v=06b2836deb", "/js/replay.js?v=a1155a5c04",
+  "/js/home.js?v=c373d17f34", "/js/teach.js?v=1bb3312272", "/js/learn.js?v=8aa50259c7", "/js/author.js?v=92246bcc85", "/js/market.js?v=abe947f654", "/js/verify.js?v=06b2836deb", "/js/replay.js?v=a1155a5c04",
 ];
 const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;

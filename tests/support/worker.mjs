@@ -125,6 +125,22 @@ export function client(base) {
   return { call, token };
 }
 
+/**
+ * GET /v1/runs/{id}/events until the run holds `seq`: a classroom's outbox
+ * forwards its events to D1 on its own, shortly after they are live. Returns
+ * the last answer; fails after `timeoutMs`.
+ */
+export async function runEventsThrough(api, runId, token, seq, { after = 0, timeoutMs = 20_000 } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await api.call("GET", `/v1/runs/${runId}/events?after=${after}&limit=1000`, { token });
+    if (r.status !== 200) throw new Error(`run events: ${r.status} ${r.text}`);
+    if (r.json.last_seq >= seq) return r;
+    if (Date.now() > deadline) throw new Error(`run ${runId} holds seq ${r.json.last_seq}, not ${seq}, after ${timeoutMs} ms`);
+    await new Promise((res) => setTimeout(res, 100));
+  }
+}
+
 // `node tests/support/worker.mjs migrate DIR`: the migrated template scripts/test.sh shares.
 if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv[2] === "migrate") {
   const dir = process.argv[3];
