@@ -186,7 +186,7 @@ test("a learner's socket is dropped: reconnecting, then live again with the teac
     await waitConn(lea, "live");
     const start = await lea.evaluate(() => {
       const c = window.dropple.client;
-      const rec = (window.__rec = { statuses: [], seqs: [], snapshots: 0, attempts: [], start: c.state.seq });
+      const rec = (window.__rec = { statuses: [], seqs: [], snapshots: 0, attempts: [], waits: [], start: c.state.seq });
       const { onStatus, onEvent, onSnapshot } = c.cb;
       c.cb.onStatus = (st, d) => { rec.statuses.push(st); onStatus(st, d); };
       c.cb.onEvent = (ev, state) => { rec.seqs.push(state.seq); onEvent(ev, state); };
@@ -201,6 +201,14 @@ test("a learner's socket is dropped: reconnecting, then live again with the teac
         }
       };
       window.__unblock = () => { c.WS = Real; };
+      // Each wait the client draws before a retry: its retry timer's delay.
+      const schedule = c.scheduleRetry;
+      c.scheduleRetry = function () {
+        const attempt = this.attempt;
+        const setTimer = window.setTimeout;
+        window.setTimeout = (fn, ms) => { rec.waits.push({ attempt, ms }); return setTimer(fn, ms); };
+        try { return schedule.call(this); } finally { window.setTimeout = setTimer; }
+      };
       c.ws.close(4000, "test: drop the socket"); // kill the live socket
       return { seq: c.state.seq, step: c.state.cursor.step };
     });
@@ -219,10 +227,14 @@ test("a learner's socket is dropped: reconnecting, then live again with the teac
     await waitStep(lea, start.step + 2);
     const rec = await lea.evaluate(() => ({ ...window.__rec, seq: window.dropple.client.state.seq, attempt: window.dropple.client.attempt }));
     // Exponential backoff with full jitter: the wait before retry n is drawn from
-    // [250 ms, min(15 s, 500 ms · 2^n)] (plus the HTTP probe after a failed open).
+    // [250 ms, min(15 s, 500 ms · 2^n)], and the next attempt comes no sooner
+    // (later by the failed open and its HTTP probe, however long a busy machine takes).
     const gaps = rec.attempts.slice(1).map((t, i) => t - rec.attempts[i]);
     assert.ok(gaps.length >= 2, `retries: ${gaps}`);
-    gaps.forEach((g, i) => assert.ok(g >= 240 && g <= Math.min(15_000, 500 * 2 ** (i + 1)) + 500, `backoff gap ${i}: ${g} ms (all: ${gaps})`));
+    const waits = JSON.stringify(rec.waits);
+    assert.deepEqual(rec.waits.map((x) => x.attempt), rec.waits.map((_, n) => n), `one wait per retry, counted from the drop: ${waits}`);
+    rec.waits.forEach(({ attempt: n, ms }) => assert.ok(ms >= 250 && ms <= Math.min(15_000, 500 * 2 ** n), `backoff wait ${n}: ${ms} ms (all: ${waits})`));
+    gaps.forEach((g, i) => assert.ok(g >= rec.waits[i + 1].ms - 10, `attempts ${i} and ${i + 1} ${g} ms apart, less than the wait ${rec.waits[i + 1].ms} ms`));
     assert.deepEqual(rec.statuses.slice(0, 1), ["reconnecting"]);
     assert.equal(rec.statuses.at(-1), "live");
     assert.equal(rec.snapshots, 0, "resumed with last_seq: no snapshot, only the missed events");

@@ -48,8 +48,12 @@ export async function startWorker({ persistDir, port, vars = {}, keepState = fal
   const dir = persistDir ?? mkdtempSync(join(tmpdir(), "dropple-test-"));
   if (!persistDir) migrate(dir, config);
   const p = port ?? (await freePort());
+  // The devtools port too: by default every wrangler dev takes 9229 when it
+  // looks free, and two starting at once both take it, the second failing
+  // with "Address already in use".
+  const inspector = await freePort();
   const args = ["dev", ...(config ? ["-c", config] : []), "--ip", "127.0.0.1", "--port", String(p), "--persist-to", dir,
-    "--show-interactive-dev-session=false", "--log-level", logLevel];
+    "--inspector-port", String(inspector), "--show-interactive-dev-session=false", "--log-level", logLevel];
   for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
   const child = spawn(WRANGLER, args, { cwd: ROOT, env: ENV, stdio: ["ignore", "pipe", "pipe"], detached: true });
   let log = "";
