@@ -884,8 +884,8 @@ test("responsive: at a 375px phone width nothing overflows and the main controls
     ]) {
       const before = page.viewportSize();
       await page.setViewportSize({ width: W, height: 740 });
-      await page.waitForFunction((w) => innerWidth === w, W); // the page has its phone width (the layout follows on read)
       try {
+        await page.waitForFunction((w) => innerWidth === w, W); // the page has its phone width (the layout follows on read)
         await fits(page, name, sels);
         if (SHOTS) await screenshot(page, `phone-${name.replace(/ /g, "-")}`);
       } finally {
