@@ -16,7 +16,7 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "0e3bdefe17";
+const VERSION = "0f073926f9";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const REFERENCE = "dropple-reference-v1";
@@ -25,7 +25,7 @@ const SHELL_URLS = [
   "/css/app.css?v=f7ae708f13", "/manifest.webmanifest", "/icon.svg",
   "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=97928c513c", "/js/core.js?v=f3953e2d53",
   "/core/dropple_core.js?v=5ba657717b", "/core/dropple_core_bg.wasm?v=5ba657717b",
-  "/js/home.js?v=c373d17f34", "/js/teach.js?v=3ad351c48b", "/js/learn.js?v=1977848481", "/js/author.js?v=a5b0052d51", "/js/market.js?v=1e8db7dac8", "/js/verify.js?v=7308757630", "/js/replay.js?v=7cce487bad",
+  "/js/home.js?v=c373d17f34", "/js/teach.js?v=efe162ed95", "/js/learn.js?v=1977848481", "/js/author.js?v=a5b0052d51", "/js/market.js?v=abe947f654", "/js/verify.js?v=7308757630", "/js/replay.js?v=7cce487bad",
 ];
 const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;

@@ -11,44 +11,23 @@
 // one browser for the file; every step waits for a condition, not a delay.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startWorker, client } from "./support/worker.mjs";
-import { launchBrowser, openPage, withScreenshots } from "./support/browser.mjs";
+import {
+  startWebApp, stopWebApp, openPage, withScreenshots, waitStep, waitConn, settled, pageContent, waitForCount,
+} from "./support/browser.mjs";
 import { DEMO_LESSON } from "../scripts/seed.mjs";
 
 const ORG = "webclass";
-let w, api, browser, tokens, lesson;
+const USERS = { ada: ["author"], tom: ["teacher"], lea: ["learner"], leo: ["learner"] };
+let w, browser, tokens, lesson;
 const pages = {};
 const shots = () => pages;
 
-before(async () => {
-  w = await startWorker();
-  api = client(w.base);
-  tokens = {
-    ada: await api.token("ada", ORG, ["author"]),
-    tom: await api.token("tom", ORG, ["teacher"]),
-    lea: await api.token("lea", ORG, ["learner"]),
-    leo: await api.token("leo", ORG, ["learner"]),
-  };
-  const r = await api.call("POST", "/v1/lessons", { token: tokens.ada, body: DEMO_LESSON });
-  assert.equal(r.status, 201, r.text);
-  lesson = r.json;
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close().catch(() => {});
-  await w?.stop();
-});
+before(async () => ({ w, browser, tokens, lesson } = await startWebApp({ org: ORG, users: USERS })));
+after(() => stopWebApp({ w, browser }));
 
 const Q1_STEP = DEMO_LESSON.quiz[0].step;
 const STEPS = DEMO_LESSON.timeline.length;
 const text = (page, sel) => page.locator(sel).textContent();
-async function waitStep(page, step) {
-  await page.waitForFunction((s) => document.querySelector("[data-testid=canvas]")?.dataset.step === String(s), step, { timeout: 10_000 });
-}
-async function waitConn(page, t) {
-  await page.waitForFunction((x) => document.querySelector("[data-testid=conn-state]")?.textContent.includes(x), t, { timeout: 15_000 });
-}
 /** Characters that need a color-emoji font (the 🎓 of issue 21 showed as an empty box). */
 const EMOJI = /[\u{1F000}-\u{1FAFF}\u{2600}-\u{26FF}\u{2700}-\u{27BF}\u{FE0F}]/u;
 const ALLOWED_SYMBOLS = /[✓✔✘★☆]/gu; // dingbats DejaVu Sans draws
@@ -81,8 +60,8 @@ test("a new session opens on its first step as a title slide; thumbnails move th
     const row = teacher.locator("[data-testid=students] li[data-student=lea]");
     await row.getByText("here").waitFor();
 
-    // A thumbnail per step; clicking one moves everyone there.
-    assert.equal(await teacher.locator("[data-testid=thumbnails] li").count(), STEPS);
+    // A thumbnail per step (drawn once the console has fetched the lesson); clicking one moves everyone there.
+    await waitForCount(teacher, "[data-testid=thumbnails] li", STEPS, "a thumbnail per step");
     await teacher.locator("[data-testid=thumb-5]").scrollIntoViewIfNeeded();
     await teacher.locator("[data-testid=thumb-5] svg").waitFor();
     await teacher.click("[data-testid=thumb-5]");
@@ -230,8 +209,7 @@ test("no page shows an emoji glyph (there is no emoji font to draw it)", { timeo
     const p = (pages.glyphs = await openPage(browser, w.base, { token: tokens.lea }));
     for (const path of ["/", "/learn", "/teach", "/market", "/verify", "/replay", "/author"]) {
       await p.goto(path);
-      await p.waitForLoadState("load");
-      await p.locator("[data-testid=whoami]").waitFor();
+      await settled(p, pageContent(path, USERS.lea)); // the text the page fetched too
       await check(path, p);
     }
     assert.deepEqual(found, {});
@@ -256,5 +234,7 @@ test("on a phone, a code typed before signing in joins once signed in, without p
     await p.waitForURL((u) => u.pathname === "/learn" && u.searchParams.get("code") === live.code, { timeout: 15_000 });
     await waitConn(p, "live");
     assert.equal(await p.locator("#need-signin").isHidden(), true);
+    // Measure the player drawn: the lesson fetched (its title) and a frame on the canvas.
+    await p.waitForFunction((t) => document.querySelector("#live-title")?.textContent === t && document.querySelector("[data-testid=canvas] svg"), DEMO_LESSON.title);
     assert.equal(await p.evaluate(() => document.documentElement.scrollWidth <= 376), true, "no sideways scroll");
   }));

@@ -9,37 +9,20 @@
 // a learner replays their own quiz attempt.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startWorker, client } from "./support/worker.mjs";
-import { launchBrowser, openPage, withScreenshots } from "./support/browser.mjs";
+import { runEventsThrough } from "./support/worker.mjs";
+import { startWebApp, stopWebApp, openPage, withScreenshots, settled } from "./support/browser.mjs";
 import { openSocket } from "./support/ws.mjs";
 import { auditPage } from "./support/a11y.mjs";
 import { DEMO_LESSON } from "../scripts/seed.mjs";
 
 const ORG = "pages";
+const USERS = { ada: ["author"], zed: ["author", "teacher"], tom: ["teacher"], lea: ["learner"], leo: ["learner"] };
 let w, api, browser, tokens, lesson;
 const pages = {};
 const shots = () => pages;
 
-before(async () => {
-  w = await startWorker();
-  api = client(w.base);
-  tokens = {
-    ada: await api.token("ada", ORG, ["author"]),
-    zed: await api.token("zed", ORG, ["author", "teacher"]),
-    tom: await api.token("tom", ORG, ["teacher"]),
-    lea: await api.token("lea", ORG, ["learner"]),
-    leo: await api.token("leo", ORG, ["learner"]),
-  };
-  const r = await api.call("POST", "/v1/lessons", { token: tokens.ada, body: DEMO_LESSON });
-  assert.equal(r.status, 201, r.text);
-  lesson = r.json;
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close().catch(() => {});
-  await w?.stop();
-});
+before(async () => ({ w, api, browser, tokens, lesson } = await startWebApp({ org: ORG, users: USERS })));
+after(() => stopWebApp({ w, browser }));
 
 async function closePages() {
   for (const [k, p] of Object.entries(pages)) {
@@ -54,6 +37,7 @@ async function studio(token) {
   await p.goto("/author");
   await p.evaluate(() => localStorage.removeItem("dropple.author.draft"));
   await p.reload();
+  await settled(p); // the sign-in badge can change the header's height: measure the canvas after it
   const svg = p.locator("[data-testid=canvas] svg");
   await svg.waitFor();
   const box = await svg.boundingBox();
@@ -115,6 +99,8 @@ test("author: the timeline reads in words and publishing says so without ids or 
     await p.locator('[data-id="box1"]').focus();
     await p.keyboard.press("Enter");
     await p.locator("[data-testid=inspector]").waitFor();
+    // Publishing ends by reloading "Publish as" (a long option at 375 px) and picking the new lesson there.
+    await p.waitForFunction(() => document.querySelector("#base").value === document.querySelector("[data-testid=publish-status]").dataset.lessonId);
     await accessibleAndFits(p, "studio with the editor open, published");
 
     // A teacher who authors is offered one.
@@ -292,13 +278,7 @@ test("replay: a learner opens on the classes she attended, replays one with even
     teacher.send({ type: "cursor", step: 3 });
     const last = await lea.next((m) => m.type === "event" && m.event.type === "cursor.moved" && m.event.payload.step === 3);
     // The run in D1 (the outbox drains on its own): wait until it holds the last event.
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      const r = await api.call("GET", `/v1/runs/${s.json.run_id}/events?after=0&limit=1000`, { token: tokens.tom });
-      if (r.status === 200 && r.json.last_seq >= last.seq) break;
-      assert.ok(Date.now() < deadline, `the run reached seq ${last.seq} in D1`);
-      await new Promise((res) => setTimeout(res, 100));
-    }
+    await runEventsThrough(api, s.json.run_id, tokens.tom, last.seq);
     lea.ws.close();
 
     const p = (pages.lea = await openPage(browser, w.base, { token: tokens.lea }));

@@ -10,39 +10,25 @@
 // screenshots every open page when it fails.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startWorker, client } from "./support/worker.mjs";
-import { launchBrowser, openPage, screenshot, withScreenshots } from "./support/browser.mjs";
+import {
+  startWebApp, stopWebApp, openPage, screenshot, withScreenshots, waitStep, waitConn, settled, pageContent,
+} from "./support/browser.mjs";
+import { runEventsThrough } from "./support/worker.mjs";
 import { auditPage } from "./support/a11y.mjs";
 import { DEMO_LESSON } from "../scripts/seed.mjs";
 import { plan as assetPlan } from "../scripts/version-assets.mjs";
 
 const ORG = "webtest";
 const SHOTS = !!process.env.WEB_SCREENSHOTS; // also keep screenshots of passing steps
+const ALL_ROLES = ["author", "teacher", "reviewer", "learner", "governor"];
+const USERS = {
+  ada: ["author"], lea: ["learner"], leo: ["learner"], tom: ["teacher"], rex: ["reviewer"], gil: ["governor"], zed: ALL_ROLES,
+};
 let w, api, browser, tokens, lesson;
 const pages = {};
 
-before(async () => {
-  w = await startWorker();
-  api = client(w.base);
-  tokens = {
-    ada: await api.token("ada", ORG, ["author"]),
-    lea: await api.token("lea", ORG, ["learner"]),
-    leo: await api.token("leo", ORG, ["learner"]),
-    tom: await api.token("tom", ORG, ["teacher"]),
-    rex: await api.token("rex", ORG, ["reviewer"]),
-    gil: await api.token("gil", ORG, ["governor"]),
-    zed: await api.token("zed", ORG, ["author", "teacher", "reviewer", "learner", "governor"]),
-  };
-  const r = await api.call("POST", "/v1/lessons", { token: tokens.ada, body: DEMO_LESSON });
-  assert.equal(r.status, 201, r.text);
-  lesson = r.json;
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close().catch(() => {});
-  await w?.stop();
-});
+before(async () => ({ w, api, browser, tokens, lesson } = await startWebApp({ org: ORG, users: USERS })));
+after(() => stopWebApp({ w, browser }));
 
 const shots = () => pages;
 const canvasStep = (page) => page.locator("[data-testid=canvas]").getAttribute("data-step");
@@ -51,18 +37,8 @@ const svgOf = (page) => page.locator("[data-testid=canvas] svg").evaluate((svg) 
   copy.querySelector("title")?.remove(); // the accessible name differs per page
   return copy.outerHTML;
 });
-async function waitStep(page, step) {
-  await page.waitForFunction((s) => document.querySelector("[data-testid=canvas]")?.dataset.step === String(s), step, { timeout: 10_000 });
-}
-/** A page is settled when it has loaded and its header has drawn the sign-in
- * badge, which waits for a fetch (whether development sign-in exists). */
-async function settled(page) {
-  await page.waitForLoadState("load");
-  await page.waitForSelector("[data-testid=whoami]", { state: "attached", timeout: 15_000 });
-}
-async function waitConn(page, text) {
-  await page.waitForFunction((t) => document.querySelector("[data-testid=conn-state]")?.textContent.includes(t), text, { timeout: 15_000 });
-}
+/** The market's listings hold the answer to the last search asked (none is on its way). */
+const searched = (page) => page.locator("[data-testid=listings]:not([aria-busy])").waitFor({ state: "attached" });
 
 let session; // {id, code}
 const PAGES = ["/", "/teach", "/learn", "/author", "/market", "/verify", "/replay"];
@@ -131,8 +107,12 @@ test("a learner cannot move the cursor: no controls, and a forced message is ref
     await lea.waitForFunction(() => document.querySelector("[data-testid=last-error]")?.dataset.code === "authority_violation");
     const status = await api.call("GET", `/v1/sessions/${session.id}`, { token: tokens.tom });
     assert.equal(status.json.cursor.step, 3, "the cursor did not move");
-    await new Promise((r) => setTimeout(r, 300));
-    for (const p of [pages.teacher, pages.lea, pages.leo]) assert.equal(await canvasStep(p), "3");
+    // The status was read after the refusal: once a page holds the session's
+    // seq, it has every event the server sent, a wrongly moved cursor included.
+    for (const p of [pages.teacher, pages.lea, pages.leo]) {
+      await p.waitForFunction((s) => window.dropple.client.state?.seq >= s, status.json.seq, { timeout: 10_000 });
+      assert.equal(await canvasStep(p), "3");
+    }
   }));
 
 test("closing the teacher's page pauses both learners; reopening resumes", { timeout: 90_000 }, () =>
@@ -206,7 +186,7 @@ test("a learner's socket is dropped: reconnecting, then live again with the teac
     await waitConn(lea, "live");
     const start = await lea.evaluate(() => {
       const c = window.dropple.client;
-      const rec = (window.__rec = { statuses: [], seqs: [], snapshots: 0, attempts: [], start: c.state.seq });
+      const rec = (window.__rec = { statuses: [], seqs: [], snapshots: 0, attempts: [], waits: [], start: c.state.seq });
       const { onStatus, onEvent, onSnapshot } = c.cb;
       c.cb.onStatus = (st, d) => { rec.statuses.push(st); onStatus(st, d); };
       c.cb.onEvent = (ev, state) => { rec.seqs.push(state.seq); onEvent(ev, state); };
@@ -221,6 +201,14 @@ test("a learner's socket is dropped: reconnecting, then live again with the teac
         }
       };
       window.__unblock = () => { c.WS = Real; };
+      // Each wait the client draws before a retry: its retry timer's delay.
+      const schedule = c.scheduleRetry;
+      c.scheduleRetry = function () {
+        const attempt = this.attempt;
+        const setTimer = window.setTimeout;
+        window.setTimeout = (fn, ms) => { rec.waits.push({ attempt, ms }); return setTimer(fn, ms); };
+        try { return schedule.call(this); } finally { window.setTimeout = setTimer; }
+      };
       c.ws.close(4000, "test: drop the socket"); // kill the live socket
       return { seq: c.state.seq, step: c.state.cursor.step };
     });
@@ -239,10 +227,14 @@ test("a learner's socket is dropped: reconnecting, then live again with the teac
     await waitStep(lea, start.step + 2);
     const rec = await lea.evaluate(() => ({ ...window.__rec, seq: window.dropple.client.state.seq, attempt: window.dropple.client.attempt }));
     // Exponential backoff with full jitter: the wait before retry n is drawn from
-    // [250 ms, min(15 s, 500 ms · 2^n)] (plus the HTTP probe after a failed open).
+    // [250 ms, min(15 s, 500 ms · 2^n)], and the next attempt comes no sooner
+    // (later by the failed open and its HTTP probe, however long a busy machine takes).
     const gaps = rec.attempts.slice(1).map((t, i) => t - rec.attempts[i]);
     assert.ok(gaps.length >= 2, `retries: ${gaps}`);
-    gaps.forEach((g, i) => assert.ok(g >= 240 && g <= Math.min(15_000, 500 * 2 ** (i + 1)) + 500, `backoff gap ${i}: ${g} ms (all: ${gaps})`));
+    const waits = JSON.stringify(rec.waits);
+    assert.deepEqual(rec.waits.map((x) => x.attempt), rec.waits.map((_, n) => n), `one wait per retry, counted from the drop: ${waits}`);
+    rec.waits.forEach(({ attempt: n, ms }) => assert.ok(ms >= 250 && ms <= Math.min(15_000, 500 * 2 ** n), `backoff wait ${n}: ${ms} ms (all: ${waits})`));
+    gaps.forEach((g, i) => assert.ok(g >= rec.waits[i + 1].ms - 10, `attempts ${i} and ${i + 1} ${g} ms apart, less than the wait ${rec.waits[i + 1].ms} ms`));
     assert.deepEqual(rec.statuses.slice(0, 1), ["reconnecting"]);
     assert.equal(rec.statuses.at(-1), "live");
     assert.equal(rec.snapshots, 0, "resumed with last_seq: no snapshot, only the missed events");
@@ -254,12 +246,7 @@ test("a learner's socket is dropped: reconnecting, then live again with the teac
     // The classroom's outbox forwards events to D1 on its own shortly after
     // they are live: wait until D1 holds what she holds, then compare.
     const runId = await teacher.evaluate(() => window.dropple.client.state.config.run_id);
-    let ev;
-    for (const deadline = Date.now() + 20_000; ; await new Promise((r) => setTimeout(r, 100))) {
-      ev = await api.call("GET", `/v1/runs/${runId}/events?after=${start.seq}&limit=1000`, { token: tokens.tom });
-      assert.equal(ev.status, 200, ev.text);
-      if (ev.json.last_seq >= rec.seq || Date.now() > deadline) break;
-    }
+    const ev = await runEventsThrough(api, runId, tokens.tom, rec.seq, { after: start.seq });
     assert.deepEqual(ev.json.events.map((e) => e.seq).filter((s) => s <= rec.seq), expected);
     assert.equal(await svgOf(lea), await svgOf(teacher), "the learner shows the teacher's frame");
     assert.equal(await lea.textContent("[data-testid=step]"), String(start.step + 2));
@@ -354,6 +341,7 @@ test("an author builds and publishes a lesson in the studio", { timeout: 90_000 
   withScreenshots("author", shots, async () => {
     const p = (pages.author = await openPage(browser, w.base, { token: tokens.ada }));
     await p.goto("/author");
+    await settled(p); // the sign-in badge can change the header's height: measure the canvas after it
     await p.fill("[data-testid=title]", "Plants need light");
     await p.fill("[data-testid=summary]", "Leaves turn light into sugar.");
     const canvas = p.locator("[data-testid=canvas] svg");
@@ -461,6 +449,7 @@ test("market: the author submits, a reviewer approves and a governor publishes f
     assert.equal(await lea.locator("#queue").isHidden(), true, "no decision queue for learners");
     await lea.fill("#q", "plants");
     await lea.getByRole("button", { name: "Search" }).click();
+    await searched(lea); // not the list the page opened with
     const card = lea.locator(`[data-testid=listings] [data-listing="${listingId}"]`);
     await card.waitFor();
     assert.equal(await lea.locator("[data-testid=listings] [data-listing]").count(), 1, "the search narrows to the listing");
@@ -500,6 +489,7 @@ test("market reads as a product: human decision buttons, who decided, the queue 
     await rex.goto("/market");
     const item = rex.locator(`[data-testid=queue] li[data-listing="${id}"]`);
     await item.waitFor();
+    await settled(rex); // the header (its sign-in badge) is drawn: the positions below are final
     const place = await rex.evaluate(() => ({
       queue: document.querySelector("#queue").getBoundingClientRect().top,
       item: document.querySelector("[data-testid=queue] li").getBoundingClientRect().bottom,
@@ -575,6 +565,7 @@ test("market reads as a product: human decision buttons, who decided, the queue 
     assert.deepEqual(mismatched, [], '"no ratings" exactly when there are none');
     await leo.fill("#q", "shadows");
     await leo.getByRole("button", { name: "Search" }).click();
+    await searched(leo); // the search hit, not the card the page opened with
     const card = leo.locator(`[data-testid=listings] [data-listing="${id}"]`);
     await card.waitFor();
     assert.equal(await card.locator("[data-testid=rating-count]").textContent(), "2");
@@ -618,6 +609,7 @@ test("home and phone: card actions are buttons, the menu is one row at 375px, ca
       const p = (pages.home = await openPage(browser, w.base, { token: tokens.zed, viewport: { width, height: width > 400 ? 860 : 740 } }));
       await p.goto("/");
       await p.locator(".main-nav a[href='/market']").waitFor();
+      await settled(p); // the header with its sign-in badge, as measured below
       const r = await check(p);
       assert.equal(r.rows, 1, `${width}px: the menu is one row: ${JSON.stringify(r)}`);
       assert.ok(r.overflow <= 1, `${width}px: every menu item is on screen: ${r.overflow}px hidden`);
@@ -753,7 +745,7 @@ test("every page loads its stamped modules and stylesheet without script errors"
     });
     for (const path of PAGES) {
       await p.goto(path);
-      await settled(p);
+      await settled(p, pageContent(path, USERS.tom)); // drawn from its fetches too: their script errors count
       assert.ok(await p.locator("#app-header nav").count(), `${path} has the header`);
       if (SHOTS) await screenshot(p, `page${path.replace("/", "-") || "-home"}`);
     }
@@ -825,7 +817,7 @@ test("accessibility: labelled controls, AA text contrast and a visible focus rin
     const report = {};
     for (const path of PAGES) {
       await p.goto(path);
-      await settled(p);
+      await settled(p, pageContent(path, USERS.zed)); // audit what the page fetched and drew, not its first paint
       const { problems, checked } = await p.evaluate(auditPage);
       assert.ok(checked > 5, `${path}: ${checked} text elements checked`);
       report[path] = [...problems, ...(await tabRing(p)).map((x) => `no focus ring: ${x}`)];
@@ -877,7 +869,7 @@ test("responsive: at a 375px phone width nothing overflows and the main controls
     };
     for (const [path, sels] of Object.entries(controls)) {
       await p.goto(path);
-      await settled(p);
+      await settled(p, pageContent(path, USERS.zed)); // widths with the fetched content (a select is as wide as its options)
       // Some controls are drawn or filled after a fetch (the sign-in badge asks
       // whether development sign-in exists, the lesson list is empty until its
       // fetch returns): wait until each has a box, `fits` names any that never does.
@@ -892,8 +884,8 @@ test("responsive: at a 375px phone width nothing overflows and the main controls
     ]) {
       const before = page.viewportSize();
       await page.setViewportSize({ width: W, height: 740 });
-      await page.waitForTimeout(200);
       try {
+        await page.waitForFunction((w) => innerWidth === w, W); // the page has its phone width (the layout follows on read)
         await fits(page, name, sels);
         if (SHOTS) await screenshot(page, `phone-${name.replace(/ /g, "-")}`);
       } finally {

@@ -59,13 +59,20 @@ function card(l) {
 }
 
 let cursor = null;
+// The answer to the last search asked is the one shown: an older answer
+// still on its way (the list the page opened with) is dropped, not drawn
+// over it. The list is aria-busy while a search is on its way.
+let searches = 0;
 async function search(append = false) {
   const box = $("#listings");
+  const mine = ++searches;
+  box.setAttribute("aria-busy", "true");
   const q = new URLSearchParams();
   for (const k of ["q", "tag", "sort"]) if ($(`#${k}`).value) q.set(k, $(`#${k}`).value);
   if (append && cursor) q.set("cursor", cursor);
   try {
     const r = await api(`/v1/marketplace/listings?${q}`, { auth: false });
+    if (mine !== searches) return;
     const items = arr(r, "listings", "items", "data");
     cursor = r?.next_cursor ?? r?.cursor ?? null;
     $("#more").hidden = !cursor;
@@ -73,7 +80,9 @@ async function search(append = false) {
     if (append) box.append(...cards);
     else box.replaceChildren(...(cards.length ? cards : [h("p", { class: "hint" }, "No listings match.")]));
   } catch (e) {
-    box.replaceChildren(h("p", { class: "status", "data-kind": "error" }, describeError(e)));
+    if (mine === searches) box.replaceChildren(h("p", { class: "status", "data-kind": "error" }, describeError(e)));
+  } finally {
+    if (mine === searches) box.removeAttribute("aria-busy");
   }
 }
 
@@ -136,18 +145,22 @@ $("#review-form").addEventListener("submit", async (ev) => {
 
 // ---------------------------------------------------------------- queue
 
+let queueLoads = 0; // as for searches: only the last load's answer is drawn
 async function loadQueue(c) {
   const section = $("#queue");
   const canDecide = c && (c.roles.includes("reviewer") || c.roles.includes("governor"));
+  const mine = ++queueLoads;
   section.hidden = !canDecide;
   if (!canDecide) return;
   const list = $("#queue-list");
   try {
     const r = await api("/v1/marketplace/queue");
+    if (mine !== queueLoads) return;
     const items = arr(r, "listings", "items", "queue");
     $("#queue-count").textContent = items.length ? String(items.length) : "";
     list.replaceChildren(...(items.length ? items.map((l) => queueItem(l, c)) : [h("li", { class: "hint" }, "Nothing waiting for your decision.")]));
   } catch (e) {
+    if (mine !== queueLoads) return;
     list.replaceChildren();
     say($("#queue-status"), describeError(e), "error");
   }

@@ -76,18 +76,23 @@ async function loadLessons() {
   }
 }
 
+// Only the versions of the lesson picked last are shown: an answer for a
+// lesson picked before (still on its way) is dropped.
+let versionLoads = 0;
 async function loadVersions() {
+  const mine = ++versionLoads;
   const id = $("#lesson").value;
   const vsel = $("#version");
   vsel.replaceChildren();
   if (!id) return;
   try {
     const meta = await api(`/v1/lessons/${encodeURIComponent(id)}`);
+    if (mine !== versionLoads) return;
     const versions = (meta.versions || []).map((v) => (typeof v === "object" ? v : { version: v }));
     vsel.replaceChildren(...versions.map((v) => h("option", { value: v.version }, `v${v.version}${v.steps !== undefined ? ` · ${v.steps} steps` : ""}`)));
     vsel.value = String(params().get("version") || meta.latest_version || versions.at(-1)?.version);
   } catch (e) {
-    say($("#setup-status"), describeError(e), "error");
+    if (mine === versionLoads) say($("#setup-status"), describeError(e), "error");
   }
 }
 $("#lesson").addEventListener("change", loadVersions);

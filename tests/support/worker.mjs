@@ -48,8 +48,12 @@ export async function startWorker({ persistDir, port, vars = {}, keepState = fal
   const dir = persistDir ?? mkdtempSync(join(tmpdir(), "dropple-test-"));
   if (!persistDir) migrate(dir, config);
   const p = port ?? (await freePort());
+  // The devtools port too: by default every wrangler dev takes 9229 when it
+  // looks free, and two starting at once both take it, the second failing
+  // with "Address already in use".
+  const inspector = await freePort();
   const args = ["dev", ...(config ? ["-c", config] : []), "--ip", "127.0.0.1", "--port", String(p), "--persist-to", dir,
-    "--show-interactive-dev-session=false", "--log-level", logLevel];
+    "--inspector-port", String(inspector), "--show-interactive-dev-session=false", "--log-level", logLevel];
   for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
   const child = spawn(WRANGLER, args, { cwd: ROOT, env: ENV, stdio: ["ignore", "pipe", "pipe"], detached: true });
   let log = "";
@@ -123,6 +127,22 @@ export function client(base) {
     return r.json.token;
   };
   return { call, token };
+}
+
+/**
+ * GET /v1/runs/{id}/events until the run holds `seq`: a classroom's outbox
+ * forwards its events to D1 on its own, shortly after they are live. Returns
+ * the last answer; fails after `timeoutMs`.
+ */
+export async function runEventsThrough(api, runId, token, seq, { after = 0, timeoutMs = 20_000 } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await api.call("GET", `/v1/runs/${runId}/events?after=${after}&limit=1000`, { token });
+    if (r.status !== 200) throw new Error(`run events: ${r.status} ${r.text}`);
+    if (r.json.last_seq >= seq) return r;
+    if (Date.now() > deadline) throw new Error(`run ${runId} holds seq ${r.json.last_seq}, not ${seq}, after ${timeoutMs} ms`);
+    await new Promise((res) => setTimeout(res, 100));
+  }
 }
 
 // `node tests/support/worker.mjs migrate DIR`: the migrated template scripts/test.sh shares.
