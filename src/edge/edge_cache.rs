@@ -178,13 +178,42 @@ pub fn usable(ctx: &Ctx) -> bool {
 /// R2) and keep it in both after the response. `key` must name everything
 /// the entry depends on besides the family's stamp. `build` answers `Err` for
 /// what must not be cached (errors, refusals).
+///
+/// Only this wrapper is generic: the cache work is in [`lookup`] and
+/// [`keep`], one copy each (a generic async fn is a state machine per caller).
 pub async fn read_through<F>(ctx: &Ctx, family: Option<Family>, key: &str, build: F) -> AppResult<Entry>
 where
     F: std::future::Future<Output = AppResult<Entry>>,
 {
+    match lookup(ctx, family, key).await? {
+        Lookup::Hit(entry) => Ok(entry),
+        Lookup::Bypass => build.await,
+        Lookup::Miss(miss) => {
+            let entry = build.await?;
+            keep(ctx, miss, &entry);
+            Ok(entry)
+        }
+    }
+}
+
+enum Lookup {
+    Hit(Entry),
+    /// Not cached: where to keep the entry once built.
+    Miss(Miss),
+    /// The client reads its own writes: neither read nor keep.
+    Bypass,
+}
+
+struct Miss {
+    url: String,
+    kv: worker::kv::KvStore,
+    kv_key: String,
+}
+
+async fn lookup(ctx: &Ctx, family: Option<Family>, key: &str) -> AppResult<Lookup> {
     if !usable(ctx) {
         ctx.meter.cache.set(Some("bypass"));
-        return build.await;
+        return Ok(Lookup::Bypass);
     }
     let stamp = match family {
         Some(f) => generation(ctx, f).await,
@@ -195,7 +224,7 @@ where
     if let Ok(Some(stored)) = cache.get(url.as_str(), false).await {
         if let Some(entry) = Entry::from_stored(stored).await {
             ctx.meter.cache.set(Some("hit"));
-            return Ok(entry);
+            return Ok(Lookup::Hit(entry));
         }
     }
     let kv = ctx.env.kv(MARKET_CACHE).map_err(|e| AppError::internal(e.to_string()))?;
@@ -208,10 +237,15 @@ where
                 let _ = Cache::default().put(url.as_str(), stored).await;
             });
         }
-        return Ok(entry);
+        return Ok(Lookup::Hit(entry));
     }
-    let entry = build.await?;
+    Ok(Lookup::Miss(Miss { url, kv, kv_key }))
+}
+
+/// Keep a built entry in the location's cache and in KV, after the response.
+fn keep(ctx: &Ctx, miss: Miss, entry: &Entry) {
     ctx.meter.cache.set(Some("miss"));
+    let Miss { url, kv, kv_key } = miss;
     let stored = entry.stored().ok();
     let kv_text = if entry.body.len() <= KV_BODY_MAX { entry.to_kv() } else { None };
     ctx.wctx.wait_until(async move {
@@ -224,5 +258,4 @@ where
             }
         }
     });
-    Ok(entry)
 }
