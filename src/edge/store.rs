@@ -284,8 +284,7 @@ pub async fn all<T: FromRow>(db: &Db, sql: &str, args: &[Arg<'_>]) -> AppResult<
     db.before(1).await;
     let promise = statement.inner().all().map_err(worker::Error::from)?;
     let result = worker::wasm_bindgen_futures::JsFuture::from(promise).await.map_err(worker::Error::from)?;
-    let rows_read = get(&result, "meta").and_then(|m| get(&m, "rows_read")).and_then(|v| v.as_f64());
-    db.meter.d1_rows_read.set(db.meter.d1_rows_read.get() + rows_read.unwrap_or(0.0) as u64);
+    count_rows_read(db, &result);
     match get(&result, "results") {
         Some(rows) if !rows.is_null() && !rows.is_undefined() => rows
             .dyn_into::<worker::js_sys::Array>()
@@ -320,6 +319,12 @@ pub async fn all_bulk<T: DeserializeOwned>(db: &Db, sql: &str, args: &[Arg<'_>])
     serde_json::from_str(&text).map_err(|e| AppError::internal(format!("D1 row shape: {e}")))
 }
 
+/// Add D1's `meta.rows_read` of a raw result object to the request's meter.
+fn count_rows_read(db: &Db, result: &JsValue) {
+    let rows_read = get(result, "meta").and_then(|m| get(&m, "rows_read")).and_then(|v| v.as_f64());
+    db.meter.d1_rows_read.set(db.meter.d1_rows_read.get() + rows_read.unwrap_or(0.0) as u64);
+}
+
 fn get(v: &JsValue, key: &str) -> Option<JsValue> {
     worker::js_sys::Reflect::get(v, &JsValue::from_str(key)).ok()
 }
@@ -350,8 +355,7 @@ impl Pending {
                 .unwrap_or_else(|| "D1 query failed".into());
             AppError::internal(message)
         })?;
-        let rows_read = get(&result, "meta").and_then(|m| get(&m, "rows_read")).and_then(|v| v.as_f64());
-        db.meter.d1_rows_read.set(db.meter.d1_rows_read.get() + rows_read.unwrap_or(0.0) as u64);
+        count_rows_read(db, &result);
         Ok(result)
     }
 
