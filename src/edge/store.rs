@@ -280,25 +280,34 @@ pub(crate) use d1_row;
 
 /// Every row of a query.
 pub async fn all<T: FromRow>(db: &Db, sql: &str, args: &[Arg<'_>]) -> AppResult<Vec<T>> {
+    decode_all(raw_rows(db, sql, args).await?)
+}
+
+/// The first row (through `all`'s reading, so that D1's `rows_read` is
+/// counted too, and every row decoded as there).
+pub async fn first<T: FromRow>(db: &Db, sql: &str, args: &[Arg<'_>]) -> AppResult<Option<T>> {
+    Ok(decode_all::<T>(raw_rows(db, sql, args).await?)?.into_iter().next())
+}
+
+/// A query's rows as JS objects. Not generic, so that the future exists once
+/// rather than once per row type.
+async fn raw_rows(db: &Db, sql: &str, args: &[Arg<'_>]) -> AppResult<Vec<JsValue>> {
     let statement = stmt(db, sql, args)?;
     db.before(1).await;
     let promise = statement.inner().all().map_err(worker::Error::from)?;
     let result = worker::wasm_bindgen_futures::JsFuture::from(promise).await.map_err(worker::Error::from)?;
     count_rows_read(db, &result);
     match get(&result, "results") {
-        Some(rows) if !rows.is_null() && !rows.is_undefined() => rows
+        Some(rows) if !rows.is_null() && !rows.is_undefined() => Ok(rows
             .dyn_into::<worker::js_sys::Array>()
             .map_err(|_| AppError::internal("D1 results are not an array"))?
-            .iter()
-            .map(Row::decode)
-            .collect(),
+            .to_vec()),
         _ => Ok(Vec::new()),
     }
 }
 
-/// The first row (through `all`, so that D1's `rows_read` is counted too).
-pub async fn first<T: FromRow>(db: &Db, sql: &str, args: &[Arg<'_>]) -> AppResult<Option<T>> {
-    Ok(all::<T>(db, sql, args).await?.into_iter().next())
+fn decode_all<T: FromRow>(rows: Vec<JsValue>) -> AppResult<Vec<T>> {
+    rows.into_iter().map(Row::decode).collect()
 }
 
 /// [`all`] for big pages (event pages read by replay and paging): the rows
