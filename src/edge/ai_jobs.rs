@@ -29,25 +29,26 @@ pub struct JobMessage {
     pub job_id: String,
 }
 
-#[derive(Deserialize)]
-struct JobRow {
-    id: String,
-    org: String,
-    kind: String,
-    lesson_id: String,
-    version: u32,
-    input: String,
-    status: String,
-    attempts: u32,
-    result: Option<String>,
-    error: Option<String>,
-    cached: u32,
-    provider: String,
-    run_id: Option<String>,
-    session_id: Option<String>,
-    fail_first: u32,
-    created_at: i64,
-    updated_at: i64,
+store::d1_row! {
+    struct JobRow {
+        id: String,
+        org: String,
+        kind: String,
+        lesson_id: String,
+        version: u32,
+        input: String,
+        status: String,
+        attempts: u32,
+        result: Option<String>,
+        error: Option<String>,
+        cached: u32,
+        provider: String,
+        run_id: Option<String>,
+        session_id: Option<String>,
+        fail_first: u32,
+        created_at: i64,
+        updated_at: i64,
+    }
 }
 
 const JOB_COLUMNS: &str =
@@ -105,9 +106,10 @@ pub async fn enqueue(env: &Env, db: &Db, who: &Requester<'_>, req: &JobRequest, 
             store::audit(db, org, now_ms, requester, "rate_limit.refused", "ai_jobs_per_minute", &json!({})).await;
             return Err(e);
         }
-        #[derive(Deserialize)]
-        struct N {
-            n: u64,
+        store::d1_row! {
+            struct N {
+                n: u64,
+            }
         }
         let used: Option<N> = store::first(
             db,
@@ -205,9 +207,10 @@ async fn read(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     if job.org != claims.org {
         return Err(AppError::not_found("job"));
     }
-    #[derive(Deserialize)]
-    struct N {
-        n: u64,
+    store::d1_row! {
+        struct N {
+            n: u64,
+        }
     }
     let letters: Option<N> =
         store::first(&db, "SELECT COUNT(*) AS n FROM ai_dead_letters WHERE job_id = ?1", &[t(id)]).await?;
@@ -249,9 +252,10 @@ async fn queue_explanations(ctx: &Ctx, claims: &Claims, artifact: &Artifact) -> 
     let org = claims.org.as_str();
     let wanted = artifact.timeline.len().min(200) as u64;
     let (_, limits) = system::org_limits(ctx, &db, org).await?;
-    #[derive(Deserialize)]
-    struct N {
-        n: u64,
+    store::d1_row! {
+        struct N {
+            n: u64,
+        }
     }
     let used: Option<N> = store::first(
         &db,
@@ -336,13 +340,14 @@ pub async fn explanations(ctx: &mut Ctx, lesson_id: &str, version: u32) -> AppRe
     let claims = ctx.claims()?;
     let db = ctx.db()?;
     let lesson = readable_lesson(&db, &claims, lesson_id, version).await?;
-    #[derive(Deserialize)]
-    struct R {
-        id: String,
-        run_id: Option<String>,
-        input: String,
-        status: String,
-        result: Option<String>,
+    store::d1_row! {
+        struct R {
+            id: String,
+            run_id: Option<String>,
+            input: String,
+            status: String,
+            result: Option<String>,
+        }
     }
     let rows: Vec<R> = store::all(
         &db,
@@ -366,9 +371,10 @@ pub async fn explanations(ctx: &mut Ctx, lesson_id: &str, version: u32) -> AppRe
 /// consumer ignores finished jobs, so a late duplicate message is harmless.
 pub async fn requeue_stale(env: &Env, db: &Db, only: Option<&str>, now_ms: i64) -> AppResult<usize> {
     let stale_ms = env.var("AI_STALE_SECS").ok().and_then(|v| v.to_string().parse::<i64>().ok()).unwrap_or(60) * 1000;
-    #[derive(Deserialize)]
-    struct Id {
-        id: String,
+    store::d1_row! {
+        struct Id {
+            id: String,
+        }
     }
     let ids: Vec<Id> = store::all(
         db,
@@ -547,9 +553,10 @@ async fn run_job(env: &Env, db: &Db, job: &JobRow, attempt: u32) -> AppResult<(V
     let kind = JobKind::parse(&job.kind).ok_or_else(|| AppError::internal("unknown job kind"))?;
     let model = model_name(env, &job.provider);
     let key = ai::cache_key(kind, &row.sha256, &input, &job.provider, &model);
-    #[derive(Deserialize)]
-    struct Cached {
-        result: String,
+    store::d1_row! {
+        struct Cached {
+            result: String,
+        }
     }
     if let Some(c) =
         store::first::<Cached>(db, "SELECT result FROM ai_results WHERE cache_key = ?1", &[t(&key)]).await?
@@ -589,10 +596,11 @@ async fn run_job(env: &Env, db: &Db, job: &JobRow, attempt: u32) -> AppResult<(V
 
 /// Only the job's own org's listings: another org's answer the same as none.
 async fn listing_facts(db: &Db, listing_id: &str, org: &str) -> AppResult<ai::ListingFacts> {
-    #[derive(Deserialize)]
-    struct L {
-        title: String,
-        summary: String,
+    store::d1_row! {
+        struct L {
+            title: String,
+            summary: String,
+        }
     }
     let l: L =
         store::first(db, "SELECT title, summary FROM listings WHERE id = ?1 AND org = ?2", &[t(listing_id), t(org)])

@@ -16,25 +16,25 @@ use crate::grading;
 use crate::identity::Claims;
 use crate::policy::{self, Action, Scope};
 use crate::run::{rfc3339_ms, NewEvent};
-use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{Method, Response};
 
-#[derive(Deserialize)]
-struct AttemptRow {
-    id: String,
-    /// The lesson's org (which owns the attempt's run).
-    org: String,
-    learner_id: String,
-    /// The learner's own org: a user id is only unique within an org.
-    learner_org: String,
-    lesson_id: String,
-    version: u32,
-    run_id: String,
-    submitted: u32,
-    score: Option<f64>,
-    passed: Option<u32>,
-    certificate_id: Option<String>,
+store::d1_row! {
+    struct AttemptRow {
+        id: String,
+        /// The lesson's org (which owns the attempt's run).
+        org: String,
+        learner_id: String,
+        /// The learner's own org: a user id is only unique within an org.
+        learner_org: String,
+        lesson_id: String,
+        version: u32,
+        run_id: String,
+        submitted: u32,
+        score: Option<f64>,
+        passed: Option<u32>,
+        certificate_id: Option<String>,
+    }
 }
 
 pub async fn attempts_route(ctx: &mut Ctx, rest: &[&str]) -> AppResult<Response> {
@@ -359,9 +359,10 @@ async fn issue(
 ) -> AppResult<()> {
     let key = signing_key(ctx)?;
     let now = rfc3339_ms(ctx.now_ms);
-    #[derive(Deserialize)]
-    struct Slot {
-        n: u64,
+    store::d1_row! {
+        struct Slot {
+            n: u64,
+        }
     }
     for _ in 0..3 {
         // One statement hands out the next slot: D1 runs statements one at a
@@ -438,17 +439,18 @@ async fn issue(
     Err(AppError::conflict("busy", "could not allocate a status index; retry"))
 }
 
-#[derive(Deserialize)]
-struct CertRow {
-    id: String,
-    org: String,
-    learner_id: String,
-    learner_org: String,
-    lesson_id: String,
-    version: u32,
-    credential: String,
-    issued_at: i64,
-    revoked_at: Option<i64>,
+store::d1_row! {
+    struct CertRow {
+        id: String,
+        org: String,
+        learner_id: String,
+        learner_org: String,
+        lesson_id: String,
+        version: u32,
+        credential: String,
+        issued_at: i64,
+        revoked_at: Option<i64>,
+    }
 }
 
 const CERT_COLUMNS: &str =
@@ -597,15 +599,16 @@ async fn revoked_indexes(ctx: &Ctx, list: &str) -> AppResult<Vec<u64>> {
 async fn revoked_in_d1(db: &Db, list: &str) -> AppResult<Vec<u64>> {
     // List 1 always exists (empty at first); a later one once it holds a certificate.
     if list != "1" {
-        let used: Option<Value> =
+        let used: Option<()> =
             store::first(db, "SELECT id FROM certificates WHERE status_list = ?1 LIMIT 1", &[t(list)]).await?;
         if used.is_none() {
             return Err(AppError::not_found("status list"));
         }
     }
-    #[derive(Deserialize)]
-    struct R {
-        status_index: u64,
+    store::d1_row! {
+        struct R {
+            status_index: u64,
+        }
     }
     let rows: Vec<R> = store::all(
         db,

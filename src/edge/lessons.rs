@@ -12,7 +12,6 @@ use crate::error::{AppError, AppResult};
 use crate::identity::Claims;
 use crate::lesson::{self, Artifact, Draft, Source};
 use crate::policy::{self, Action, Scope};
-use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{Bucket, Conditional, HttpMetadata, Method, Range, Response};
 
@@ -32,26 +31,29 @@ const MEDIA_TYPES: &[&str] = &[
     "application/pdf",
 ];
 
-#[derive(Deserialize)]
-pub struct LessonRow {
-    pub id: String,
-    pub org: String,
-    pub author_id: String,
-    pub created_at: i64,
+store::d1_row! {
+    pub struct LessonRow {
+        pub id: String,
+        pub org: String,
+        pub author_id: String,
+        pub created_at: i64,
+    }
 }
 
-#[derive(Deserialize, serde::Serialize)]
-pub struct VersionRow {
-    pub lesson_id: String,
-    pub version: u32,
-    pub sha256: String,
-    pub r2_key: String,
-    pub title: String,
-    pub summary: String,
-    pub tags: String,
-    pub step_count: u64,
-    pub quiz_count: u64,
-    pub created_at: i64,
+store::d1_row! {
+    #[derive(serde::Serialize)]
+    pub struct VersionRow {
+        pub lesson_id: String,
+        pub version: u32,
+        pub sha256: String,
+        pub r2_key: String,
+        pub title: String,
+        pub summary: String,
+        pub tags: String,
+        pub step_count: u64,
+        pub quiz_count: u64,
+        pub created_at: i64,
+    }
 }
 
 pub async fn route(ctx: &mut Ctx, rest: &[&str]) -> AppResult<Response> {
@@ -148,9 +150,10 @@ pub async fn load_version(db: &Db, id: &str, version: u32) -> AppResult<Option<V
 
 /// Whether this exact version is published publicly in the marketplace.
 pub async fn is_public(db: &Db, id: &str, version: u32) -> AppResult<bool> {
-    #[derive(Deserialize)]
-    struct N {
-        n: u64,
+    store::d1_row! {
+        struct N {
+            n: u64,
+        }
     }
     let row: Option<N> = store::first(
         db,
@@ -213,15 +216,17 @@ fn immutable_json(ctx: &Ctx, body: &Value, etag: &str, private: bool) -> AppResu
 async fn list(ctx: &mut Ctx) -> AppResult<Response> {
     let claims = ctx.claims()?;
     policy::authorize(&claims, Action::LessonRead, Scope::ORG, "lesson")?;
-    #[derive(Deserialize, serde::Serialize)]
-    struct Row {
-        lesson_id: String,
-        title: String,
-        author_id: String,
-        latest_version: u32,
-        sha256: String,
-        step_count: u64,
-        created_at: i64,
+    store::d1_row! {
+        #[derive(serde::Serialize)]
+        struct Row {
+            lesson_id: String,
+            title: String,
+            author_id: String,
+            latest_version: u32,
+            sha256: String,
+            step_count: u64,
+            created_at: i64,
+        }
     }
     let db = ctx.db()?;
     let rows: Vec<Row> = store::all(
@@ -313,9 +318,10 @@ async fn store_version(
 /// Every referenced asset must have been uploaded in the lesson's org: 422
 /// naming the first field that references one that was not.
 async fn check_assets(db: &Db, org: &str, refs: &[(String, String)]) -> AppResult<()> {
-    #[derive(Deserialize)]
-    struct Row {
-        sha256: String,
+    store::d1_row! {
+        struct Row {
+            sha256: String,
+        }
     }
     let mut known = Vec::new();
     for chunk in refs.chunks(90) {
@@ -360,9 +366,10 @@ async fn new_version(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     policy::authorize(&claims, Action::LessonVersion, scope, "lesson")?;
     let body = ctx.json().await?;
     let draft = lesson::validate_draft(&body)?;
-    #[derive(Deserialize)]
-    struct Max {
-        v: Option<u32>,
+    store::d1_row! {
+        struct Max {
+            v: Option<u32>,
+        }
     }
     let max: Option<Max> =
         store::first(&db, "SELECT MAX(version) AS v FROM lesson_versions WHERE lesson_id = ?1", &[t(id)]).await?;
@@ -576,13 +583,14 @@ async fn upload_asset(ctx: &mut Ctx) -> AppResult<Response> {
     }
     let db = ctx.db()?;
     let (_, limits) = super::system::org_limits(ctx, &db, &claims.org).await?;
-    #[derive(Deserialize)]
-    struct Used {
-        used: Option<u64>,
+    store::d1_row! {
+        struct Used {
+            used: Option<u64>,
+        }
     }
     let sha = sha256_hex(&bytes);
     let size = bytes.len() as u64;
-    let owned: Option<Value> =
+    let owned: Option<()> =
         store::first(&db, "SELECT sha256 FROM asset_owners WHERE sha256 = ?1 AND org = ?2", &[t(&sha), t(&claims.org)])
             .await?;
     if owned.is_some() {
@@ -669,9 +677,10 @@ fn parse_range(header: &str, size: u64) -> Option<Result<(u64, u64), ()>> {
 
 /// Whether the asset belongs to a lesson version published publicly.
 async fn public_asset(db: &Db, sha: &str) -> AppResult<bool> {
-    #[derive(Deserialize)]
-    struct N {
-        n: u64,
+    store::d1_row! {
+        struct N {
+            n: u64,
+        }
     }
     let public: Option<N> = store::first(
         db,
@@ -686,9 +695,10 @@ async fn public_asset(db: &Db, sha: &str) -> AppResult<bool> {
 /// `Ok(true)`); any other asset only with a token of an org that uploaded it
 /// (`?token=` works too, for `<img src>`). Another org gets 404.
 async fn asset_access(ctx: &mut Ctx, db: &Db, sha: &str) -> AppResult<bool> {
-    #[derive(Deserialize)]
-    struct N {
-        n: u64,
+    store::d1_row! {
+        struct N {
+            n: u64,
+        }
     }
     if public_asset(db, sha).await? {
         return Ok(true);
@@ -717,9 +727,10 @@ async fn download_asset(ctx: &mut Ctx, sha: &str) -> AppResult<Response> {
         let key = format!("asset:{sha}");
         let mut r = public_read(ctx, &key, async {
             let db = ctx.db()?;
-            #[derive(Deserialize)]
-            struct Row {
-                content_type: String,
+            store::d1_row! {
+                struct Row {
+                    content_type: String,
+                }
             }
             let row: Option<Row> =
                 store::first(&db, "SELECT content_type FROM assets WHERE sha256 = ?1", &[t(sha)]).await?;
@@ -750,10 +761,11 @@ async fn download_asset(ctx: &mut Ctx, sha: &str) -> AppResult<Response> {
         return Ok(r);
     }
     let db = ctx.db()?;
-    #[derive(Deserialize)]
-    struct Row {
-        content_type: String,
-        size: u64,
+    store::d1_row! {
+        struct Row {
+            content_type: String,
+            size: u64,
+        }
     }
     let row: Option<Row> =
         store::first(&db, "SELECT content_type, size FROM assets WHERE sha256 = ?1", &[t(sha)]).await?;

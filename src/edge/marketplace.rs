@@ -15,11 +15,10 @@ use crate::marketplace::{
 };
 use crate::policy::{self, Action, Scope};
 use crate::run::rfc3339_ms;
-use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{Method, Response};
 
-#[derive(Deserialize, Clone)]
+#[derive(Clone)]
 struct ListingRow {
     id: String,
     org: String,
@@ -34,17 +33,38 @@ struct ListingRow {
     status: String,
     created_at: i64,
     /// Kept on the listing by the review write; read by searches only.
-    #[serde(default)]
     rating_count: u64,
-    #[serde(default)]
     rating_sum: u64,
-    #[serde(default)]
     rank: i64,
     /// The latest decision and who took it (the queue only).
-    #[serde(default)]
     last_decision: Option<String>,
-    #[serde(default)]
     last_actor: Option<String>,
+}
+
+/// By hand rather than by `d1_row!`: the search and queue columns are only in
+/// some queries (0 or `None` when absent).
+impl store::FromRow for ListingRow {
+    fn from_row(row: &store::Row) -> Self {
+        Self {
+            id: row.get("id"),
+            org: row.get("org"),
+            lesson_id: row.get("lesson_id"),
+            version: row.get("version"),
+            author_id: row.get("author_id"),
+            title: row.get("title"),
+            summary: row.get("summary"),
+            tags: row.get("tags"),
+            price_cents: row.get("price_cents"),
+            visibility: row.get("visibility"),
+            status: row.get("status"),
+            created_at: row.get("created_at"),
+            rating_count: row.get_or_default("rating_count"),
+            rating_sum: row.get_or_default("rating_sum"),
+            rank: row.get_or_default("rank"),
+            last_decision: row.get("last_decision"),
+            last_actor: row.get("last_actor"),
+        }
+    }
 }
 
 const LISTING_COLUMNS: &str =
@@ -164,10 +184,11 @@ async fn search(db: &Db, query: &Query, viewer_org: Option<&str>) -> AppResult<m
     const FEW: u64 = 500;
     let (mut text_n, mut tag_n) = (None, None);
     if text.fts_match.is_some() || query.tag.is_some() {
-        #[derive(Deserialize)]
-        struct Counts {
-            text_n: Option<u64>,
-            tag_n: Option<u64>,
+        store::d1_row! {
+            struct Counts {
+                text_n: Option<u64>,
+                tag_n: Option<u64>,
+            }
         }
         let mut args = Vec::new();
         let mut text_count = "NULL".to_owned();
@@ -288,17 +309,19 @@ fn can_see(row: &ListingRow, claims: Option<&Claims>) -> bool {
 }
 
 async fn trust(db: &Db, row: &ListingRow) -> AppResult<market::TrustSignals> {
-    #[derive(Deserialize)]
-    struct R {
-        rating: u8,
-        completed: u8,
+    store::d1_row! {
+        struct R {
+            rating: u8,
+            completed: u8,
+        }
     }
-    #[derive(Deserialize)]
-    struct Counts {
-        attempts: u64,
-        completed: u64,
-        passed: u64,
-        verified: u64,
+    store::d1_row! {
+        struct Counts {
+            attempts: u64,
+            completed: u64,
+            passed: u64,
+            verified: u64,
+        }
     }
     let ratings: Vec<R> =
         store::all(db, "SELECT rating, completed FROM reviews WHERE listing_id = ?1", &[t(&row.id)]).await?;
@@ -464,9 +487,10 @@ async fn review(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     if row.status() != ListingStatus::Published {
         return Err(AppError::unprocessable("not_published", "only published listings take reviews"));
     }
-    #[derive(Deserialize)]
-    struct N {
-        n: u64,
+    store::d1_row! {
+        struct N {
+            n: u64,
+        }
     }
     let done: Option<N> = store::first(
         &db,
@@ -506,13 +530,15 @@ async fn reviews(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     if !can_see(&row, claims.as_ref()) {
         return Err(AppError::not_found("listing"));
     }
-    #[derive(Deserialize, serde::Serialize)]
-    struct R {
-        learner_id: String,
-        rating: u8,
-        text: String,
-        completed: u8,
-        created_at: i64,
+    store::d1_row! {
+        #[derive(serde::Serialize)]
+        struct R {
+            learner_id: String,
+            rating: u8,
+            text: String,
+            completed: u8,
+            created_at: i64,
+        }
     }
     let rows: Vec<R> = store::all(
         &db,

@@ -14,7 +14,6 @@ use crate::archive::{self, RunManifest, TableSnapshot, TablesManifest};
 use crate::chain::{self, Walk};
 use crate::error::{AppError, AppResult};
 use crate::run::Event;
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use worker::{Bucket, Conditional, Env, HttpMetadata, Method, Response};
@@ -151,19 +150,21 @@ struct Tally {
 pub async fn archive_pass(env: &Env, db: &Db, now_ms: i64, force_tables: bool) -> AppResult<Value> {
     let b = bucket(env)?;
     // Legacy rows (before the chain) first: a run is archived only chained.
-    #[derive(Deserialize)]
-    struct RunId {
-        run_id: String,
+    store::d1_row! {
+        struct RunId {
+            run_id: String,
+        }
     }
     let legacy: Vec<RunId> = store::all(db, "SELECT run_id FROM chain_backfill LIMIT 50", &[]).await?;
     for r in &legacy {
         runs::fill_chain(db, &r.run_id).await?;
         store::run(db, "DELETE FROM chain_backfill WHERE run_id = ?1", &[t(&r.run_id)]).await?;
     }
-    #[derive(Deserialize)]
-    struct Due {
-        run_id: String,
-        org: String,
+    store::d1_row! {
+        struct Due {
+            run_id: String,
+            org: String,
+        }
     }
     let due: Vec<Due> = store::all(
         db,
@@ -328,9 +329,10 @@ async fn status(env: &Env, db: &Db, with_manifests: bool) -> AppResult<Value> {
             break;
         }
     }
-    #[derive(Deserialize)]
-    struct Archived {
-        run_id: String,
+    store::d1_row! {
+        struct Archived {
+            run_id: String,
+        }
     }
     let archived: Vec<Archived> = if with_manifests {
         store::all(db, "SELECT run_id FROM archive_runs ORDER BY run_id", &[]).await?
@@ -440,11 +442,12 @@ fn insert_event_stmt(db: &Db, e: &Event, org: &str) -> AppResult<worker::D1Prepa
 /// the chain before a row is written.
 async fn restore_runs(env: &Env, db: &Db, after: &str, limit: u64) -> AppResult<Value> {
     let b = bucket(env)?;
-    #[derive(Deserialize)]
-    struct RunRow {
-        id: String,
-        org: String,
-        session_id: Option<String>,
+    store::d1_row! {
+        struct RunRow {
+            id: String,
+            org: String,
+            session_id: Option<String>,
+        }
     }
     let page: Vec<RunRow> = store::all(
         db,

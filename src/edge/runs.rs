@@ -24,13 +24,15 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use worker::{Method, Response};
 
-#[derive(Clone, Deserialize)]
-pub struct RunRow {
-    pub id: String,
-    pub org: String,
-    pub kind: String,
-    pub creator: String,
-    pub created_at: i64,
+store::d1_row! {
+    #[derive(Clone)]
+    pub struct RunRow {
+        pub id: String,
+        pub org: String,
+        pub kind: String,
+        pub creator: String,
+        pub created_at: i64,
+    }
 }
 
 #[derive(Deserialize)]
@@ -218,9 +220,10 @@ async fn read_run(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
 }
 
 pub async fn last_seq(db: &Db, run_id: &str) -> AppResult<u64> {
-    #[derive(Deserialize)]
-    struct Row {
-        last: Option<u64>,
+    store::d1_row! {
+        struct Row {
+            last: Option<u64>,
+        }
     }
     let row: Option<Row> =
         store::first(db, "SELECT MAX(seq) AS last FROM events WHERE run_id = ?1", &[t(run_id)]).await?;
@@ -238,12 +241,13 @@ struct Lookup {
 }
 
 async fn lookup(db: &Db, run_id: &str, events: &[NewEvent]) -> AppResult<Lookup> {
-    #[derive(Deserialize)]
-    struct Row {
-        id: String,
-        seq: u64,
-        hash: Option<String>,
-        head: i64,
+    store::d1_row! {
+        struct Row {
+            id: String,
+            seq: u64,
+            hash: Option<String>,
+            head: i64,
+        }
     }
     let mut out = Lookup { existing: Vec::new(), head_seq: 0, head_hash: None };
     // ≤ 100 bound parameters per statement.
@@ -623,11 +627,12 @@ pub async fn replay_to(
     target: u64,
     every: u64,
 ) -> AppResult<(run::Canvas, u64)> {
-    #[derive(Deserialize)]
-    struct CpRow {
-        seq: u64,
-        state: String,
-        hash: String,
+    store::d1_row! {
+        struct CpRow {
+            seq: u64,
+            state: String,
+            hash: String,
+        }
     }
     let row: Option<CpRow> = store::first(
         db,
@@ -724,9 +729,10 @@ async fn state(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {
         }
         (Some(s), None) => s,
         (None, Some(ms)) => {
-            #[derive(Deserialize)]
-            struct Row {
-                seq: Option<u64>,
+            store::d1_row! {
+                struct Row {
+                    seq: Option<u64>,
+                }
             }
             let row: Option<Row> = store::first(
                 &db,
@@ -785,10 +791,11 @@ async fn verify(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {
     if let Err((_, chain::Break::MissingHash)) = result {
         // A run from before the chain whose rows were not filled yet: fill
         // them (only a leading run of NULL hashes ever is) and walk again.
-        #[derive(Deserialize)]
-        struct One {
-            #[allow(dead_code)]
-            run_id: String,
+        store::d1_row! {
+            struct One {
+                #[allow(dead_code)]
+                run_id: String,
+            }
         }
         let legacy: Option<One> =
             store::first(&db, "SELECT run_id FROM chain_backfill WHERE run_id = ?1", &[t(run_id)]).await?;

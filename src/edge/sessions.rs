@@ -10,7 +10,6 @@ use crate::classroom::{self, QuizRef, SessionConfig};
 use crate::error::{AppError, AppResult};
 use crate::identity::Claims;
 use crate::policy::{self, Action, Scope};
-use serde::Deserialize;
 use serde_json::json;
 use worker::{Headers, Method, Request, RequestInit, Response};
 
@@ -19,12 +18,13 @@ pub const HDR_ROLE: &str = "x-dropple-role";
 pub const HDR_ORG: &str = "x-dropple-org";
 pub const HDR_OBSERVER_LIMIT: &str = "x-dropple-observer-limit";
 
-#[derive(Deserialize)]
-pub struct SessionRow {
-    pub id: String,
-    pub org: String,
-    pub teacher_id: String,
-    pub run_id: String,
+store::d1_row! {
+    pub struct SessionRow {
+        pub id: String,
+        pub org: String,
+        pub teacher_id: String,
+        pub run_id: String,
+    }
 }
 
 pub async fn route(ctx: &mut Ctx, rest: &[&str]) -> AppResult<Response> {
@@ -58,12 +58,13 @@ pub async fn join(ctx: &mut Ctx, code: &str) -> AppResult<Response> {
     let claims = ctx.claims()?;
     let code = classroom::normalize_join_code(code).ok_or_else(|| AppError::not_found("join code"))?;
     let db = ctx.db()?;
-    #[derive(Deserialize)]
-    struct Row {
-        id: String,
-        org: String,
-        lesson_id: String,
-        version: u32,
+    store::d1_row! {
+        struct Row {
+            id: String,
+            org: String,
+            lesson_id: String,
+            version: u32,
+        }
     }
     let row: Option<Row> = store::first(
         &db,
@@ -106,9 +107,10 @@ async fn create(ctx: &mut Ctx) -> AppResult<Response> {
     let artifact = lessons::fetch_artifact(ctx, &row).await?;
 
     let (_, limits) = system::org_limits(ctx, &db, &claims.org).await?;
-    #[derive(Deserialize)]
-    struct N {
-        n: u64,
+    store::d1_row! {
+        struct N {
+            n: u64,
+        }
     }
     let live: Option<N> =
         store::first(&db, "SELECT COUNT(*) AS n FROM sessions WHERE org = ?1 AND status != 'ended'", &[t(&claims.org)])
@@ -265,10 +267,11 @@ async fn record_attendance(db: &store::Db, session: &SessionRow, user: &str, now
 
 /// Did `user` attend the session this run records?
 pub async fn attended(db: &store::Db, run_id: &str, user: &str) -> AppResult<bool> {
-    #[derive(Deserialize)]
-    struct One {
-        #[allow(dead_code)]
-        one: i64,
+    store::d1_row! {
+        struct One {
+            #[allow(dead_code)]
+            one: i64,
+        }
     }
     let row: Option<One> =
         store::first(db, "SELECT 1 AS one FROM attendance WHERE run_id = ?1 AND user_id = ?2", &[t(run_id), t(user)])
@@ -283,26 +286,28 @@ pub async fn mine(ctx: &mut Ctx) -> AppResult<Response> {
     allow(&ctx.method(), &[Method::Get])?;
     let claims = ctx.claims()?;
     let db = ctx.db()?;
-    #[derive(Deserialize)]
-    struct MySession {
-        session_id: String,
-        run_id: String,
-        lesson_id: String,
-        version: u32,
-        title: String,
-        join_code: String,
-        status: String,
-        role: String,
-        created_at: i64,
+    store::d1_row! {
+        struct MySession {
+            session_id: String,
+            run_id: String,
+            lesson_id: String,
+            version: u32,
+            title: String,
+            join_code: String,
+            status: String,
+            role: String,
+            created_at: i64,
+        }
     }
-    #[derive(Deserialize)]
-    struct MyRun {
-        run_id: String,
-        kind: String,
-        created_at: i64,
-        lesson_id: Option<String>,
-        version: Option<u32>,
-        title: Option<String>,
+    store::d1_row! {
+        struct MyRun {
+            run_id: String,
+            kind: String,
+            created_at: i64,
+            lesson_id: Option<String>,
+            version: Option<u32>,
+            title: Option<String>,
+        }
     }
     let sessions: Vec<MySession> = store::all(
         &db,

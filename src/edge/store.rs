@@ -166,17 +166,148 @@ pub fn stmt(db: &Db, sql: &str, args: &[Arg<'_>]) -> AppResult<D1PreparedStateme
     Ok(db.prepare(sql).bind(&values)?)
 }
 
-pub async fn all<T: DeserializeOwned>(db: &Db, sql: &str, args: &[Arg<'_>]) -> AppResult<Vec<T>> {
-    let statement = stmt(db, sql, args)?;
-    db.before(1).await;
-    let result = statement.all().await?;
-    db.meter.rows(&result);
-    Ok(result.results::<T>()?)
+/// A D1 row type, decoded column by column without serde: a serde
+/// deserializer per row type (serde_wasm_bindgen's struct visitors) cost the
+/// worker far more bytes than these few getter calls. Declared with [`d1_row!`].
+pub trait FromRow {
+    /// The row's value; a column that failed is recorded in `row` (see [`Row::get`]).
+    fn from_row(row: &Row) -> Self;
 }
 
-/// The first row (through `all`, so that D1's `rows_read` is counted too).
-pub async fn first<T: DeserializeOwned>(db: &Db, sql: &str, args: &[Arg<'_>]) -> AppResult<Option<T>> {
-    Ok(all::<T>(db, sql, args).await?.into_iter().next())
+/// A row whose columns are not read (`Option<()>`: does a row exist).
+impl FromRow for () {
+    fn from_row(_: &Row) {}
+}
+
+/// One row as D1 hands it over (a JS object keyed by column name), and the
+/// first column that could not be read.
+pub struct Row {
+    value: JsValue,
+    failed: Cell<Option<&'static str>>,
+}
+
+impl Row {
+    /// The column `name`. One missing or of another type (a query and its row
+    /// type disagree) gives the default here and fails the row in [`Row::decode`]:
+    /// no early return per column, so a row type's decoder stays a few calls.
+    pub fn get<T: Column + Default>(&self, name: &'static str) -> T {
+        T::from_js(get(&self.value, name).unwrap_or(JsValue::UNDEFINED)).unwrap_or_else(|| {
+            if self.failed.get().is_none() {
+                self.failed.set(Some(name));
+            }
+            T::default()
+        })
+    }
+
+    /// [`Row::get`], with the type's default when the query has no such column.
+    pub fn get_or_default<T: Column + Default>(&self, name: &'static str) -> T {
+        match get(&self.value, name) {
+            Some(v) if !v.is_undefined() => self.get(name),
+            _ => T::default(),
+        }
+    }
+
+    /// `T` from this row, or an internal error naming the first bad column.
+    fn decode<T: FromRow>(value: JsValue) -> AppResult<T> {
+        let row = Row { value, failed: Cell::new(None) };
+        let decoded = T::from_row(&row);
+        match row.failed.get() {
+            None => Ok(decoded),
+            Some(name) => Err(AppError::internal(format!("D1 column {name}: missing or of another type"))),
+        }
+    }
+}
+
+/// A value one column can hold. SQLite integers arrive as JS numbers: an
+/// integer type takes only safe integers in its range; NULL (or no column)
+/// is `None` for an `Option` and an error for anything else.
+pub trait Column: Sized {
+    fn from_js(v: JsValue) -> Option<Self>;
+}
+
+impl Column for String {
+    fn from_js(v: JsValue) -> Option<Self> {
+        v.as_string()
+    }
+}
+
+impl Column for f64 {
+    fn from_js(v: JsValue) -> Option<Self> {
+        v.as_f64()
+    }
+}
+
+impl Column for i64 {
+    fn from_js(v: JsValue) -> Option<Self> {
+        v.as_f64().filter(|_| worker::js_sys::Number::is_safe_integer(&v)).map(|f| f as i64)
+    }
+}
+
+macro_rules! unsigned_column {
+    ($($t:ty),*) => {$(
+        impl Column for $t {
+            fn from_js(v: JsValue) -> Option<Self> {
+                i64::from_js(v).and_then(|n| <$t>::try_from(n).ok())
+            }
+        }
+    )*};
+}
+unsigned_column!(u8, u32, u64);
+
+impl<T: Column> Column for Option<T> {
+    fn from_js(v: JsValue) -> Option<Self> {
+        if v.is_null() || v.is_undefined() {
+            Some(None)
+        } else {
+            T::from_js(v).map(Some)
+        }
+    }
+}
+
+/// A row struct and its [`FromRow`]: each field is read from the column of
+/// its name.
+macro_rules! d1_row {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident { $($(#[$fmeta:meta])* $fvis:vis $field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$meta])* $vis struct $name { $($(#[$fmeta])* $fvis $field: $ty),* }
+        impl $crate::edge::store::FromRow for $name {
+            fn from_row(row: &$crate::edge::store::Row) -> Self {
+                Self { $($field: row.get(stringify!($field))),* }
+            }
+        }
+    };
+}
+pub(crate) use d1_row;
+
+/// Every row of a query.
+pub async fn all<T: FromRow>(db: &Db, sql: &str, args: &[Arg<'_>]) -> AppResult<Vec<T>> {
+    decode_all(raw_rows(db, sql, args).await?)
+}
+
+/// The first row (through `all`'s reading, so that D1's `rows_read` is
+/// counted too, and every row decoded as there).
+pub async fn first<T: FromRow>(db: &Db, sql: &str, args: &[Arg<'_>]) -> AppResult<Option<T>> {
+    Ok(decode_all::<T>(raw_rows(db, sql, args).await?)?.into_iter().next())
+}
+
+/// A query's rows as JS objects. Not generic, so that the future exists once
+/// rather than once per row type.
+async fn raw_rows(db: &Db, sql: &str, args: &[Arg<'_>]) -> AppResult<Vec<JsValue>> {
+    let statement = stmt(db, sql, args)?;
+    db.before(1).await;
+    let promise = statement.inner().all().map_err(worker::Error::from)?;
+    let result = worker::wasm_bindgen_futures::JsFuture::from(promise).await.map_err(worker::Error::from)?;
+    count_rows_read(db, &result);
+    match get(&result, "results") {
+        Some(rows) if !rows.is_null() && !rows.is_undefined() => Ok(rows
+            .dyn_into::<worker::js_sys::Array>()
+            .map_err(|_| AppError::internal("D1 results are not an array"))?
+            .to_vec()),
+        _ => Ok(Vec::new()),
+    }
+}
+
+fn decode_all<T: FromRow>(rows: Vec<JsValue>) -> AppResult<Vec<T>> {
+    rows.into_iter().map(Row::decode).collect()
 }
 
 /// [`all`] for big pages (event pages read by replay and paging): the rows
@@ -195,6 +326,12 @@ pub async fn all_bulk<T: DeserializeOwned>(db: &Db, sql: &str, args: &[Arg<'_>])
         .as_string()
         .unwrap_or_default();
     serde_json::from_str(&text).map_err(|e| AppError::internal(format!("D1 row shape: {e}")))
+}
+
+/// Add D1's `meta.rows_read` of a raw result object to the request's meter.
+fn count_rows_read(db: &Db, result: &JsValue) {
+    let rows_read = get(result, "meta").and_then(|m| get(&m, "rows_read")).and_then(|v| v.as_f64());
+    db.meter.d1_rows_read.set(db.meter.d1_rows_read.get() + rows_read.unwrap_or(0.0) as u64);
 }
 
 fn get(v: &JsValue, key: &str) -> Option<JsValue> {
@@ -227,8 +364,7 @@ impl Pending {
                 .unwrap_or_else(|| "D1 query failed".into());
             AppError::internal(message)
         })?;
-        let rows_read = get(&result, "meta").and_then(|m| get(&m, "rows_read")).and_then(|v| v.as_f64());
-        db.meter.d1_rows_read.set(db.meter.d1_rows_read.get() + rows_read.unwrap_or(0.0) as u64);
+        count_rows_read(db, &result);
         Ok(result)
     }
 

@@ -128,9 +128,10 @@ async fn set_fault(ctx: &mut Ctx) -> AppResult<Response> {
     if let Some(ms) = delay {
         store::set_d1_delay_ms(ms);
     }
-    #[derive(Deserialize)]
-    struct V {
-        value: String,
+    store::d1_row! {
+        struct V {
+            value: String,
+        }
     }
     let current: Option<V> = store::first(&db, "SELECT value FROM dev_faults WHERE name = 'd1_writes'", &[]).await?;
     ok(
@@ -159,9 +160,10 @@ pub async fn ensure_org(db: &Db, org: &str, now_ms: i64) -> AppResult<()> {
 }
 
 pub async fn org_plan(db: &Db, org: &str, now_ms: i64) -> AppResult<Plan> {
-    #[derive(Deserialize)]
-    struct Row {
-        plan: String,
+    store::d1_row! {
+        struct Row {
+            plan: String,
+        }
     }
     if let Some(r) = store::first::<Row>(db, "SELECT plan FROM orgs WHERE id = ?1", &[t(org)]).await? {
         return Ok(Plan::parse(&r.plan).unwrap_or(Plan::Free));
@@ -183,9 +185,10 @@ pub async fn org_limits_env(env: &worker::Env, db: &Db, org: &str, now_ms: i64) 
 
 /// Count one request against a fixed per-org window; 429 past the limit.
 pub async fn rate_limit(db: &Db, key: &str, limit: u64, window_ms: i64, now_ms: i64) -> AppResult<()> {
-    #[derive(Deserialize)]
-    struct Row {
-        count: u64,
+    store::d1_row! {
+        struct Row {
+            count: u64,
+        }
     }
     let start = policy::rate_window_start(now_ms, window_ms);
     let row: Option<Row> = store::first(
@@ -211,9 +214,10 @@ async fn usage(ctx: &mut Ctx, org: &str) -> AppResult<Response> {
 /// Current use, read from the records themselves (tables created by later
 /// migrations are counted when present).
 async fn usage_counts(db: &Db, org: &str, _now_ms: i64) -> AppResult<Value> {
-    #[derive(Deserialize)]
-    struct N {
-        n: u64,
+    store::d1_row! {
+        struct N {
+            n: u64,
+        }
     }
     let runs: Option<N> = store::first(db, "SELECT COUNT(*) AS n FROM runs WHERE org = ?1", &[t(org)]).await?;
     let events: Option<N> = store::first(db, "SELECT COUNT(*) AS n FROM events WHERE org = ?1", &[t(org)]).await?;
@@ -236,12 +240,13 @@ async fn usage_counts(db: &Db, org: &str, _now_ms: i64) -> AppResult<Value> {
     }))
 }
 
-#[derive(Deserialize)]
-struct PersonRow {
-    org: String,
-    display_name: Option<String>,
-    email: Option<String>,
-    erased_at: Option<i64>,
+store::d1_row! {
+    struct PersonRow {
+        org: String,
+        display_name: Option<String>,
+        email: Option<String>,
+        erased_at: Option<i64>,
+    }
 }
 
 /// A stable pseudonym: what every read shows once personal data is erased.
@@ -308,14 +313,16 @@ async fn audit(ctx: &mut Ctx) -> AppResult<Response> {
     policy::authorize(&claims, Action::AuditRead, Scope { same_org: org == claims.org, owner: false }, "org")?;
     let after = ctx.query_u64("after")?.unwrap_or(0);
     let limit = ctx.query_u64("limit")?.unwrap_or(100).clamp(1, 500);
-    #[derive(Deserialize, serde::Serialize)]
-    struct Row {
-        id: u64,
-        at: i64,
-        actor: String,
-        action: String,
-        target: String,
-        detail: String,
+    store::d1_row! {
+        #[derive(serde::Serialize)]
+        struct Row {
+            id: u64,
+            at: i64,
+            actor: String,
+            action: String,
+            target: String,
+            detail: String,
+        }
     }
     let db = ctx.db()?;
     let rows: Vec<Row> = store::all(
@@ -346,17 +353,19 @@ async fn metrics(ctx: &mut Ctx) -> AppResult<Response> {
 }
 
 async fn render_metrics(db: &Db) -> AppResult<String> {
-    #[derive(Deserialize)]
-    struct Row {
-        name: String,
-        labels: String,
-        value: f64,
+    store::d1_row! {
+        struct Row {
+            name: String,
+            labels: String,
+            value: f64,
+        }
     }
-    #[derive(Deserialize)]
-    struct Stats {
-        runs: u64,
-        events: u64,
-        max_events: Option<u64>,
+    store::d1_row! {
+        struct Stats {
+            runs: u64,
+            events: u64,
+            max_events: Option<u64>,
+        }
     }
     let mut rows: Vec<Row> =
         store::all(db, "SELECT name, labels, value FROM metrics ORDER BY name, labels", &[]).await?;
@@ -384,13 +393,14 @@ async fn render_metrics(db: &Db) -> AppResult<String> {
         }
         out.push_str(&format!("{}{} {}\n", r.name, r.labels, r.value));
     }
-    #[derive(Deserialize)]
-    struct Rates {
-        live: u64,
-        observers: u64,
-        attempts: u64,
-        submitted: u64,
-        passed: u64,
+    store::d1_row! {
+        struct Rates {
+            live: u64,
+            observers: u64,
+            attempts: u64,
+            submitted: u64,
+            passed: u64,
+        }
     }
     let rates: Option<Rates> = store::first(
         db,
@@ -401,10 +411,11 @@ async fn render_metrics(db: &Db) -> AppResult<String> {
         &[],
     )
     .await?;
-    #[derive(Deserialize)]
-    struct JobCount {
-        status: String,
-        n: u64,
+    store::d1_row! {
+        struct JobCount {
+            status: String,
+            n: u64,
+        }
     }
     let jobs: Vec<JobCount> = store::all(db, "SELECT status, COUNT(*) AS n FROM ai_jobs GROUP BY status", &[]).await?;
     let r = rates.unwrap_or(Rates { live: 0, observers: 0, attempts: 0, submitted: 0, passed: 0 });
