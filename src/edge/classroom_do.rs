@@ -169,9 +169,16 @@ impl Classroom {
     /// Load (replay) the session into the cache if needed, then run `f` on it.
     /// `Ok(None)` when the object was never initialised.
     fn with_session<T>(&self, f: impl FnOnce(&mut SessionState) -> T) -> Result<Option<T>> {
+        self.load_session()?;
+        Ok(self.session.borrow_mut().as_mut().map(f))
+    }
+
+    /// Fold the stored events into the session state once per wake-up. Kept
+    /// out of the generic `with_session`, which would copy it per caller.
+    fn load_session(&self) -> Result<()> {
         if self.session.borrow().is_none() {
             self.migrate()?;
-            let Some(config) = self.meta("config")? else { return Ok(None) };
+            let Some(config) = self.meta("config")? else { return Ok(()) };
             let config: SessionConfig =
                 serde_json::from_str(&config).map_err(|e| worker::Error::RustError(e.to_string()))?;
             let mut state = SessionState::new(config);
@@ -215,24 +222,32 @@ impl Classroom {
             }
             *self.session.borrow_mut() = Some(state);
         }
-        Ok(self.session.borrow_mut().as_mut().map(f))
+        Ok(())
     }
 
     /// Everyone who has said hello (their attachment is `Connected`), plus SSE streams.
     fn with_connected<T>(&self, f: impl FnOnce(&mut Vec<(WebSocket, Role)>) -> T) -> T {
-        let mut cache = self.connected.borrow_mut();
-        let list = cache.get_or_insert_with(|| {
-            self.state
-                .get_websockets()
-                .into_iter()
-                .filter_map(|ws| {
-                    let peer = ws.deserialize_attachment::<Peer>().ok().flatten()?;
-                    let role = peer.conn.who().role;
-                    peer.conn.is_connected().then_some((ws, role))
-                })
-                .collect()
-        });
-        f(list)
+        self.list_connected();
+        f(self.connected.borrow_mut().get_or_insert_with(Vec::new))
+    }
+
+    /// Build the list from the sockets' attachments once per wake-up (not
+    /// generic: one copy).
+    fn list_connected(&self) {
+        if self.connected.borrow().is_some() {
+            return;
+        }
+        let list = self
+            .state
+            .get_websockets()
+            .into_iter()
+            .filter_map(|ws| {
+                let peer = ws.deserialize_attachment::<Peer>().ok().flatten()?;
+                let role = peer.conn.who().role;
+                peer.conn.is_connected().then_some((ws, role))
+            })
+            .collect();
+        *self.connected.borrow_mut() = Some(list);
     }
 
     /// `ws` just said hello. A cache not built yet will read its attachment.
