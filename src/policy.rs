@@ -259,7 +259,7 @@ pub fn budget_room(limit: u64, used: u64, wanted: u64) -> u64 {
 
 /// A hard limit: `used + requested` must stay within `limit`, else 402 naming it.
 pub fn check_limit(name: &str, limit: u64, used: u64, requested: u64) -> Result<(), AppError> {
-    if used.checked_add(requested).map_or(true, |total| total > limit) {
+    if used.checked_add(requested).is_none_or(|total| total > limit) {
         Err(AppError::plan_limit(name, format!("the plan allows {limit}, {used} already used")))
     } else {
         Ok(())

@@ -313,7 +313,7 @@ pub fn replay<'a>(
         }
         state.apply(&e.kind, &e.payload);
         seq = e.seq;
-        if every > 0 && seq % every == 0 && from.map_or(true, |c| c.seq < seq) {
+        if every > 0 && seq % every == 0 && from.is_none_or(|c| c.seq < seq) {
             new_checkpoints.push(Checkpoint::of(seq, state.clone()));
         }
     }
