@@ -12,6 +12,12 @@ if ! rustup target list --installed 2>/dev/null | grep -q '^wasm32-unknown-unkno
   rustup target add wasm32-unknown-unknown
 fi
 
+# npm test lints with clippy (no unwrap, expect or panic outside tests).
+if ! cargo clippy --version >/dev/null 2>&1; then
+  step "rust component clippy"
+  rustup component add clippy
+fi
+
 WORKER_BUILD_VERSION=0.8.7
 if ! worker-build --version 2>/dev/null | grep -q "$WORKER_BUILD_VERSION"; then
   step "worker-build $WORKER_BUILD_VERSION"

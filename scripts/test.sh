@@ -15,6 +15,11 @@ node scripts/find-browser.mjs >/dev/null
 t1=$(date +%s)
 echo "== cargo test (native core)"
 PROPTEST_CASES="${PROPTEST_CASES:-256}" cargo test --lib --quiet
+# No unwrap, expect or panic reachable outside tests (src/lib.rs denies them):
+# a panic would reset the worker's wasm instance and its Durable Objects.
+echo "== clippy (worker and browser builds)"
+cargo clippy --lib --quiet --target wasm32-unknown-unknown
+cargo clippy --lib --quiet --target wasm32-unknown-unknown --no-default-features --features browser
 
 t2=$(date +%s)
 echo "== build"

@@ -44,6 +44,21 @@
 //! the server runs: a drift between them cannot happen, and
 //! `tests/core-browser.test.mjs` proves it on 200 random streams.
 
+// A panic in the worker resets the wasm instance and every Durable Object in
+// it: outside tests, nothing may unwrap, expect or panic (`cargo clippy`, run
+// by `npm test`, refuses the build otherwise). Failures are `AppError`s.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::todo,
+        clippy::unimplemented,
+        clippy::unreachable
+    )
+)]
+
 pub mod ai;
 pub mod archive;
 pub mod canonical;

@@ -220,7 +220,7 @@ async fn read(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
         requeue_stale(&ctx.env, &db, Some(id), ctx.now_ms).await?;
     }
     let mut v = job_json(&job);
-    v["dead_lettered"] = json!(letters.is_some_and(|l| l.n > 0));
+    super::http::set_field(&mut v, "dead_lettered", json!(letters.is_some_and(|l| l.n > 0)));
     ok(v)
 }
 

@@ -218,3 +218,11 @@ pub fn path_id<'a>(raw: &'a str, what: &str) -> AppResult<&'a str> {
         Err(AppError::not_found(what))
     }
 }
+
+/// Add a field to a response body built as a JSON object. `IndexMut` on a
+/// `Value` would panic on anything else; this never does.
+pub fn set_field(body: &mut serde_json::Value, key: &str, value: serde_json::Value) {
+    if let Some(object) = body.as_object_mut() {
+        object.insert(key.to_owned(), value);
+    }
+}

@@ -575,9 +575,9 @@ async fn queue(ctx: &mut Ctx) -> AppResult<Response> {
                 market::available_decisions(r.status(), &actor, &r.facts()).into_iter().map(|d| d.as_str()).collect();
             (!decisions.is_empty()).then(|| {
                 let mut v = listing_json(r);
-                v["available_decisions"] = json!(decisions);
+                super::http::set_field(&mut v, "available_decisions", json!(decisions));
                 if let (Some(decision), Some(actor)) = (&r.last_decision, &r.last_actor) {
-                    v["last_decision"] = json!({"decision": decision, "actor": actor});
+                    super::http::set_field(&mut v, "last_decision", json!({"decision": decision, "actor": actor}));
                 }
                 v
             })
