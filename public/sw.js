@@ -16,16 +16,16 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "0f073926f9";
+const VERSION = "05731d0d0d";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const REFERENCE = "dropple-reference-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
   "/css/app.css?v=f7ae708f13", "/manifest.webmanifest", "/icon.svg",
-  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=97928c513c", "/js/core.js?v=f3953e2d53",
-  "/core/dropple_core.js?v=5ba657717b", "/core/dropple_core_bg.wasm?v=5ba657717b",
-  "/js/home.js?v=c373d17f34", "/js/teach.js?v=efe162ed95", "/js/learn.js?v=1977848481", "/js/author.js?v=a5b0052d51", "/js/market.js?v=abe947f654", "/js/verify.js?v=7308757630", "/js/replay.js?v=7cce487bad",
+  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=af4a5d9f69", "/js/core.js?v=3bb8466f5c",
+  "/core/dropple_core.js?v=5db7082750", "/core/dropple_core_bg.wasm?v=5db7082750",
+  "/js/home.js?v=c373d17f34", "/js/teach.js?v=8169316321", "/js/learn.js?v=91c6a86ef4", "/js/author.js?v=6bb22cdb08", "/js/market.js?v=abe947f654", "/js/verify.js?v=412a8041b0", "/js/replay.js?v=12d70b2f42",
 ];
 const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;

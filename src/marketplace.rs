@@ -3,6 +3,7 @@
 //! generation-stamped KV cache keys. Pure: no I/O, no clock (`now_ms` is a
 //! parameter); the edge loads rows from D1, calls in here and persists.
 
+use crate::canonical::sha256_hex;
 use crate::error::{AppError, AppResult};
 use crate::identity::{is_valid_id, Role};
 use crate::policy::{self, Action, Scope};
@@ -10,7 +11,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 fn field(message: impl Into<String>) -> AppError {
     AppError::bad_request("invalid_field", message)
@@ -679,10 +679,6 @@ pub fn viewer_scope(viewer_org: Option<&str>) -> String {
     }
 }
 
-fn sha256_hex(s: &str) -> String {
-    hex::encode(Sha256::digest(s.as_bytes()))
-}
-
 /// A key segment: kept readable when short and safe, else `~` + sha256 (`~`
 /// is never in a readable one, so the two forms cannot collide); every key
 /// stays far below KV's 512-byte limit.
@@ -690,7 +686,7 @@ fn segment(s: &str) -> String {
     if s.len() <= 80 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) {
         s.to_string()
     } else {
-        format!("~{}", sha256_hex(s))
+        format!("~{}", sha256_hex(s.as_bytes()))
     }
 }
 
@@ -706,7 +702,7 @@ pub fn list_cache_key(viewer_scope: &str, query: &Query) -> String {
         query.cursor.as_ref().map(Cursor::encode),
     ])
     .to_string();
-    format!("{KEY_PREFIX}:list:{}:{}", segment(viewer_scope), sha256_hex(&canonical))
+    format!("{KEY_PREFIX}:list:{}:{}", segment(viewer_scope), sha256_hex(canonical.as_bytes()))
 }
 
 /// `mkt:v1:detail:{listing_id}:{scope}`.
