@@ -4,9 +4,9 @@
 // server's (what learners see), never a local guess.
 
 import { api, claims, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=af4a5d9f69";
+import { ClassroomClient } from "./classroom-client.js?v=a2d0f755fb";
 import { renderCanvas } from "./canvas.js?v=cc346232db";
-import { describeItems, lessonFrames } from "./core.js?v=3bb8466f5c";
+import { describeItems, lessonFrames } from "./core.js?v=f2741536f0";
 import { shell, $, h, say, params, icon } from "./ui.js?v=f44cea9744";
 
 const SAVED = "dropple.teach.sessions";
@@ -149,7 +149,7 @@ function attach(s) {
     },
     onAnswerKey: (answers) => {
       answerKey = answers;
-      if (client?.state) { renderQuiz(); renderStudents(); }
+      if (client?.state) { const summary = classSummary(); renderQuiz(summary); renderStudents(summary); }
     },
     onStatus: (st, detail) => {
       if (st !== "live" && st !== "paused") movesInFlight = []; // a dropped socket loses what it had not sent back
@@ -204,8 +204,9 @@ function render(state) {
   showFrame(step, state);
   markThumb(step);
   renderQuestions(state);
-  renderQuiz();
-  renderStudents();
+  const summary = classSummary(); // one fold call per render for both panels
+  renderQuiz(summary);
+  renderStudents(summary);
 }
 
 // Slide thumbnails: each step's frame, folded by the core and drawn small
@@ -265,8 +266,8 @@ function classSummary() {
 
 // Who is here and who answered what: the roster (connected learners) and
 // everyone the session's state names (responders, askers), present or not.
-function renderStudents() {
-  const { learners } = classSummary();
+function renderStudents(summary = classSummary()) {
+  const { learners } = summary;
   const quiz = artifact?.quiz || [];
   const number = new Map(quiz.map((q, i) => [q.id, i]));
   const list = $("#students");
@@ -388,14 +389,14 @@ function renderQuestions(state) {
   }
 }
 
-function renderQuiz() {
+function renderQuiz(summary = classSummary()) {
   const box = $("#quiz");
   const quiz = artifact?.quiz || [];
   if (!quiz.length) {
     box.replaceChildren(h("p", { class: "hint" }, "This lesson has no quiz."));
     return;
   }
-  const tally = classSummary().quiz;
+  const tally = summary.quiz;
   box.replaceChildren(...quiz.map((q) => {
     const { counts = [], responses: total = 0, answer = null } = tally[q.id] || {};
     const rows = q.choices.flatMap((choice, i) => {

@@ -35,6 +35,9 @@ const OUTBOX_DELAY_MS: i64 = 100;
 /// (or a deploy dropping N sockets) cost N² sends.
 const PRESENCE_DELAY_MS: i64 = 100;
 
+/// One open SSE stream's sending end.
+type SseSender = UnboundedSender<std::result::Result<Vec<u8>, worker::Error>>;
+
 #[durable_object]
 pub struct Classroom {
     state: State,
@@ -43,7 +46,7 @@ pub struct Classroom {
     /// handlers take `&self`; never borrowed across an `.await`.
     session: RefCell<Option<SessionState>>,
     /// Open SSE streams. They keep the object awake, so memory is fine here.
-    sse: RefCell<Vec<UnboundedSender<std::result::Result<Vec<u8>, worker::Error>>>>,
+    sse: RefCell<Vec<SseSender>>,
     /// Sockets that said hello, with their role: derived from the attachments
     /// (the truth, which survive hibernation) once per wake-up, then kept in
     /// step on hello and close. Without it every broadcast would deserialize

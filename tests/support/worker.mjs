@@ -12,16 +12,34 @@ export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const WRANGLER = join(ROOT, "node_modules", ".bin", "wrangler");
 const ENV = { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true", NO_COLOR: "1" };
 
-export function freePort() {
-  return new Promise((resolve, reject) => {
+// Ports are drawn from 20000–31999, below the ephemeral ranges of Linux
+// (32768–60999) and macOS (49152–65535): a port the OS hands to some socket
+// bound to port 0 (wrangler and workerd open several while starting) can
+// then never be the one just checked free for us. A port is handed out once
+// per process, so two workers of one test file never share one.
+const PORT_LOW = 20000, PORT_SPAN = 12000;
+const handedOut = new Set();
+
+function canListen(port) {
+  return new Promise((resolve) => {
     const srv = createServer();
     srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
+    srv.once("error", () => resolve(false));
+    srv.listen(port, "127.0.0.1", () => srv.close(() => resolve(true)));
   });
+}
+
+/** A loopback port nothing listens on, outside the ephemeral range. */
+export async function freePort() {
+  for (let tries = 0; tries < 500; tries++) {
+    const port = PORT_LOW + Math.floor(Math.random() * PORT_SPAN);
+    if (handedOut.has(port)) continue;
+    if (await canListen(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error(`no free loopback port in ${PORT_LOW}-${PORT_LOW + PORT_SPAN - 1}`);
 }
 
 /** Apply the D1 migrations to a new persistence directory. Under `npm test`,
