@@ -5,7 +5,7 @@
 
 use super::edge_cache::{self, Entry, Family, NO_STORE};
 use super::http::{allow, created, ok, path_id, Ctx};
-use super::lessons::{self, LessonRow};
+use super::lessons;
 use super::runs::{self, Appended, RunRow};
 use super::store::Db;
 use super::store::{self, i, t, u};
@@ -17,6 +17,7 @@ use crate::identity::Claims;
 use crate::policy::{self, Action, Scope};
 use crate::run::{rfc3339_ms, NewEvent};
 use serde_json::{json, Value};
+use std::rc::Rc;
 use worker::{Method, Response};
 
 store::d1_row! {
@@ -29,6 +30,8 @@ store::d1_row! {
         learner_org: String,
         lesson_id: String,
         version: u32,
+        /// The version's artifact (content-addressed: the quiz to grade by).
+        sha256: String,
         run_id: String,
         submitted: u32,
         score: Option<f64>,
@@ -103,7 +106,22 @@ fn issuer_name(ctx: &Ctx) -> String {
 fn signing_key(ctx: &Ctx) -> AppResult<IssuerKey> {
     let secret = ctx.var("CERT_SIGNING_KEY").ok_or_else(|| AppError::internal("CERT_SIGNING_KEY is not set"))?;
     let key_id = ctx.var("CERT_KEY_ID").unwrap_or_else(|| "key-1".into());
-    IssuerKey::parse(&secret, &key_id).map_err(|e| AppError::internal(format!("CERT_SIGNING_KEY: {e}")))
+    let kept = PARSED_KEY.with(|k| {
+        k.borrow().as_ref().filter(|(s, id, _)| *s == secret && *id == key_id).map(|(_, _, key)| key.clone())
+    });
+    if let Some(key) = kept {
+        return Ok(key);
+    }
+    let key = IssuerKey::parse(&secret, &key_id).map_err(|e| AppError::internal(format!("CERT_SIGNING_KEY: {e}")))?;
+    PARSED_KEY.with(|k| *k.borrow_mut() = Some((secret, key_id, key.clone())));
+    Ok(key)
+}
+
+thread_local! {
+    /// The signing key as last parsed, with the secret and key id it came
+    /// from: deriving the public half is a scalar multiplication, as costly
+    /// as the signature itself, and the secret rarely changes.
+    static PARSED_KEY: std::cell::RefCell<Option<(String, String, IssuerKey)>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Every key the issuer publishes: the signing key, then the retired keys of
@@ -126,7 +144,7 @@ pub async fn issuer(ctx: &mut Ctx) -> AppResult<Response> {
 async fn load_attempt(db: &Db, id: &str) -> AppResult<AttemptRow> {
     store::first(
         db,
-        "SELECT id, org, learner_id, COALESCE(learner_org, org) AS learner_org, lesson_id, version, run_id, submitted, score, passed, certificate_id FROM attempts WHERE id = ?1",
+        "SELECT id, org, learner_id, COALESCE(learner_org, org) AS learner_org, lesson_id, version, sha256, run_id, submitted, score, passed, certificate_id FROM attempts WHERE id = ?1",
         &[t(id)],
     )
     .await?
@@ -159,8 +177,13 @@ fn derived_id(seed: &str) -> String {
 
 /// Every event of a run up to `to`, page by page.
 async fn all_events(db: &Db, run_id: &str, to: u64) -> AppResult<Vec<crate::run::Event>> {
+    events_between(db, run_id, 0, to).await
+}
+
+/// Events with `after < seq <= to`, in order.
+async fn events_between(db: &Db, run_id: &str, after: u64, to: u64) -> AppResult<Vec<crate::run::Event>> {
     let mut events = Vec::new();
-    let mut after = 0;
+    let mut after = after;
     loop {
         let page = runs::events_page(db, run_id, after, to, 1000).await?;
         let full = page.len() == 1000;
@@ -203,15 +226,33 @@ async fn start(ctx: &mut Ctx) -> AppResult<Response> {
     if lesson.org != claims.org && !lessons::is_public(&db, &lesson_id, version).await? {
         return Err(AppError::not_found("lesson"));
     }
-    let run_id = runs::insert_run(&db, &lesson.org, "attempt", &claims.sub, ctx.now_ms).await?;
+    let run_id = runs::new_id();
     let id = runs::new_id();
-    store::run(
-        &db,
-        "INSERT INTO attempts (id, org, learner_id, learner_org, lesson_id, version, sha256, run_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        &[t(&id), t(&lesson.org), t(&claims.sub), t(&claims.org), t(&lesson_id), i(version), t(&row.sha256), t(&run_id), i(ctx.now_ms)],
-    )
+    // The run and the attempt that owns it, in one batch.
+    db.batch(vec![
+        runs::insert_run_stmt(&db, &run_id, &lesson.org, "attempt", &claims.sub, ctx.now_ms)?,
+        store::stmt(
+            &db,
+            "INSERT INTO attempts (id, org, learner_id, learner_org, lesson_id, version, sha256, run_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            &[t(&id), t(&lesson.org), t(&claims.sub), t(&claims.org), t(&lesson_id), i(version), t(&row.sha256), t(&run_id), i(ctx.now_ms)],
+        )?,
+    ])
     .await?;
-    let a = load_attempt(&db, &id).await?;
+    runs::run_inserted(&run_id);
+    let a = AttemptRow {
+        id: id.clone(),
+        org: lesson.org.clone(),
+        learner_id: claims.sub.clone(),
+        learner_org: claims.org.clone(),
+        lesson_id: lesson_id.clone(),
+        version,
+        sha256: row.sha256.clone(),
+        run_id: run_id.clone(),
+        submitted: 0,
+        score: None,
+        passed: None,
+        certificate_id: None,
+    };
     append(
         &db,
         &a,
@@ -223,13 +264,9 @@ async fn start(ctx: &mut Ctx) -> AppResult<Response> {
     created(json!({"attempt_id": id, "run_id": run_id, "lesson_id": lesson_id, "version": version}))
 }
 
-async fn artifact_of(ctx: &Ctx, db: &Db, a: &AttemptRow) -> AppResult<(LessonRow, crate::lesson::Artifact)> {
-    let lesson =
-        lessons::load_lesson(db, &a.lesson_id).await?.ok_or_else(|| AppError::internal("attempt's lesson missing"))?;
-    let row = lessons::load_version(db, &a.lesson_id, a.version)
-        .await?
-        .ok_or_else(|| AppError::internal("attempt's version missing"))?;
-    Ok((lesson, lessons::fetch_artifact(ctx, &row).await?))
+/// The attempt's quiz: the artifact it started on, by its hash.
+async fn artifact_of(ctx: &Ctx, a: &AttemptRow) -> AppResult<Rc<crate::lesson::Artifact>> {
+    lessons::artifact(ctx, &a.sha256, &lessons::artifact_key(&a.sha256)).await
 }
 
 async fn answer(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
@@ -246,7 +283,7 @@ async fn answer(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
         .and_then(Value::as_str)
         .ok_or_else(|| AppError::bad_request("invalid_field", "question_id: required string"))?;
     let given = body.get("answer").ok_or_else(|| AppError::bad_request("invalid_field", "answer: required"))?;
-    let (_, artifact) = artifact_of(ctx, &db, &a).await?;
+    let artifact = artifact_of(ctx, &a).await?;
     let item = artifact.quiz.iter().find(|q| q.id == question_id).ok_or_else(|| {
         AppError::unprocessable("unknown_question", format!("question_id: {question_id} is not in this lesson's quiz"))
     })?;
@@ -259,16 +296,45 @@ async fn answer(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     // Answers may be changed (the latest counts), within a bound: the run is
     // the evidence a certificate hashes. The run holds attempt.started + answers.
     let limit = grading::answer_event_limit(artifact.quiz.len());
-    if runs::last_seq(&db, &a.run_id).await? > limit {
-        return Err(AppError::unprocessable(
-            "too_many_answers",
-            format!(
-                "this attempt already holds {limit} answers, the most one attempt may give; submit it or start another"
-            ),
-        ));
-    }
-    let seq =
-        append(&db, &a, "attempt.answered", json!({"question_id": question_id, "choice": choice}), ctx.now_ms).await?;
+    let event = NewEvent {
+        id: runs::new_id(),
+        kind: "attempt.answered".into(),
+        payload: json!({"question_id": question_id, "choice": choice}),
+    };
+    // The head this isolate last wrote answers the bound without a read when
+    // the append is pinned to it: it lands only if that is still the head.
+    let pinned = match runs::known_head(&a.run_id).filter(|head| *head <= limit) {
+        Some(head) => match runs::append_events(
+            &db,
+            &attempt_run(&a),
+            &a.learner_id,
+            std::slice::from_ref(&event),
+            Some(head),
+            ctx.now_ms,
+        )
+        .await
+        {
+            Ok(appended) => Some(appended),
+            Err(e) if e.code() == "seq_conflict" => None,
+            Err(e) => return Err(e),
+        },
+        None => None,
+    };
+    let appended = match pinned {
+        Some(appended) => appended,
+        None => {
+            if runs::last_seq(&db, &a.run_id).await? > limit {
+                return Err(AppError::unprocessable(
+                    "too_many_answers",
+                    format!(
+                        "this attempt already holds {limit} answers, the most one attempt may give; submit it or start another"
+                    ),
+                ));
+            }
+            runs::append_events(&db, &attempt_run(&a), &a.learner_id, &[event], None, ctx.now_ms).await?
+        }
+    };
+    let (Appended::New { last_seq: seq, .. } | Appended::AlreadyThere { last_seq: seq, .. }) = appended;
     created(json!({"attempt_id": id, "question_id": question_id, "choice": choice, "seq": seq}))
 }
 
@@ -303,18 +369,22 @@ async fn submit(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
         // Submitting again answers the first result and never issues again.
         return ok(submit_json(&a, None, None, true));
     }
-    let (lesson, artifact) = artifact_of(ctx, &db, &a).await?;
+    let artifact = artifact_of(ctx, &a).await?;
     let events = all_events(&db, &a.run_id, i64::MAX as u64).await?;
     let answers = grading::answers_from_events(&events);
     let grade = grading::grade(&artifact.quiz, &answers, artifact.pass_threshold);
     // Flips to submitted exactly once: a concurrent or retried submit keeps the first grade.
-    store::run(
+    let flipped: Option<AttemptRow> = store::first(
         &db,
-        "UPDATE attempts SET submitted = 1, score = ?2, passed = ?3 WHERE id = ?1 AND submitted = 0",
+        "UPDATE attempts SET submitted = 1, score = ?2, passed = ?3 WHERE id = ?1 AND submitted = 0 RETURNING id, org, learner_id, COALESCE(learner_org, org) AS learner_org, lesson_id, version, sha256, run_id, submitted, score, passed, certificate_id",
         &[t(id), store::Arg::Real(grade.score), i(grade.passed as i64)],
     )
     .await?;
-    let a = load_attempt(&db, id).await?;
+    // Not flipped here: an earlier submit did, and its grade stands.
+    let mut a = match flipped {
+        Some(a) => a,
+        None => load_attempt(&db, id).await?,
+    };
     let passed = a.passed.is_some_and(|p| p != 0);
     let score = a.score.unwrap_or(grade.score);
     let certificate_id = passed.then(|| derived_id(&format!("certificate:{}", a.id)));
@@ -334,12 +404,20 @@ async fn submit(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
         Appended::New { last_seq, .. } | Appended::AlreadyThere { last_seq, .. } => last_seq,
     };
     if let (Some(cert_id), None) = (&certificate_id, &a.certificate_id) {
-        // The evidence covers exactly events 1..=last_seq (the graded event).
-        let covered = all_events(&db, &a.run_id, last_seq).await?;
+        // The evidence covers exactly events 1..=last_seq (the graded event):
+        // those read above, then the rest (ours, and any answer that landed
+        // before answers closed).
+        let mut covered = events;
+        let read_to = covered.last().map_or(0, |e| e.seq);
+        covered.extend(events_between(&db, &a.run_id, read_to, last_seq).await?);
+        covered.truncate(covered.partition_point(|e| e.seq <= last_seq));
         let events_sha256 = canonical_sha256(&serde_json::to_value(&covered).unwrap_or(Value::Null));
-        issue(ctx, &db, &a, &lesson, &artifact, cert_id, score, last_seq, &events_sha256).await?;
+        issue(ctx, &db, &a, &artifact, cert_id, score, last_seq, &events_sha256).await?;
     }
-    let a = load_attempt(&db, id).await?;
+    // Issued (here or by a concurrent submit: the id is derived, so the same).
+    if certificate_id.is_some() {
+        a.certificate_id = certificate_id;
+    }
     let mut body = submit_json(&a, Some(grade.correct), Some(grade.total), false);
     // Additive: the pass mark and what was right, for the learner's feedback.
     super::http::set_field(&mut body, "pass_threshold", json!(artifact.pass_threshold));
@@ -352,7 +430,6 @@ async fn issue(
     ctx: &Ctx,
     db: &Db,
     a: &AttemptRow,
-    lesson: &LessonRow,
     artifact: &crate::lesson::Artifact,
     cert_id: &str,
     score: f64,
@@ -414,7 +491,7 @@ async fn issue(
                 "UPDATE attempts SET certificate_id = ?2 WHERE id = ?1 AND certificate_id IS NULL",
                 &[t(&a.id), t(cert_id)],
             )?,
-            store::audit_stmt(db, &lesson.org, ctx.now_ms, &a.learner_id, "certificate.issued", cert_id, &json!({"attempt_id": a.id, "lesson_id": a.lesson_id, "version": a.version}))?,
+            store::audit_stmt(db, &a.org, ctx.now_ms, &a.learner_id, "certificate.issued", cert_id, &json!({"attempt_id": a.id, "lesson_id": a.lesson_id, "version": a.version}))?,
         ];
         match db.batch(stmts).await.map_err(AppError::from) {
             Ok(_) => return Ok(()),

@@ -13,6 +13,9 @@ use crate::identity::Claims;
 use crate::lesson::{self, Artifact, Draft, Source};
 use crate::policy::{self, Action, Scope};
 use serde_json::{json, Value};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
 use worker::{Bucket, Conditional, HttpMetadata, Method, Range, Response};
 
 const IMMUTABLE_PRIVATE: &str = "private, max-age=31536000, immutable";
@@ -164,20 +167,71 @@ pub async fn is_public(db: &Db, id: &str, version: u32) -> AppResult<bool> {
     Ok(row.is_some_and(|r| r.n > 0))
 }
 
-pub async fn fetch_artifact(ctx: &Ctx, row: &VersionRow) -> AppResult<Artifact> {
-    ctx.meter.r2_op();
-    fetch_artifact_env(&ctx.env, row).await
+pub async fn fetch_artifact(ctx: &Ctx, row: &VersionRow) -> AppResult<Rc<Artifact>> {
+    artifact(ctx, &row.sha256, &row.r2_key).await
 }
 
-pub async fn fetch_artifact_env(env: &worker::Env, row: &VersionRow) -> AppResult<Artifact> {
+/// The artifact with this sha256 (stored at `r2_key`), counted as an R2
+/// operation for `Server-Timing` only when it is really read from R2.
+pub async fn artifact(ctx: &Ctx, sha256: &str, r2_key: &str) -> AppResult<Rc<Artifact>> {
+    if let Some(hit) = cached_artifact(sha256) {
+        return Ok(hit);
+    }
+    ctx.meter.r2_op();
+    read_artifact(&ctx.env, sha256, r2_key).await
+}
+
+/// Where a version's artifact lives: it is content-addressed.
+pub fn artifact_key(sha256: &str) -> String {
+    format!("artifacts/{sha256}.json")
+}
+
+pub async fn fetch_artifact_env(env: &worker::Env, row: &VersionRow) -> AppResult<Rc<Artifact>> {
+    match cached_artifact(&row.sha256) {
+        Some(hit) => Ok(hit),
+        None => read_artifact(env, &row.sha256, &row.r2_key).await,
+    }
+}
+
+thread_local! {
+    /// Artifacts this isolate has read, by sha256. An artifact is
+    /// content-addressed and never changes, so the copy is the artifact:
+    /// every answer and submit of an attempt needs its quiz, and reading
+    /// and parsing it from R2 each time was most of their work.
+    static ARTIFACTS_READ: RefCell<BTreeMap<String, Rc<Artifact>>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+/// Artifacts kept per isolate before it starts over (each is at most a
+/// request body, 1 MB; most are a few KB).
+const ARTIFACTS_KEPT: usize = 32;
+
+fn cached_artifact(sha256: &str) -> Option<Rc<Artifact>> {
+    ARTIFACTS_READ.with(|a| a.borrow().get(sha256).cloned())
+}
+
+async fn read_artifact(env: &worker::Env, sha256: &str, r2_key: &str) -> AppResult<Rc<Artifact>> {
     let obj = env
         .bucket(ARTIFACTS)?
-        .get(&row.r2_key)
+        .get(r2_key)
         .execute()
         .await?
-        .ok_or_else(|| AppError::internal(format!("artifact {} missing from R2", row.r2_key)))?;
+        .ok_or_else(|| AppError::internal(format!("artifact {r2_key} missing from R2")))?;
     let text = obj.body().ok_or_else(|| AppError::internal("artifact without body"))?.text().await?;
-    serde_json::from_str(&text).map_err(|e| AppError::internal(format!("stored artifact unreadable: {e}")))
+    let artifact: Artifact =
+        serde_json::from_str(&text).map_err(|e| AppError::internal(format!("stored artifact unreadable: {e}")))?;
+    let artifact = Rc::new(artifact);
+    // Kept only under the hash it says it has: a different object at the
+    // key is served as stored but never cached for the hash asked for.
+    if artifact.sha256 == sha256 {
+        ARTIFACTS_READ.with(|a| {
+            let mut a = a.borrow_mut();
+            if a.len() >= ARTIFACTS_KEPT {
+                a.clear();
+            }
+            a.insert(sha256.to_owned(), artifact.clone());
+        });
+    }
+    Ok(artifact)
 }
 
 /// Who is reading a version, and whether the version is publicly readable
@@ -257,7 +311,7 @@ async fn store_version(
     let created_at = crate::run::rfc3339_ms(ctx.now_ms);
     let artifact = Artifact::new(draft, lesson_id, version, &claims.sub, &claims.org, &created_at, source);
     let bytes = serde_json::to_vec(&artifact).map_err(|e| AppError::internal(e.to_string()))?;
-    let key = format!("artifacts/{}.json", artifact.sha256);
+    let key = artifact_key(&artifact.sha256);
     // Create-only: an existing key is never overwritten (and, being
     // content-addressed, would hold these very bytes).
     bucket(ctx)?
@@ -508,7 +562,7 @@ async fn read_version(ctx: &mut Ctx, id: &str, version: u32) -> AppResult<Respon
     }
     let artifact = fetch_artifact(ctx, &row).await?;
     let body =
-        if full { serde_json::to_value(&artifact).unwrap_or(Value::Null) } else { artifact.without_answer_key() };
+        if full { serde_json::to_value(&*artifact).unwrap_or(Value::Null) } else { artifact.without_answer_key() };
     immutable_json(ctx, &body, &row.sha256, private)
 }
 

@@ -177,13 +177,37 @@ pub fn new_id() -> String {
 /// Create a run row. Used by the API and by sessions and attempts.
 pub async fn insert_run(db: &Db, org: &str, kind: &str, creator: &str, now_ms: i64) -> AppResult<String> {
     let id = new_id();
-    store::run(
+    db.batch(vec![insert_run_stmt(db, &id, org, kind, creator, now_ms)?]).await?;
+    run_inserted(&id);
+    Ok(id)
+}
+
+/// The run's last seq as this isolate's own last append left it: a hint,
+/// for an append pinned to it (`expected_seq`), which lands only if true.
+pub fn known_head(id: &str) -> Option<u64> {
+    known(id, |k| k.head.as_ref().map(|(seq, _)| *seq))
+}
+
+/// A run this isolate has just inserted holds no event: its first append
+/// needs no read of the head.
+pub fn run_inserted(id: &str) {
+    remember(id, |k| k.head = Some((0, chain::GENESIS.to_owned())));
+}
+
+/// The insert of a new run, to go in a batch with what the run belongs to.
+pub fn insert_run_stmt(
+    db: &Db,
+    id: &str,
+    org: &str,
+    kind: &str,
+    creator: &str,
+    now_ms: i64,
+) -> AppResult<worker::D1PreparedStatement> {
+    store::stmt(
         db,
         "INSERT INTO runs (id, org, kind, creator, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        &[t(&id), t(org), t(kind), t(creator), i(now_ms)],
+        &[t(id), t(org), t(kind), t(creator), i(now_ms)],
     )
-    .await?;
-    Ok(id)
 }
 
 async fn create(ctx: &mut Ctx) -> AppResult<Response> {
