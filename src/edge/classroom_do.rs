@@ -17,6 +17,7 @@ use futures_channel::mpsc::{unbounded, UnboundedSender};
 use serde::Deserialize;
 use serde_json::json;
 use std::cell::RefCell;
+use std::rc::Rc;
 use worker::{
     durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, SqlStorageValue, State, WebSocket,
     WebSocketIncomingMessage, WebSocketPair,
@@ -59,6 +60,9 @@ pub struct Classroom {
     /// storage round trips when an alarm due soon enough is already set, and
     /// the `get_alarm` when none is.
     alarm: std::cell::Cell<Alarm>,
+    /// The quiz's answer key, written once when the session opens: read
+    /// from storage once per wake-up, not on every response.
+    answer_key: RefCell<Option<Option<Rc<classroom::AnswerKey>>>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -344,13 +348,25 @@ impl Classroom {
         if !responded {
             return None;
         }
-        classroom::quiz_feedback(&self.answer_key()?, effects, &peer.conn.who().user_id)
+        let key = self.answer_key()?;
+        classroom::quiz_feedback(&key, effects, &peer.conn.who().user_id)
     }
 
     /// `None` for sessions opened before keys were kept, and for empty quizzes.
-    fn answer_key(&self) -> Option<classroom::AnswerKey> {
-        let key: classroom::AnswerKey = serde_json::from_str(&self.meta("answer_key").ok()??).ok()?;
-        (!key.is_empty()).then_some(key)
+    fn answer_key(&self) -> Option<Rc<classroom::AnswerKey>> {
+        if let Some(kept) = self.answer_key.borrow().as_ref() {
+            return kept.clone();
+        }
+        let stored = self.meta("answer_key").ok()?;
+        let key = stored
+            .and_then(|text| serde_json::from_str::<classroom::AnswerKey>(&text).ok())
+            .filter(|key| !key.is_empty())
+            .map(Rc::new);
+        // Kept once the session exists; before that the key may still come.
+        if self.session.borrow().is_some() {
+            *self.answer_key.borrow_mut() = Some(key.clone());
+        }
+        key
     }
 
     fn send(ws: &WebSocket, msg: &ServerMsg) {
@@ -709,6 +725,7 @@ impl DurableObject for Classroom {
             connected: RefCell::new(None),
             presence_sent: std::cell::Cell::new(None),
             alarm: std::cell::Cell::new(Alarm::Unknown),
+            answer_key: RefCell::new(None),
         }
     }
 
@@ -819,7 +836,7 @@ impl DurableObject for Classroom {
             if role == Role::Teacher {
                 Self::send(&ws, &self.roster());
                 if let Some(answers) = self.answer_key() {
-                    Self::send(&ws, &ServerMsg::AnswerKey { answers });
+                    Self::send(&ws, &ServerMsg::AnswerKey { answers: (*answers).clone() });
                 }
             }
         }

@@ -24,6 +24,7 @@ use worker::{
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, wctx: Context) -> worker::Result<Response> {
     let started = worker::Date::now().as_millis();
+    let running = request_log::Running::start();
     let method = req.method().to_string();
     let mut ctx = match Ctx::new(req, env, wctx) {
         Ok(c) => c,
@@ -53,17 +54,72 @@ async fn fetch(req: Request, env: Env, wctx: Context) -> worker::Result<Response
         }
     }
     // One structured line per request: ids only, never personal data.
-    worker::console_log!(
-        "{}",
-        serde_json::json!({
+    running.line(
+        &serde_json::json!({
             "method": method,
             "route": route_name(&ctx.path),
             "status": response.status_code(),
             "ms": elapsed,
             "org": ctx.log_org,
         })
+        .to_string(),
     );
     Ok(response)
+}
+
+/// The request log's lines wait while other requests of this isolate are
+/// still running, and go out in one console call when the last of them
+/// ends (or 16 KB are waiting): alone, a request's line goes out as it
+/// ends; under load one call carries many lines. Each console call cost
+/// the isolate's one thread ~0.6 ms under `wrangler dev`, 13 % of its CPU
+/// in the class load of BENCHMARKS.md.
+mod request_log {
+    use std::cell::{Cell, RefCell};
+
+    thread_local! {
+        static RUNNING: Cell<u32> = const { Cell::new(0) };
+        static WAITING: RefCell<String> = const { RefCell::new(String::new()) };
+    }
+
+    const MAX_WAITING_BYTES: usize = 16 * 1024;
+
+    /// One running request; dropping it (also when the request is cancelled)
+    /// ends it.
+    pub struct Running(());
+
+    impl Running {
+        pub fn start() -> Self {
+            RUNNING.with(|r| r.set(r.get() + 1));
+            Running(())
+        }
+
+        pub fn line(&self, line: &str) {
+            WAITING.with(|w| {
+                let mut w = w.borrow_mut();
+                if !w.is_empty() {
+                    w.push('\n');
+                }
+                w.push_str(line);
+            });
+        }
+    }
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let still_running = RUNNING.with(|r| {
+                let n = r.get().saturating_sub(1);
+                r.set(n);
+                n
+            });
+            WAITING.with(|w| {
+                let mut w = w.borrow_mut();
+                if !w.is_empty() && (still_running == 0 || w.len() >= MAX_WAITING_BYTES) {
+                    worker::console_log!("{}", w);
+                    w.clear();
+                }
+            });
+        }
+    }
 }
 
 /// `Server-Timing` (what the request cost: D1 statements and rows read, KV and

@@ -19,6 +19,7 @@ pub const HDR_ORG: &str = "x-dropple-org";
 pub const HDR_OBSERVER_LIMIT: &str = "x-dropple-observer-limit";
 
 store::d1_row! {
+    #[derive(Clone)]
     pub struct SessionRow {
         pub id: String,
         pub org: String,
@@ -80,11 +81,33 @@ pub async fn join(ctx: &mut Ctx, code: &str) -> AppResult<Response> {
 }
 
 pub async fn load_session(ctx: &Ctx, id: &str) -> AppResult<SessionRow> {
+    if let Some(kept) = SESSIONS_READ.with(|k| k.borrow().get(id).cloned()) {
+        return Ok(kept);
+    }
     let db = ctx.db()?;
-    store::first(&db, "SELECT id, org, teacher_id, run_id FROM sessions WHERE id = ?1", &[t(id)])
+    let row: SessionRow = store::first(&db, "SELECT id, org, teacher_id, run_id FROM sessions WHERE id = ?1", &[t(id)])
         .await?
-        .ok_or_else(|| AppError::not_found("session"))
+        .ok_or_else(|| AppError::not_found("session"))?;
+    SESSIONS_READ.with(|k| {
+        let mut k = k.borrow_mut();
+        if k.len() >= SESSIONS_KEPT {
+            k.clear();
+        }
+        k.insert(id.to_owned(), row.clone());
+    });
+    Ok(row)
 }
+
+thread_local! {
+    /// Session rows this isolate has read. What they hold (org, teacher,
+    /// run) never changes once written, and a class of a hundred joining
+    /// at once read the same row a hundred times.
+    static SESSIONS_READ: std::cell::RefCell<std::collections::BTreeMap<String, SessionRow>> =
+        const { std::cell::RefCell::new(std::collections::BTreeMap::new()) };
+}
+
+/// Session rows kept per isolate before it starts over.
+const SESSIONS_KEPT: usize = 1024;
 
 fn random_bytes() -> [u8; 16] {
     let mut b = [0u8; 16];
