@@ -13,8 +13,6 @@ use crate::identity::Claims;
 use crate::lesson::{self, Artifact, Draft, Source};
 use crate::policy::{self, Action, Scope};
 use serde_json::{json, Value};
-use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use worker::{Bucket, Conditional, HttpMetadata, Method, Range, Response};
 
@@ -35,6 +33,7 @@ const MEDIA_TYPES: &[&str] = &[
 ];
 
 store::d1_row! {
+    #[derive(Clone)]
     pub struct LessonRow {
         pub id: String,
         pub org: String,
@@ -44,7 +43,7 @@ store::d1_row! {
 }
 
 store::d1_row! {
-    #[derive(serde::Serialize)]
+    #[derive(Clone, serde::Serialize)]
     pub struct VersionRow {
         pub lesson_id: String,
         pub version: u32,
@@ -139,16 +138,32 @@ fn bucket(ctx: &Ctx) -> AppResult<Bucket> {
 }
 
 pub async fn load_lesson(db: &Db, id: &str) -> AppResult<Option<LessonRow>> {
-    store::first(db, "SELECT id, org, author_id, created_at FROM lessons WHERE id = ?1", &[t(id)]).await
+    if let Some(kept) = LESSONS_READ.with(|k| k.get(id)) {
+        return Ok(Some(kept));
+    }
+    let row: Option<LessonRow> =
+        store::first(db, "SELECT id, org, author_id, created_at FROM lessons WHERE id = ?1", &[t(id)]).await?;
+    if let Some(row) = &row {
+        LESSONS_READ.with(|k| k.keep(id.to_owned(), row.clone()));
+    }
+    Ok(row)
 }
 
 pub async fn load_version(db: &Db, id: &str, version: u32) -> AppResult<Option<VersionRow>> {
-    store::first(
+    let key = format!("{id}/{version}");
+    if let Some(kept) = VERSIONS_READ.with(|k| k.get(&key)) {
+        return Ok(Some(kept));
+    }
+    let row: Option<VersionRow> = store::first(
         db,
         "SELECT lesson_id, version, sha256, r2_key, title, summary, tags, step_count, quiz_count, created_at FROM lesson_versions WHERE lesson_id = ?1 AND version = ?2",
         &[t(id), i(version)],
     )
-    .await
+    .await?;
+    if let Some(row) = &row {
+        VERSIONS_READ.with(|k| k.keep(key, row.clone()));
+    }
+    Ok(row)
 }
 
 /// Whether this exact version is published publicly in the marketplace.
@@ -197,16 +212,17 @@ thread_local! {
     /// Artifacts this isolate has read, by sha256. An artifact is
     /// content-addressed and never changes, so the copy is the artifact:
     /// every answer and submit of an attempt needs its quiz, and reading
-    /// and parsing it from R2 each time was most of their work.
-    static ARTIFACTS_READ: RefCell<BTreeMap<String, Rc<Artifact>>> = const { RefCell::new(BTreeMap::new()) };
+    /// and parsing it from R2 each time was most of their work. (32: each
+    /// is at most a request body, 1 MB; most are a few KB.)
+    static ARTIFACTS_READ: store::Kept<Rc<Artifact>> = const { store::Kept::new(32) };
+    /// Lesson and version rows: neither table is ever updated (a new version
+    /// is a new row), so a row read once is the row.
+    static LESSONS_READ: store::Kept<LessonRow> = const { store::Kept::new(1024) };
+    static VERSIONS_READ: store::Kept<VersionRow> = const { store::Kept::new(1024) };
 }
 
-/// Artifacts kept per isolate before it starts over (each is at most a
-/// request body, 1 MB; most are a few KB).
-const ARTIFACTS_KEPT: usize = 32;
-
 fn cached_artifact(sha256: &str) -> Option<Rc<Artifact>> {
-    ARTIFACTS_READ.with(|a| a.borrow().get(sha256).cloned())
+    ARTIFACTS_READ.with(|a| a.get(sha256))
 }
 
 async fn read_artifact(env: &worker::Env, sha256: &str, r2_key: &str) -> AppResult<Rc<Artifact>> {
@@ -223,13 +239,7 @@ async fn read_artifact(env: &worker::Env, sha256: &str, r2_key: &str) -> AppResu
     // Kept only under the hash it says it has: a different object at the
     // key is served as stored but never cached for the hash asked for.
     if artifact.sha256 == sha256 {
-        ARTIFACTS_READ.with(|a| {
-            let mut a = a.borrow_mut();
-            if a.len() >= ARTIFACTS_KEPT {
-                a.clear();
-            }
-            a.insert(sha256.to_owned(), artifact.clone());
-        });
+        ARTIFACTS_READ.with(|a| a.keep(sha256.to_owned(), artifact.clone()));
     }
     Ok(artifact)
 }

@@ -81,20 +81,14 @@ pub async fn join(ctx: &mut Ctx, code: &str) -> AppResult<Response> {
 }
 
 pub async fn load_session(ctx: &Ctx, id: &str) -> AppResult<SessionRow> {
-    if let Some(kept) = SESSIONS_READ.with(|k| k.borrow().get(id).cloned()) {
+    if let Some(kept) = SESSIONS_READ.with(|k| k.get(id)) {
         return Ok(kept);
     }
     let db = ctx.db()?;
     let row: SessionRow = store::first(&db, "SELECT id, org, teacher_id, run_id FROM sessions WHERE id = ?1", &[t(id)])
         .await?
         .ok_or_else(|| AppError::not_found("session"))?;
-    SESSIONS_READ.with(|k| {
-        let mut k = k.borrow_mut();
-        if k.len() >= SESSIONS_KEPT {
-            k.clear();
-        }
-        k.insert(id.to_owned(), row.clone());
-    });
+    SESSIONS_READ.with(|k| k.keep(id.to_owned(), row.clone()));
     Ok(row)
 }
 
@@ -102,12 +96,8 @@ thread_local! {
     /// Session rows this isolate has read. What they hold (org, teacher,
     /// run) never changes once written, and a class of a hundred joining
     /// at once read the same row a hundred times.
-    static SESSIONS_READ: std::cell::RefCell<std::collections::BTreeMap<String, SessionRow>> =
-        const { std::cell::RefCell::new(std::collections::BTreeMap::new()) };
+    static SESSIONS_READ: store::Kept<SessionRow> = const { store::Kept::new(1024) };
 }
-
-/// Session rows kept per isolate before it starts over.
-const SESSIONS_KEPT: usize = 1024;
 
 fn random_bytes() -> [u8; 16] {
     let mut b = [0u8; 16];

@@ -42,6 +42,32 @@ impl Meter {
     }
 }
 
+/// What this isolate keeps of things that never change once written
+/// (content-addressed artifacts, the immutable columns of lesson, version
+/// and session rows), by key. Bounded: when full it starts over.
+pub struct Kept<V> {
+    map: std::cell::RefCell<std::collections::BTreeMap<String, V>>,
+    capacity: usize,
+}
+
+impl<V: Clone> Kept<V> {
+    pub const fn new(capacity: usize) -> Self {
+        Kept { map: std::cell::RefCell::new(std::collections::BTreeMap::new()), capacity }
+    }
+
+    pub fn get(&self, key: &str) -> Option<V> {
+        self.map.borrow().get(key).cloned()
+    }
+
+    pub fn keep(&self, key: String, value: V) {
+        let mut map = self.map.borrow_mut();
+        if map.len() >= self.capacity {
+            map.clear();
+        }
+        map.insert(key, value);
+    }
+}
+
 thread_local! {
     /// Development fault switch `d1_delay_ms`: a far primary, simulated. Kept
     /// in the isolate (not in D1) so that reading it is free.
