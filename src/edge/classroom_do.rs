@@ -52,7 +52,7 @@ pub struct Classroom {
     /// (the truth, which survive hibernation) once per wake-up, then kept in
     /// step on hello and close. Without it every broadcast would deserialize
     /// every socket's attachment, O(observers) JS round trips per event.
-    connected: RefCell<Option<Vec<(WebSocket, Role)>>>,
+    connected: RefCell<Option<Vec<(WebSocket, Role, String)>>>,
     /// The count last announced in a `presence` broadcast (after a wake-up,
     /// unknown: the next alarm announces it again, which is harmless).
     presence_sent: std::cell::Cell<Option<u32>>,
@@ -233,7 +233,7 @@ impl Classroom {
     }
 
     /// Everyone who has said hello (their attachment is `Connected`), plus SSE streams.
-    fn with_connected<T>(&self, f: impl FnOnce(&mut Vec<(WebSocket, Role)>) -> T) -> T {
+    fn with_connected<T>(&self, f: impl FnOnce(&mut Vec<(WebSocket, Role, String)>) -> T) -> T {
         self.list_connected();
         f(self.connected.borrow_mut().get_or_insert_with(Vec::new))
     }
@@ -250,32 +250,32 @@ impl Classroom {
             .into_iter()
             .filter_map(|ws| {
                 let peer = ws.deserialize_attachment::<Peer>().ok().flatten()?;
-                let role = peer.conn.who().role;
-                peer.conn.is_connected().then_some((ws, role))
+                let who = peer.conn.who();
+                peer.conn.is_connected().then_some((ws, who.role, who.user_id))
             })
             .collect();
         *self.connected.borrow_mut() = Some(list);
     }
 
     /// `ws` just said hello. A cache not built yet will read its attachment.
-    fn mark_connected(&self, ws: &WebSocket, role: Role) {
+    fn mark_connected(&self, ws: &WebSocket, role: Role, user_id: String) {
         if let Some(list) = self.connected.borrow_mut().as_mut() {
-            if !list.iter().any(|(w, _)| w == ws) {
-                list.push((ws.clone(), role));
+            if !list.iter().any(|(w, _, _)| w == ws) {
+                list.push((ws.clone(), role, user_id));
             }
         }
     }
 
     fn mark_gone(&self, ws: &WebSocket) {
         if let Some(list) = self.connected.borrow_mut().as_mut() {
-            list.retain(|(w, _)| w != ws);
+            list.retain(|(w, _, _)| w != ws);
         }
     }
 
     /// Everyone present: connected sockets (with `role`, only those) and SSE streams.
     fn count_present(&self, role: Option<Role>) -> u32 {
         self.sse.borrow_mut().retain(|s| !s.is_closed());
-        let sockets = self.with_connected(|l| l.iter().filter(|(_, r)| role.is_none_or(|want| *r == want)).count());
+        let sockets = self.with_connected(|l| l.iter().filter(|(_, r, _)| role.is_none_or(|want| *r == want)).count());
         (sockets + self.sse.borrow().len()) as u32
     }
 
@@ -305,7 +305,7 @@ impl Classroom {
         let js_text = wasm_bindgen::JsValue::from_str(text);
         self.with_connected(|list| {
             // A socket that can no longer be sent to has gone: drop it now.
-            list.retain(|(ws, _)| {
+            list.retain(|(ws, _, _)| {
                 let raw: &web_sys_like::WebSocketLike = wasm_bindgen::JsCast::unchecked_ref(ws.as_ref());
                 raw.send(&js_text).is_ok()
             })
@@ -319,19 +319,18 @@ impl Classroom {
         }
     }
 
-    /// Who is here, for the teacher: reads at most [`classroom::MAX_ROSTER`]
-    /// observer attachments, only when a teacher is connected to see it.
+    /// Who is here, for the teacher: the connected observers (from the list
+    /// kept in step on hello and close, not one attachment read per socket).
     fn roster(&self) -> ServerMsg {
-        let ids = self.state.get_websockets_with_tag("observer").into_iter().filter_map(|ws| {
-            let peer = ws.deserialize_attachment::<Peer>().ok().flatten()?;
-            peer.conn.is_connected().then(|| peer.conn.who().user_id)
+        let ids = self.with_connected(|l| {
+            l.iter().filter(|(_, r, _)| *r == Role::Observer).map(|(_, _, user)| user.clone()).collect::<Vec<_>>()
         });
-        classroom::roster(ids.take(classroom::MAX_ROSTER), self.observer_count())
+        classroom::roster(ids, self.observer_count())
     }
 
     fn send_roster(&self) {
-        let teachers: Vec<WebSocket> =
-            self.with_connected(|l| l.iter().filter(|(_, r)| *r == Role::Teacher).map(|(w, _)| w.clone()).collect());
+        let teachers: Vec<WebSocket> = self
+            .with_connected(|l| l.iter().filter(|(_, r, _)| *r == Role::Teacher).map(|(w, _, _)| w.clone()).collect());
         if teachers.is_empty() {
             return;
         }
@@ -830,8 +829,9 @@ impl DurableObject for Classroom {
         }
         ws.serialize_attachment(&peer)?;
         if !was_connected && peer.conn.is_connected() {
-            let role = peer.conn.who().role;
-            self.mark_connected(&ws, role);
+            let who = peer.conn.who();
+            let role = who.role;
+            self.mark_connected(&ws, role, who.user_id);
             self.schedule_alarm(PRESENCE_DELAY_MS);
             if role == Role::Teacher {
                 Self::send(&ws, &self.roster());

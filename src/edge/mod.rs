@@ -128,6 +128,11 @@ mod request_log {
 /// never personal data. A response whose headers cannot change (a socket
 /// upgrade) goes out as it is.
 fn see_cost(ctx: &Ctx, response: &mut Response, elapsed_ms: u64) {
+    // A socket upgrade's headers are immutable: setting one throws, and a
+    // thrown error (its stack captured) cost a join more than the rest of it.
+    if response.status_code() == 101 {
+        return;
+    }
     let m = &ctx.meter;
     let timing = format!(
         "d1;desc=\"{}\", d1_rows;desc=\"{}\", kv;desc=\"{}\", r2;desc=\"{}\", cache;desc=\"{}\", total;dur={}",

@@ -150,6 +150,7 @@ async fn set_plan(ctx: &mut Ctx, org: &str) -> AppResult<Response> {
     let db = ctx.db()?;
     ensure_org(&db, org, ctx.now_ms).await?;
     store::run(&db, "UPDATE orgs SET plan = ?1 WHERE id = ?2", &[t(plan.as_str()), t(org)]).await?;
+    PLANS_READ.with(|p| p.keep(org.to_owned(), (plan, ctx.now_ms)));
     ok(json!({"org": org, "plan": plan}))
 }
 
@@ -165,12 +166,30 @@ pub async fn org_plan(db: &Db, org: &str, now_ms: i64) -> AppResult<Plan> {
             plan: String,
         }
     }
-    if let Some(r) = store::first::<Row>(db, "SELECT plan FROM orgs WHERE id = ?1", &[t(org)]).await? {
-        return Ok(Plan::parse(&r.plan).unwrap_or(Plan::Free));
+    let fresh = PLANS_READ.with(|p| p.get(org)).filter(|(_, at)| (0..PLAN_FRESH_MS).contains(&(now_ms - at)));
+    if let Some((plan, _)) = fresh {
+        return Ok(plan);
     }
-    ensure_org(db, org, now_ms).await?;
-    Ok(Plan::Free)
+    let plan = match store::first::<Row>(db, "SELECT plan FROM orgs WHERE id = ?1", &[t(org)]).await? {
+        Some(r) => Plan::parse(&r.plan).unwrap_or(Plan::Free),
+        None => {
+            ensure_org(db, org, now_ms).await?;
+            Plan::Free
+        }
+    };
+    PLANS_READ.with(|p| p.keep(org.to_owned(), (plan, now_ms)));
+    Ok(plan)
 }
+
+thread_local! {
+    /// Org plans as last read, and when. A plan changes rarely, and a change
+    /// made through this isolate is seen at once: a join or an attempt reads
+    /// it at most every `PLAN_FRESH_MS`, not on every request.
+    static PLANS_READ: store::Kept<(Plan, i64)> = const { store::Kept::new(4096) };
+}
+
+/// How long a plan read by another isolate's change may be seen late.
+const PLAN_FRESH_MS: i64 = 10_000;
 
 /// The org's plan and its limits, with `PLAN_OVERRIDES` applied.
 pub async fn org_limits(ctx: &Ctx, db: &Db, org: &str) -> AppResult<(Plan, policy::Limits)> {
