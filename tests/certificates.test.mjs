@@ -5,9 +5,9 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { randomBytes } from "node:crypto";
+import { randomBytes, createHash } from "node:crypto";
 import { startWorker, client, migrate, freePort } from "./support/worker.mjs";
-import { verifyOffline, statusBit } from "./support/jcs-verify.mjs";
+import { verifyOffline, statusBit, jcs } from "./support/jcs-verify.mjs";
 import { DEMO_LESSON } from "../scripts/seed.mjs";
 
 let w, api, author, learner, learner2, teacher, governor, outsider, twin, lesson;
@@ -160,6 +160,21 @@ test("answers can be changed; the latest counts and the evidence covers every ev
   }
   assert.equal(last.status, 422, last.text);
   assert.equal(last.json.error.code, "too_many_answers");
+});
+
+test("the evidence hash is the SHA-256 of the run's events 1..seqTo in their canonical form", async () => {
+  // Two attempts: one straight through, one whose answers changed (more events before the submit).
+  for (const answers of [DEMO_LESSON.quiz.map((q) => [q.id, q.answer]), [...DEMO_LESSON.quiz.map((q) => [q.id, 0]), ...DEMO_LESSON.quiz.map((q) => [q.id, q.answer])]]) {
+    const r = await attempt(learner2, answers);
+    assert.ok(r.certificate_id, JSON.stringify(r));
+    const cred = (await api.call("GET", `/v1/certificates/${r.certificate_id}`, { token: learner2 })).json;
+    const ev = cred.evidence[0];
+    const page = await api.call("GET", `/v1/runs/${ev.runId}/events?after=0&limit=1000`, { token: learner2 });
+    assert.equal(page.status, 200, page.text);
+    const covered = page.json.events.filter((e) => e.seq <= ev.seqTo);
+    assert.equal(covered.length, ev.seqTo);
+    assert.equal(createHash("sha256").update(jcs(covered)).digest("hex"), ev.eventsSha256);
+  }
 });
 
 test("concurrent submits of one attempt: one grade, one certificate, the same id for all", async () => {

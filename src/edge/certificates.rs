@@ -400,16 +400,23 @@ async fn submit(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
             payload: json!({"score": score, "passed": passed, "correct": grade.correct, "total": grade.total, "certificate_id": certificate_id}),
         },
     ];
-    let last_seq = match runs::append_events(&db, &attempt_run(&a), &a.learner_id, &recorded, None, ctx.now_ms).await? {
-        Appended::New { last_seq, .. } | Appended::AlreadyThere { last_seq, .. } => last_seq,
-    };
+    let (last_seq, written) =
+        match runs::append_events(&db, &attempt_run(&a), &a.learner_id, &recorded, None, ctx.now_ms).await? {
+            Appended::New { last_seq, events, .. } => (last_seq, events),
+            Appended::AlreadyThere { last_seq, .. } => (last_seq, Vec::new()),
+        };
     if let (Some(cert_id), None) = (&certificate_id, &a.certificate_id) {
         // The evidence covers exactly events 1..=last_seq (the graded event):
-        // those read above, then the rest (ours, and any answer that landed
-        // before answers closed).
+        // those read above, then the rest: ours as written when nothing
+        // landed in between, else read back (an answer that landed before
+        // answers closed, or our events written by an earlier try).
         let mut covered = events;
         let read_to = covered.last().map_or(0, |e| e.seq);
-        covered.extend(events_between(&db, &a.run_id, read_to, last_seq).await?);
+        if written.first().is_some_and(|e| e.seq == read_to + 1) {
+            covered.extend(written);
+        } else {
+            covered.extend(events_between(&db, &a.run_id, read_to, last_seq).await?);
+        }
         covered.truncate(covered.partition_point(|e| e.seq <= last_seq));
         let events_sha256 = canonical_sha256(&serde_json::to_value(&covered).unwrap_or(Value::Null));
         issue(ctx, &db, &a, &artifact, cert_id, score, last_seq, &events_sha256).await?;

@@ -342,13 +342,12 @@ pub async fn fill_chain(db: &Db, run_id: &str) -> AppResult<(u64, String)> {
 
 pub enum Appended {
     /// Every event was already in the run: seqs of the originals.
-    AlreadyThere {
-        first_seq: u64,
-        last_seq: u64,
-    },
+    AlreadyThere { first_seq: u64, last_seq: u64 },
     New {
         first_seq: u64,
         last_seq: u64,
+        /// The events as written (seq, timestamp, hash assigned).
+        events: Vec<Event>,
     },
 }
 
@@ -488,7 +487,7 @@ async fn write(
             k.head = Some((last_seq, head));
         }
     });
-    Ok(Appended::New { first_seq, last_seq })
+    Ok(Appended::New { first_seq, last_seq, events: sealed })
 }
 
 /// Rounds an append may take when other appends keep winning (each round at
@@ -527,7 +526,7 @@ async fn append(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {
         Appended::AlreadyThere { first_seq, last_seq } => {
             ok(json!({"first_seq": first_seq, "last_seq": last_seq, "duplicate": true}))
         }
-        Appended::New { first_seq, last_seq } => created(json!({"first_seq": first_seq, "last_seq": last_seq})),
+        Appended::New { first_seq, last_seq, .. } => created(json!({"first_seq": first_seq, "last_seq": last_seq})),
     }
 }
 
