@@ -41,14 +41,41 @@ pub struct Criterion {
     pub weight: f64,
 }
 
-/// Stored as JSON and read back: `untagged`, most specific variant first.
+/// Stored as JSON (`untagged`: the variant's fields) and read back through
+/// [`JobInputWire`], most specific variant first: a derived untagged
+/// `Deserialize` would buffer the input (serde's `Content`) to try each variant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, try_from = "JobInputWire")]
 pub enum JobInput {
     Grade { question: String, answer: String, rubric: Vec<Criterion> },
     Answer { question: String },
     Explain { step: u32 },
     ReviewAssist { listing_id: String },
+}
+
+/// Every variant's fields of a stored [`JobInput`].
+#[derive(Deserialize)]
+struct JobInputWire {
+    question: Option<String>,
+    answer: Option<String>,
+    rubric: Option<Vec<Criterion>>,
+    step: Option<u32>,
+    listing_id: Option<String>,
+}
+
+impl TryFrom<JobInputWire> for JobInput {
+    type Error = &'static str;
+    fn try_from(w: JobInputWire) -> Result<Self, Self::Error> {
+        Ok(match w {
+            JobInputWire { question: Some(question), answer: Some(answer), rubric: Some(rubric), .. } => {
+                JobInput::Grade { question, answer, rubric }
+            }
+            JobInputWire { question: Some(question), .. } => JobInput::Answer { question },
+            JobInputWire { step: Some(step), .. } => JobInput::Explain { step },
+            JobInputWire { listing_id: Some(listing_id), .. } => JobInput::ReviewAssist { listing_id },
+            _ => return Err("data did not match any variant of untagged enum JobInput"),
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
