@@ -379,7 +379,7 @@ pub fn bm25_rank(passages: &[(u32, String)], query: &str) -> Vec<(usize, f64)> {
         })
         .filter(|(_, s)| *s > 0.0)
         .collect();
-    scores.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    crate::order::sort_by(&mut scores, |a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     scores
 }
 
@@ -663,7 +663,7 @@ pub fn openai_request(kind: JobKind, input: &JobInput, artifact: &Artifact, mode
         .map(|(step, text)| (step, format!("[step {step}] {}\n", text.chars().take(PASSAGE_CHARS).collect::<String>())))
         .collect();
     if let Some(s) = around {
-        lines.sort_by_key(|(step, _)| step.abs_diff(s));
+        crate::order::sort_by_key(&mut lines, |(step, _)| step.abs_diff(s));
     }
     let mut used = header.chars().count();
     let mut kept: Vec<(u32, String)> = Vec::new();
@@ -674,7 +674,7 @@ pub fn openai_request(kind: JobKind, input: &JobInput, artifact: &Artifact, mode
             kept.push((step, line));
         }
     }
-    kept.sort_by_key(|(step, _)| *step);
+    crate::order::sort_by_key(&mut kept, |(step, _)| *step);
     let context: String = kept.into_iter().map(|(_, l)| l).collect();
     let data = serde_json::to_string(input).unwrap_or_default();
     json!({

@@ -261,11 +261,11 @@ pub struct TablesManifest {
 
 impl TablesManifest {
     pub fn to_value(&self) -> Value {
-        let tables: Map<String, Value> = self
-            .tables
-            .iter()
-            .map(|(k, t)| (k.clone(), serde_json::json!({"rows": t.rows, "segments": t.segments})))
-            .collect();
+        // Inserts, not `collect`: collecting into a map links a sort.
+        let mut tables = Map::new();
+        for (k, t) in &self.tables {
+            tables.insert(k.clone(), serde_json::json!({"rows": t.rows, "segments": t.segments}));
+        }
         serde_json::json!({"format": self.format, "at": self.at, "tables": tables})
     }
 

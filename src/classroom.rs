@@ -580,7 +580,7 @@ pub const MAX_ROSTER: usize = 500;
 pub fn roster(observer_ids: impl IntoIterator<Item = String>, count: u32) -> ServerMsg {
     // A sorted Vec, not a BTreeSet: no new collection code in the worker's wasm.
     let mut learners: Vec<String> = observer_ids.into_iter().collect();
-    learners.sort_unstable();
+    crate::order::sort_by(&mut learners, Ord::cmp);
     learners.dedup();
     learners.truncate(MAX_ROSTER);
     ServerMsg::Roster { count, learners }

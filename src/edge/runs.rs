@@ -540,9 +540,7 @@ impl PendingPage {
         };
         if let Some(mut events) = text.and_then(|t| serde_json::from_str::<Vec<Event>>(&t).ok()) {
             // json_group_array keeps the subquery's order in SQLite; never rely on it blindly.
-            if !events.windows(2).all(|w| w[0].seq < w[1].seq) {
-                events.sort_by_key(|e| e.seq);
-            }
+            crate::order::sort_by_key(&mut events, |e| e.seq);
             return Ok(events);
         }
         let rows: Vec<EventRow> = store::all_bulk(
@@ -665,9 +663,7 @@ pub async fn replay_to(
             }
         };
         // json_group_array keeps the subquery's order in SQLite; never rely on it blindly.
-        if !rows.windows(2).all(|w| w[0].0 < w[1].0) {
-            rows.sort_by_key(|r| r.0);
-        }
+        crate::order::sort_by_key(&mut rows, |r| r.0);
         let Some(last) = rows.last().map(|r| r.0) else { break };
         // The next page is read while this one folds.
         if rows.len() as u64 == REPLAY_PAGE && last < target {

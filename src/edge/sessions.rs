@@ -154,11 +154,13 @@ async fn create(ctx: &mut Ctx) -> AppResult<Response> {
     };
     // The answer key rides beside the config, never in it: the config is
     // part of the state every observer receives.
-    let answer_key: classroom::AnswerKey = artifact
-        .quiz
-        .iter()
-        .filter_map(|q| Some((q.id.clone(), u32::try_from(crate::grading::answer_index(q)?).ok()?)))
-        .collect();
+    // Inserts, not `collect`: collecting into a map links a sort.
+    let mut answer_key = classroom::AnswerKey::new();
+    for q in &artifact.quiz {
+        if let Some(answer) = crate::grading::answer_index(q).and_then(|a| u32::try_from(a).ok()) {
+            answer_key.insert(q.id.clone(), answer);
+        }
+    }
     let init = classroom::SessionInit { config, answer_key };
     let body = serde_json::to_string(&init).map_err(|e| AppError::internal(e.to_string()))?;
     let resp = to_object(ctx, &session_id, "/init", Method::Post, Some(body), None).await?;
