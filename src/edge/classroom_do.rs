@@ -10,6 +10,7 @@
 
 use super::sessions::{HDR_OBSERVER_LIMIT, HDR_ROLE, HDR_USER};
 use super::store::{self, t, u};
+use super::Later;
 use crate::classroom::{self, Effect, Peer, Role, ServerMsg, SessionConfig, SessionState, Status};
 use crate::error::AppError;
 use crate::run::Event;
@@ -468,7 +469,7 @@ impl Classroom {
         };
         self.alarm.set(Alarm::Due(due));
         let storage = self.state.storage();
-        self.state.wait_until(async move {
+        self.state.wait_until::<Later>(Box::pin(async move {
             // Only after a wake-up is the stored alarm unknown: read it once.
             if !known {
                 if let Ok(Some(at)) = storage.get_alarm().await {
@@ -478,7 +479,7 @@ impl Classroom {
                 }
             }
             let _ = storage.set_alarm(std::time::Duration::from_millis(delay_ms.max(1) as u64)).await;
-        });
+        }));
     }
 
     /// Re-arm the alarm from inside `alarm` (and remember when it is due).

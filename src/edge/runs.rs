@@ -12,6 +12,7 @@
 use super::http::{allow, created, ok, path_id, Ctx};
 use super::store::Db;
 use super::store::{self, i, t, u};
+use super::Later;
 use crate::canonical::write_canonical_str;
 use crate::chain;
 use crate::error::{AppError, AppResult};
@@ -676,7 +677,7 @@ pub async fn replay_to(
     if !fresh.is_empty() {
         let db = store::db(env)?;
         let run_id = run_id.to_owned();
-        let write = async move {
+        let write: Later = Box::pin(async move {
             let mut stmts = Vec::new();
             for (at, state) in fresh {
                 let c = Checkpoint::of(at, state);
@@ -692,7 +693,7 @@ pub async fn replay_to(
             if let Err(e) = db.batch(stmts).await {
                 worker::console_error!("{}", json!({"msg": "checkpoint write failed", "error": e.to_string()}));
             }
-        };
+        });
         match later {
             Some(wctx) => wctx.wait_until(write),
             None => write.await,
