@@ -15,7 +15,6 @@ use crate::classroom::{self, Effect, Peer, Role, ServerMsg, SessionConfig, Sessi
 use crate::error::AppError;
 use crate::run::Event;
 use futures_channel::mpsc::{unbounded, UnboundedSender};
-use serde::Deserialize;
 use serde_json::json;
 use std::cell::RefCell;
 use worker::{
@@ -72,26 +71,29 @@ enum Alarm {
     Due(i64),
 }
 
-#[derive(Deserialize)]
-struct EventRow {
-    seq: f64,
-    id: String,
-    #[serde(rename = "type")]
-    kind: String,
-    payload: String,
-    timestamp: f64,
-    author_id: String,
-    hash: Option<String>,
+// Rows of this object's SQL storage, read without serde (see `store::FromRow`).
+store::d1_row! {
+    struct EventRow {
+        seq: f64,
+        id: String,
+        kind: String,
+        payload: String,
+        timestamp: f64,
+        author_id: String,
+        hash: Option<String>,
+    }
 }
 
-#[derive(Deserialize)]
-struct CountRow {
-    n: f64,
+store::d1_row! {
+    struct CountRow {
+        n: f64,
+    }
 }
 
-#[derive(Deserialize)]
-struct MetaRow {
-    value: String,
+store::d1_row! {
+    struct MetaRow {
+        value: String,
+    }
 }
 
 fn now_ms() -> i64 {
@@ -120,11 +122,11 @@ impl Classroom {
         )?;
         // The chain (issue 19): objects created before it get the column; their
         // rows' hashes are filled on the next load (`with_session`).
-        let has_hash = sql
-            .exec("SELECT COUNT(*) AS n FROM pragma_table_info('events') WHERE name = 'hash'", None)?
-            .to_array::<CountRow>()?
-            .first()
-            .is_some_and(|r| r.n > 0.0);
+        let has_hash = store::sql_rows::<CountRow>(
+            sql.exec("SELECT COUNT(*) AS n FROM pragma_table_info('events') WHERE name = 'hash'", None)?,
+        )?
+        .first()
+        .is_some_and(|r| r.n > 0.0);
         if !has_hash {
             sql.exec("ALTER TABLE events ADD COLUMN hash TEXT", None)?;
         }
@@ -132,8 +134,9 @@ impl Classroom {
     }
 
     fn meta(&self, key: &str) -> Result<Option<String>> {
-        let rows: Vec<MetaRow> =
-            self.sql().exec("SELECT value FROM meta WHERE key = ?", vec![SqlStorageValue::from(key)])?.to_array()?;
+        let rows: Vec<MetaRow> = store::sql_rows(
+            self.sql().exec("SELECT value FROM meta WHERE key = ?", vec![SqlStorageValue::from(key)])?,
+        )?;
         Ok(rows.into_iter().next().map(|r| r.value))
     }
 
@@ -148,13 +151,10 @@ impl Classroom {
     fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>> {
         // Loading first also seals rows stored before the chain existed.
         let run_id = self.with_session(|s| s.config.run_id.clone())?.unwrap_or_default();
-        let rows: Vec<EventRow> = self
-            .sql()
-            .exec(
-                "SELECT seq, id, type, payload, timestamp, author_id, hash FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-                vec![SqlStorageValue::from(after as f64), SqlStorageValue::from(limit as f64)],
-            )?
-            .to_array()?;
+        let rows: Vec<EventRow> = store::sql_rows(self.sql().exec(
+            "SELECT seq, id, type AS kind, payload, timestamp, author_id, hash FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            vec![SqlStorageValue::from(after as f64), SqlStorageValue::from(limit as f64)],
+        )?)?;
         Ok(rows
             .into_iter()
             .map(|r| Event {
@@ -188,13 +188,10 @@ impl Classroom {
             let mut state = SessionState::new(config);
             let mut after = 0;
             loop {
-                let rows: Vec<EventRow> = self
-                    .sql()
-                    .exec(
-                        "SELECT seq, id, type, payload, timestamp, author_id, hash FROM events WHERE seq > ? ORDER BY seq LIMIT 1000",
-                        vec![SqlStorageValue::from(after as f64)],
-                    )?
-                    .to_array()?;
+                let rows: Vec<EventRow> = store::sql_rows(self.sql().exec(
+                    "SELECT seq, id, type AS kind, payload, timestamp, author_id, hash FROM events WHERE seq > ? ORDER BY seq LIMIT 1000",
+                    vec![SqlStorageValue::from(after as f64)],
+                )?)?;
                 let Some(last) = rows.last() else { break };
                 after = last.seq as u64;
                 for r in rows {
@@ -540,17 +537,10 @@ impl Classroom {
 
     /// An explanation from the queue consumer; a redelivery of the same job is dropped.
     fn explanation_arrived(&self, step: u32, job_id: &str, text: &str) -> Result<()> {
-        #[derive(Deserialize)]
-        struct N {
-            n: f64,
-        }
-        let seen: Vec<N> = self
-            .sql()
-            .exec(
-                "SELECT COUNT(*) AS n FROM events WHERE type = 'explanation.ready' AND json_extract(payload, '$.job_id') = ?",
-                vec![SqlStorageValue::from(job_id)],
-            )?
-            .to_array()?;
+        let seen: Vec<CountRow> = store::sql_rows(self.sql().exec(
+            "SELECT COUNT(*) AS n FROM events WHERE type = 'explanation.ready' AND json_extract(payload, '$.job_id') = ?",
+            vec![SqlStorageValue::from(job_id)],
+        )?)?;
         if seen.first().is_some_and(|n| n.n > 0.0) {
             return Ok(());
         }
