@@ -499,9 +499,7 @@ async fn restore_runs(env: &Env, db: &Db, after: &str, limit: u64) -> AppResult<
 async fn resync_session(env: &Env, session_id: &str) -> bool {
     let call = async {
         let stub = env.durable_object(store::CLASSROOM)?.id_from_name(session_id)?.get_stub()?;
-        let mut init = worker::RequestInit::new();
-        init.with_method(Method::Post);
-        let req = worker::Request::new_with_init("https://classroom/resync", &init)?;
+        let req = super::http::outgoing("https://classroom/resync", Method::Post, None, None)?;
         let resp = stub.fetch_with_request(req).await?;
         Ok::<bool, worker::Error>(resp.status_code() == 200)
     };

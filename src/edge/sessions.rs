@@ -11,7 +11,7 @@ use crate::error::{AppError, AppResult};
 use crate::identity::Claims;
 use crate::policy::{self, Action, Scope};
 use serde_json::json;
-use worker::{Headers, Method, Request, RequestInit, Response};
+use worker::{Headers, Method, Response};
 
 pub const HDR_USER: &str = "x-dropple-user";
 pub const HDR_ROLE: &str = "x-dropple-role";
@@ -198,12 +198,7 @@ async fn to_object(
     }
     // Only a validated number travels on (never the raw, decoded text).
     let query = ctx.query_u64("after").ok().flatten().map(|a| format!("?after={a}")).unwrap_or_default();
-    let mut init = RequestInit::new();
-    init.with_method(method).with_headers(headers);
-    if let Some(b) = body {
-        init.with_body(Some(b.into()));
-    }
-    let req = Request::new_with_init(&format!("https://classroom{path}{query}"), &init)?;
+    let req = super::http::outgoing(&format!("https://classroom{path}{query}"), method, Some(&headers), body)?;
     Ok(stub.fetch_with_request(req).await?)
 }
 
