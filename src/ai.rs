@@ -345,18 +345,23 @@ pub fn bm25_rank(passages: &[(u32, String)], query: &str) -> Vec<(usize, f64)> {
     let n = docs.len() as f64;
     let avg = (docs.iter().map(Vec::len).sum::<usize>() as f64 / n.max(1.0)).max(1.0);
     let mut df = vec![0.0f64; terms.len()];
-    let tfs: Vec<BTreeMap<usize, f64>> = docs
+    // Per document, (term index, count) for the terms it has, in index order
+    // (a sorted Vec, not another BTreeMap type in the worker's wasm).
+    let mut counts = vec![0.0f64; terms.len()];
+    let tfs: Vec<Vec<(usize, f64)>> = docs
         .iter()
         .map(|doc| {
-            let mut tf: BTreeMap<usize, f64> = BTreeMap::new();
             for t in doc {
-                if let Some(i) = terms.get(t) {
-                    *tf.entry(*i).or_insert(0.0) += 1.0;
+                if let Some(c) = terms.get(t).and_then(|i| counts.get_mut(*i)) {
+                    *c += 1.0;
                 }
             }
-            for i in tf.keys() {
-                if let Some(d) = df.get_mut(*i) {
+            let mut tf = Vec::new();
+            for (i, (c, d)) in counts.iter_mut().zip(df.iter_mut()).enumerate() {
+                if *c > 0.0 {
+                    tf.push((i, *c));
                     *d += 1.0;
+                    *c = 0.0;
                 }
             }
             tf
