@@ -315,7 +315,9 @@ pub fn timeline_from_events(events: &[Event]) -> Vec<TimelineItem> {
 /// An imported artifact may carry its own sha256: if so it must match.
 pub fn check_import_hash(body: &Value, draft: &Draft) -> AppResult<()> {
     let Some(claimed) = body.get("sha256").and_then(Value::as_str) else { return Ok(()) };
-    let Ok(original) = serde_json::from_value::<Artifact>(body.clone()) else {
+    // Read back from text, as stored artifacts are: the same fields accepted,
+    // and no second copy of the artifact's deserializer (for `Value`) in wasm.
+    let Ok(original) = serde_json::from_str::<Artifact>(&body.to_string()) else {
         return Err(AppError::unprocessable(
             "sha256_unverifiable",
             "sha256: given, but the artifact lacks the fields it covers",
