@@ -196,15 +196,18 @@ pub fn validate_draft(body: &Value) -> AppResult<Draft> {
     let timeline = validate_timeline(obj.get("timeline").unwrap_or(&Value::Null), "timeline")?;
     let quiz: Vec<QuizItem> = match obj.get("quiz") {
         None | Some(Value::Null) => Vec::new(),
-        Some(q @ Value::Array(items)) => {
+        Some(Value::Array(items)) => {
             if items.len() > 200 {
                 return Err(AppError::too_large("quiz: at most 200 questions"));
             }
+            let mut quiz = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
-                serde_json::from_value::<QuizItem>(item.clone())
-                    .map_err(|e| invalid(&format!("quiz[{i}]"), &format!("{e}")))?;
+                quiz.push(
+                    serde_json::from_value::<QuizItem>(item.clone())
+                        .map_err(|e| invalid(&format!("quiz[{i}]"), &format!("{e}")))?,
+                );
             }
-            serde_json::from_value(q.clone()).map_err(|e| invalid("quiz", &e.to_string()))?
+            quiz
         }
         Some(_) => return Err(invalid("quiz", "must be an array")),
     };
