@@ -41,14 +41,41 @@ pub struct Criterion {
     pub weight: f64,
 }
 
-/// Stored as JSON and read back: `untagged`, most specific variant first.
+/// Stored as JSON (`untagged`: the variant's fields) and read back through
+/// [`JobInputWire`], most specific variant first: a derived untagged
+/// `Deserialize` would buffer the input (serde's `Content`) to try each variant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, try_from = "JobInputWire")]
 pub enum JobInput {
     Grade { question: String, answer: String, rubric: Vec<Criterion> },
     Answer { question: String },
     Explain { step: u32 },
     ReviewAssist { listing_id: String },
+}
+
+/// Every variant's fields of a stored [`JobInput`].
+#[derive(Deserialize)]
+struct JobInputWire {
+    question: Option<String>,
+    answer: Option<String>,
+    rubric: Option<Vec<Criterion>>,
+    step: Option<u32>,
+    listing_id: Option<String>,
+}
+
+impl TryFrom<JobInputWire> for JobInput {
+    type Error = &'static str;
+    fn try_from(w: JobInputWire) -> Result<Self, Self::Error> {
+        Ok(match w {
+            JobInputWire { question: Some(question), answer: Some(answer), rubric: Some(rubric), .. } => {
+                JobInput::Grade { question, answer, rubric }
+            }
+            JobInputWire { question: Some(question), .. } => JobInput::Answer { question },
+            JobInputWire { step: Some(step), .. } => JobInput::Explain { step },
+            JobInputWire { listing_id: Some(listing_id), .. } => JobInput::ReviewAssist { listing_id },
+            _ => return Err("data did not match any variant of untagged enum JobInput"),
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -318,18 +345,23 @@ pub fn bm25_rank(passages: &[(u32, String)], query: &str) -> Vec<(usize, f64)> {
     let n = docs.len() as f64;
     let avg = (docs.iter().map(Vec::len).sum::<usize>() as f64 / n.max(1.0)).max(1.0);
     let mut df = vec![0.0f64; terms.len()];
-    let tfs: Vec<BTreeMap<usize, f64>> = docs
+    // Per document, (term index, count) for the terms it has, in index order
+    // (a sorted Vec, not another BTreeMap type in the worker's wasm).
+    let mut counts = vec![0.0f64; terms.len()];
+    let tfs: Vec<Vec<(usize, f64)>> = docs
         .iter()
         .map(|doc| {
-            let mut tf: BTreeMap<usize, f64> = BTreeMap::new();
             for t in doc {
-                if let Some(i) = terms.get(t) {
-                    *tf.entry(*i).or_insert(0.0) += 1.0;
+                if let Some(c) = terms.get(t).and_then(|i| counts.get_mut(*i)) {
+                    *c += 1.0;
                 }
             }
-            for i in tf.keys() {
-                if let Some(d) = df.get_mut(*i) {
+            let mut tf = Vec::new();
+            for (i, (c, d)) in counts.iter_mut().zip(df.iter_mut()).enumerate() {
+                if *c > 0.0 {
+                    tf.push((i, *c));
                     *d += 1.0;
+                    *c = 0.0;
                 }
             }
             tf
@@ -352,7 +384,7 @@ pub fn bm25_rank(passages: &[(u32, String)], query: &str) -> Vec<(usize, f64)> {
         })
         .filter(|(_, s)| *s > 0.0)
         .collect();
-    scores.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    crate::order::sort_by(&mut scores, |a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     scores
 }
 
@@ -636,7 +668,7 @@ pub fn openai_request(kind: JobKind, input: &JobInput, artifact: &Artifact, mode
         .map(|(step, text)| (step, format!("[step {step}] {}\n", text.chars().take(PASSAGE_CHARS).collect::<String>())))
         .collect();
     if let Some(s) = around {
-        lines.sort_by_key(|(step, _)| step.abs_diff(s));
+        crate::order::sort_by_key(&mut lines, |(step, _)| step.abs_diff(s));
     }
     let mut used = header.chars().count();
     let mut kept: Vec<(u32, String)> = Vec::new();
@@ -647,7 +679,7 @@ pub fn openai_request(kind: JobKind, input: &JobInput, artifact: &Artifact, mode
             kept.push((step, line));
         }
     }
-    kept.sort_by_key(|(step, _)| *step);
+    crate::order::sort_by_key(&mut kept, |(step, _)| *step);
     let context: String = kept.into_iter().map(|(_, l)| l).collect();
     let data = serde_json::to_string(input).unwrap_or_default();
     json!({

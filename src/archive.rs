@@ -18,7 +18,6 @@ use crate::canonical::{sha256_hex, to_canonical_string};
 use crate::chain::{self, Walk};
 use crate::run::Event;
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
 
 pub const FORMAT: u32 = 1;
 /// Events per sealed segment at most.
@@ -256,21 +255,27 @@ pub struct TablesManifest {
     pub format: u32,
     /// When the snapshot was taken (ms since the epoch).
     pub at: i64,
-    pub tables: BTreeMap<String, TableSnapshot>,
+    /// (table name, its snapshot), one per table. A Vec, not a map: another
+    /// map type would add its own B-tree code to the worker's wasm.
+    pub tables: Vec<(String, TableSnapshot)>,
 }
 
 impl TablesManifest {
+    pub fn table(&self, name: &str) -> Option<&TableSnapshot> {
+        self.tables.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+    }
+
     pub fn to_value(&self) -> Value {
-        let tables: Map<String, Value> = self
-            .tables
-            .iter()
-            .map(|(k, t)| (k.clone(), serde_json::json!({"rows": t.rows, "segments": t.segments})))
-            .collect();
+        // Inserts, not `collect`: collecting into a map links a sort.
+        let mut tables = Map::new();
+        for (k, t) in &self.tables {
+            tables.insert(k.clone(), serde_json::json!({"rows": t.rows, "segments": t.segments}));
+        }
         serde_json::json!({"format": self.format, "at": self.at, "tables": tables})
     }
 
     pub fn from_value(v: &Value) -> Option<Self> {
-        let mut tables = BTreeMap::new();
+        let mut tables = Vec::new();
         for (k, t) in v.get("tables")?.as_object()? {
             let segments = t
                 .get("segments")?
@@ -278,7 +283,7 @@ impl TablesManifest {
                 .iter()
                 .map(|s| s.as_str().map(str::to_owned))
                 .collect::<Option<Vec<_>>>()?;
-            tables.insert(k.clone(), TableSnapshot { rows: get_u64(t, "rows")?, segments });
+            tables.push((k.clone(), TableSnapshot { rows: get_u64(t, "rows")?, segments }));
         }
         Some(TablesManifest { format: get_u64(v, "format")? as u32, at: v.get("at")?.as_i64()?, tables })
     }
@@ -363,8 +368,7 @@ mod tests {
         let (bytes, address) = seal_rows(&rows);
         assert_eq!(open_rows(std::str::from_utf8(&bytes).unwrap(), &address).unwrap(), rows);
         assert!(open_rows("{}\n", &address).is_err());
-        let mut tables = BTreeMap::new();
-        tables.insert("orgs".to_owned(), TableSnapshot { rows: 2, segments: vec![address.clone()] });
+        let tables = vec![("orgs".to_owned(), TableSnapshot { rows: 2, segments: vec![address.clone()] })];
         let tm = TablesManifest { format: FORMAT, at: 5, tables };
         assert_eq!(TablesManifest::from_value(&tm.to_value()), Some(tm));
         assert!(is_plain_column("learner_org") && !is_plain_column("x; DROP") && !is_plain_column("1a"));

@@ -102,7 +102,11 @@ fn err<T>(code: ErrorCode, message: impl Into<String>) -> Result<T, ProtocolErro
 
 /// Client → server. Unknown fields are ignored (a newer client may add optional
 /// fields within the same protocol version); unknown types are refused.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Decoded by [`decode_client_msg`] only, which reads the `type` first and then
+/// the variant's fields: a derived internally tagged `Deserialize` would buffer
+/// every message (serde's `Content`), ~40 KiB of wasm.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMsg {
     Hello {
@@ -256,8 +260,7 @@ pub fn decode_client_msg(text: &str) -> Result<ClientMsg, ProtocolError> {
     if text.len() > MAX_MESSAGE_BYTES {
         return err(ErrorCode::MessageTooLarge, format!("messages are limited to {MAX_MESSAGE_BYTES} bytes"));
     }
-    // Fastest path: the teacher's cursor, many a second, read in one pass
-    // without the buffering an internally tagged enum needs.
+    // Fastest path: the teacher's cursor, many a second, read in one pass.
     if let Ok(CursorWire { kind, step: Some(step), x, y }) = serde_json::from_str::<CursorWire>(text) {
         if kind == "cursor" {
             let msg = ClientMsg::Cursor { step, x, y };
@@ -265,9 +268,10 @@ pub fn decode_client_msg(text: &str) -> Result<ClientMsg, ProtocolError> {
             return Ok(msg);
         }
     }
-    // Fast path: a well-formed message of a known type decodes in one pass.
-    // Anything else takes the slow path below, which says precisely what is wrong.
-    if let Ok(msg) = serde_json::from_str::<ClientMsg>(text) {
+    // Fast path: a well-formed message of a known type decodes in two passes
+    // (its type, then its fields). Anything else takes the slow path below,
+    // which says precisely what is wrong.
+    if let Ok(msg) = wire::decode(text) {
         msg.validate()?;
         return Ok(msg);
     }
@@ -276,13 +280,251 @@ pub fn decode_client_msg(text: &str) -> Result<ClientMsg, ProtocolError> {
     let Some(kind) = value.get("type").and_then(Value::as_str) else {
         return err(ErrorCode::MalformedMessage, "expected a JSON object with a string `type`");
     };
-    if !CLIENT_TYPES.contains(&kind) {
+    let Some(kind) = wire::Kind::parse(kind) else {
         return err(ErrorCode::UnknownMessageType, format!("unknown message type `{kind}`"));
-    }
-    let msg: ClientMsg =
-        serde_json::from_value(value).map_err(|e| ProtocolError::new(ErrorCode::InvalidMessage, e.to_string()))?;
+    };
+    let msg = wire::variant(kind, value).map_err(|e| ProtocolError::new(ErrorCode::InvalidMessage, e.to_string()))?;
     msg.validate()?;
     Ok(msg)
+}
+
+/// [`ClientMsg`] decoding without serde's buffering of internally tagged
+/// enums. Accepts exactly what the derived decoder accepted: objects with one
+/// string `type` (other fields ignored, but parsed, so a lone surrogate or an
+/// out-of-range number anywhere is still refused), and serde's sequence form
+/// `[type, fields...]`.
+mod wire {
+    use super::{AnnotationDraft, ClientMsg, CLIENT_TYPES};
+    use serde::de::{
+        self, value::SeqAccessDeserializer, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+    };
+    use serde::Deserialize;
+    use std::fmt;
+
+    /// A known message type.
+    #[derive(Clone, Copy)]
+    pub struct Kind(&'static str);
+
+    impl Kind {
+        pub fn parse(name: &str) -> Option<Kind> {
+            CLIENT_TYPES.iter().find(|t| **t == name).copied().map(Kind)
+        }
+
+        /// The message of a type without fields (its other fields are ignored).
+        fn unit(self) -> Option<ClientMsg> {
+            Some(match self.0 {
+                "clear_annotations" => ClientMsg::ClearAnnotations,
+                "pause" => ClientMsg::Pause,
+                "resume" => ClientMsg::Resume,
+                "end" => ClientMsg::End,
+                "ping" => ClientMsg::Ping,
+                _ => return None,
+            })
+        }
+    }
+
+    #[derive(Deserialize)]
+    struct Hello {
+        last_seq: Option<u64>,
+        version: Option<u32>,
+    }
+    #[derive(Deserialize)]
+    struct Cursor {
+        step: i64,
+        x: Option<f64>,
+        y: Option<f64>,
+    }
+    #[derive(Deserialize)]
+    struct Answer {
+        question_id: String,
+        text: String,
+    }
+    #[derive(Deserialize)]
+    struct Ask {
+        text: String,
+    }
+    #[derive(Deserialize)]
+    struct Respond {
+        question_id: String,
+        choice: u32,
+    }
+    #[derive(Deserialize)]
+    struct Explain {
+        step: Option<u32>,
+    }
+
+    /// The fields of a message of type `kind`, from `d` (the whole object, or
+    /// the rest of a sequence after its type).
+    pub fn variant<'de, D: Deserializer<'de>>(kind: Kind, d: D) -> Result<ClientMsg, D::Error> {
+        Ok(match kind.0 {
+            "hello" => {
+                let Hello { last_seq, version } = Hello::deserialize(d)?;
+                ClientMsg::Hello { last_seq, version }
+            }
+            "cursor" => {
+                let Cursor { step, x, y } = Cursor::deserialize(d)?;
+                ClientMsg::Cursor { step, x, y }
+            }
+            "annotate" => ClientMsg::Annotate(AnnotationDraft::deserialize(d)?),
+            "answer" => {
+                let Answer { question_id, text } = Answer::deserialize(d)?;
+                ClientMsg::Answer { question_id, text }
+            }
+            "ask" => ClientMsg::Ask { text: Ask::deserialize(d)?.text },
+            "respond" => {
+                let Respond { question_id, choice } = Respond::deserialize(d)?;
+                ClientMsg::Respond { question_id, choice }
+            }
+            "explain" => ClientMsg::Explain { step: Explain::deserialize(d)?.step },
+            _ => kind.unit().ok_or_else(|| de::Error::unknown_variant(kind.0, &CLIENT_TYPES))?,
+        })
+    }
+
+    /// Text → message: one pass for the type (and the sequence form), a
+    /// second for the fields of an object.
+    pub fn decode(text: &str) -> Result<ClientMsg, serde_json::Error> {
+        match serde_json::from_str(text)? {
+            Peeked::Msg(msg) => Ok(msg),
+            Peeked::Object(kind) => match kind.unit() {
+                Some(msg) => Ok(msg),
+                None => {
+                    let mut de = serde_json::Deserializer::from_str(text);
+                    let msg = variant(kind, &mut de)?;
+                    de.end()?;
+                    Ok(msg)
+                }
+            },
+        }
+    }
+
+    enum Peeked {
+        /// An object with this type, its fields not read yet.
+        Object(Kind),
+        /// A sequence: its type comes first, so it decodes in one pass.
+        Msg(ClientMsg),
+    }
+
+    impl<'de> Deserialize<'de> for Peeked {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(PeekVisitor)
+        }
+    }
+
+    struct PeekVisitor;
+
+    impl<'de> Visitor<'de> for PeekVisitor {
+        type Value = Peeked;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a client message")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Peeked, A::Error> {
+            let mut kind = None;
+            while let Some(is_type) = map.next_key_seed(KeyIsType)? {
+                if !is_type {
+                    map.next_value::<Parsed>()?;
+                } else if kind.is_some() {
+                    return Err(de::Error::duplicate_field("type"));
+                } else {
+                    kind = Some(map.next_value_seed(KindSeed)?);
+                }
+            }
+            kind.map(Peeked::Object).ok_or_else(|| de::Error::missing_field("type"))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Peeked, A::Error> {
+            let kind = seq.next_element_seed(KindSeed)?.ok_or_else(|| de::Error::missing_field("type"))?;
+            if let Some(msg) = kind.unit() {
+                // A variant without fields takes no more elements.
+                return match seq.next_element::<IgnoredAny>()? {
+                    None => Ok(Peeked::Msg(msg)),
+                    Some(_) => Err(de::Error::invalid_length(2, &"1 element in sequence")),
+                };
+            }
+            variant(kind, SeqAccessDeserializer::new(seq)).map(Peeked::Msg)
+        }
+    }
+
+    /// A map key: whether it is `type`.
+    struct KeyIsType;
+
+    impl<'de> DeserializeSeed<'de> for KeyIsType {
+        type Value = bool;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for KeyIsType {
+        type Value = bool;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a field name")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
+            Ok(v == "type")
+        }
+    }
+
+    /// A known message type (a string).
+    struct KindSeed;
+
+    impl<'de> DeserializeSeed<'de> for KindSeed {
+        type Value = Kind;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Kind, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for KindSeed {
+        type Value = Kind;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a message type")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Kind, E> {
+            Kind::parse(v).ok_or_else(|| E::unknown_variant(v, &CLIENT_TYPES))
+        }
+    }
+
+    /// Any JSON value, parsed and dropped. Unlike `IgnoredAny`, which skips
+    /// strings and numbers unchecked, it refuses what parsing them refuses.
+    struct Parsed;
+
+    impl<'de> Deserialize<'de> for Parsed {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(Parsed)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Parsed {
+        type Value = Parsed;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("any value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Parsed, E> {
+            Ok(Parsed)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Parsed, E> {
+            Ok(Parsed)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Parsed, E> {
+            Ok(Parsed)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Parsed, E> {
+            Ok(Parsed)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Parsed, E> {
+            Ok(Parsed)
+        }
+        fn visit_unit<E>(self) -> Result<Parsed, E> {
+            Ok(Parsed)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Parsed, A::Error> {
+            while seq.next_element::<Parsed>()?.is_some() {}
+            Ok(Parsed)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Parsed, A::Error> {
+            while map.next_entry::<Parsed, Parsed>()?.is_some() {}
+            Ok(Parsed)
+        }
+    }
 }
 
 /// Server → client. Every client handles the first five types; `roster` and
@@ -338,7 +580,7 @@ pub const MAX_ROSTER: usize = 500;
 pub fn roster(observer_ids: impl IntoIterator<Item = String>, count: u32) -> ServerMsg {
     // A sorted Vec, not a BTreeSet: no new collection code in the worker's wasm.
     let mut learners: Vec<String> = observer_ids.into_iter().collect();
-    learners.sort_unstable();
+    crate::order::sort_by(&mut learners, Ord::cmp);
     learners.dedup();
     learners.truncate(MAX_ROSTER);
     ServerMsg::Roster { count, learners }
@@ -486,9 +728,11 @@ fn genesis() -> String {
     crate::chain::GENESIS.to_owned()
 }
 
-/// The events of a session's run (`type` = the serde rename, `payload` = the fields).
+/// The events of a session's run (`type` = the serde rename, `payload` = the
+/// fields). Externally tagged in serde (`{type: payload}`, see [`Self::parts`]
+/// and [`Self::parse`]): adjacent tagging would buffer every payload (serde's
+/// `Content`) on the way in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", content = "payload")]
 pub enum SessionEvent {
     #[serde(rename = "session.started")]
     Started {},
@@ -524,17 +768,16 @@ impl SessionEvent {
             return ("cursor.moved".to_owned(), json!({"step": step, "x": x, "y": y}));
         }
         match serde_json::to_value(self) {
-            Ok(Value::Object(mut m)) => {
-                let kind = m.get("type").and_then(Value::as_str).unwrap_or_default().to_string();
-                (kind, m.remove("payload").unwrap_or(Value::Null))
-            }
+            Ok(Value::Object(m)) => m.into_iter().next().unwrap_or_default(),
             _ => (String::new(), Value::Null),
         }
     }
 
     /// `None` for types this module does not know (other writers, newer versions).
     pub fn parse(ev: &Event) -> Option<SessionEvent> {
-        serde_json::from_value(json!({ "type": ev.kind, "payload": ev.payload })).ok()
+        let mut tagged = serde_json::Map::new();
+        tagged.insert(ev.kind.clone(), ev.payload.clone());
+        SessionEvent::deserialize(&Value::Object(tagged)).ok()
     }
 }
 
@@ -834,15 +1077,45 @@ pub fn class_summary(state: &SessionState, key: &AnswerKey, present: &[String]) 
 // ---------------------------------------------------------------- connections
 
 /// Per-socket protocol state, stored in the socket attachment (so it survives
-/// hibernation). Each variant carries only what is valid in it.
+/// hibernation). Each variant carries only what is valid in it. Read back
+/// through [`ConnectionWire`]: a derived internally tagged `Deserialize` would
+/// buffer the attachment (serde's `Content`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
+#[serde(tag = "state", rename_all = "snake_case", try_from = "ConnectionWire")]
 pub enum Connection {
     /// Accepted, no `hello` yet: receives no broadcasts, may only say hello or ping.
     AwaitingHello { user_id: String, role: Role },
     /// Synced: `last_seq` is the seq this socket was brought up to at its hello;
     /// from then on it receives every broadcast event.
     Connected { user_id: String, role: Role, last_seq: u64 },
+}
+
+/// A [`Connection`] as stored: its `state` and every variant's fields.
+#[derive(Deserialize)]
+struct ConnectionWire {
+    state: ConnectionState,
+    user_id: String,
+    role: Role,
+    last_seq: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ConnectionState {
+    AwaitingHello,
+    Connected,
+}
+
+impl TryFrom<ConnectionWire> for Connection {
+    type Error = &'static str;
+    fn try_from(w: ConnectionWire) -> Result<Self, Self::Error> {
+        let ConnectionWire { state, user_id, role, last_seq } = w;
+        match (state, last_seq) {
+            (ConnectionState::AwaitingHello, _) => Ok(Connection::AwaitingHello { user_id, role }),
+            (ConnectionState::Connected, Some(last_seq)) => Ok(Connection::Connected { user_id, role, last_seq }),
+            (ConnectionState::Connected, None) => Err("missing field `last_seq`"),
+        }
+    }
 }
 
 impl Connection {
@@ -1291,6 +1564,24 @@ mod tests {
             assert_eq!(code(bad), Some(C::InvalidMessage), "{bad}");
         }
         assert_eq!(code(&text(MAX_TEXT_CHARS)), None);
+    }
+
+    #[test]
+    fn decode_reads_the_type_first_and_still_parses_every_field() {
+        // Other fields are ignored but must be valid JSON values, as when
+        // serde buffered the whole message.
+        for bad in [r#"{"type":"ping","x":"\ud800"}"#, r#"{"type":"ping","x":[1e400]}"#] {
+            assert_eq!(decode_client_msg(bad).err().map(|e| e.code), Some(C::MalformedMessage), "{bad}");
+        }
+        // serde's sequence form of an internally tagged enum: `[type, fields...]`.
+        assert_eq!(decode_client_msg(r#"["ping"]"#), Ok(ClientMsg::Ping));
+        assert_eq!(
+            decode_client_msg(r#"["respond","k1",2]"#),
+            Ok(ClientMsg::Respond { question_id: "k1".into(), choice: 2 })
+        );
+        assert_eq!(decode_client_msg(r#"["ping",1]"#).err().map(|e| e.code), Some(C::MalformedMessage));
+        let e = decode_client_msg(r#"{"type":"respond","question_id":"k1","choice":-1}"#).unwrap_err();
+        assert_eq!(e.message, "invalid value: integer `-1`, expected u32");
     }
 
     #[test]

@@ -196,15 +196,18 @@ pub fn validate_draft(body: &Value) -> AppResult<Draft> {
     let timeline = validate_timeline(obj.get("timeline").unwrap_or(&Value::Null), "timeline")?;
     let quiz: Vec<QuizItem> = match obj.get("quiz") {
         None | Some(Value::Null) => Vec::new(),
-        Some(q @ Value::Array(items)) => {
+        Some(Value::Array(items)) => {
             if items.len() > 200 {
                 return Err(AppError::too_large("quiz: at most 200 questions"));
             }
+            let mut quiz = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
-                serde_json::from_value::<QuizItem>(item.clone())
-                    .map_err(|e| invalid(&format!("quiz[{i}]"), &format!("{e}")))?;
+                quiz.push(
+                    serde_json::from_value::<QuizItem>(item.clone())
+                        .map_err(|e| invalid(&format!("quiz[{i}]"), &format!("{e}")))?,
+                );
             }
-            serde_json::from_value(q.clone()).map_err(|e| invalid("quiz", &e.to_string()))?
+            quiz
         }
         Some(_) => return Err(invalid("quiz", "must be an array")),
     };
@@ -315,7 +318,9 @@ pub fn timeline_from_events(events: &[Event]) -> Vec<TimelineItem> {
 /// An imported artifact may carry its own sha256: if so it must match.
 pub fn check_import_hash(body: &Value, draft: &Draft) -> AppResult<()> {
     let Some(claimed) = body.get("sha256").and_then(Value::as_str) else { return Ok(()) };
-    let Ok(original) = serde_json::from_value::<Artifact>(body.clone()) else {
+    // Read back from text, as stored artifacts are: the same fields accepted,
+    // and no second copy of the artifact's deserializer (for `Value`) in wasm.
+    let Ok(original) = serde_json::from_str::<Artifact>(&body.to_string()) else {
         return Err(AppError::unprocessable(
             "sha256_unverifiable",
             "sha256: given, but the artifact lacks the fields it covers",

@@ -28,6 +28,7 @@
 //! - [`urlparts`]: URL path and query splitting without the `url` crate (size).
 //! - [`ai`]: AI job rules, cache keys, the builtin offline provider, OpenAI-compatible shaping.
 //! - [`canonical`]: canonical JSON (RFC 8785 style) and hashing shared by lessons, state and proofs.
+//! - [`order`]: the one stable sort every caller shares (wasm size).
 //! - [`streams`]: the seeded random event streams of the native / browser / edge parity tests.
 //!
 //! Edge (wasm32 with feature `edge`, `src/edge/`): the router and HTTP handlers
@@ -74,6 +75,7 @@ pub mod identity;
 pub mod journal;
 pub mod lesson;
 pub mod marketplace;
+pub mod order;
 pub mod policy;
 pub mod run;
 pub mod streams;

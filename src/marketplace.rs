@@ -653,7 +653,9 @@ pub fn search(items: &[ListingSummary], query: &Query, viewer_org: Option<&str>)
         .filter(|i| query.cursor.as_ref().is_none_or(|c| c.before(i)))
         .collect();
     let sort = query.sort;
-    hits.sort_by(|a, b| primary_key(sort, b).cmp(&primary_key(sort, a)).then_with(|| a.listing_id.cmp(&b.listing_id)));
+    crate::order::sort_by(&mut hits, |a, b| {
+        primary_key(sort, b).cmp(&primary_key(sort, a)).then_with(|| a.listing_id.cmp(&b.listing_id))
+    });
     let limit = query.limit.clamp(1, MAX_LIMIT) as usize;
     let more = hits.len() > limit;
     hits.truncate(limit);

@@ -7,8 +7,8 @@
 // the classes the person taught or attended and the runs they wrote.
 
 import { api, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=a2d0f755fb";
-import { Replay, describeItems, lessonFrames } from "./core.js?v=f2741536f0";
+import { ClassroomClient } from "./classroom-client.js?v=ab2c09f392";
+import { Replay, describeItems, lessonFrames } from "./core.js?v=df781638dd";
 import { renderCanvas } from "./canvas.js?v=cc346232db";
 import { shell, $, h, say, params } from "./ui.js?v=f44cea9744";
 

@@ -3,7 +3,7 @@
 //! dead-lettered after the last attempt, results cached per lesson version
 //! and input. Rules and the builtin provider live in `crate::ai`.
 
-use super::http::{allow, ok, path_id, Ctx};
+use super::http::{self, allow, ok, path_id, Ctx};
 use super::lessons::{self, LessonRow};
 use super::runs::{self, RunRow};
 use super::store::Db;
@@ -500,9 +500,7 @@ async fn deliver_to_session(env: &Env, session_id: &str, step: u32, job_id: &str
     let text = result.get("text").and_then(Value::as_str).unwrap_or_default();
     let body = json!({"step": step, "job_id": job_id, "text": text}).to_string();
     let stub = env.durable_object(store::CLASSROOM)?.id_from_name(session_id)?.get_stub()?;
-    let mut init = worker::RequestInit::new();
-    init.with_method(Method::Post).with_body(Some(body.into()));
-    let req = worker::Request::new_with_init("https://classroom/explanation", &init)?;
+    let req = http::outgoing("https://classroom/explanation", Method::Post, None, Some(body))?;
     let resp = stub.fetch_with_request(req).await?;
     if resp.status_code() != 200 {
         return Err(AppError::internal(format!("session answered {}", resp.status_code())));
@@ -611,7 +609,7 @@ async fn listing_facts(db: &Db, listing_id: &str, org: &str) -> AppResult<ai::Li
 
 /// Any OpenAI-compatible chat-completions endpoint, with a timeout.
 async fn openai(env: &Env, kind: JobKind, input: &ai::JobInput, artifact: &Artifact, model: &str) -> AppResult<Value> {
-    use worker::{AbortController, Fetch, Headers, Request, RequestInit};
+    use worker::{AbortController, Fetch, Headers};
     let base = env
         .var("OPENAI_BASE_URL")
         .map(|v| v.to_string())
@@ -623,9 +621,8 @@ async fn openai(env: &Env, kind: JobKind, input: &ai::JobInput, artifact: &Artif
     if !key.is_empty() {
         headers.set("authorization", &format!("Bearer {key}"))?;
     }
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_headers(headers).with_body(Some(body.to_string().into()));
-    let req = Request::new_with_init(&format!("{}/chat/completions", base.trim_end_matches('/')), &init)?;
+    let url = format!("{}/chat/completions", base.trim_end_matches('/'));
+    let req = http::outgoing(&url, Method::Post, Some(&headers), Some(body.to_string()))?;
     let controller = AbortController::default();
     let signal = controller.signal();
     let timeout_ms = env.var("OPENAI_TIMEOUT_MS").ok().and_then(|v| v.to_string().parse().ok()).unwrap_or(20_000u64);

@@ -10,11 +10,11 @@
 
 use super::sessions::{HDR_OBSERVER_LIMIT, HDR_ROLE, HDR_USER};
 use super::store::{self, t, u};
+use super::Later;
 use crate::classroom::{self, Effect, Peer, Role, ServerMsg, SessionConfig, SessionState, Status};
 use crate::error::AppError;
 use crate::run::Event;
 use futures_channel::mpsc::{unbounded, UnboundedSender};
-use serde::Deserialize;
 use serde_json::json;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -75,26 +75,29 @@ enum Alarm {
     Due(i64),
 }
 
-#[derive(Deserialize)]
-struct EventRow {
-    seq: f64,
-    id: String,
-    #[serde(rename = "type")]
-    kind: String,
-    payload: String,
-    timestamp: f64,
-    author_id: String,
-    hash: Option<String>,
+// Rows of this object's SQL storage, read without serde (see `store::FromRow`).
+store::d1_row! {
+    struct EventRow {
+        seq: f64,
+        id: String,
+        kind: String,
+        payload: String,
+        timestamp: f64,
+        author_id: String,
+        hash: Option<String>,
+    }
 }
 
-#[derive(Deserialize)]
-struct CountRow {
-    n: f64,
+store::d1_row! {
+    struct CountRow {
+        n: f64,
+    }
 }
 
-#[derive(Deserialize)]
-struct MetaRow {
-    value: String,
+store::d1_row! {
+    struct MetaRow {
+        value: String,
+    }
 }
 
 fn now_ms() -> i64 {
@@ -123,11 +126,11 @@ impl Classroom {
         )?;
         // The chain (issue 19): objects created before it get the column; their
         // rows' hashes are filled on the next load (`with_session`).
-        let has_hash = sql
-            .exec("SELECT COUNT(*) AS n FROM pragma_table_info('events') WHERE name = 'hash'", None)?
-            .to_array::<CountRow>()?
-            .first()
-            .is_some_and(|r| r.n > 0.0);
+        let has_hash = store::sql_rows::<CountRow>(
+            sql.exec("SELECT COUNT(*) AS n FROM pragma_table_info('events') WHERE name = 'hash'", None)?,
+        )?
+        .first()
+        .is_some_and(|r| r.n > 0.0);
         if !has_hash {
             sql.exec("ALTER TABLE events ADD COLUMN hash TEXT", None)?;
         }
@@ -135,8 +138,9 @@ impl Classroom {
     }
 
     fn meta(&self, key: &str) -> Result<Option<String>> {
-        let rows: Vec<MetaRow> =
-            self.sql().exec("SELECT value FROM meta WHERE key = ?", vec![SqlStorageValue::from(key)])?.to_array()?;
+        let rows: Vec<MetaRow> = store::sql_rows(
+            self.sql().exec("SELECT value FROM meta WHERE key = ?", vec![SqlStorageValue::from(key)])?,
+        )?;
         Ok(rows.into_iter().next().map(|r| r.value))
     }
 
@@ -151,13 +155,10 @@ impl Classroom {
     fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>> {
         // Loading first also seals rows stored before the chain existed.
         let run_id = self.with_session(|s| s.config.run_id.clone())?.unwrap_or_default();
-        let rows: Vec<EventRow> = self
-            .sql()
-            .exec(
-                "SELECT seq, id, type, payload, timestamp, author_id, hash FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-                vec![SqlStorageValue::from(after as f64), SqlStorageValue::from(limit as f64)],
-            )?
-            .to_array()?;
+        let rows: Vec<EventRow> = store::sql_rows(self.sql().exec(
+            "SELECT seq, id, type AS kind, payload, timestamp, author_id, hash FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            vec![SqlStorageValue::from(after as f64), SqlStorageValue::from(limit as f64)],
+        )?)?;
         Ok(rows
             .into_iter()
             .map(|r| Event {
@@ -191,13 +192,10 @@ impl Classroom {
             let mut state = SessionState::new(config);
             let mut after = 0;
             loop {
-                let rows: Vec<EventRow> = self
-                    .sql()
-                    .exec(
-                        "SELECT seq, id, type, payload, timestamp, author_id, hash FROM events WHERE seq > ? ORDER BY seq LIMIT 1000",
-                        vec![SqlStorageValue::from(after as f64)],
-                    )?
-                    .to_array()?;
+                let rows: Vec<EventRow> = store::sql_rows(self.sql().exec(
+                    "SELECT seq, id, type AS kind, payload, timestamp, author_id, hash FROM events WHERE seq > ? ORDER BY seq LIMIT 1000",
+                    vec![SqlStorageValue::from(after as f64)],
+                )?)?;
                 let Some(last) = rows.last() else { break };
                 after = last.seq as u64;
                 for r in rows {
@@ -483,7 +481,7 @@ impl Classroom {
         };
         self.alarm.set(Alarm::Due(due));
         let storage = self.state.storage();
-        self.state.wait_until(async move {
+        self.state.wait_until::<Later>(Box::pin(async move {
             // Only after a wake-up is the stored alarm unknown: read it once.
             if !known {
                 if let Ok(Some(at)) = storage.get_alarm().await {
@@ -493,7 +491,7 @@ impl Classroom {
                 }
             }
             let _ = storage.set_alarm(std::time::Duration::from_millis(delay_ms.max(1) as u64)).await;
-        });
+        }));
     }
 
     /// Re-arm the alarm from inside `alarm` (and remember when it is due).
@@ -554,17 +552,10 @@ impl Classroom {
 
     /// An explanation from the queue consumer; a redelivery of the same job is dropped.
     fn explanation_arrived(&self, step: u32, job_id: &str, text: &str) -> Result<()> {
-        #[derive(Deserialize)]
-        struct N {
-            n: f64,
-        }
-        let seen: Vec<N> = self
-            .sql()
-            .exec(
-                "SELECT COUNT(*) AS n FROM events WHERE type = 'explanation.ready' AND json_extract(payload, '$.job_id') = ?",
-                vec![SqlStorageValue::from(job_id)],
-            )?
-            .to_array()?;
+        let seen: Vec<CountRow> = store::sql_rows(self.sql().exec(
+            "SELECT COUNT(*) AS n FROM events WHERE type = 'explanation.ready' AND json_extract(payload, '$.job_id') = ?",
+            vec![SqlStorageValue::from(job_id)],
+        )?)?;
         if seen.first().is_some_and(|n| n.n > 0.0) {
             return Ok(());
         }

@@ -11,6 +11,7 @@
 
 use super::http::Ctx;
 use super::store::MARKET_CACHE;
+use super::Later;
 use crate::error::{AppError, AppResult};
 use worker::{Cache, Response};
 
@@ -233,9 +234,9 @@ async fn lookup(ctx: &Ctx, family: Option<Family>, key: &str) -> AppResult<Looku
     if let Some(entry) = kv.get(&kv_key).text().await.ok().flatten().and_then(Entry::from_kv) {
         ctx.meter.cache.set(Some("hit"));
         if let Ok(stored) = entry.stored() {
-            ctx.wctx.wait_until(async move {
+            ctx.wctx.wait_until::<Later>(Box::pin(async move {
                 let _ = Cache::default().put(url.as_str(), stored).await;
-            });
+            }));
         }
         return Ok(Lookup::Hit(entry));
     }
@@ -248,7 +249,7 @@ fn keep(ctx: &Ctx, miss: Miss, entry: &Entry) {
     let Miss { url, kv, kv_key } = miss;
     let stored = entry.stored().ok();
     let kv_text = if entry.body.len() <= KV_BODY_MAX { entry.to_kv() } else { None };
-    ctx.wctx.wait_until(async move {
+    ctx.wctx.wait_until::<Later>(Box::pin(async move {
         if let Some(stored) = stored {
             let _ = Cache::default().put(url.as_str(), stored).await;
         }
@@ -257,5 +258,5 @@ fn keep(ctx: &Ctx, miss: Miss, entry: &Entry) {
                 let _ = put.expiration_ttl(KV_BODY_SECS).execute().await;
             }
         }
-    });
+    }));
 }

@@ -11,6 +11,24 @@ use worker::{Context, Env, Headers, Method, Request, Response};
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// An outgoing request (to a Durable Object or a provider). Not through
+/// `worker::RequestInit`: converting one links the serializer of every
+/// Cloudflare `cf` option (image resizing and more, ~8 KB of wasm), none of
+/// which is ever set here.
+pub fn outgoing(url: &str, method: Method, headers: Option<&Headers>, body: Option<String>) -> worker::Result<Request> {
+    let init = worker::web_sys::RequestInit::new();
+    init.set_method(method.as_ref());
+    if let Some(h) = headers {
+        init.set_headers(h.as_ref());
+    }
+    if let Some(b) = body {
+        init.set_body(&b.into());
+    }
+    worker::web_sys::Request::new_with_str_and_init(url, &init).map(Request::from).map_err(|e| {
+        worker::Error::JsError(e.as_string().unwrap_or_else(|| "invalid URL or options for Request".into()))
+    })
+}
+
 impl From<worker::Error> for AppError {
     fn from(e: worker::Error) -> Self {
         AppError::internal(e.to_string())

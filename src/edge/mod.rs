@@ -16,10 +16,17 @@ mod system;
 
 use crate::error::{AppError, AppResult};
 use http::Ctx;
+use std::future::Future;
+use std::pin::Pin;
 use worker::{
     event, Context, Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder, Request, Response, ScheduleContext,
     ScheduledEvent,
 };
+
+/// Work finished after the response (`wait_until`). One future type for every
+/// caller: `wait_until` is generic, and each future type passed to it links
+/// its own copy of the promise plumbing.
+pub(crate) type Later = Pin<Box<dyn Future<Output = ()>>>;
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, wctx: Context) -> worker::Result<Response> {
@@ -50,7 +57,7 @@ async fn fetch(req: Request, env: Env, wctx: Context) -> worker::Result<Response
     let writing = !matches!(ctx.method(), worker::Method::Get | worker::Method::Head);
     if writing && store::has_pending_counters() {
         if let Ok(db) = store::db(&ctx.env) {
-            ctx.wctx.wait_until(async move { store::flush_counters(&db).await });
+            ctx.wctx.wait_until::<Later>(Box::pin(async move { store::flush_counters(&db).await }));
         }
     }
     // One structured line per request: ids only, never personal data.

@@ -15,7 +15,6 @@ use crate::chain::{self, Walk};
 use crate::error::{AppError, AppResult};
 use crate::run::Event;
 use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
 use worker::{Bucket, Conditional, Env, HttpMetadata, Method, Response};
 
 /// Runs an archive pass looks at, at most (the next pass continues).
@@ -278,7 +277,7 @@ async fn tables_due(env: &Env, b: &Bucket, now_ms: i64) -> AppResult<bool> {
 }
 
 async fn archive_tables(db: &Db, b: &Bucket, now_ms: i64) -> AppResult<Value> {
-    let mut manifest = TablesManifest { format: archive::FORMAT, at: now_ms, tables: BTreeMap::new() };
+    let mut manifest = TablesManifest { format: archive::FORMAT, at: now_ms, tables: Vec::new() };
     let (mut sealed, mut existing, mut rows_total) = (0u64, 0u64, 0u64);
     for (table, order) in archive::TABLES {
         let mut snap = TableSnapshot { rows: 0, segments: Vec::new() };
@@ -305,7 +304,7 @@ async fn archive_tables(db: &Db, b: &Bucket, now_ms: i64) -> AppResult<Value> {
             }
         }
         rows_total += snap.rows;
-        manifest.tables.insert((*table).to_owned(), snap);
+        manifest.tables.push(((*table).to_owned(), snap));
     }
     put_json(b, archive::TABLES_MANIFEST_KEY, &manifest.to_value()).await?;
     Ok(json!({"rows": rows_total, "segments_sealed": sealed, "segments_existing": existing, "at": now_ms}))
@@ -381,7 +380,7 @@ async fn restore_tables(env: &Env, db: &Db) -> AppResult<Value> {
         .ok_or_else(|| AppError::internal("tables manifest unreadable"))?;
     let mut restored = Map::new();
     for (table, _) in archive::TABLES {
-        let Some(snap) = manifest.tables.get(*table) else { continue };
+        let Some(snap) = manifest.table(table) else { continue };
         let mut count = 0u64;
         for address in &snap.segments {
             let text = get_text(&b, &archive::table_segment_key(table, address))
@@ -499,9 +498,7 @@ async fn restore_runs(env: &Env, db: &Db, after: &str, limit: u64) -> AppResult<
 async fn resync_session(env: &Env, session_id: &str) -> bool {
     let call = async {
         let stub = env.durable_object(store::CLASSROOM)?.id_from_name(session_id)?.get_stub()?;
-        let mut init = worker::RequestInit::new();
-        init.with_method(Method::Post);
-        let req = worker::Request::new_with_init("https://classroom/resync", &init)?;
+        let req = super::http::outgoing("https://classroom/resync", Method::Post, None, None)?;
         let resp = stub.fetch_with_request(req).await?;
         Ok::<bool, worker::Error>(resp.status_code() == 200)
     };

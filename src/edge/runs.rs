@@ -12,6 +12,7 @@
 use super::http::{allow, created, ok, path_id, Ctx};
 use super::store::Db;
 use super::store::{self, i, t, u};
+use super::Later;
 use crate::canonical::write_canonical_str;
 use crate::chain;
 use crate::error::{AppError, AppResult};
@@ -563,9 +564,7 @@ impl PendingPage {
         };
         if let Some(mut events) = text.and_then(|t| serde_json::from_str::<Vec<Event>>(&t).ok()) {
             // json_group_array keeps the subquery's order in SQLite; never rely on it blindly.
-            if !events.windows(2).all(|w| w[0].seq < w[1].seq) {
-                events.sort_by_key(|e| e.seq);
-            }
+            crate::order::sort_by_key(&mut events, |e| e.seq);
             return Ok(events);
         }
         let rows: Vec<EventRow> = store::all_bulk(
@@ -688,9 +687,7 @@ pub async fn replay_to(
             }
         };
         // json_group_array keeps the subquery's order in SQLite; never rely on it blindly.
-        if !rows.windows(2).all(|w| w[0].0 < w[1].0) {
-            rows.sort_by_key(|r| r.0);
-        }
+        crate::order::sort_by_key(&mut rows, |r| r.0);
         let Some(last) = rows.last().map(|r| r.0) else { break };
         // The next page is read while this one folds.
         if rows.len() as u64 == REPLAY_PAGE && last < target {
@@ -703,7 +700,7 @@ pub async fn replay_to(
     if !fresh.is_empty() {
         let db = store::db(env)?;
         let run_id = run_id.to_owned();
-        let write = async move {
+        let write: Later = Box::pin(async move {
             let mut stmts = Vec::new();
             for (at, state) in fresh {
                 let c = Checkpoint::of(at, state);
@@ -719,7 +716,7 @@ pub async fn replay_to(
             if let Err(e) = db.batch(stmts).await {
                 worker::console_error!("{}", json!({"msg": "checkpoint write failed", "error": e.to_string()}));
             }
-        };
+        });
         match later {
             Some(wctx) => wctx.wait_until(write),
             None => write.await,

@@ -11,7 +11,7 @@ use crate::error::{AppError, AppResult};
 use crate::identity::Claims;
 use crate::policy::{self, Action, Scope};
 use serde_json::json;
-use worker::{Headers, Method, Request, RequestInit, Response};
+use worker::{Headers, Method, Response};
 
 pub const HDR_USER: &str = "x-dropple-user";
 pub const HDR_ROLE: &str = "x-dropple-role";
@@ -167,11 +167,13 @@ async fn create(ctx: &mut Ctx) -> AppResult<Response> {
     };
     // The answer key rides beside the config, never in it: the config is
     // part of the state every observer receives.
-    let answer_key: classroom::AnswerKey = artifact
-        .quiz
-        .iter()
-        .filter_map(|q| Some((q.id.clone(), u32::try_from(crate::grading::answer_index(q)?).ok()?)))
-        .collect();
+    // Inserts, not `collect`: collecting into a map links a sort.
+    let mut answer_key = classroom::AnswerKey::new();
+    for q in &artifact.quiz {
+        if let Some(answer) = crate::grading::answer_index(q).and_then(|a| u32::try_from(a).ok()) {
+            answer_key.insert(q.id.clone(), answer);
+        }
+    }
     let init = classroom::SessionInit { config, answer_key };
     let body = serde_json::to_string(&init).map_err(|e| AppError::internal(e.to_string()))?;
     let resp = to_object(ctx, &session_id, "/init", Method::Post, Some(body), None).await?;
@@ -209,12 +211,7 @@ async fn to_object(
     }
     // Only a validated number travels on (never the raw, decoded text).
     let query = ctx.query_u64("after").ok().flatten().map(|a| format!("?after={a}")).unwrap_or_default();
-    let mut init = RequestInit::new();
-    init.with_method(method).with_headers(headers);
-    if let Some(b) = body {
-        init.with_body(Some(b.into()));
-    }
-    let req = Request::new_with_init(&format!("https://classroom{path}{query}"), &init)?;
+    let req = super::http::outgoing(&format!("https://classroom{path}{query}"), method, Some(&headers), body)?;
     Ok(stub.fetch_with_request(req).await?)
 }
 

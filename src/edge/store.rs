@@ -192,9 +192,10 @@ pub fn stmt(db: &Db, sql: &str, args: &[Arg<'_>]) -> AppResult<D1PreparedStateme
     Ok(db.prepare(sql).bind(&values)?)
 }
 
-/// A D1 row type, decoded column by column without serde: a serde
-/// deserializer per row type (serde_wasm_bindgen's struct visitors) cost the
-/// worker far more bytes than these few getter calls. Declared with [`d1_row!`].
+/// A D1 (or Durable Object SQL, [`sql_rows`]) row type, decoded column by
+/// column without serde: a serde deserializer per row type
+/// (serde_wasm_bindgen's struct visitors) cost the worker far more bytes than
+/// these few getter calls. Declared with [`d1_row!`].
 pub trait FromRow {
     /// The row's value; a column that failed is recorded in `row` (see [`Row::get`]).
     fn from_row(row: &Row) -> Self;
@@ -239,7 +240,7 @@ impl Row {
         let decoded = T::from_row(&row);
         match row.failed.get() {
             None => Ok(decoded),
-            Some(name) => Err(AppError::internal(format!("D1 column {name}: missing or of another type"))),
+            Some(name) => Err(AppError::internal(format!("SQL column {name}: missing or of another type"))),
         }
     }
 }
@@ -334,6 +335,11 @@ async fn raw_rows(db: &Db, sql: &str, args: &[Arg<'_>]) -> AppResult<Vec<JsValue
 
 fn decode_all<T: FromRow>(rows: Vec<JsValue>) -> AppResult<Vec<T>> {
     rows.into_iter().map(Row::decode).collect()
+}
+
+/// Every row of a Durable Object SQL query, decoded as D1 rows are.
+pub fn sql_rows<T: FromRow>(cursor: worker::SqlCursor) -> worker::Result<Vec<T>> {
+    cursor.map(|row| Row::decode(row?).map_err(|e| worker::Error::RustError(e.to_string()))).collect()
 }
 
 /// [`all`] for big pages (event pages read by replay and paging): the rows

@@ -396,7 +396,7 @@ async fn render_metrics(db: &Db) -> AppResult<String> {
             None => rows.push(Row { name: name.to_owned(), labels, value: by }),
         }
     }
-    rows.sort_by(|a, b| (&a.name, &a.labels).cmp(&(&b.name, &b.labels)));
+    crate::order::sort_by(&mut rows, |a, b| (&a.name, &a.labels).cmp(&(&b.name, &b.labels)));
     // Derived, not kept as a hot counter row: every appended event is a row.
     let stats: Option<Stats> = store::first(db, "SELECT COUNT(*) AS runs, (SELECT COUNT(*) FROM events) AS events, (SELECT MAX(c) FROM (SELECT COUNT(*) AS c FROM events GROUP BY run_id)) AS max_events FROM runs", &[]).await?;
     let appended = stats.as_ref().map(|s| s.events).unwrap_or(0);
