@@ -234,6 +234,25 @@ test("verify: a readable certificate above the checks, shared by a link that ver
     await closePages();
   }));
 
+test("verify: a click that comes before the core has loaded still verifies", { timeout: 90_000 }, () =>
+  withScreenshots("pages-verify-early-click", shots, async () => {
+    const id = await certificate(tokens.leo);
+    const cred = (await api.call("GET", `/v1/certificates/${encodeURIComponent(id)}`, { token: tokens.leo })).json;
+    const p = (pages.early = await openPage(browser, w.base));
+    // The core's wasm arrives late, after the page's load event.
+    let release;
+    const held = new Promise((r) => { release = r; });
+    await p.route(/\/core\/dropple_core_bg\.wasm/, async (route) => { await held; await route.continue(); });
+    await p.goto("/verify");
+    await p.fill("[data-testid=credential]", JSON.stringify(cred));
+    // Loaded, but not wired yet: the button must not take a click it would drop.
+    assert.equal(await p.isDisabled("[data-testid=verify]"), true, "Verify is disabled until the page can verify");
+    release();
+    await p.click("[data-testid=verify]"); // waits until it is enabled
+    await waitVerdict(p);
+    assert.equal(await p.getAttribute("[data-testid=verdict]", "data-valid"), "true", await p.textContent("#browser-checks"));
+  }));
+
 test("verify: a cut-off paste says so in words and clears the previous verdict", { timeout: 90_000 }, () =>
   withScreenshots("pages-verify-truncated", shots, async () => {
     const id = await certificate(tokens.leo);

@@ -184,6 +184,9 @@ $("#verify").addEventListener("click", () => {
   if (params().get("id")) history.replaceState(null, "", "/verify");
   run();
 });
+// The button starts disabled: this module waits for the core (its top-level
+// await), and the page's load event can come first, when a click would do nothing.
+$("#verify").disabled = false;
 $("#credential").addEventListener("input", () => { if (!$("#verdict").hidden) clearResult(); });
 $("#copy-link").addEventListener("click", async () => {
   try {
