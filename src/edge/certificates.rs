@@ -141,14 +141,18 @@ pub async fn issuer(ctx: &mut Ctx) -> AppResult<Response> {
     ok(issuer_profile(ctx)?)
 }
 
+/// The columns of an [`AttemptRow`], for every statement that reads one
+/// (a macro: `concat!` keeps the statements static strings).
+macro_rules! attempt_columns {
+    () => {
+        "id, org, learner_id, COALESCE(learner_org, org) AS learner_org, lesson_id, version, sha256, run_id, submitted, score, passed, certificate_id"
+    };
+}
+
 async fn load_attempt(db: &Db, id: &str) -> AppResult<AttemptRow> {
-    store::first(
-        db,
-        "SELECT id, org, learner_id, COALESCE(learner_org, org) AS learner_org, lesson_id, version, sha256, run_id, submitted, score, passed, certificate_id FROM attempts WHERE id = ?1",
-        &[t(id)],
-    )
-    .await?
-    .ok_or_else(|| AppError::not_found("attempt"))
+    store::first(db, concat!("SELECT ", attempt_columns!(), " FROM attempts WHERE id = ?1"), &[t(id)])
+        .await?
+        .ok_or_else(|| AppError::not_found("attempt"))
 }
 
 /// The attempt's own learner only (same user id in the same org); anyone
@@ -376,7 +380,10 @@ async fn submit(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     // Flips to submitted exactly once: a concurrent or retried submit keeps the first grade.
     let flipped: Option<AttemptRow> = store::first(
         &db,
-        "UPDATE attempts SET submitted = 1, score = ?2, passed = ?3 WHERE id = ?1 AND submitted = 0 RETURNING id, org, learner_id, COALESCE(learner_org, org) AS learner_org, lesson_id, version, sha256, run_id, submitted, score, passed, certificate_id",
+        concat!(
+            "UPDATE attempts SET submitted = 1, score = ?2, passed = ?3 WHERE id = ?1 AND submitted = 0 RETURNING ",
+            attempt_columns!()
+        ),
         &[t(id), store::Arg::Real(grade.score), i(grade.passed as i64)],
     )
     .await?;
