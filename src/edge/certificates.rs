@@ -11,6 +11,7 @@ use super::store::Db;
 use super::store::{self, i, t, u};
 use crate::canonical::canonical_sha256;
 use crate::certificate::{self, CredentialInput, IssuerKey, PublicIssuerKey};
+use crate::chain;
 use crate::error::{AppError, AppResult};
 use crate::grading;
 use crate::identity::Claims;
@@ -149,10 +150,44 @@ macro_rules! attempt_columns {
     };
 }
 
+const ATTEMPT_SQL: &str = concat!("SELECT ", attempt_columns!(), " FROM attempts WHERE id = ?1");
+
 async fn load_attempt(db: &Db, id: &str) -> AppResult<AttemptRow> {
-    store::first(db, concat!("SELECT ", attempt_columns!(), " FROM attempts WHERE id = ?1"), &[t(id)])
-        .await?
-        .ok_or_else(|| AppError::not_found("attempt"))
+    store::first(db, ATTEMPT_SQL, &[t(id)]).await?.ok_or_else(|| AppError::not_found("attempt"))
+}
+
+/// The first page of an attempt's events, its run found from the attempt id.
+const ATTEMPT_EVENTS_SQL: &str = runs::page_sql!("(SELECT run_id FROM attempts WHERE id = ?1)");
+
+/// The attempt and every event of its run, in one round trip (a batch reads
+/// one state) unless the run holds more than a page.
+async fn attempt_and_events(db: &Db, id: &str) -> AppResult<(AttemptRow, Vec<crate::run::Event>)> {
+    const PAGE: u64 = 1000;
+    let mut results = store::batch_rows(
+        db,
+        vec![
+            store::stmt(db, ATTEMPT_SQL, &[t(id)])?,
+            store::stmt(db, ATTEMPT_EVENTS_SQL, &[t(id), u(0), u(i64::MAX as u64), u(PAGE)])?,
+        ],
+    )
+    .await?
+    .into_iter();
+    let (Some(attempt), Some(page)) = (results.next(), results.next()) else {
+        return Err(AppError::internal("D1 batch: a result is missing"));
+    };
+    let a = attempt.decode::<AttemptRow>()?.into_iter().next().ok_or_else(|| AppError::not_found("attempt"))?;
+    let events = match page.text("page").as_deref().and_then(runs::page_events) {
+        Some(mut events) => {
+            if events.len() as u64 == PAGE {
+                let after = events.last().map_or(0, |e| e.seq);
+                events.extend(events_between(db, &a.run_id, after, i64::MAX as u64).await?);
+            }
+            events
+        }
+        // Over D1's 2 MB per value: read as the other paths do.
+        None => all_events(db, &a.run_id, i64::MAX as u64).await?,
+    };
+    Ok((a, events))
 }
 
 /// The attempt's own learner only (same user id in the same org); anyone
@@ -211,13 +246,6 @@ fn attempt_run(a: &AttemptRow) -> RunRow {
     }
 }
 
-async fn append(db: &Db, a: &AttemptRow, kind: &str, payload: Value, now_ms: i64) -> AppResult<u64> {
-    let ev = NewEvent { id: runs::new_id(), kind: kind.into(), payload };
-    match runs::append_events(db, &attempt_run(a), &a.learner_id, &[ev], None, now_ms).await? {
-        Appended::New { last_seq, .. } | Appended::AlreadyThere { last_seq, .. } => Ok(last_seq),
-    }
-}
-
 async fn start(ctx: &mut Ctx) -> AppResult<Response> {
     let claims = ctx.claims()?;
     policy::authorize(&claims, Action::AttemptCreate, Scope::ORG, "attempt")?;
@@ -232,39 +260,31 @@ async fn start(ctx: &mut Ctx) -> AppResult<Response> {
     }
     let run_id = runs::new_id();
     let id = runs::new_id();
-    // The run and the attempt that owns it, in one batch.
-    db.batch(vec![
+    let run = RunRow {
+        id: run_id.clone(),
+        org: lesson.org.clone(),
+        kind: "attempt".into(),
+        creator: claims.sub.clone(),
+        created_at: ctx.now_ms,
+    };
+    let started = NewEvent {
+        id: runs::new_id(),
+        kind: "attempt.started".into(),
+        payload: json!({"lesson_id": lesson_id, "version": version, "sha256": row.sha256}),
+    };
+    // The run, the attempt that owns it and its first event, in one batch.
+    let mut sealed = runs::seal(&db, &run, &claims.sub, &[&started], 0, chain::GENESIS, ctx.now_ms)?;
+    let mut statements = vec![
         runs::insert_run_stmt(&db, &run_id, &lesson.org, "attempt", &claims.sub, ctx.now_ms)?,
         store::stmt(
             &db,
             "INSERT INTO attempts (id, org, learner_id, learner_org, lesson_id, version, sha256, run_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             &[t(&id), t(&lesson.org), t(&claims.sub), t(&claims.org), t(&lesson_id), i(version), t(&row.sha256), t(&run_id), i(ctx.now_ms)],
         )?,
-    ])
-    .await?;
-    runs::run_inserted(&run_id);
-    let a = AttemptRow {
-        id: id.clone(),
-        org: lesson.org.clone(),
-        learner_id: claims.sub.clone(),
-        learner_org: claims.org.clone(),
-        lesson_id: lesson_id.clone(),
-        version,
-        sha256: row.sha256.clone(),
-        run_id: run_id.clone(),
-        submitted: 0,
-        score: None,
-        passed: None,
-        certificate_id: None,
-    };
-    append(
-        &db,
-        &a,
-        "attempt.started",
-        json!({"lesson_id": lesson_id, "version": version, "sha256": row.sha256}),
-        ctx.now_ms,
-    )
-    .await?;
+    ];
+    statements.append(&mut sealed.statements);
+    db.batch(statements).await?;
+    sealed.landed(&run_id);
     created(json!({"attempt_id": id, "run_id": run_id, "lesson_id": lesson_id, "version": version}))
 }
 
@@ -366,7 +386,7 @@ fn submit_json(a: &AttemptRow, correct: Option<u32>, total: Option<u32>, resubmi
 async fn submit(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     let claims = ctx.claims()?;
     let db = ctx.db()?;
-    let a = load_attempt(&db, id).await?;
+    let (a, events) = attempt_and_events(&db, id).await?;
     own_attempt(&claims, &a)?;
     let unfinished = a.passed.is_some_and(|p| p != 0) && a.certificate_id.is_none();
     if a.submitted != 0 && !unfinished {
@@ -374,19 +394,28 @@ async fn submit(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
         return ok(submit_json(&a, None, None, true));
     }
     let artifact = artifact_of(ctx, &a).await?;
-    let events = all_events(&db, &a.run_id, i64::MAX as u64).await?;
     let answers = grading::answers_from_events(&events);
     let grade = grading::grade(&artifact.quiz, &answers, artifact.pass_threshold);
-    // Flips to submitted exactly once: a concurrent or retried submit keeps the first grade.
-    let flipped: Option<AttemptRow> = store::first(
+    let certificate_of = |a: &AttemptRow| derived_id(&format!("certificate:{}", a.id));
+    // Flips to submitted exactly once: a concurrent or retried submit keeps
+    // the first grade. A pass takes its status slot in the same round trip
+    // (a slot is keyed by the certificate id, so any retry gets it back; a
+    // slot whose certificate is never issued is a harmless unused bit).
+    let mut statements = vec![store::stmt(
         &db,
         concat!(
             "UPDATE attempts SET submitted = 1, score = ?2, passed = ?3 WHERE id = ?1 AND submitted = 0 RETURNING ",
             attempt_columns!()
         ),
         &[t(id), store::Arg::Real(grade.score), i(grade.passed as i64)],
-    )
-    .await?;
+    )?];
+    if grade.passed && a.certificate_id.is_none() {
+        statements.push(store::stmt(&db, SLOT_SQL, &[t(&certificate_of(&a))])?);
+    }
+    let mut results = store::batch_rows(&db, statements).await?.into_iter();
+    let flipped =
+        results.next().map(|r| r.decode::<AttemptRow>()).transpose()?.and_then(|rows| rows.into_iter().next());
+    let slot = results.next().map(|r| r.decode::<Slot>()).transpose()?.and_then(|rows| rows.into_iter().next());
     // Not flipped here: an earlier submit did, and its grade stands.
     let mut a = match flipped {
         Some(a) => a,
@@ -394,7 +423,7 @@ async fn submit(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     };
     let passed = a.passed.is_some_and(|p| p != 0);
     let score = a.score.unwrap_or(grade.score);
-    let certificate_id = passed.then(|| derived_id(&format!("certificate:{}", a.id)));
+    let certificate_id = passed.then(|| certificate_of(&a));
     let recorded = [
         NewEvent {
             id: derived_id(&format!("attempt.submitted:{}", a.id)),
@@ -426,7 +455,7 @@ async fn submit(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
         }
         covered.truncate(covered.partition_point(|e| e.seq <= last_seq));
         let events_sha256 = canonical_sha256(&serde_json::to_value(&covered).unwrap_or(Value::Null));
-        issue(ctx, &db, &a, &artifact, cert_id, score, last_seq, &events_sha256).await?;
+        issue(ctx, &db, &a, &artifact, cert_id, score, last_seq, &events_sha256, slot.map(|s| s.n)).await?;
     }
     // Issued (here or by a concurrent submit: the id is derived, so the same).
     if certificate_id.is_some() {
@@ -439,6 +468,18 @@ async fn submit(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     ok(body)
 }
 
+store::d1_row! {
+    struct Slot {
+        n: u64,
+    }
+}
+
+/// One statement hands out the next status slot: D1 runs statements one at a
+/// time, so concurrent submits never read the same "next" (an optimistic
+/// read-then-insert lost most races in a class of 100). A retry of the same
+/// certificate id gets its own slot back.
+const SLOT_SQL: &str = "INSERT INTO status_slots (n, certificate_id) VALUES ((SELECT COALESCE(MAX(n), -1) + 1 FROM status_slots), ?1) ON CONFLICT (certificate_id) DO UPDATE SET certificate_id = excluded.certificate_id RETURNING n";
+
 #[allow(clippy::too_many_arguments)]
 async fn issue(
     ctx: &Ctx,
@@ -449,27 +490,22 @@ async fn issue(
     score: f64,
     seq_to: u64,
     events_sha256: &str,
+    taken_slot: Option<u64>,
 ) -> AppResult<()> {
     let key = signing_key(ctx)?;
     let now = rfc3339_ms(ctx.now_ms);
-    store::d1_row! {
-        struct Slot {
-            n: u64,
-        }
-    }
+    let mut taken_slot = taken_slot;
     for _ in 0..3 {
-        // One statement hands out the next slot: D1 runs statements one at a
-        // time, so concurrent submits never read the same "next" (an
-        // optimistic read-then-insert lost most races in a class of 100).
-        // A retry of the same certificate id gets its own slot back.
-        let slot: Option<Slot> = store::first(
-            db,
-            "INSERT INTO status_slots (n, certificate_id) VALUES ((SELECT COALESCE(MAX(n), -1) + 1 FROM status_slots), ?1) ON CONFLICT (certificate_id) DO UPDATE SET certificate_id = excluded.certificate_id RETURNING n",
-            &[t(cert_id)],
-        )
-        .await?;
-        let slot = slot.ok_or_else(|| AppError::internal("no status slot returned"))?;
-        let (list, index) = certificate::status_slot(slot.n);
+        let n = match taken_slot.take() {
+            Some(n) => n,
+            None => {
+                store::first::<Slot>(db, SLOT_SQL, &[t(cert_id)])
+                    .await?
+                    .ok_or_else(|| AppError::internal("no status slot returned"))?
+                    .n
+            }
+        };
+        let (list, index) = certificate::status_slot(n);
         let list = list.to_string();
         let input = CredentialInput {
             certificate_id: format!("urn:uuid:{cert_id}"),

@@ -439,6 +439,31 @@ async fn write(
     prev: &str,
     now_ms: i64,
 ) -> AppResult<Appended> {
+    let mut sealed = seal(db, run, author, fresh, head_seq, prev, now_ms)?;
+    db.batch(std::mem::take(&mut sealed.statements)).await?;
+    Ok(sealed.landed(&run.id))
+}
+
+/// Events sealed after a head, with the statements that insert them, for a
+/// batch of the caller's (a new run's first events go in the batch that
+/// inserts the run).
+pub struct Sealed {
+    pub statements: Vec<worker::D1PreparedStatement>,
+    events: Vec<Event>,
+    head: String,
+}
+
+/// Seal `fresh` after the head (`head_seq`, its hash `prev`): seqs, hashes
+/// and the insert statements, which land only if that is still the head.
+pub fn seal(
+    db: &Db,
+    run: &RunRow,
+    author: &str,
+    fresh: &[&NewEvent],
+    head_seq: u64,
+    prev: &str,
+    now_ms: i64,
+) -> AppResult<Sealed> {
     let mut sealed: Vec<Event> = fresh
         .iter()
         .enumerate()
@@ -454,11 +479,9 @@ async fn write(
         })
         .collect();
     let head = chain::seal(prev, &mut sealed);
-    let (Some(first_seq), Some(last_seq)) = (sealed.first().map(|e| e.seq), sealed.last().map(|e| e.seq)) else {
-        return Ok(Appended::AlreadyThere { first_seq: 0, last_seq: 0 });
-    };
+    let first_seq = sealed.first().map_or(0, |e| e.seq);
     let guard = if head_seq == 0 { store::Arg::Null } else { t(prev) };
-    let mut stmts = Vec::new();
+    let mut statements = Vec::new();
     let mut list = String::from("[");
     for (n, e) in sealed.iter().enumerate() {
         if list.len() > 1 {
@@ -473,7 +496,7 @@ async fn write(
         list.push(']');
         if list.len() >= INSERT_CHUNK_BYTES || n + 1 == sealed.len() {
             list.push(']');
-            stmts.push(store::stmt(
+            statements.push(store::stmt(
                 db,
                 INSERT_SQL,
                 &[t(&run.id), guard, i(now_ms), t(author), t(&run.org), t(&list), u(first_seq)],
@@ -481,14 +504,25 @@ async fn write(
             list = String::from("[");
         }
     }
-    db.batch(stmts).await?;
-    remember(&run.id, |k| {
-        // Responses may come back out of order: keep the furthest head.
-        if k.head.as_ref().is_none_or(|(s, _)| *s < last_seq) {
-            k.head = Some((last_seq, head));
-        }
-    });
-    Ok(Appended::New { first_seq, last_seq, events: sealed })
+    Ok(Sealed { statements, events: sealed, head })
+}
+
+impl Sealed {
+    /// Its statements landed: this isolate's head of the run moves on.
+    pub fn landed(self, run_id: &str) -> Appended {
+        let (Some(first_seq), Some(last_seq)) = (self.events.first().map(|e| e.seq), self.events.last().map(|e| e.seq))
+        else {
+            return Appended::AlreadyThere { first_seq: 0, last_seq: 0 };
+        };
+        let head = self.head;
+        remember(run_id, |k| {
+            // Responses may come back out of order: keep the furthest head.
+            if k.head.as_ref().is_none_or(|(s, _)| *s < last_seq) {
+                k.head = Some((last_seq, head));
+            }
+        });
+        Appended::New { first_seq, last_seq, events: self.events }
+    }
 }
 
 /// Rounds an append may take when other appends keep winning (each round at
@@ -538,9 +572,28 @@ pub async fn events_page(db: &Db, run_id: &str, after: u64, to: u64, limit: u64)
 /// One page of events, as SQLite writes it: a single JSON text with each
 /// payload embedded as JSON. One value crosses from D1 (not one JS object per
 /// row and column) and every payload is parsed once, straight into the event.
-const PAGE_SQL: &str = "SELECT json_group_array(json_object('id', id, 'run_id', run_id, 'seq', seq, 'type', type, \
-     'payload', json(payload), 'timestamp', timestamp, 'author_id', author_id, 'hash', COALESCE(hash, ''))) AS page \
-     FROM (SELECT * FROM events WHERE run_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4)";
+/// `$run` is the SQL for the run's id (`?1`, or a subquery on `?1`).
+macro_rules! page_sql {
+    ($run:literal) => {
+        concat!(
+            "SELECT json_group_array(json_object('id', id, 'run_id', run_id, 'seq', seq, 'type', type, \
+             'payload', json(payload), 'timestamp', timestamp, 'author_id', author_id, 'hash', COALESCE(hash, ''))) AS page \
+             FROM (SELECT * FROM events WHERE run_id = ",
+            $run,
+            " AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4)"
+        )
+    };
+}
+pub(crate) use page_sql;
+const PAGE_SQL: &str = page_sql!("?1");
+
+/// A page's text as its events in seq order (`None`: not a page).
+pub fn page_events(text: &str) -> Option<Vec<Event>> {
+    let mut events = serde_json::from_str::<Vec<Event>>(text).ok()?;
+    // json_group_array keeps the subquery's order in SQLite; never rely on it blindly.
+    crate::order::sort_by_key(&mut events, |e| e.seq);
+    Some(events)
+}
 
 pub struct PendingPage {
     pending: AppResult<store::Pending>,
@@ -562,9 +615,7 @@ impl PendingPage {
             Ok(p) => p.text(db, "page").await.ok().flatten(),
             Err(_) => None,
         };
-        if let Some(mut events) = text.and_then(|t| serde_json::from_str::<Vec<Event>>(&t).ok()) {
-            // json_group_array keeps the subquery's order in SQLite; never rely on it blindly.
-            crate::order::sort_by_key(&mut events, |e| e.seq);
+        if let Some(events) = text.as_deref().and_then(page_events) {
             return Ok(events);
         }
         let rows: Vec<EventRow> = store::all_bulk(

@@ -370,6 +370,61 @@ fn get(v: &JsValue, key: &str) -> Option<JsValue> {
     worker::js_sys::Reflect::get(v, &JsValue::from_str(key)).ok()
 }
 
+/// Statements whose rows differ in shape, in one round trip and one
+/// transaction (a batch, as [`Db::batch`]): each statement's rows come back
+/// on their own, to be decoded as their own type.
+pub async fn batch_rows(db: &Db, statements: Vec<D1PreparedStatement>) -> AppResult<Vec<Rows>> {
+    db.before(statements.len()).await;
+    db.meter.wrote.set(true);
+    let target: &JsValue = match &db.conn {
+        Conn::Plain(d) => d.as_ref(),
+        Conn::Session(s) => s.as_ref(),
+    };
+    let batch = get(target, "batch")
+        .and_then(|f| f.dyn_into::<worker::js_sys::Function>().ok())
+        .ok_or_else(|| AppError::internal("D1 has no batch"))?;
+    let list: worker::js_sys::Array = statements.iter().map(|s| JsValue::from(s.inner().clone())).collect();
+    let promise = batch.call1(target, &list).map_err(|e| AppError::internal(js_message(&e)))?;
+    let results = worker::wasm_bindgen_futures::JsFuture::from(worker::js_sys::Promise::from(promise))
+        .await
+        .map_err(|e| AppError::internal(js_message(&e)))?;
+    let results = results
+        .dyn_into::<worker::js_sys::Array>()
+        .map_err(|_| AppError::internal("D1 batch results are not an array"))?;
+    Ok(results
+        .iter()
+        .map(|result| {
+            count_rows_read(db, &result);
+            Rows(match get(&result, "results") {
+                Some(rows) => rows.dyn_into::<worker::js_sys::Array>().map(|a| a.to_vec()).unwrap_or_default(),
+                None => Vec::new(),
+            })
+        })
+        .collect())
+}
+
+/// One statement's rows out of [`batch_rows`].
+pub struct Rows(Vec<JsValue>);
+
+impl Rows {
+    pub fn decode<T: FromRow>(self) -> AppResult<Vec<T>> {
+        decode_all(self.0)
+    }
+
+    /// The text in `column` of the first row (`None` for no row or NULL).
+    pub fn text(&self, column: &str) -> Option<String> {
+        self.0.first().and_then(|row| get(row, column)).and_then(|v| v.as_string())
+    }
+}
+
+/// D1's own message of a failed call (constraint names), for the caller.
+fn js_message(e: &JsValue) -> String {
+    e.dyn_ref::<worker::js_sys::Error>()
+        .map(|err| String::from(err.message()))
+        .or_else(|| e.as_string())
+        .unwrap_or_else(|| "D1 query failed".into())
+}
+
 /// A query started now and read later: D1 works on it while the caller
 /// does something else (replay folds one page while the next is read).
 pub struct Pending {
@@ -388,14 +443,7 @@ impl Pending {
     /// D1's result object, its `rows_read` counted; D1's own error message
     /// (constraint names) kept for the caller.
     async fn result(self, db: &Db) -> AppResult<JsValue> {
-        let result = self.future.await.map_err(|e| {
-            let message = e
-                .dyn_ref::<worker::js_sys::Error>()
-                .map(|err| String::from(err.message()))
-                .or_else(|| e.as_string())
-                .unwrap_or_else(|| "D1 query failed".into());
-            AppError::internal(message)
-        })?;
+        let result = self.future.await.map_err(|e| AppError::internal(js_message(&e)))?;
         count_rows_read(db, &result);
         Ok(result)
     }
