@@ -397,50 +397,106 @@ async fn submit(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     let answers = grading::answers_from_events(&events);
     let grade = grading::grade(&artifact.quiz, &answers, artifact.pass_threshold);
     let certificate_of = |a: &AttemptRow| derived_id(&format!("certificate:{}", a.id));
+    let recorded = |a: &AttemptRow, score: f64, passed: bool| {
+        [
+            NewEvent {
+                id: derived_id(&format!("attempt.submitted:{}", a.id)),
+                kind: "attempt.submitted".into(),
+                payload: json!({"answers": answers.len()}),
+            },
+            NewEvent {
+                id: derived_id(&format!("attempt.graded:{}", a.id)),
+                kind: "attempt.graded".into(),
+                payload: json!({"score": score, "passed": passed, "correct": grade.correct, "total": grade.total, "certificate_id": passed.then(|| certificate_of(a))}),
+            },
+        ]
+    };
     // Flips to submitted exactly once: a concurrent or retried submit keeps
-    // the first grade. A pass takes its status slot in the same round trip
-    // (a slot is keyed by the certificate id, so any retry gets it back; a
-    // slot whose certificate is never issued is a harmless unused bit).
-    let mut statements = vec![store::stmt(
-        &db,
-        concat!(
-            "UPDATE attempts SET submitted = 1, score = ?2, passed = ?3 WHERE id = ?1 AND submitted = 0 RETURNING ",
-            attempt_columns!()
-        ),
-        &[t(id), store::Arg::Real(grade.score), i(grade.passed as i64)],
-    )?];
-    if grade.passed && a.certificate_id.is_none() {
-        statements.push(store::stmt(&db, SLOT_SQL, &[t(&certificate_of(&a))])?);
+    // the first grade. A pass takes its status slot with it (a slot is keyed
+    // by the certificate id, so any retry gets it back; a slot whose
+    // certificate is never issued is a harmless unused bit).
+    let flip_and_slot = || -> AppResult<Vec<worker::D1PreparedStatement>> {
+        let mut statements = vec![store::stmt(
+            &db,
+            concat!(
+                "UPDATE attempts SET submitted = 1, score = ?2, passed = ?3 WHERE id = ?1 AND submitted = 0 RETURNING ",
+                attempt_columns!()
+            ),
+            &[t(id), store::Arg::Real(grade.score), i(grade.passed as i64)],
+        )?];
+        if grade.passed && a.certificate_id.is_none() {
+            statements.push(store::stmt(&db, SLOT_SQL, &[t(&certificate_of(&a))])?);
+        }
+        Ok(statements)
+    };
+    // The common case is one round trip: the flip, the slot and the two
+    // events sealed after the head read above, in one batch. It lands whole
+    // or not at all: an answer that landed since, our events written by an
+    // earlier try, or another submit's different grade (the guard below sets
+    // a NOT NULL column to NULL) abort it, and the steps run one by one.
+    let head = match events.last() {
+        None => Some((0, chain::GENESIS.to_owned())),
+        Some(e) if !e.hash.is_empty() => Some((e.seq, e.hash.clone())),
+        Some(_) => None,
+    };
+    let mut at_once = None;
+    if let (0, Some((head_seq, head_hash))) = (a.submitted, head) {
+        let ours = recorded(&a, grade.score, grade.passed);
+        let mut sealed =
+            runs::seal(&db, &attempt_run(&a), &a.learner_id, &[&ours[0], &ours[1]], head_seq, &head_hash, ctx.now_ms)?;
+        let mut statements = flip_and_slot()?;
+        statements.push(store::stmt(
+            &db,
+            "UPDATE attempts SET submitted = NULL WHERE id = ?1 AND (score IS NOT ?2 OR passed IS NOT ?3)",
+            &[t(id), store::Arg::Real(grade.score), i(grade.passed as i64)],
+        )?);
+        statements.append(&mut sealed.statements);
+        match store::batch_rows(&db, statements).await {
+            Ok(results) => at_once = Some((results, sealed)),
+            Err(e) if store::is_constraint(&e, "constraint failed") => {}
+            Err(e) => return Err(e),
+        }
     }
-    let mut results = store::batch_rows(&db, statements).await?.into_iter();
-    let flipped =
-        results.next().map(|r| r.decode::<AttemptRow>()).transpose()?.and_then(|rows| rows.into_iter().next());
-    let slot = results.next().map(|r| r.decode::<Slot>()).transpose()?.and_then(|rows| rows.into_iter().next());
-    // Not flipped here: an earlier submit did, and its grade stands.
-    let mut a = match flipped {
-        Some(a) => a,
-        None => load_attempt(&db, id).await?,
+    let (mut a, slot, last_seq, written) = match at_once {
+        Some((results, sealed)) => {
+            let mut results = results.into_iter();
+            let flipped =
+                results.next().map(|r| r.decode::<AttemptRow>()).transpose()?.and_then(|rows| rows.into_iter().next());
+            let slot = if grade.passed && a.certificate_id.is_none() {
+                results.next().map(|r| r.decode::<Slot>()).transpose()?.and_then(|rows| rows.into_iter().next())
+            } else {
+                None
+            };
+            let a = match flipped {
+                Some(a) => a,
+                // Another submit flipped it with the same grade first.
+                None => load_attempt(&db, id).await?,
+            };
+            match sealed.landed(&a.run_id) {
+                Appended::New { last_seq, events, .. } => (a, slot, last_seq, events),
+                Appended::AlreadyThere { last_seq, .. } => (a, slot, last_seq, Vec::new()),
+            }
+        }
+        None => {
+            let mut results = store::batch_rows(&db, flip_and_slot()?).await?.into_iter();
+            let flipped =
+                results.next().map(|r| r.decode::<AttemptRow>()).transpose()?.and_then(|rows| rows.into_iter().next());
+            let slot = results.next().map(|r| r.decode::<Slot>()).transpose()?.and_then(|rows| rows.into_iter().next());
+            // Not flipped here: an earlier submit did, and its grade stands.
+            let a = match flipped {
+                Some(a) => a,
+                None => load_attempt(&db, id).await?,
+            };
+            let ours = recorded(&a, a.score.unwrap_or(grade.score), a.passed.is_some_and(|p| p != 0));
+            match runs::append_events(&db, &attempt_run(&a), &a.learner_id, &ours, None, ctx.now_ms).await? {
+                Appended::New { last_seq, events, .. } => (a, slot, last_seq, events),
+                Appended::AlreadyThere { last_seq, .. } => (a, slot, last_seq, Vec::new()),
+            }
+        }
     };
     let passed = a.passed.is_some_and(|p| p != 0);
     let score = a.score.unwrap_or(grade.score);
     let certificate_id = passed.then(|| certificate_of(&a));
-    let recorded = [
-        NewEvent {
-            id: derived_id(&format!("attempt.submitted:{}", a.id)),
-            kind: "attempt.submitted".into(),
-            payload: json!({"answers": answers.len()}),
-        },
-        NewEvent {
-            id: derived_id(&format!("attempt.graded:{}", a.id)),
-            kind: "attempt.graded".into(),
-            payload: json!({"score": score, "passed": passed, "correct": grade.correct, "total": grade.total, "certificate_id": certificate_id}),
-        },
-    ];
-    let (last_seq, written) =
-        match runs::append_events(&db, &attempt_run(&a), &a.learner_id, &recorded, None, ctx.now_ms).await? {
-            Appended::New { last_seq, events, .. } => (last_seq, events),
-            Appended::AlreadyThere { last_seq, .. } => (last_seq, Vec::new()),
-        };
     if let (Some(cert_id), None) = (&certificate_id, &a.certificate_id) {
         // The evidence covers exactly events 1..=last_seq (the graded event):
         // those read above, then the rest: ours as written when nothing
