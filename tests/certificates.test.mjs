@@ -162,6 +162,26 @@ test("answers can be changed; the latest counts and the evidence covers every ev
   assert.equal(last.json.error.code, "too_many_answers");
 });
 
+test("an answer after the submit is a 409 and writes nothing; the run ends with the graded event", async () => {
+  const a = (await api.call("POST", "/v1/attempts", { token: learner2, body: { lesson_id: lesson.lesson_id, version: 1 } })).json;
+  const first = await api.call("POST", `/v1/attempts/${a.attempt_id}/answers`, { token: learner2, body: { question_id: "q1", answer: 1 } });
+  assert.equal(first.status, 201, first.text);
+  assert.equal(first.json.seq, 2);
+  const s = await api.call("POST", `/v1/attempts/${a.attempt_id}/submit`, { token: learner2 });
+  assert.equal(s.status, 200, s.text);
+  for (const answer of [0, 1]) {
+    const late = await api.call("POST", `/v1/attempts/${a.attempt_id}/answers`, { token: learner2, body: { question_id: "q2", answer } });
+    assert.equal(late.status, 409, late.text);
+    assert.equal(late.json.error.code, "attempt_submitted");
+  }
+  const events = (await api.call("GET", `/v1/runs/${a.run_id}/events`, { token: teacher })).json.events;
+  assert.deepEqual(events.map((e) => e.type), ["attempt.started", "attempt.answered", "attempt.submitted", "attempt.graded"]);
+  assert.deepEqual(events.map((e) => e.seq), [1, 2, 3, 4]);
+  const graded = events[3].payload;
+  assert.equal(graded.score, s.json.score);
+  assert.equal(graded.passed, s.json.passed);
+});
+
 test("the evidence hash is the SHA-256 of the run's events 1..seqTo in their canonical form", async () => {
   // Two attempts: one straight through, one whose answers changed (more events before the submit).
   for (const answers of [DEMO_LESSON.quiz.map((q) => [q.id, q.answer]), [...DEMO_LESSON.quiz.map((q) => [q.id, 0]), ...DEMO_LESSON.quiz.map((q) => [q.id, q.answer])]]) {

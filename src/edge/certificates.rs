@@ -22,6 +22,7 @@ use std::rc::Rc;
 use worker::{Method, Response};
 
 store::d1_row! {
+    #[derive(Clone)]
     struct AttemptRow {
         id: String,
         /// The lesson's org (which owns the attempt's run).
@@ -153,7 +154,16 @@ macro_rules! attempt_columns {
 const ATTEMPT_SQL: &str = concat!("SELECT ", attempt_columns!(), " FROM attempts WHERE id = ?1");
 
 async fn load_attempt(db: &Db, id: &str) -> AppResult<AttemptRow> {
-    store::first(db, ATTEMPT_SQL, &[t(id)]).await?.ok_or_else(|| AppError::not_found("attempt"))
+    let a: AttemptRow = store::first(db, ATTEMPT_SQL, &[t(id)]).await?.ok_or_else(|| AppError::not_found("attempt"))?;
+    KEPT_ATTEMPTS.with(|k| k.keep(a.id.clone(), a.clone()));
+    Ok(a)
+}
+
+thread_local! {
+    /// Attempts this isolate started or read. Only the columns fixed at
+    /// start (learner, lesson, artifact, run) may be read from a kept copy:
+    /// the others (submitted, grade, certificate) move on in D1.
+    static KEPT_ATTEMPTS: store::Kept<AttemptRow> = const { store::Kept::new(4096) };
 }
 
 /// The first page of an attempt's events, its run found from the attempt id.
@@ -285,6 +295,25 @@ async fn start(ctx: &mut Ctx) -> AppResult<Response> {
     statements.append(&mut sealed.statements);
     db.batch(statements).await?;
     sealed.landed(&run_id);
+    KEPT_ATTEMPTS.with(|k| {
+        k.keep(
+            id.clone(),
+            AttemptRow {
+                id: id.clone(),
+                org: lesson.org.clone(),
+                learner_id: claims.sub.clone(),
+                learner_org: claims.org.clone(),
+                lesson_id: lesson_id.clone(),
+                version,
+                sha256: row.sha256.clone(),
+                run_id: run_id.clone(),
+                submitted: 0,
+                score: None,
+                passed: None,
+                certificate_id: None,
+            },
+        )
+    });
     created(json!({"attempt_id": id, "run_id": run_id, "lesson_id": lesson_id, "version": version}))
 }
 
@@ -296,11 +325,18 @@ async fn artifact_of(ctx: &Ctx, a: &AttemptRow) -> AppResult<Rc<crate::lesson::A
 async fn answer(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     let claims = ctx.claims()?;
     let db = ctx.db()?;
-    let a = load_attempt(&db, id).await?;
+    // A kept attempt answers who, what and where without a read; whether
+    // answers are still open is then checked by the write itself.
+    let kept = KEPT_ATTEMPTS.with(|k| k.get(id));
+    let a = match &kept {
+        Some(a) => a.clone(),
+        None => load_attempt(&db, id).await?,
+    };
     own_attempt(&claims, &a)?;
     let body = ctx.json().await?;
-    if a.submitted != 0 {
-        return Err(AppError::conflict("attempt_submitted", "this attempt was already submitted; answers are closed"));
+    let closed = || AppError::conflict("attempt_submitted", "this attempt was already submitted; answers are closed");
+    if kept.is_none() && a.submitted != 0 {
+        return Err(closed());
     }
     let question_id = body
         .get("question_id")
@@ -325,9 +361,36 @@ async fn answer(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
         kind: "attempt.answered".into(),
         payload: json!({"question_id": question_id, "choice": choice}),
     };
+    let head = runs::known_head(&a.run_id).filter(|(seq, _)| *seq <= limit);
+    if let (Some(_), Some((head_seq, head_hash))) = (&kept, &head) {
+        // One round trip: the answer sealed after the head this isolate last
+        // wrote, in a batch with a guard that fails it (NOT NULL) if the
+        // attempt was submitted meanwhile. Either failing, nothing is written
+        // and the reading path below answers.
+        let mut sealed = runs::seal(&db, &attempt_run(&a), &a.learner_id, &[&event], *head_seq, head_hash, ctx.now_ms)?;
+        let mut statements =
+            vec![store::stmt(&db, "UPDATE attempts SET submitted = NULL WHERE id = ?1 AND submitted != 0", &[t(id)])?];
+        statements.append(&mut sealed.statements);
+        match db.batch(statements).await.map_err(AppError::from) {
+            Ok(_) => {
+                let (Appended::New { last_seq: seq, .. } | Appended::AlreadyThere { last_seq: seq, .. }) =
+                    sealed.landed(&a.run_id);
+                return created(json!({"attempt_id": id, "question_id": question_id, "choice": choice, "seq": seq}));
+            }
+            Err(e) if store::is_constraint(&e, "constraint failed") => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let a = match kept {
+        Some(_) => load_attempt(&db, id).await?,
+        None => a,
+    };
+    if a.submitted != 0 {
+        return Err(closed());
+    }
     // The head this isolate last wrote answers the bound without a read when
     // the append is pinned to it: it lands only if that is still the head.
-    let pinned = match runs::known_head(&a.run_id).filter(|head| *head <= limit) {
+    let pinned = match head.map(|(seq, _)| seq) {
         Some(head) => match runs::append_events(
             &db,
             &attempt_run(&a),

@@ -183,10 +183,10 @@ pub async fn insert_run(db: &Db, org: &str, kind: &str, creator: &str, now_ms: i
     Ok(id)
 }
 
-/// The run's last seq as this isolate's own last append left it: a hint,
-/// for an append pinned to it (`expected_seq`), which lands only if true.
-pub fn known_head(id: &str) -> Option<u64> {
-    known(id, |k| k.head.as_ref().map(|(seq, _)| *seq))
+/// The run's head (last seq and hash) as this isolate's own last append left
+/// it: a hint, for an append pinned to it, which lands only if true.
+pub fn known_head(id: &str) -> Option<(u64, String)> {
+    known(id, |k| k.head.clone())
 }
 
 /// A run this isolate has just inserted holds no event: its first append
