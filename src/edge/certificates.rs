@@ -169,22 +169,37 @@ thread_local! {
 /// The first page of an attempt's events, its run found from the attempt id.
 const ATTEMPT_EVENTS_SQL: &str = runs::page_sql!("(SELECT run_id FROM attempts WHERE id = ?1)");
 
-/// The attempt and every event of its run, in one round trip (a batch reads
-/// one state) unless the run holds more than a page.
-async fn attempt_and_events(db: &Db, id: &str) -> AppResult<(AttemptRow, Vec<crate::run::Event>)> {
+/// A submit's status slot, taken up front: only for an open attempt of the
+/// caller's own (anyone else's submit changes nothing). Keyed by the
+/// certificate id like [`SLOT_SQL`], so the issue finds it again; a slot of an
+/// attempt that fails stays an unused bit of its status list.
+const OPEN_SLOT_SQL: &str = "INSERT INTO status_slots (n, certificate_id) SELECT (SELECT COALESCE(MAX(n), -1) + 1 FROM status_slots), ?1 \
+     WHERE EXISTS (SELECT 1 FROM attempts WHERE id = ?2 AND submitted = 0 AND learner_id = ?3 AND COALESCE(learner_org, org) = ?4) \
+     ON CONFLICT (certificate_id) DO UPDATE SET certificate_id = excluded.certificate_id RETURNING n";
+
+/// The attempt, every event of its run and, for an open attempt of the
+/// caller's, its status slot: one round trip (a batch reads one state)
+/// unless the run holds more than a page.
+async fn attempt_and_events(
+    db: &Db,
+    claims: &Claims,
+    id: &str,
+) -> AppResult<(AttemptRow, Vec<crate::run::Event>, Option<u64>)> {
     const PAGE: u64 = 1000;
     let mut results = store::batch_rows(
         db,
         vec![
             store::stmt(db, ATTEMPT_SQL, &[t(id)])?,
             store::stmt(db, ATTEMPT_EVENTS_SQL, &[t(id), u(0), u(i64::MAX as u64), u(PAGE)])?,
+            store::stmt(db, OPEN_SLOT_SQL, &[t(&certificate_of(id)), t(id), t(&claims.sub), t(&claims.org)])?,
         ],
     )
     .await?
     .into_iter();
-    let (Some(attempt), Some(page)) = (results.next(), results.next()) else {
+    let (Some(attempt), Some(page), Some(slot)) = (results.next(), results.next(), results.next()) else {
         return Err(AppError::internal("D1 batch: a result is missing"));
     };
+    let slot = slot.decode::<Slot>()?.into_iter().next().map(|s| s.n);
     let a = attempt.decode::<AttemptRow>()?.into_iter().next().ok_or_else(|| AppError::not_found("attempt"))?;
     let events = match page.text("page").as_deref().and_then(runs::page_events) {
         Some(mut events) => {
@@ -197,7 +212,12 @@ async fn attempt_and_events(db: &Db, id: &str) -> AppResult<(AttemptRow, Vec<cra
         // Over D1's 2 MB per value: read as the other paths do.
         None => all_events(db, &a.run_id, i64::MAX as u64).await?,
     };
-    Ok((a, events))
+    Ok((a, events, slot))
+}
+
+/// The certificate id of an attempt: derived, so every retry issues the same.
+fn certificate_of(attempt_id: &str) -> String {
+    derived_id(&format!("certificate:{attempt_id}"))
 }
 
 /// The attempt's own learner only (same user id in the same org); anyone
@@ -449,7 +469,7 @@ fn submit_json(a: &AttemptRow, correct: Option<u32>, total: Option<u32>, resubmi
 async fn submit(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     let claims = ctx.claims()?;
     let db = ctx.db()?;
-    let (a, events) = attempt_and_events(&db, id).await?;
+    let (a, events, open_slot) = attempt_and_events(&db, &claims, id).await?;
     own_attempt(&claims, &a)?;
     let unfinished = a.passed.is_some_and(|p| p != 0) && a.certificate_id.is_none();
     if a.submitted != 0 && !unfinished {
@@ -459,7 +479,6 @@ async fn submit(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     let artifact = artifact_of(ctx, &a).await?;
     let answers = grading::answers_from_events(&events);
     let grade = grading::grade(&artifact.quiz, &answers, artifact.pass_threshold);
-    let certificate_of = |a: &AttemptRow| derived_id(&format!("certificate:{}", a.id));
     let recorded = |a: &AttemptRow, score: f64, passed: bool| {
         [
             NewEvent {
@@ -470,7 +489,7 @@ async fn submit(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
             NewEvent {
                 id: derived_id(&format!("attempt.graded:{}", a.id)),
                 kind: "attempt.graded".into(),
-                payload: json!({"score": score, "passed": passed, "correct": grade.correct, "total": grade.total, "certificate_id": passed.then(|| certificate_of(a))}),
+                payload: json!({"score": score, "passed": passed, "correct": grade.correct, "total": grade.total, "certificate_id": passed.then(|| certificate_of(&a.id))}),
             },
         ]
     };
@@ -487,16 +506,17 @@ async fn submit(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
             ),
             &[t(id), store::Arg::Real(grade.score), i(grade.passed as i64)],
         )?];
-        if grade.passed && a.certificate_id.is_none() {
-            statements.push(store::stmt(&db, SLOT_SQL, &[t(&certificate_of(&a))])?);
+        if grade.passed && a.certificate_id.is_none() && open_slot.is_none() {
+            statements.push(store::stmt(&db, SLOT_SQL, &[t(&certificate_of(&a.id))])?);
         }
         Ok(statements)
     };
-    // The common case is one round trip: the flip, the slot and the two
-    // events sealed after the head read above, in one batch. It lands whole
-    // or not at all: an answer that landed since, our events written by an
-    // earlier try, or another submit's different grade (the guard below sets
-    // a NOT NULL column to NULL) abort it, and the steps run one by one.
+    // The common case is one round trip: the flip, the two events sealed
+    // after the head read above and, for a pass, the certificate signed at
+    // the slot taken with that read, in one batch. It lands whole or not at
+    // all: an answer that landed since, our events written by an earlier try,
+    // another submit's different grade (the guard below sets a NOT NULL column
+    // to NULL) or its certificate abort it, and the steps run one by one.
     let head = match events.last() {
         None => Some((0, chain::GENESIS.to_owned())),
         Some(e) if !e.hash.is_empty() => Some((e.seq, e.hash.clone())),
@@ -514,27 +534,56 @@ async fn submit(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
             &[t(id), store::Arg::Real(grade.score), i(grade.passed as i64)],
         )?);
         statements.append(&mut sealed.statements);
+        let cert_id = certificate_of(&a.id);
+        let issued = match (grade.passed, open_slot) {
+            (true, Some(n)) => {
+                let mut covered = events.clone();
+                covered.extend_from_slice(sealed.events());
+                let issuance = Issuance {
+                    a: &a,
+                    artifact: &artifact,
+                    cert_id: &cert_id,
+                    score: grade.score,
+                    seq_to: covered.last().map_or(0, |e| e.seq),
+                    events_sha256: canonical_sha256(&serde_json::to_value(&covered).unwrap_or(Value::Null)),
+                };
+                // A certificate that cannot be signed now (a broken key) is
+                // left to the issue below, which fails on its own: the grade
+                // is recorded either way.
+                match issuance.statements(ctx, &db, n) {
+                    Ok(mut issuing) => {
+                        statements.append(&mut issuing);
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
+            _ => false,
+        };
         match store::batch_rows(&db, statements).await {
-            Ok(results) => at_once = Some((results, sealed)),
+            Ok(results) => at_once = Some((results, sealed, issued.then_some(cert_id))),
             Err(e) if store::is_constraint(&e, "constraint failed") => {}
             Err(e) => return Err(e),
         }
     }
     let (mut a, slot, last_seq, written) = match at_once {
-        Some((results, sealed)) => {
+        Some((results, sealed, issued)) => {
             let mut results = results.into_iter();
             let flipped =
                 results.next().map(|r| r.decode::<AttemptRow>()).transpose()?.and_then(|rows| rows.into_iter().next());
-            let slot = if grade.passed && a.certificate_id.is_none() {
+            let slot = if grade.passed && a.certificate_id.is_none() && open_slot.is_none() {
                 results.next().map(|r| r.decode::<Slot>()).transpose()?.and_then(|rows| rows.into_iter().next())
             } else {
-                None
+                open_slot.map(|n| Slot { n })
             };
-            let a = match flipped {
+            let mut a = match flipped {
                 Some(a) => a,
                 // Another submit flipped it with the same grade first.
                 None => load_attempt(&db, id).await?,
             };
+            if issued.is_some() {
+                a.certificate_id = issued;
+            }
             match sealed.landed(&a.run_id) {
                 Appended::New { last_seq, events, .. } => (a, slot, last_seq, events),
                 Appended::AlreadyThere { last_seq, .. } => (a, slot, last_seq, Vec::new()),
@@ -544,7 +593,12 @@ async fn submit(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
             let mut results = store::batch_rows(&db, flip_and_slot()?).await?.into_iter();
             let flipped =
                 results.next().map(|r| r.decode::<AttemptRow>()).transpose()?.and_then(|rows| rows.into_iter().next());
-            let slot = results.next().map(|r| r.decode::<Slot>()).transpose()?.and_then(|rows| rows.into_iter().next());
+            let slot = match open_slot {
+                Some(n) => Some(Slot { n }),
+                None => {
+                    results.next().map(|r| r.decode::<Slot>()).transpose()?.and_then(|rows| rows.into_iter().next())
+                }
+            };
             // Not flipped here: an earlier submit did, and its grade stands.
             let a = match flipped {
                 Some(a) => a,
@@ -559,7 +613,7 @@ async fn submit(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     };
     let passed = a.passed.is_some_and(|p| p != 0);
     let score = a.score.unwrap_or(grade.score);
-    let certificate_id = passed.then(|| certificate_of(&a));
+    let certificate_id = passed.then(|| certificate_of(&a.id));
     if let (Some(cert_id), None) = (&certificate_id, &a.certificate_id) {
         // The evidence covers exactly events 1..=last_seq (the graded event):
         // those read above, then the rest: ours as written when nothing
@@ -574,7 +628,8 @@ async fn submit(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
         }
         covered.truncate(covered.partition_point(|e| e.seq <= last_seq));
         let events_sha256 = canonical_sha256(&serde_json::to_value(&covered).unwrap_or(Value::Null));
-        issue(ctx, &db, &a, &artifact, cert_id, score, last_seq, &events_sha256, slot.map(|s| s.n)).await?;
+        let issuance = Issuance { a: &a, artifact: &artifact, cert_id, score, seq_to: last_seq, events_sha256 };
+        issue(ctx, &db, &issuance, slot.map(|s| s.n)).await?;
     }
     // Issued (here or by a concurrent submit: the id is derived, so the same).
     if certificate_id.is_some() {
@@ -599,31 +654,24 @@ store::d1_row! {
 /// certificate id gets its own slot back.
 const SLOT_SQL: &str = "INSERT INTO status_slots (n, certificate_id) VALUES ((SELECT COALESCE(MAX(n), -1) + 1 FROM status_slots), ?1) ON CONFLICT (certificate_id) DO UPDATE SET certificate_id = excluded.certificate_id RETURNING n";
 
-#[allow(clippy::too_many_arguments)]
-async fn issue(
-    ctx: &Ctx,
-    db: &Db,
-    a: &AttemptRow,
-    artifact: &crate::lesson::Artifact,
-    cert_id: &str,
+/// What a certificate certifies: a passed attempt, its score and the hash of
+/// its events 1..=`seq_to` (the graded event).
+struct Issuance<'a> {
+    a: &'a AttemptRow,
+    artifact: &'a crate::lesson::Artifact,
+    cert_id: &'a str,
     score: f64,
     seq_to: u64,
-    events_sha256: &str,
-    taken_slot: Option<u64>,
-) -> AppResult<()> {
-    let key = signing_key(ctx)?;
-    let now = rfc3339_ms(ctx.now_ms);
-    let mut taken_slot = taken_slot;
-    for _ in 0..3 {
-        let n = match taken_slot.take() {
-            Some(n) => n,
-            None => {
-                store::first::<Slot>(db, SLOT_SQL, &[t(cert_id)])
-                    .await?
-                    .ok_or_else(|| AppError::internal("no status slot returned"))?
-                    .n
-            }
-        };
+    events_sha256: String,
+}
+
+impl Issuance<'_> {
+    /// The credential signed at status slot `n`, as the statements that
+    /// record it (certificate row, the attempt's `certificate_id`, audit).
+    fn statements(&self, ctx: &Ctx, db: &Db, n: u64) -> AppResult<Vec<worker::D1PreparedStatement>> {
+        let (a, artifact, cert_id) = (self.a, self.artifact, self.cert_id);
+        let key = signing_key(ctx)?;
+        let now = rfc3339_ms(ctx.now_ms);
         let (list, index) = certificate::status_slot(n);
         let list = list.to_string();
         let input = CredentialInput {
@@ -639,17 +687,17 @@ async fn issue(
                 "Passed the quiz of \"{}\" (version {}) with a score of at least {}.",
                 artifact.title, a.version, artifact.pass_threshold
             ),
-            score,
+            score: self.score,
             attempt_run_id: a.run_id.clone(),
             seq_from: 1,
-            seq_to,
-            events_sha256: events_sha256.to_owned(),
+            seq_to: self.seq_to,
+            events_sha256: self.events_sha256.clone(),
             valid_from: now.clone(),
             status_list_url: status_list_url(ctx, &list),
             status_index: index,
         };
         let signed = certificate::sign(certificate::build_credential(&input), &key, &now);
-        let stmts = vec![
+        Ok(vec![
             store::stmt(
                 db,
                 "INSERT INTO certificates (id, org, learner_id, learner_org, lesson_id, version, attempt_id, status_list, status_index, credential, issued_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -661,12 +709,29 @@ async fn issue(
                 &[t(&a.id), t(cert_id)],
             )?,
             store::audit_stmt(db, &a.org, ctx.now_ms, &a.learner_id, "certificate.issued", cert_id, &json!({"attempt_id": a.id, "lesson_id": a.lesson_id, "version": a.version}))?,
-        ];
-        match db.batch(stmts).await.map_err(AppError::from) {
+        ])
+    }
+}
+
+/// Issue on its own: take a status slot (unless one is taken already), sign, write.
+async fn issue(ctx: &Ctx, db: &Db, issuance: &Issuance<'_>, taken_slot: Option<u64>) -> AppResult<()> {
+    let cert_id = issuance.cert_id;
+    let mut taken_slot = taken_slot;
+    for _ in 0..3 {
+        let n = match taken_slot.take() {
+            Some(n) => n,
+            None => {
+                store::first::<Slot>(db, SLOT_SQL, &[t(cert_id)])
+                    .await?
+                    .ok_or_else(|| AppError::internal("no status slot returned"))?
+                    .n
+            }
+        };
+        match db.batch(issuance.statements(ctx, db, n)?).await.map_err(AppError::from) {
             Ok(_) => return Ok(()),
             Err(e) if store::is_constraint(&e, "UNIQUE") => {
                 // A concurrent submit of this attempt issued it: done.
-                if load_attempt(db, &a.id).await?.certificate_id.is_some() {
+                if load_attempt(db, &issuance.a.id).await?.certificate_id.is_some() {
                     return Ok(());
                 }
                 // The slot is taken by a certificate the slot table does not

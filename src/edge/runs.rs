@@ -508,6 +508,11 @@ pub fn seal(
 }
 
 impl Sealed {
+    /// The events as they will be written (seqs and hashes assigned).
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
     /// Its statements landed: this isolate's head of the run moves on.
     pub fn landed(self, run_id: &str) -> Appended {
         let (Some(first_seq), Some(last_seq)) = (self.events.first().map(|e| e.seq), self.events.last().map(|e| e.seq))
