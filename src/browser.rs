@@ -60,7 +60,12 @@ pub fn canonical_hash_at(json: &str, pointer: &str) -> Result<String, JsError> {
 
 /// Items `{type, payload}` (timeline items or event envelopes) of a JSON array.
 fn items(json: &str) -> Result<Vec<(String, Value)>, JsError> {
-    let Value::Array(list) = parse(json, "items")? else {
+    items_of(parse(json, "items")?)
+}
+
+/// [`items`] of an array already parsed.
+fn items_of(value: Value) -> Result<Vec<(String, Value)>, JsError> {
+    let Value::Array(list) = value else {
         return Err(JsError::new("items: must be a JSON array"));
     };
     Ok(list
@@ -142,10 +147,13 @@ impl Lesson {
     /// From an artifact (or any object with a `timeline` array).
     #[wasm_bindgen(constructor)]
     pub fn new(artifact: &str) -> Result<Lesson, JsError> {
-        let value = parse(artifact, "artifact")?;
-        let timeline =
-            value.get("timeline").filter(|t| t.is_array()).ok_or_else(|| JsError::new("artifact: no timeline"))?;
-        let timeline = items(&timeline.to_string())?;
+        let mut value = parse(artifact, "artifact")?;
+        let timeline = value
+            .get_mut("timeline")
+            .filter(|t| t.is_array())
+            .map(Value::take)
+            .ok_or_else(|| JsError::new("artifact: no timeline"))?;
+        let timeline = items_of(timeline)?;
         let mut kept = vec![Canvas::default()];
         let mut canvas = Canvas::default();
         for (i, (kind, payload)) in timeline.iter().enumerate() {
@@ -425,7 +433,7 @@ impl Replay {
 /// `{type, payload}` (timeline items or event envelopes): a JSON array of strings.
 #[wasm_bindgen]
 pub fn describe_items(json: &str) -> Result<String, JsError> {
-    Ok(Value::from(crate::journal::describe(&items(json)?)).to_string())
+    Ok(to_text(&Value::from(crate::journal::describe(&items(json)?))))
 }
 
 // ---------------------------------------------------------------- credentials
