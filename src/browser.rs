@@ -337,9 +337,9 @@ impl Replay {
 
     /// Start from a server checkpoint `{"seq", "state"}` (a canvas), before any event.
     pub fn from_checkpoint(&mut self, json: &str) -> Result<(), JsError> {
-        let v = parse(json, "checkpoint")?;
+        let mut v = parse(json, "checkpoint")?;
         let seq = v.get("seq").and_then(Value::as_u64).ok_or_else(|| JsError::new("checkpoint: no seq"))?;
-        let canvas: Canvas = serde_json::from_value(v.get("state").cloned().unwrap_or(Value::Null))
+        let canvas: Canvas = serde_json::from_value(v.get_mut("state").map(Value::take).unwrap_or(Value::Null))
             .map_err(|e| JsError::new(&format!("checkpoint: not a canvas ({e})")))?;
         if self.session || !self.events.is_empty() {
             return Err(JsError::new("checkpoint: only a canvas replay, before any event"));
