@@ -738,7 +738,7 @@ ${load ? loadMethod(load) : ""}- **Append**: ${300} single-event requests one af
   replays after it start from the nearest checkpoint.
 - **Size**: \`build/index_bg.wasm\` after \`wasm-opt -Oz\`, gzip -9. The browser core:
   \`public/core/dropple_core_bg.wasm\` (the same crate with \`--no-default-features --features browser\`,
-  wasm-bindgen \`--target web\`, \`wasm-opt -Oz\`) plus its JS glue, gzip -9. **Start**: spawning \`wrangler dev\`
+  wasm-bindgen \`--target web\`, \`wasm-opt -Oz\`) plus its JS glue (minified), gzip -9. **Start**: spawning \`wrangler dev\`
   until the first 200 (\`/v1/health\`; baseline \`/ping\`), median of 2.
 - **What the wasm is made of** (\`bench/size.mjs\`): the ten largest contributors, code bytes
   grouped by crate, or by family where a format's instances for our types dominate (a serde_json

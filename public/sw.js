@@ -16,16 +16,16 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "a40397c019";
+const VERSION = "85691fede1";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const REFERENCE = "dropple-reference-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
   "/css/app.css?v=f7ae708f13", "/manifest.webmanifest", "/icon.svg",
-  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=ab2c09f392", "/js/core.js?v=df781638dd",
-  "/core/dropple_core.js?v=59959a1217", "/core/dropple_core_bg.wasm?v=59959a1217",
-  "/js/home.js?v=c373d17f34", "/js/teach.js?v=b24a5af6b7", "/js/learn.js?v=af259b571c", "/js/author.js?v=0573c5e341", "/js/market.js?v=abe947f654", "/js/verify.js?v=53f70dfd12", "/js/replay.js?v=eb999030c5",
+  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=288ce91243", "/js/core.js?v=b22f60fff8",
+  "/core/dropple_core.js?v=1e71eed6cf", "/core/dropple_core_bg.wasm?v=1e71eed6cf",
+  "/js/home.js?v=c373d17f34", "/js/teach.js?v=ee8c8c3378", "/js/learn.js?v=edf80f4214", "/js/author.js?v=ec9535df56", "/js/market.js?v=abe947f654", "/js/verify.js?v=73ec33c76d", "/js/replay.js?v=9f3fcfd5fa",
 ];
 const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;

@@ -212,7 +212,7 @@ pub fn open_segment(text: &str, seg: &SegmentRef, from: &Walk) -> Result<Vec<Eve
     let events: Vec<Event> = text
         .lines()
         .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_str::<Value>(l).ok().and_then(|v| Event::from_value(&v)))
+        .map(|l| serde_json::from_str::<Value>(l).ok().and_then(Event::from_value))
         .collect::<Option<_>>()
         .ok_or_else(|| format!("segment {}: a line is not an event envelope", seg.address))?;
     let mut walk = from.clone();

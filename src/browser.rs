@@ -60,7 +60,12 @@ pub fn canonical_hash_at(json: &str, pointer: &str) -> Result<String, JsError> {
 
 /// Items `{type, payload}` (timeline items or event envelopes) of a JSON array.
 fn items(json: &str) -> Result<Vec<(String, Value)>, JsError> {
-    let Value::Array(list) = parse(json, "items")? else {
+    items_of(parse(json, "items")?)
+}
+
+/// [`items`] of an array already parsed.
+fn items_of(value: Value) -> Result<Vec<(String, Value)>, JsError> {
+    let Value::Array(list) = value else {
         return Err(JsError::new("items: must be a JSON array"));
     };
     Ok(list
@@ -142,10 +147,13 @@ impl Lesson {
     /// From an artifact (or any object with a `timeline` array).
     #[wasm_bindgen(constructor)]
     pub fn new(artifact: &str) -> Result<Lesson, JsError> {
-        let value = parse(artifact, "artifact")?;
-        let timeline =
-            value.get("timeline").filter(|t| t.is_array()).ok_or_else(|| JsError::new("artifact: no timeline"))?;
-        let timeline = items(&timeline.to_string())?;
+        let mut value = parse(artifact, "artifact")?;
+        let timeline = value
+            .get_mut("timeline")
+            .filter(|t| t.is_array())
+            .map(Value::take)
+            .ok_or_else(|| JsError::new("artifact: no timeline"))?;
+        let timeline = items_of(timeline)?;
         let mut kept = vec![Canvas::default()];
         let mut canvas = Canvas::default();
         for (i, (kind, payload)) in timeline.iter().enumerate() {
@@ -209,8 +217,14 @@ fn unknown_config() -> SessionConfig {
     }
 }
 
+/// An envelope through the core's own reader (the one archives are read
+/// with): no derived decoder for it in this build.
 fn event_of(value: Value) -> Result<Event, JsError> {
-    serde_json::from_value(value).map_err(|e| JsError::new(&format!("event: not an event envelope ({e})")))
+    Event::from_value(value).ok_or_else(|| {
+        JsError::new(
+            "event: not an event envelope (id, run_id, type, author_id: text; seq, timestamp: integers; a payload)",
+        )
+    })
 }
 
 #[wasm_bindgen]
@@ -323,9 +337,9 @@ impl Replay {
 
     /// Start from a server checkpoint `{"seq", "state"}` (a canvas), before any event.
     pub fn from_checkpoint(&mut self, json: &str) -> Result<(), JsError> {
-        let v = parse(json, "checkpoint")?;
+        let mut v = parse(json, "checkpoint")?;
         let seq = v.get("seq").and_then(Value::as_u64).ok_or_else(|| JsError::new("checkpoint: no seq"))?;
-        let canvas: Canvas = serde_json::from_value(v.get("state").cloned().unwrap_or(Value::Null))
+        let canvas: Canvas = serde_json::from_value(v.get_mut("state").map(Value::take).unwrap_or(Value::Null))
             .map_err(|e| JsError::new(&format!("checkpoint: not a canvas ({e})")))?;
         if self.session || !self.events.is_empty() {
             return Err(JsError::new("checkpoint: only a canvas replay, before any event"));
@@ -425,7 +439,7 @@ impl Replay {
 /// `{type, payload}` (timeline items or event envelopes): a JSON array of strings.
 #[wasm_bindgen]
 pub fn describe_items(json: &str) -> Result<String, JsError> {
-    Ok(Value::from(crate::journal::describe(&items(json)?)).to_string())
+    Ok(to_text(&Value::from(crate::journal::describe(&items(json)?))))
 }
 
 // ---------------------------------------------------------------- credentials

@@ -123,38 +123,36 @@ pub fn format_f64(v: f64) -> String {
 /// The shortest digits that read back as `v` (> 0, finite) and the decimal
 /// exponent of the first: v = d.ddd × 10^exp.
 ///
-/// Rust's `{:e}` gives a shortest string. With at most 15 digits it is the
-/// only string of its length that reads back as `v` (two 15-digit decimals
-/// lie further apart than a double's rounding interval is wide), so it is
-/// the one ECMAScript prints. Longer ones can tie with another string of the
-/// same length: then ECMAScript wants the one closest to the exact value
-/// (then the even one), the correctly rounded decimal of that length, which
-/// Rust's exact mode produces (half to even). (Ryu would be faster still, but
-/// its tables cost the worker 12 KiB.)
+/// Żmij (the printer serde_json links for every float it writes, so it costs
+/// neither wasm anything) gives the shortest digits that read back and, among
+/// those, the ones closest to the exact value, ties to even: the digits
+/// ECMAScript prints. Only its layout differs ("1.5e-7", "123.456", "1e21").
 fn shortest_digits(v: f64) -> (String, i32) {
-    let (digits, exp) = split_sci(&format!("{v:e}"));
-    if digits.len() <= 15 {
-        return (digits, exp);
-    }
-    let precision = digits.len().saturating_sub(1);
-    let (rounded, rounded_exp) = split_sci(&format!("{:.*e}", precision, v));
-    let rounded = rounded.trim_end_matches('0');
-    if rounded.len() == digits.len()
-        && format!("{}e{}", rounded, rounded_exp + 1 - rounded.len() as i32).parse::<f64>() == Ok(v)
-    {
-        return (rounded.to_owned(), rounded_exp);
-    }
-    (digits, exp)
+    decimal_digits(zmij::Buffer::new().format_finite(v))
 }
 
-/// "d.ddde±x" → ("dddd", x).
-fn split_sci(sci: &str) -> (String, i32) {
-    let (mantissa, exp) = match sci.split_once('e') {
-        Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
-        None => (sci, 0),
+/// The significant digits of a decimal text ("123.456", "1.5e-7", "0.001",
+/// "1e21") and the exponent of the first of them: v = d.ddd × 10^exp.
+fn decimal_digits(text: &str) -> (String, i32) {
+    let (mantissa, exp) = match text.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.trim_start_matches('+').parse::<i32>().unwrap_or(0)),
+        None => (text, 0),
     };
-    let digits = mantissa.chars().filter(|c| c.is_ascii_digit()).collect();
-    (digits, exp)
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all = int.bytes().chain(frac.bytes()).filter(u8::is_ascii_digit);
+    // The point sits after the integer digits; each leading zero moves the
+    // first significant digit one place to the right of it.
+    let mut point = int.bytes().filter(u8::is_ascii_digit).count() as i32;
+    let mut digits = String::new();
+    for b in all {
+        if digits.is_empty() && b == b'0' {
+            point -= 1;
+        } else {
+            digits.push(char::from(b));
+        }
+    }
+    digits.truncate(digits.trim_end_matches('0').len());
+    (digits, exp + point - 1)
 }
 
 fn write_string(s: &str, out: &mut String) {
@@ -275,12 +273,13 @@ mod tests {
         }
     }
 
-    /// The digits before the Ryu fast path: Rust's shortest `{:e}`, then the
-    /// correctly rounded string of that length when it also reads back.
+    /// An independent path to the same digits: Rust's shortest `{:e}`, then
+    /// the correctly rounded string of that length when it also reads back
+    /// (Rust's shortest string need not be the closest one).
     fn shortest_digits_reference(v: f64) -> (String, i32) {
-        let (mut digits, mut exp) = split_sci(&format!("{:e}", v));
+        let (mut digits, mut exp) = decimal_digits(&format!("{:e}", v));
         let precision = digits.len().saturating_sub(1);
-        let (rounded, rounded_exp) = split_sci(&format!("{:.*e}", precision, v));
+        let (rounded, rounded_exp) = decimal_digits(&format!("{:.*e}", precision, v));
         let rounded = rounded.trim_end_matches('0').to_owned();
         if rounded.len() == digits.len()
             && format!("{}e{}", rounded, rounded_exp + 1 - rounded.len() as i32).parse::<f64>() == Ok(v)

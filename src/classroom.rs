@@ -774,10 +774,12 @@ impl SessionEvent {
     }
 
     /// `None` for types this module does not know (other writers, newer versions).
+    /// The tagged copy is decoded by value (its strings move into the event),
+    /// as snapshots are: one Value decoder for the session's types, not two.
     pub fn parse(ev: &Event) -> Option<SessionEvent> {
         let mut tagged = serde_json::Map::new();
         tagged.insert(ev.kind.clone(), ev.payload.clone());
-        SessionEvent::deserialize(&Value::Object(tagged)).ok()
+        SessionEvent::deserialize(Value::Object(tagged)).ok()
     }
 }
 

@@ -31,7 +31,7 @@ fn shown(p: &Value) -> Option<&str> {
 /// A number of the payload as written, "?" when there is none.
 fn number(p: &Value, key: &str) -> String {
     match p.get(key) {
-        Some(n @ Value::Number(_)) => n.to_string(),
+        Some(Value::Number(n)) => n.to_string(),
         _ => "?".into(),
     }
 }

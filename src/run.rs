@@ -46,18 +46,25 @@ impl Event {
         })
     }
 
-    /// Back from [`Self::to_value`]'s shape; `None` if a field is missing or mistyped.
-    pub fn from_value(v: &Value) -> Option<Event> {
-        let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+    /// Back from [`Self::to_value`]'s shape, taking its strings and payload
+    /// (nothing is copied); `None` if a field is missing or mistyped.
+    pub fn from_value(v: Value) -> Option<Event> {
+        let Value::Object(mut m) = v else { return None };
+        fn text(m: &mut Map<String, Value>, k: &str) -> Option<String> {
+            match m.remove(k) {
+                Some(Value::String(s)) => Some(s),
+                _ => None,
+            }
+        }
         Some(Event {
-            id: s("id")?,
-            run_id: s("run_id")?,
-            seq: v.get("seq")?.as_u64()?,
-            kind: s("type")?,
-            payload: v.get("payload")?.clone(),
-            timestamp: v.get("timestamp")?.as_i64()?,
-            author_id: s("author_id")?,
-            hash: s("hash").unwrap_or_default(),
+            seq: m.get("seq")?.as_u64()?,
+            timestamp: m.get("timestamp")?.as_i64()?,
+            payload: m.remove("payload")?,
+            id: text(&mut m, "id")?,
+            run_id: text(&mut m, "run_id")?,
+            kind: text(&mut m, "type")?,
+            author_id: text(&mut m, "author_id")?,
+            hash: text(&mut m, "hash").unwrap_or_default(),
         })
     }
 }
