@@ -199,8 +199,8 @@ async fn attempt_and_events(
     let (Some(attempt), Some(page), Some(slot)) = (results.next(), results.next(), results.next()) else {
         return Err(AppError::internal("D1 batch: a result is missing"));
     };
-    let slot = slot.decode::<Slot>()?.into_iter().next().map(|s| s.n);
-    let a = attempt.decode::<AttemptRow>()?.into_iter().next().ok_or_else(|| AppError::not_found("attempt"))?;
+    let slot = slot.first::<Slot>()?.map(|s| s.n);
+    let a = attempt.first::<AttemptRow>()?.ok_or_else(|| AppError::not_found("attempt"))?;
     let events = match page.text("page").as_deref().and_then(runs::page_events) {
         Some(mut events) => {
             if events.len() as u64 == PAGE {
@@ -213,6 +213,11 @@ async fn attempt_and_events(
         None => all_events(db, &a.run_id, i64::MAX as u64).await?,
     };
     Ok((a, events, slot))
+}
+
+/// The certificate's evidence: the SHA-256 of the covered events' RFC 8785 form.
+fn evidence_sha256(covered: &[crate::run::Event]) -> String {
+    canonical_sha256(&serde_json::to_value(covered).unwrap_or(Value::Null))
 }
 
 /// The certificate id of an attempt: derived, so every retry issues the same.
@@ -314,7 +319,7 @@ async fn start(ctx: &mut Ctx) -> AppResult<Response> {
     ];
     statements.append(&mut sealed.statements);
     db.batch(statements).await?;
-    sealed.landed(&run_id);
+    sealed.landed();
     KEPT_ATTEMPTS.with(|k| {
         k.keep(
             id.clone(),
@@ -394,7 +399,7 @@ async fn answer(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
         match db.batch(statements).await.map_err(AppError::from) {
             Ok(_) => {
                 let (Appended::New { last_seq: seq, .. } | Appended::AlreadyThere { last_seq: seq, .. }) =
-                    sealed.landed(&a.run_id);
+                    sealed.landed();
                 return created(json!({"attempt_id": id, "question_id": question_id, "choice": choice, "seq": seq}));
             }
             Err(e) if store::is_constraint(&e, "constraint failed") => {}
@@ -497,6 +502,7 @@ async fn submit(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     // the first grade. A pass takes its status slot with it (a slot is keyed
     // by the certificate id, so any retry gets it back; a slot whose
     // certificate is never issued is a harmless unused bit).
+    let slot_in_batch = grade.passed && a.certificate_id.is_none() && open_slot.is_none();
     let flip_and_slot = || -> AppResult<Vec<worker::D1PreparedStatement>> {
         let mut statements = vec![store::stmt(
             &db,
@@ -506,7 +512,7 @@ async fn submit(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
             ),
             &[t(id), store::Arg::Real(grade.score), i(grade.passed as i64)],
         )?];
-        if grade.passed && a.certificate_id.is_none() && open_slot.is_none() {
+        if slot_in_batch {
             statements.push(store::stmt(&db, SLOT_SQL, &[t(&certificate_of(&a.id))])?);
         }
         Ok(statements)
@@ -545,7 +551,7 @@ async fn submit(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
                     cert_id: &cert_id,
                     score: grade.score,
                     seq_to: covered.last().map_or(0, |e| e.seq),
-                    events_sha256: canonical_sha256(&serde_json::to_value(&covered).unwrap_or(Value::Null)),
+                    events_sha256: evidence_sha256(&covered),
                 };
                 // A certificate that cannot be signed now (a broken key) is
                 // left to the issue below, which fails on its own: the grade
@@ -566,50 +572,39 @@ async fn submit(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
             Err(e) => return Err(e),
         }
     }
-    let (mut a, slot, last_seq, written) = match at_once {
-        Some((results, sealed, issued)) => {
-            let mut results = results.into_iter();
-            let flipped =
-                results.next().map(|r| r.decode::<AttemptRow>()).transpose()?.and_then(|rows| rows.into_iter().next());
-            let slot = if grade.passed && a.certificate_id.is_none() && open_slot.is_none() {
-                results.next().map(|r| r.decode::<Slot>()).transpose()?.and_then(|rows| rows.into_iter().next())
-            } else {
-                open_slot.map(|n| Slot { n })
-            };
-            let mut a = match flipped {
-                Some(a) => a,
-                // Another submit flipped it with the same grade first.
-                None => load_attempt(&db, id).await?,
-            };
+    // Either way the batch began with `flip_and_slot`'s statements.
+    let (results, sealed, issued) = match at_once {
+        Some((results, sealed, issued)) => (results, Some(sealed), issued),
+        None => (store::batch_rows(&db, flip_and_slot()?).await?, None, None),
+    };
+    let mut results = results.into_iter();
+    let flipped = results.next().map(store::Rows::first::<AttemptRow>).transpose()?.flatten();
+    let slot = match open_slot {
+        Some(n) => Some(Slot { n }),
+        None if slot_in_batch => results.next().map(store::Rows::first::<Slot>).transpose()?.flatten(),
+        None => None,
+    };
+    // Not flipped here: an earlier submit did (in one batch, with the same
+    // grade), and its grade stands.
+    let mut a = match flipped {
+        Some(a) => a,
+        None => load_attempt(&db, id).await?,
+    };
+    let appended = match sealed {
+        Some(sealed) => {
             if issued.is_some() {
                 a.certificate_id = issued;
             }
-            match sealed.landed(&a.run_id) {
-                Appended::New { last_seq, events, .. } => (a, slot, last_seq, events),
-                Appended::AlreadyThere { last_seq, .. } => (a, slot, last_seq, Vec::new()),
-            }
+            sealed.landed()
         }
         None => {
-            let mut results = store::batch_rows(&db, flip_and_slot()?).await?.into_iter();
-            let flipped =
-                results.next().map(|r| r.decode::<AttemptRow>()).transpose()?.and_then(|rows| rows.into_iter().next());
-            let slot = match open_slot {
-                Some(n) => Some(Slot { n }),
-                None => {
-                    results.next().map(|r| r.decode::<Slot>()).transpose()?.and_then(|rows| rows.into_iter().next())
-                }
-            };
-            // Not flipped here: an earlier submit did, and its grade stands.
-            let a = match flipped {
-                Some(a) => a,
-                None => load_attempt(&db, id).await?,
-            };
             let ours = recorded(&a, a.score.unwrap_or(grade.score), a.passed.is_some_and(|p| p != 0));
-            match runs::append_events(&db, &attempt_run(&a), &a.learner_id, &ours, None, ctx.now_ms).await? {
-                Appended::New { last_seq, events, .. } => (a, slot, last_seq, events),
-                Appended::AlreadyThere { last_seq, .. } => (a, slot, last_seq, Vec::new()),
-            }
+            runs::append_events(&db, &attempt_run(&a), &a.learner_id, &ours, None, ctx.now_ms).await?
         }
+    };
+    let (last_seq, written) = match appended {
+        Appended::New { last_seq, events, .. } => (last_seq, events),
+        Appended::AlreadyThere { last_seq, .. } => (last_seq, Vec::new()),
     };
     let passed = a.passed.is_some_and(|p| p != 0);
     let score = a.score.unwrap_or(grade.score);
@@ -627,7 +622,7 @@ async fn submit(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
             covered.extend(events_between(&db, &a.run_id, read_to, last_seq).await?);
         }
         covered.truncate(covered.partition_point(|e| e.seq <= last_seq));
-        let events_sha256 = canonical_sha256(&serde_json::to_value(&covered).unwrap_or(Value::Null));
+        let events_sha256 = evidence_sha256(&covered);
         let issuance = Issuance { a: &a, artifact: &artifact, cert_id, score, seq_to: last_seq, events_sha256 };
         issue(ctx, &db, &issuance, slot.map(|s| s.n)).await?;
     }

@@ -368,7 +368,7 @@ pub async fn append_events(
     if let Some((head_seq, head_hash)) = known(&run.id, |k| k.head.clone()) {
         if expected_seq.is_none_or(|x| x == head_seq) {
             let all: Vec<&NewEvent> = events.iter().collect();
-            match write(db, run, author, &all, head_seq, &head_hash, now_ms).await {
+            match seal(db, run, author, &all, head_seq, &head_hash, now_ms)?.write(db).await {
                 Ok(appended) => return Ok(appended),
                 Err(e) if store::is_constraint(&e, "constraint failed") => remember(&run.id, |k| k.head = None),
                 Err(e) => return Err(e),
@@ -398,7 +398,7 @@ pub async fn append_events(
             // Rows from before the chain: fill theirs first (once per run).
             (_, None) => fill_chain(db, &run.id).await?.1,
         };
-        match write(db, run, author, &fresh, found.head_seq, &prev, now_ms).await {
+        match seal(db, run, author, &fresh, found.head_seq, &prev, now_ms)?.write(db).await {
             Ok(appended) => return Ok(appended),
             Err(e) if store::is_constraint(&e, "NOT NULL") => {
                 // The head moved under us: a conflict when the client pinned it.
@@ -428,27 +428,12 @@ const INSERT_SQL: &str = "INSERT INTO events (run_id, seq, id, type, payload, ti
 /// (a request body is 1 MB at most, so this is nearly always one statement).
 const INSERT_CHUNK_BYTES: usize = 512 * 1024;
 
-/// Seal `fresh` after the head (`head_seq`, its hash `prev`) and write it in
-/// one batch; remember the new head for this isolate's next append.
-async fn write(
-    db: &Db,
-    run: &RunRow,
-    author: &str,
-    fresh: &[&NewEvent],
-    head_seq: u64,
-    prev: &str,
-    now_ms: i64,
-) -> AppResult<Appended> {
-    let mut sealed = seal(db, run, author, fresh, head_seq, prev, now_ms)?;
-    db.batch(std::mem::take(&mut sealed.statements)).await?;
-    Ok(sealed.landed(&run.id))
-}
-
 /// Events sealed after a head, with the statements that insert them, for a
 /// batch of the caller's (a new run's first events go in the batch that
 /// inserts the run).
 pub struct Sealed {
     pub statements: Vec<worker::D1PreparedStatement>,
+    run_id: String,
     events: Vec<Event>,
     head: String,
 }
@@ -504,7 +489,7 @@ pub fn seal(
             list = String::from("[");
         }
     }
-    Ok(Sealed { statements, events: sealed, head })
+    Ok(Sealed { statements, run_id: run.id.clone(), events: sealed, head })
 }
 
 impl Sealed {
@@ -513,14 +498,20 @@ impl Sealed {
         &self.events
     }
 
+    /// Write its statements in one batch of their own, then [`Sealed::landed`].
+    async fn write(mut self, db: &Db) -> AppResult<Appended> {
+        db.batch(std::mem::take(&mut self.statements)).await?;
+        Ok(self.landed())
+    }
+
     /// Its statements landed: this isolate's head of the run moves on.
-    pub fn landed(self, run_id: &str) -> Appended {
+    pub fn landed(self) -> Appended {
         let (Some(first_seq), Some(last_seq)) = (self.events.first().map(|e| e.seq), self.events.last().map(|e| e.seq))
         else {
             return Appended::AlreadyThere { first_seq: 0, last_seq: 0 };
         };
         let head = self.head;
-        remember(run_id, |k| {
+        remember(&self.run_id, |k| {
             // Responses may come back out of order: keep the furthest head.
             if k.head.as_ref().is_none_or(|(s, _)| *s < last_seq) {
                 k.head = Some((last_seq, head));

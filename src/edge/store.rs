@@ -407,8 +407,9 @@ pub async fn batch_rows(db: &Db, statements: Vec<D1PreparedStatement>) -> AppRes
 pub struct Rows(Vec<JsValue>);
 
 impl Rows {
-    pub fn decode<T: FromRow>(self) -> AppResult<Vec<T>> {
-        decode_all(self.0)
+    /// The first row (every row decoded, as [`first`] does).
+    pub fn first<T: FromRow>(self) -> AppResult<Option<T>> {
+        Ok(decode_all::<T>(self.0)?.into_iter().next())
     }
 
     /// The text in `column` of the first row (`None` for no row or NULL).
