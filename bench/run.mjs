@@ -487,7 +487,7 @@ function devLoopSection({ dev, rel }, when) {
     ["cargo (compile to wasm)", d.cargo, p.cargo],
     ["wasm-bindgen (JS glue)", d.bindgen, p["wasm-bindgen"]],
     ["shim bundle (esbuild) and file swap", d.bundle, p.bundle],
-    ["wasm-opt -Oz", 0, p["wasm-opt"]],
+    ["wasm-opt -Os", 0, p["wasm-opt"]],
     ["other (up-to-date check, size)", d.other, p.other],
   ].map(([k, a, b]) => `| ${k} | ${k.startsWith("wasm-opt") ? "skipped" : sec(a)} | ${sec(b)} |`);
   return `## Developer loop
@@ -736,7 +736,7 @@ ${load ? loadMethod(load) : ""}- **Append**: ${300} single-event requests one af
   seq inside the same D1 batch; the raw-insert baseline shows the ceiling local D1 sets on this
   machine. A cold replay reads every row and also stores checkpoints (one per 5,000-event page);
   replays after it start from the nearest checkpoint.
-- **Size**: \`build/index_bg.wasm\` after \`wasm-opt -Oz\`, gzip -9. The browser core:
+- **Size**: \`build/index_bg.wasm\` after \`wasm-opt -Os\`, gzip -9. The browser core:
   \`public/core/dropple_core_bg.wasm\` (the same crate with \`--no-default-features --features browser\`,
   wasm-bindgen \`--target web\`, \`wasm-opt -Oz\`) plus its JS glue (minified), gzip -9. **Start**: spawning \`wrangler dev\`
   until the first 200 (\`/v1/health\`; baseline \`/ping\`), median of 2.
@@ -744,7 +744,7 @@ ${load ? loadMethod(load) : ""}- **Append**: ${300} single-event requests one af
   grouped by crate, or by family where a format's instances for our types dominate (a serde_json
   or serde_wasm_bindgen deserializer instantiated for one of our types is charged to that format),
   measured on the copy of this build that \`scripts/build.sh\` keeps with its names, before
-  \`wasm-opt -Oz\` (${contributors ? f1(contributors.total / 1024) : "n/a"} KiB there, names excluded; wasm-opt then takes it to the
+  \`wasm-opt -Os\` (${contributors ? f1(contributors.total / 1024) : "n/a"} KiB there, names excluded; wasm-opt then takes it to the
   ${f1(size.raw / 1024)} KiB shipped, mostly by inlining, after which names no longer say where bytes come from):
 
   | contributor | KiB before wasm-opt | share | functions |

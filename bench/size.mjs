@@ -1,7 +1,7 @@
 // What the worker wasm is made of: its code bytes grouped by crate (or by
 // family, where one family dominates), from the copy of the release build
 // that scripts/build.sh keeps as wasm-bindgen wrote it, names and all
-// (target/size/index_bg.wasm), before `wasm-opt -Oz`: after it, binaryen's
+// (target/size/index_bg.wasm), before `wasm-opt -Os`: after it, binaryen's
 // inlining folds nearly every handler into one function and the names no
 // longer say where bytes come from. `node bench/size.mjs [file.wasm]` prints
 // the table on its own.

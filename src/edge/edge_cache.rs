@@ -13,7 +13,54 @@ use super::http::Ctx;
 use super::store::MARKET_CACHE;
 use super::Later;
 use crate::error::{AppError, AppResult};
+use wasm_bindgen::{JsCast, JsValue};
+use worker::js_sys::{Function, Object, Promise, Reflect};
+use worker::wasm_bindgen_futures::JsFuture;
 use worker::{Cache, Response};
+
+/// The KV namespace, called directly. workers-rs's `KvStore` looks up five
+/// methods of the binding each time one is made, and puts every value
+/// through serde_wasm_bindgen and `f64`'s `Display` (linking a float printer
+/// for what is always text here); this is the two calls the cache makes.
+struct Kv(JsValue);
+
+impl Kv {
+    fn of(env: &worker::Env) -> AppResult<Kv> {
+        match Reflect::get(env, &JsValue::from_str(MARKET_CACHE)) {
+            Ok(binding) if binding.is_object() => Ok(Kv(binding)),
+            _ => Err(AppError::internal(format!("no KV binding {MARKET_CACHE}"))),
+        }
+    }
+
+    async fn call(&self, method: &str, args: &[JsValue]) -> Result<JsValue, String> {
+        let function = Reflect::get(&self.0, &JsValue::from_str(method))
+            .ok()
+            .and_then(|f| f.dyn_into::<Function>().ok())
+            .ok_or_else(|| format!("KV has no {method}"))?;
+        let args: worker::js_sys::Array = args.iter().collect();
+        let promise =
+            function.apply(&self.0, &args).map_err(|e| format!("KV {method}: {}", super::store::js_message(&e)))?;
+        JsFuture::from(Promise::from(promise))
+            .await
+            .map_err(|e| format!("KV {method}: {}", super::store::js_message(&e)))
+    }
+
+    /// The text under `key`, `None` when there is none (or KV failed: the
+    /// caller then reads D1, which is always right).
+    async fn get_text(&self, key: &str) -> Option<String> {
+        self.call("get", &[JsValue::from_str(key)]).await.ok().and_then(|v| v.as_string())
+    }
+
+    async fn put_text(&self, key: &str, text: &str, expiration_ttl_secs: Option<u32>) -> Result<(), String> {
+        let mut args = vec![JsValue::from_str(key), JsValue::from_str(text)];
+        if let Some(ttl) = expiration_ttl_secs {
+            let options = Object::new();
+            let _ = Reflect::set(&options, &JsValue::from_str("expirationTtl"), &JsValue::from(ttl));
+            args.push(options.into());
+        }
+        self.call("put", &args).await.map(|_| ())
+    }
+}
 
 /// Generation families: one stamp per kind of change.
 #[derive(Clone, Copy)]
@@ -38,7 +85,7 @@ impl Family {
 /// from attempts) and the space old stamps hold.
 const CACHE_SECS: u32 = 60;
 /// KV's own expiry for bodies (its minimum is 60 s).
-const KV_BODY_SECS: u64 = 300;
+const KV_BODY_SECS: u32 = 300;
 /// Bodies up to this size are also kept in KV, for other locations.
 const KV_BODY_MAX: usize = 512 * 1024;
 
@@ -141,8 +188,8 @@ pub fn etag_matches(ctx: &Ctx, etag: &str) -> bool {
 /// The family's current stamp (one KV read; `0` before the first write).
 pub async fn generation(ctx: &Ctx, family: Family) -> String {
     ctx.meter.kv_op();
-    match ctx.env.kv(MARKET_CACHE) {
-        Ok(kv) => kv.get(family.key()).text().await.ok().flatten().unwrap_or_else(|| "0".into()),
+    match Kv::of(&ctx.env) {
+        Ok(kv) => kv.get_text(family.key()).await.unwrap_or_else(|| "0".into()),
         Err(_) => "0".into(),
     }
 }
@@ -157,11 +204,8 @@ pub async fn bump(ctx: &Ctx, family: Family) {
 /// [`bump`] outside a request (restore).
 pub async fn bump_env(env: &worker::Env, family: Family) {
     let stamp = super::runs::new_id();
-    let put = match env.kv(MARKET_CACHE) {
-        Ok(kv) => match kv.put(family.key(), stamp) {
-            Ok(p) => p.execute().await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        },
+    let put = match Kv::of(env) {
+        Ok(kv) => kv.put_text(family.key(), &stamp, None).await,
         Err(e) => Err(e.to_string()),
     };
     if let Err(e) = put {
@@ -207,7 +251,7 @@ enum Lookup {
 
 struct Miss {
     url: String,
-    kv: worker::kv::KvStore,
+    kv: Kv,
     kv_key: String,
 }
 
@@ -228,10 +272,10 @@ async fn lookup(ctx: &Ctx, family: Option<Family>, key: &str) -> AppResult<Looku
             return Ok(Lookup::Hit(entry));
         }
     }
-    let kv = ctx.env.kv(MARKET_CACHE).map_err(|e| AppError::internal(e.to_string()))?;
+    let kv = Kv::of(&ctx.env)?;
     let kv_key = format!("body:{}", &url["https://edge-cache.dropple.invalid/".len()..]);
     ctx.meter.kv_op();
-    if let Some(entry) = kv.get(&kv_key).text().await.ok().flatten().and_then(Entry::from_kv) {
+    if let Some(entry) = kv.get_text(&kv_key).await.and_then(Entry::from_kv) {
         ctx.meter.cache.set(Some("hit"));
         if let Ok(stored) = entry.stored() {
             ctx.wctx.wait_until::<Later>(Box::pin(async move {
@@ -254,9 +298,7 @@ fn keep(ctx: &Ctx, miss: Miss, entry: &Entry) {
             let _ = Cache::default().put(url.as_str(), stored).await;
         }
         if let Some(text) = kv_text {
-            if let Ok(put) = kv.put(&kv_key, text) {
-                let _ = put.expiration_ttl(KV_BODY_SECS).execute().await;
-            }
+            let _ = kv.put_text(&kv_key, &text, Some(KV_BODY_SECS)).await;
         }
     }));
 }

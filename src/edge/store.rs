@@ -419,7 +419,7 @@ impl Rows {
 }
 
 /// D1's own message of a failed call (constraint names), for the caller.
-fn js_message(e: &JsValue) -> String {
+pub fn js_message(e: &JsValue) -> String {
     e.dyn_ref::<worker::js_sys::Error>()
         .map(|err| String::from(err.message()))
         .or_else(|| e.as_string())

@@ -371,6 +371,13 @@ async fn metrics(ctx: &mut Ctx) -> AppResult<Response> {
     Ok(r)
 }
 
+/// A sample value as the exposition format reads it: the shortest digits that
+/// read back as the same double (ECMAScript's number form, which the canonical
+/// JSON printer already links; `f64`'s `Display` would link a second printer).
+fn sample(v: f64) -> String {
+    crate::canonical::format_f64(v)
+}
+
 async fn render_metrics(db: &Db) -> AppResult<String> {
     store::d1_row! {
         struct Row {
@@ -410,7 +417,7 @@ async fn render_metrics(db: &Db) -> AppResult<String> {
             out.push_str(&format!("# TYPE {} {kind}\n", r.name));
             last_name = r.name.clone();
         }
-        out.push_str(&format!("{}{} {}\n", r.name, r.labels, r.value));
+        out.push_str(&format!("{}{} {}\n", r.name, r.labels, sample(r.value)));
     }
     store::d1_row! {
         struct Rates {
@@ -438,7 +445,7 @@ async fn render_metrics(db: &Db) -> AppResult<String> {
     }
     let jobs: Vec<JobCount> = store::all(db, "SELECT status, COUNT(*) AS n FROM ai_jobs GROUP BY status", &[]).await?;
     let r = rates.unwrap_or(Rates { live: 0, observers: 0, attempts: 0, submitted: 0, passed: 0 });
-    let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let ratio = |a: u64, b: u64| sample(if b == 0 { 0.0 } else { a as f64 / b as f64 });
     out.push_str(&format!("# TYPE dropple_live_sessions gauge\ndropple_live_sessions {}\n", r.live));
     out.push_str(&format!("# TYPE dropple_connected_observers gauge\ndropple_connected_observers {}\n", r.observers));
     out.push_str(&format!(
