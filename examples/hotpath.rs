@@ -4,7 +4,7 @@
 //! `ours`: exactly what the Durable Object does per teacher `cursor` message —
 //! `classroom::receive` (rate limit, decode, authority, decide, apply, the
 //! chained hash and the broadcast text, written once by the core) and the
-//! storage row (payload text).
+//! storage row (its texts, the payload's written once by the core too).
 //! `core`: `classroom::receive` alone (everything but the storage row's text).
 //! `baseline`: the least any server that looks at a message does — parse it as
 //! JSON and write it back out (a relay that validates).
@@ -73,9 +73,12 @@ fn run_session(messages: &[String], serialize: bool) -> usize {
         }
         for effect in effects {
             match effect {
+                // The storage row: the payload's canonical text, written by
+                // the core for the hash, goes to storage as it is.
                 Effect::Persist(events) => {
-                    for e in &events {
-                        bytes += e.payload.to_string().len();
+                    for e in events {
+                        let row = [e.id, e.kind, e.payload, e.author_id, e.hash];
+                        bytes += row.iter().map(String::len).sum::<usize>();
                     }
                 }
                 // Written once by the core, inside `receive`.

@@ -16,16 +16,16 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "85691fede1";
+const VERSION = "71bf118b8b";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const REFERENCE = "dropple-reference-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
   "/css/app.css?v=f7ae708f13", "/manifest.webmanifest", "/icon.svg",
-  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=288ce91243", "/js/core.js?v=b22f60fff8",
-  "/core/dropple_core.js?v=1e71eed6cf", "/core/dropple_core_bg.wasm?v=1e71eed6cf",
-  "/js/home.js?v=c373d17f34", "/js/teach.js?v=ee8c8c3378", "/js/learn.js?v=edf80f4214", "/js/author.js?v=ec9535df56", "/js/market.js?v=abe947f654", "/js/verify.js?v=73ec33c76d", "/js/replay.js?v=9f3fcfd5fa",
+  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=af88bc478f", "/js/core.js?v=3503c6ca42",
+  "/core/dropple_core.js?v=63d000c661", "/core/dropple_core_bg.wasm?v=63d000c661",
+  "/js/home.js?v=c373d17f34", "/js/teach.js?v=ac92b68515", "/js/learn.js?v=d2b2cd6368", "/js/author.js?v=9ac9bf2beb", "/js/market.js?v=abe947f654", "/js/verify.js?v=d049f58199", "/js/replay.js?v=c5b51b384c",
 ];
 const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;

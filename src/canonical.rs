@@ -74,7 +74,23 @@ fn write_number(n: &Number, out: &mut String) {
         }
     }
     // Everything else is what a JSON parser in ECMAScript would hold: a double.
-    out.push_str(&format_f64(n.as_f64().unwrap_or(0.0)));
+    write_f64(n.as_f64().unwrap_or(0.0), out);
+}
+
+/// Append [`format_f64`]'s text of `v` to `out`. Every live cursor event
+/// carries two doubles: the common case (żmij's positional layout, which
+/// ECMAScript uses for those magnitudes too) is copied without building the
+/// digits apart; exponent forms go through [`format_f64`].
+pub fn write_f64(v: f64, out: &mut String) {
+    if v.is_finite() && v != 0.0 {
+        let mut buffer = zmij::Buffer::new();
+        let text = buffer.format_finite(v);
+        if !text.contains(['e', 'E']) {
+            out.push_str(text.strip_suffix(".0").unwrap_or(text));
+            return;
+        }
+    }
+    out.push_str(&format_f64(v));
 }
 
 /// ECMAScript `Number.prototype.toString` for a finite double (RFC 8785
@@ -303,6 +319,16 @@ mod tests {
         #[test]
         fn digest_hex_is_lowercase_hex(bytes in proptest::prelude::any::<[u8; 32]>()) {
             proptest::prop_assert_eq!(digest_hex(&bytes), hex::encode(bytes));
+        }
+
+        #[test]
+        fn written_doubles_match_format_f64(bits in proptest::prelude::any::<u64>(), m in 1u64..1_000_000_000, e in -30i32..30) {
+            let short: f64 = format!("{m}e{e}").parse().unwrap();
+            for v in [f64::from_bits(bits), short, -short, short.trunc()] {
+                let mut written = String::new();
+                write_f64(v, &mut written);
+                proptest::prop_assert_eq!(written, format_f64(v));
+            }
         }
 
         #[test]

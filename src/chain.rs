@@ -32,22 +32,35 @@ pub fn envelope_hash(prev: &str, jcs: &str) -> String {
 /// verify and the archive hash every event of a run.
 pub fn envelope_jcs(e: &Event) -> String {
     let mut out = String::with_capacity(192);
-    out.push_str("{\"author_id\":");
-    write_canonical_str(&e.author_id, &mut out);
-    out.push_str(",\"id\":");
-    write_canonical_str(&e.id, &mut out);
-    out.push_str(",\"payload\":");
+    write_envelope_head(&e.author_id, &e.id, &mut out);
     write_canonical(&e.payload, &mut out);
-    out.push_str(",\"run_id\":");
-    write_canonical_str(&e.run_id, &mut out);
-    out.push_str(",\"seq\":");
-    write_canonical(&Value::from(e.seq), &mut out);
-    out.push_str(",\"timestamp\":");
-    write_canonical(&Value::from(e.timestamp), &mut out);
-    out.push_str(",\"type\":");
-    write_canonical_str(&e.kind, &mut out);
-    out.push('}');
+    write_envelope_tail(&e.run_id, e.seq, e.timestamp, &e.kind, &mut out);
     out
+}
+
+/// The envelope's canonical text up to its payload (the keys before it in
+/// canonical order). The payload's canonical text goes next, then
+/// [`write_envelope_tail`]: the live classroom writes a payload it already
+/// holds as text (its storage row) without a `Value` in between.
+pub fn write_envelope_head(author_id: &str, id: &str, out: &mut String) {
+    out.push_str("{\"author_id\":");
+    write_canonical_str(author_id, out);
+    out.push_str(",\"id\":");
+    write_canonical_str(id, out);
+    out.push_str(",\"payload\":");
+}
+
+/// The rest of the envelope after its payload, closing brace included.
+pub fn write_envelope_tail(run_id: &str, seq: u64, timestamp: i64, kind: &str, out: &mut String) {
+    out.push_str(",\"run_id\":");
+    write_canonical_str(run_id, out);
+    out.push_str(",\"seq\":");
+    write_canonical(&Value::from(seq), out);
+    out.push_str(",\"timestamp\":");
+    write_canonical(&Value::from(timestamp), out);
+    out.push_str(",\"type\":");
+    write_canonical_str(kind, out);
+    out.push('}');
 }
 
 /// Give `events` (consecutive, in seq order) their hashes after `prev`;

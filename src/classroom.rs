@@ -602,7 +602,7 @@ pub struct SessionInit {
 /// response cannot change once given, so the key may be shown at once.
 pub fn quiz_feedback(key: &AnswerKey, effects: &[Effect], learner: &str) -> Option<ServerMsg> {
     let Some(Effect::Persist(events)) = effects.first() else { return None };
-    events.iter().find_map(|e| match SessionEvent::parse(e) {
+    events.iter().find_map(|e| match e.session_event() {
         Some(SessionEvent::QuizResponded { question_id, choice, learner_id }) if learner_id == learner => {
             let answer = *key.get(&question_id)?;
             Some(ServerMsg::QuizFeedback { question_id, choice, correct: choice == answer, answer })
@@ -761,12 +761,32 @@ pub enum SessionEvent {
 }
 
 impl SessionEvent {
+    /// Append the payload's canonical text to `out`; returns the type. The
+    /// hot event (every cursor move) is written directly: no `Value` built,
+    /// walked and dropped per move. The property tests check it against the
+    /// generic path.
+    fn write_payload(&self, out: &mut String) -> String {
+        if let SessionEvent::CursorMoved { step, x, y } = self {
+            let coordinate = |c: &Option<f64>, out: &mut String| match c {
+                Some(v) => crate::canonical::write_f64(*v, out),
+                None => out.push_str("null"),
+            };
+            out.push_str("{\"step\":");
+            crate::canonical::write_canonical(&Value::from(*step), out);
+            out.push_str(",\"x\":");
+            coordinate(x, out);
+            out.push_str(",\"y\":");
+            coordinate(y, out);
+            out.push('}');
+            return "cursor.moved".to_owned();
+        }
+        let (kind, payload) = self.parts();
+        crate::canonical::write_canonical(&payload, out);
+        kind
+    }
+
     /// `(type, payload)` for the envelope.
     fn parts(&self) -> (String, Value) {
-        if let SessionEvent::CursorMoved { step, x, y } = self {
-            // The hot event (every cursor move): built directly, no round trip.
-            return ("cursor.moved".to_owned(), json!({"step": step, "x": x, "y": y}));
-        }
         match serde_json::to_value(self) {
             Ok(Value::Object(m)) => m.into_iter().next().unwrap_or_default(),
             _ => (String::new(), Value::Null),
@@ -1177,12 +1197,48 @@ impl Peer {
 
 // ---------------------------------------------------------------- effects
 
+/// An event of this session as its storage row holds it: the envelope
+/// without `run_id` (one per session), the payload as the canonical JSON
+/// text the hash covers, written once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub seq: u64,
+    pub id: String,
+    pub kind: String,
+    /// Canonical JSON (RFC 8785).
+    pub payload: String,
+    pub timestamp: i64,
+    pub author_id: String,
+    pub hash: String,
+}
+
+impl StoredEvent {
+    /// The event of run `run_id`, its payload parsed.
+    pub fn to_event(&self, run_id: &str) -> Event {
+        Event {
+            id: self.id.clone(),
+            run_id: run_id.to_owned(),
+            seq: self.seq,
+            kind: self.kind.clone(),
+            payload: serde_json::from_str(&self.payload).unwrap_or(Value::Null),
+            timestamp: self.timestamp,
+            author_id: self.author_id.clone(),
+            hash: self.hash.clone(),
+        }
+    }
+
+    /// The typed event (`None` for types this module does not know).
+    pub fn session_event(&self) -> Option<SessionEvent> {
+        SessionEvent::parse(&self.to_event(""))
+    }
+}
+
 /// What the adapter must do, in the order given.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     /// Append these events to storage atomically. If it fails, stop executing
     /// the rest and rebuild the state from storage: nothing was broadcast.
-    Persist(Vec<Event>),
+    Persist(Vec<StoredEvent>),
     /// Send `text` (an `event` message, [`ServerMsg::Event`], serialized once
     /// by the core) to every socket whose attachment is `Connected` at this
     /// moment. A socket saying hello becomes `Connected` only when the adapter
@@ -1274,7 +1330,7 @@ pub fn handle(
             Ok(events) => {
                 let mut effects = commit(state, &who.user_id, events, now_ms, new_id);
                 if let (ClientMsg::Explain { .. }, Some(Effect::Persist(persisted))) = (&msg, effects.first()) {
-                    let requested = persisted.iter().find_map(|e| match SessionEvent::parse(e) {
+                    let requested = persisted.iter().find_map(|e| match e.session_event() {
                         Some(SessionEvent::ExplanationRequested { step }) => Some((step, e.seq)),
                         _ => None,
                     });
@@ -1342,44 +1398,34 @@ fn commit(
     let mut broadcasts = Vec::with_capacity(events.len());
     for e in events {
         let seq = state.seq + 1;
-        let (kind, payload) = e.parts();
+        let mut payload = String::with_capacity(64);
+        let kind = e.write_payload(&mut payload);
         // The typed event is what `apply` would parse back from (kind, payload):
         // the property tests check live state == replay of the stored events.
         state.apply_typed(seq, now_ms, e);
-        let mut event = Event {
-            id: new_id(),
-            run_id: state.config.run_id.clone(),
-            seq,
-            kind,
-            payload,
-            timestamp: now_ms,
-            author_id: author.to_string(),
-            hash: String::new(),
-        };
-        // Sealed where the seq is assigned, before anything persists it. The
-        // envelope's canonical text, written once for the hash, is also the
-        // broadcast's `event`.
-        let jcs = crate::chain::envelope_jcs(&event);
-        event.hash = crate::chain::envelope_hash(&state.head_hash, &jcs);
-        state.head_hash.clone_from(&event.hash);
-        broadcasts.push(Effect::Broadcast { seq, text: event_text(seq, jcs, &event.hash) });
-        persisted.push(event);
+        let id = new_id();
+        // The `event` message (`ServerMsg::Event`) is written around the
+        // envelope's canonical text, which is hashed where it lies: one text
+        // for the hash and the broadcast, sealed where the seq is assigned,
+        // before anything persists it.
+        let mut text = String::with_capacity(payload.len() + 320);
+        text.push_str(r#"{"type":"event","seq":"#);
+        text.push_str(itoa::Buffer::new().format(seq));
+        text.push_str(r#","event":"#);
+        let envelope_at = text.len();
+        crate::chain::write_envelope_head(author, &id, &mut text);
+        text.push_str(&payload);
+        crate::chain::write_envelope_tail(&state.config.run_id, seq, now_ms, &kind, &mut text);
+        let hash = crate::chain::envelope_hash(&state.head_hash, &text[envelope_at..]);
+        text.pop(); // the envelope's closing brace: the hash goes in before it
+        text.push_str(r#","hash":""#);
+        text.push_str(&hash); // lowercase hex: nothing to escape
+        text.push_str("\"}}");
+        state.head_hash.clone_from(&hash);
+        broadcasts.push(Effect::Broadcast { seq, text });
+        persisted.push(StoredEvent { seq, id, kind, payload, timestamp: now_ms, author_id: author.to_owned(), hash });
     }
     std::iter::once(Effect::Persist(persisted)).chain(broadcasts).collect()
-}
-
-/// The `event` message (`ServerMsg::Event`) around an envelope's canonical
-/// text: `{"type":"event","seq":N,"event":{…envelope…,"hash":"…"}}`.
-fn event_text(seq: u64, mut envelope_jcs: String, hash: &str) -> String {
-    use std::fmt::Write;
-    envelope_jcs.pop(); // its closing brace: the hash goes in before it
-    let mut out = String::with_capacity(envelope_jcs.len() + hash.len() + 48);
-    let _ = write!(out, r#"{{"type":"event","seq":{seq},"event":"#);
-    out.push_str(&envelope_jcs);
-    out.push_str(r#","hash":""#);
-    out.push_str(hash); // lowercase hex: nothing to escape
-    out.push_str("\"}}");
-    out
 }
 
 // ---------------------------------------------------------------- join codes
@@ -1535,9 +1581,11 @@ mod tests {
         }
     }
 
+    /// The persisted events as a run holds them (the rows' payload texts
+    /// parsed): replay reads them so.
     fn persisted(effects: &[Effect]) -> Vec<Event> {
         let batches = effects.iter().filter_map(|e| match e {
-            Effect::Persist(evs) => Some(evs.clone()),
+            Effect::Persist(evs) => Some(evs.iter().map(|e| e.to_event(&config().run_id))),
             _ => None,
         });
         batches.flatten().collect()
@@ -1872,11 +1920,14 @@ mod tests {
     fn events_are_persisted_then_broadcast_with_a_full_envelope() {
         let mut s = given(vec![]);
         let out = send(&mut s, &teacher(), cursor(2));
-        let [Effect::Persist(evs), Effect::Broadcast { seq: 1, text: b1 }, Effect::Broadcast { seq: 2, text: b2 }] =
+        let [Effect::Persist(rows), Effect::Broadcast { seq: 1, text: b1 }, Effect::Broadcast { seq: 2, text: b2 }] =
             out.as_slice()
         else {
             panic!("{out:?}")
         };
+        // The storage row holds the payload's canonical text, hashed as written.
+        assert_eq!(rows[1].payload, r#"{"step":2,"x":0.5,"y":null}"#);
+        let evs = persisted(&out);
         assert_eq!(
             (wire_event(b1), wire_event(b2)),
             (ServerMsg::Event { seq: 1, event: evs[0].clone() }, ServerMsg::Event { seq: 2, event: evs[1].clone() })
@@ -2004,7 +2055,9 @@ mod tests {
         fn execute(&mut self, sender: usize, effects: &[Effect]) {
             for e in effects {
                 match e {
-                    Effect::Persist(evs) => self.store.extend(evs.iter().cloned()),
+                    Effect::Persist(evs) => {
+                        self.store.extend(evs.iter().map(|e| e.to_event(&self.state.config.run_id)))
+                    }
                     Effect::Broadcast { seq, text } => {
                         let event = match wire_event(text) {
                             ServerMsg::Event { seq: s, event } if s == *seq => event,
@@ -2112,6 +2165,18 @@ mod tests {
             for (i, c) in sim.conns.iter().enumerate() {
                 prop_assert!(!c.is_connected() || sim.seen[i] == sim.state.seq);
             }
+        }
+
+        #[test]
+        fn cursor_payloads_are_written_as_the_generic_path_writes_them(
+            step in any::<i64>(),
+            x in proptest::option::of(any::<u64>()),
+            y in proptest::option::of(-1e6f64..1e6),
+        ) {
+            let event = E::CursorMoved { step, x: x.map(f64::from_bits), y };
+            let mut written = String::new();
+            prop_assert_eq!(event.write_payload(&mut written), "cursor.moved");
+            prop_assert_eq!(written, crate::canonical::to_canonical_string(&event.parts().1));
         }
 
         #[test]

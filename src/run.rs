@@ -534,7 +534,7 @@ mod tests {
                 let rows: Vec<PageRow> = serde_json::from_str(&text).unwrap();
                 let before = seq;
                 let kept = fold_page(&mut state, &mut seq, &rows, every);
-                let expected = checkpoints.iter().filter(|c| c.seq > before && c.seq <= seq).last();
+                let expected = checkpoints.iter().rfind(|c| c.seq > before && c.seq <= seq);
                 let kept = kept.map(|(s, c)| Checkpoint::of(s, c));
                 prop_assert_eq!(kept.as_ref(), expected);
             }

@@ -9,9 +9,9 @@
 // Values cross as JSON text (big integers and odd floats arrive exactly as
 // the server wrote them); the helpers below parse what the pages render.
 
-import init, * as wasm from "/core/dropple_core.js?v=1e71eed6cf";
+import init, * as wasm from "/core/dropple_core.js?v=63d000c661";
 
-await init({ module_or_path: "/core/dropple_core_bg.wasm?v=1e71eed6cf" });
+await init({ module_or_path: "/core/dropple_core_bg.wasm?v=63d000c661" });
 
 export const core = wasm;
 

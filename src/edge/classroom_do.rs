@@ -11,7 +11,7 @@
 use super::sessions::{HDR_OBSERVER_LIMIT, HDR_ROLE, HDR_USER};
 use super::store::{self, t, u};
 use super::Later;
-use crate::classroom::{self, Effect, Peer, Role, ServerMsg, SessionConfig, SessionState, Status};
+use crate::classroom::{self, Effect, Peer, Role, ServerMsg, SessionConfig, SessionState, Status, StoredEvent};
 use crate::error::AppError;
 use crate::run::Event;
 use futures_channel::mpsc::{unbounded, UnboundedSender};
@@ -381,7 +381,7 @@ impl Classroom {
         }))
     }
 
-    fn persist(&self, events: &[Event]) -> Result<()> {
+    fn persist(&self, events: Vec<StoredEvent>) -> Result<()> {
         let sql = self.sql();
         // No await between these statements: the object's storage commits
         // them together, so a batch lands whole or not at all.
@@ -390,12 +390,13 @@ impl Classroom {
                 "INSERT INTO events (seq, id, type, payload, timestamp, author_id, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 vec![
                     SqlStorageValue::from(e.seq as f64),
-                    e.id.clone().into(),
-                    e.kind.clone().into(),
-                    e.payload.to_string().into(),
+                    e.id.into(),
+                    e.kind.into(),
+                    // The canonical text the core wrote for the hash.
+                    e.payload.into(),
                     SqlStorageValue::from(e.timestamp as f64),
-                    e.author_id.clone().into(),
-                    e.hash.clone().into(),
+                    e.author_id.into(),
+                    e.hash.into(),
                 ],
             )?;
         }
@@ -410,7 +411,7 @@ impl Classroom {
         for effect in effects {
             match effect {
                 Effect::Persist(events) => {
-                    if let Err(e) = self.persist(&events) {
+                    if let Err(e) = self.persist(events) {
                         // Nothing broadcast yet: drop the cache so the next
                         // message replays exactly what storage holds.
                         worker::console_error!(
