@@ -16,16 +16,16 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "71bf118b8b";
+const VERSION = "a313fccfbb";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const REFERENCE = "dropple-reference-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
   "/css/app.css?v=f7ae708f13", "/manifest.webmanifest", "/icon.svg",
-  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=af88bc478f", "/js/core.js?v=3503c6ca42",
-  "/core/dropple_core.js?v=63d000c661", "/core/dropple_core_bg.wasm?v=63d000c661",
-  "/js/home.js?v=c373d17f34", "/js/teach.js?v=ac92b68515", "/js/learn.js?v=d2b2cd6368", "/js/author.js?v=9ac9bf2beb", "/js/market.js?v=abe947f654", "/js/verify.js?v=d049f58199", "/js/replay.js?v=c5b51b384c",
+  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=2e35ca04e1", "/js/core.js?v=40b5b6659d",
+  "/core/dropple_core.js?v=10617d0a61", "/core/dropple_core_bg.wasm?v=10617d0a61",
+  "/js/home.js?v=c373d17f34", "/js/teach.js?v=021e2882ff", "/js/learn.js?v=5b4bb51670", "/js/author.js?v=ec8279d51e", "/js/market.js?v=abe947f654", "/js/verify.js?v=f6db30a694", "/js/replay.js?v=f461716ee2",
 ];
 const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;

@@ -7,8 +7,8 @@
 // the classes the person taught or attended and the runs they wrote.
 
 import { api, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=af88bc478f";
-import { Replay, describeItems, lessonFrames } from "./core.js?v=3503c6ca42";
+import { ClassroomClient } from "./classroom-client.js?v=2e35ca04e1";
+import { Replay, describeItems, lessonFrames } from "./core.js?v=40b5b6659d";
 import { renderCanvas } from "./canvas.js?v=cc346232db";
 import { shell, $, h, say, params } from "./ui.js?v=f44cea9744";
 

@@ -15,7 +15,7 @@ use crate::classroom::{self, Effect, Peer, Role, ServerMsg, SessionConfig, Sessi
 use crate::error::AppError;
 use crate::run::Event;
 use futures_channel::mpsc::{unbounded, UnboundedSender};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::rc::Rc;
 use worker::{
@@ -30,7 +30,7 @@ const OUTBOX_BATCH: usize = 100;
 /// events rather than one alarm, D1 round trip and outbox bookkeeping per
 /// event, which competed with the next broadcast. The object's own storage
 /// (committed before every broadcast) stays the truth meanwhile.
-const OUTBOX_DELAY_MS: i64 = 100;
+const OUTBOX_DELAY_MS: i64 = 5000;
 /// Joins and leaves are announced at most this often, as one `presence` with
 /// the current count: announcing each one would make a class of N arriving
 /// (or a deploy dropping N sockets) cost N² sends.
@@ -63,6 +63,11 @@ pub struct Classroom {
     /// The quiz's answer key, written once when the session opens: read
     /// from storage once per wake-up, not on every response.
     answer_key: RefCell<Option<Option<Rc<classroom::AnswerKey>>>>,
+    /// `meta` values read or written during this wake-up: this object is the
+    /// table's only writer, so a kept value stays right until it writes
+    /// again. Every alarm reads the outbox's position and backoff; kept,
+    /// that is no storage call at all.
+    meta_kept: RefCell<std::collections::BTreeMap<String, Option<String>>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -138,28 +143,42 @@ impl Classroom {
     }
 
     fn meta(&self, key: &str) -> Result<Option<String>> {
+        if let Some(kept) = self.meta_kept.borrow().get(key) {
+            return Ok(kept.clone());
+        }
         let rows: Vec<MetaRow> = store::sql_rows(
             self.sql().exec("SELECT value FROM meta WHERE key = ?", vec![SqlStorageValue::from(key)])?,
         )?;
-        Ok(rows.into_iter().next().map(|r| r.value))
+        let value = rows.into_iter().next().map(|r| r.value);
+        self.meta_kept.borrow_mut().insert(key.to_owned(), value.clone());
+        Ok(value)
     }
 
     fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        if self.meta_kept.borrow().get(key).is_some_and(|kept| kept.as_deref() == Some(value)) {
+            return Ok(());
+        }
         self.sql().exec(
             "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             vec![key.into(), value.into()],
         )?;
+        self.meta_kept.borrow_mut().insert(key.to_owned(), Some(value.to_owned()));
         Ok(())
+    }
+
+    /// Stored rows after `after`, as stored (the payload's text unparsed).
+    fn rows_after(&self, after: u64, limit: usize) -> Result<Vec<EventRow>> {
+        store::sql_rows(self.sql().exec(
+            "SELECT seq, id, type AS kind, payload, timestamp, author_id, hash FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            vec![SqlStorageValue::from(after as f64), SqlStorageValue::from(limit as f64)],
+        )?)
     }
 
     fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>> {
         // Loading first also seals rows stored before the chain existed.
         let run_id = self.with_session(|s| s.config.run_id.clone())?.unwrap_or_default();
-        let rows: Vec<EventRow> = store::sql_rows(self.sql().exec(
-            "SELECT seq, id, type AS kind, payload, timestamp, author_id, hash FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-            vec![SqlStorageValue::from(after as f64), SqlStorageValue::from(limit as f64)],
-        )?)?;
-        Ok(rows
+        Ok(self
+            .rows_after(after, limit)?
             .into_iter()
             .map(|r| Event {
                 id: r.id,
@@ -247,7 +266,7 @@ impl Classroom {
             .get_websockets()
             .into_iter()
             .filter_map(|ws| {
-                let peer = ws.deserialize_attachment::<Peer>().ok().flatten()?;
+                let peer = peer_of(&ws)?;
                 let who = peer.conn.who();
                 peer.conn.is_connected().then_some((ws, who.role, who.user_id))
             })
@@ -584,7 +603,7 @@ impl Classroom {
         let refusal = classroom::admission(role, observers)
             .or_else(|| over_plan.then_some(Effect::Close { code: classroom::CLOSE_ROOM_FULL, reason: "room_full" }));
         self.state.accept_websocket_with_tags(&pair.server, &[tag]);
-        pair.server.serialize_attachment(Peer::new(user, role, now_ms()))?;
+        keep_peer(&pair.server, &Peer::new(user, role, now_ms()))?;
         if let Some(Effect::Close { code, reason }) = refusal {
             Self::send(
                 &pair.server,
@@ -638,19 +657,19 @@ impl Classroom {
     /// Forward events D1 has not seen yet; returns whether everything is synced.
     async fn flush_outbox(&self) -> std::result::Result<bool, AppError> {
         let synced: u64 = self.meta("d1_synced_seq")?.and_then(|v| v.parse().ok()).unwrap_or(0);
-        let events = self.events_after(synced, OUTBOX_BATCH)?;
-        let (org, status, session_id) = self
-            .with_session(|s| (s.config.org.clone(), s.status, s.config.session_id.clone()))?
+        let rows = self.rows_after(synced, OUTBOX_BATCH)?;
+        let (org, status, session_id, run_id) = self
+            .with_session(|s| (s.config.org.clone(), s.status, s.config.session_id.clone(), s.config.run_id.clone()))?
             .ok_or_else(|| AppError::internal("outbox of an uninitialised session"))?;
         // Nothing to write: no D1 round trip at all (presence-only alarms).
         let observers = self.observer_count();
         let observers_synced = self.meta("d1_observers")?.and_then(|v| v.parse::<u32>().ok()) == Some(observers);
-        if events.is_empty() && observers_synced {
+        if rows.is_empty() && observers_synced {
             return Ok(true);
         }
         let db = store::db(&self.env)?;
-        let last = events.last().map(|e| e.seq).unwrap_or(synced);
-        let mut stmts = Vec::with_capacity(events.len() + 3);
+        let last = rows.last().map(|r| r.seq as u64).unwrap_or(synced);
+        let mut stmts = Vec::with_capacity(3);
         if self.env.var("ENVIRONMENT").map(|v| v.to_string()).ok().as_deref() == Some("development") {
             // The development fault switch, checked inside the batch rather than
             // by a D1 round trip of its own: while it says `fail`, this statement
@@ -662,12 +681,21 @@ impl Classroom {
                 &[],
             )?);
         }
-        for e in &events {
-            let payload = e.payload.to_string();
+        if !rows.is_empty() {
+            // Every row in one statement: its fields as one JSON array each,
+            // the payload as the text stored here (no parse, no re-serialize).
+            let table: Vec<Value> = rows
+                .iter()
+                .map(|r| {
+                    let hash = r.hash.as_deref().unwrap_or_default();
+                    json!([r.seq as u64, r.id, r.kind, r.payload, r.timestamp as i64, r.author_id, hash])
+                })
+                .collect();
             stmts.push(store::stmt(
                 &db,
-                "INSERT OR IGNORE INTO events (run_id, seq, id, type, payload, timestamp, author_id, org, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                &[t(&e.run_id), u(e.seq), t(&e.id), t(&e.kind), t(&payload), store::i(e.timestamp), t(&e.author_id), t(&org), t(&e.hash)],
+                "INSERT OR IGNORE INTO events (run_id, seq, id, type, payload, timestamp, author_id, org, hash) \
+                 SELECT ?1, value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, ?2, value ->> 6 FROM json_each(?3)",
+                &[t(&run_id), t(&org), t(&Value::Array(table).to_string())],
             )?);
         }
         stmts.push(store::stmt(
@@ -682,8 +710,24 @@ impl Classroom {
         if !observers_synced {
             self.set_meta("d1_observers", &observers.to_string())?;
         }
-        Ok(self.events_after(last, 1)?.is_empty())
+        Ok(self.rows_after(last, 1)?.is_empty())
     }
+}
+
+/// A socket's [`Peer`], kept in its attachment as JSON text: one string
+/// crosses per message, where serde_wasm_bindgen walked an object field by
+/// field (every teacher message reads and writes it). Sockets accepted by an
+/// older build, hibernated across the deploy, still hold the object form.
+fn peer_of(ws: &WebSocket) -> Option<Peer> {
+    match ws.deserialize_attachment::<String>() {
+        Ok(Some(text)) => serde_json::from_str(&text).ok(),
+        _ => ws.deserialize_attachment::<Peer>().ok().flatten(),
+    }
+}
+
+fn keep_peer(ws: &WebSocket, peer: &Peer) -> Result<()> {
+    let text = serde_json::to_string(peer).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    ws.serialize_attachment(text)
 }
 
 fn status_name(s: Status) -> &'static str {
@@ -717,6 +761,7 @@ impl DurableObject for Classroom {
             presence_sent: std::cell::Cell::new(None),
             alarm: std::cell::Cell::new(Alarm::Unknown),
             answer_key: RefCell::new(None),
+            meta_kept: RefCell::new(std::collections::BTreeMap::new()),
         }
     }
 
@@ -804,7 +849,7 @@ impl DurableObject for Classroom {
                 return Ok(());
             }
         };
-        let Some(mut peer) = ws.deserialize_attachment::<Peer>()? else {
+        let Some(mut peer) = peer_of(&ws) else {
             let _ = ws.close(Some(1011), Some("lost attachment"));
             return Ok(());
         };
@@ -819,7 +864,7 @@ impl DurableObject for Classroom {
         if let (Some(msg), true) = (feedback, self.session.borrow().is_some()) {
             Self::send(&ws, &msg);
         }
-        ws.serialize_attachment(&peer)?;
+        keep_peer(&ws, &peer)?;
         if !was_connected && peer.conn.is_connected() {
             let who = peer.conn.who();
             let role = who.role;
@@ -896,7 +941,7 @@ impl DurableObject for Classroom {
 
 impl Classroom {
     fn on_socket_gone(&self, ws: &WebSocket) {
-        let peer = ws.deserialize_attachment::<Peer>().ok().flatten();
+        let peer = peer_of(ws);
         let _ = ws.close(Some(1000), Some("bye"));
         let Some(peer) = peer else { return };
         if peer.conn.who().role == Role::Teacher {

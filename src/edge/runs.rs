@@ -169,10 +169,30 @@ pub async fn authorized_run(db: &Db, claims: &Claims, id: &str, action: Action) 
 }
 
 pub fn new_id() -> String {
-    let mut bytes = [0u8; 16];
-    // getrandom on wasm uses crypto.getRandomValues; it does not fail there.
-    let _ = getrandom::fill(&mut bytes);
-    uuid::Builder::from_random_bytes(bytes).into_uuid().hyphenated().to_string()
+    uuid::Builder::from_random_bytes(random_16()).into_uuid().hyphenated().to_string()
+}
+
+/// 16 bytes from the platform's CSPRNG, drawn 512 at a time: one
+/// `crypto.getRandomValues` call per 32 ids instead of per id (the live path
+/// makes an id per event). getrandom on wasm does not fail there.
+fn random_16() -> [u8; 16] {
+    use std::cell::RefCell;
+    thread_local! {
+        static POOL: RefCell<([u8; 512], usize)> = const { RefCell::new(([0; 512], 512)) };
+    }
+    POOL.with(|pool| {
+        let (bytes, used) = &mut *pool.borrow_mut();
+        if *used + 16 > bytes.len() {
+            let _ = getrandom::fill(bytes);
+            *used = 0;
+        }
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&bytes[*used..*used + 16]);
+        // Handed out once: never left in the pool to be read again.
+        bytes[*used..*used + 16].fill(0);
+        *used += 16;
+        out
+    })
 }
 
 /// Create a run row. Used by the API and by sessions and attempts.
