@@ -11,7 +11,9 @@
 //! `floor`: the baseline plus the one SHA-256 of the hash chain each event
 //! must carry: the least this design's live path can cost.
 //!
-//! Usage: `hotpath ours|core|baseline|floor <iterations>`; prints one JSON line with the
+//! `hash`: the chained SHA-256 alone (see `run_hash`).
+//!
+//! Usage: `hotpath ours|core|baseline|floor|hash <iterations>`; prints one JSON line with the
 //! wall-clock nanoseconds per event. Under `valgrind --tool=callgrind` the
 //! instruction count of a run with N iterations minus a run with 0 gives the
 //! instructions per event, which are stable from run to run.
@@ -22,11 +24,14 @@ use std::time::Instant;
 use dropple_edge::classroom::{self, Effect, Peer, Role, SessionConfig, SessionState};
 
 const STEPS: u32 = 1000;
+/// Shaped as the edge makes run ids (a UUID): the envelope every event hashes
+/// holds it, so its length sets how many SHA-256 blocks an event costs.
+const RUN_ID: &str = "00000000-0000-4000-8000-0000000000ab";
 
 fn session() -> (SessionState, Peer) {
     let config = SessionConfig {
         session_id: "s-bench".into(),
-        run_id: "r-bench".into(),
+        run_id: RUN_ID.into(),
         lesson_id: "l-bench".into(),
         version: 1,
         sha256: "0".repeat(64),
@@ -113,13 +118,28 @@ fn run_floor(messages: &[String]) -> usize {
         let mut envelope = String::with_capacity(payload.len() + 160);
         envelope.push_str(r#"{"author_id":"teacher-1","id":"00000000-0000-4000-8000-000000000001","payload":"#);
         envelope.push_str(&payload);
-        envelope.push_str(r#","run_id":"r-bench","seq":"#);
+        envelope.push_str(r#","run_id":""#);
+        envelope.push_str(RUN_ID);
+        envelope.push_str(r#"","seq":"#);
         envelope.push_str(&(i + 2).to_string());
         envelope.push_str(r#","timestamp":1000,"type":"cursor.moved"}"#);
         prev = dropple_edge::chain::envelope_hash(&prev, &envelope);
         bytes += envelope.len() + prev.len();
     }
     bytes
+}
+
+/// The chained SHA-256 alone, over an envelope of the size a cursor event's
+/// is (the same number of SHA-256 blocks): what the hash chain costs before
+/// anything else is done. Under callgrind the software SHA-256 runs (valgrind
+/// hides the CPU's SHA extensions), as it does on wasm, where there are none.
+fn run_hash(messages: &[String]) -> usize {
+    let envelope = r#"{"author_id":"teacher-1","id":"00000000-0000-4000-8000-000000000001","payload":{"step":1,"x":0.5,"y":0.5},"run_id":"00000000-0000-4000-8000-0000000000ab","seq":2,"timestamp":1000,"type":"cursor.moved"}"#;
+    let mut prev = dropple_edge::chain::GENESIS.to_owned();
+    for _ in messages {
+        prev = dropple_edge::chain::envelope_hash(&prev, envelope);
+    }
+    prev.len() * messages.len()
 }
 
 fn main() {
@@ -135,8 +155,9 @@ fn main() {
         "core" => run_core,
         "baseline" => run_baseline,
         "floor" => run_floor,
+        "hash" => run_hash,
         other => {
-            eprintln!("unknown mode {other}: use ours, core, baseline or floor");
+            eprintln!("unknown mode {other}: use ours, core, baseline, floor or hash");
             std::process::exit(2);
         }
     };

@@ -122,7 +122,8 @@ export async function startWorker({ persistDir, port, vars = {}, keepState = fal
     try { process.kill(-child.pid, "SIGKILL"); } catch {}
     await exited;
   };
-  return { base, port: p, dir, stop, kill, log: () => log };
+  // pgid: the process group (wrangler and its workerd), for CPU accounting.
+  return { base, port: p, dir, pgid: child.pid, stop, kill, log: () => log };
 }
 
 /** A small API client bound to one worker. */
