@@ -47,12 +47,14 @@ fn session() -> (SessionState, Peer) {
     (state, peer)
 }
 
-/// Event ids as the edge makes them (a fresh UUID-shaped string each).
+/// Event ids as the edge makes them (`runs::new_id`: a UUID encoded into a
+/// buffer), from a counter instead of the platform's random bytes.
 fn id_source() -> impl FnMut() -> String {
-    let mut n: u64 = 0;
+    let mut n: u128 = 0;
     move || {
         n += 1;
-        format!("00000000-0000-4000-8000-{n:012x}")
+        let uuid = uuid::Builder::from_random_bytes(n.to_be_bytes()).into_uuid();
+        String::from(&*uuid.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()))
     }
 }
 

@@ -1395,7 +1395,9 @@ fn commit(
         return Vec::new();
     }
     let mut persisted = Vec::with_capacity(events.len());
-    let mut broadcasts = Vec::with_capacity(events.len());
+    // `Persist` first, then one `Broadcast` per event: its slot is filled at the end.
+    let mut effects = Vec::with_capacity(1 + events.len());
+    effects.push(Effect::Persist(Vec::new()));
     for e in events {
         let seq = state.seq + 1;
         let mut payload = String::with_capacity(64);
@@ -1422,10 +1424,13 @@ fn commit(
         text.push_str(&hash); // lowercase hex: nothing to escape
         text.push_str("\"}}");
         state.head_hash.clone_from(&hash);
-        broadcasts.push(Effect::Broadcast { seq, text });
+        effects.push(Effect::Broadcast { seq, text });
         persisted.push(StoredEvent { seq, id, kind, payload, timestamp: now_ms, author_id: author.to_owned(), hash });
     }
-    std::iter::once(Effect::Persist(persisted)).chain(broadcasts).collect()
+    if let Some(first) = effects.first_mut() {
+        *first = Effect::Persist(persisted);
+    }
+    effects
 }
 
 // ---------------------------------------------------------------- join codes

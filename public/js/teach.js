@@ -4,9 +4,9 @@
 // server's (what learners see), never a local guess.
 
 import { api, claims, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=2e35ca04e1";
+import { ClassroomClient } from "./classroom-client.js?v=56fc5f9641";
 import { renderCanvas } from "./canvas.js?v=cc346232db";
-import { describeItems, lessonFrames } from "./core.js?v=40b5b6659d";
+import { describeItems, lessonFrames } from "./core.js?v=a221234278";
 import { shell, $, h, say, params, icon } from "./ui.js?v=f44cea9744";
 
 const SAVED = "dropple.teach.sessions";

@@ -169,7 +169,10 @@ pub async fn authorized_run(db: &Db, claims: &Claims, id: &str, action: Action) 
 }
 
 pub fn new_id() -> String {
-    uuid::Builder::from_random_bytes(random_16()).into_uuid().hyphenated().to_string()
+    // Encoded into a buffer, not through `Display`: the live path makes an
+    // id per event, and `to_string` runs the formatting machinery for it.
+    let uuid = uuid::Builder::from_random_bytes(random_16()).into_uuid();
+    String::from(&*uuid.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()))
 }
 
 /// 16 bytes from the platform's CSPRNG, drawn 512 at a time: one
