@@ -136,10 +136,12 @@ fn run_floor(messages: &[String]) -> usize {
 /// anything else is done. Under callgrind the software SHA-256 runs (valgrind
 /// hides the CPU's SHA extensions), as it does on wasm, where there are none.
 fn run_hash(messages: &[String]) -> usize {
-    let envelope = r#"{"author_id":"teacher-1","id":"00000000-0000-4000-8000-000000000001","payload":{"step":1,"x":0.5,"y":0.5},"run_id":"00000000-0000-4000-8000-0000000000ab","seq":2,"timestamp":1000,"type":"cursor.moved"}"#;
+    let envelope = format!(
+        r#"{{"author_id":"teacher-1","id":"00000000-0000-4000-8000-000000000001","payload":{{"step":1,"x":0.5,"y":0.5}},"run_id":"{RUN_ID}","seq":2,"timestamp":1000,"type":"cursor.moved"}}"#
+    );
     let mut prev = dropple_edge::chain::GENESIS.to_owned();
     for _ in messages {
-        prev = dropple_edge::chain::envelope_hash(&prev, envelope);
+        prev = dropple_edge::chain::envelope_hash(&prev, &envelope);
     }
     prev.len() * messages.len()
 }

@@ -190,9 +190,11 @@ fn random_16() -> [u8; 16] {
             *used = 0;
         }
         let mut out = [0u8; 16];
-        out.copy_from_slice(&bytes[*used..*used + 16]);
-        // Handed out once: never left in the pool to be read again.
-        bytes[*used..*used + 16].fill(0);
+        if let Some(next) = bytes.get_mut(*used..*used + 16) {
+            out.copy_from_slice(next);
+            // Handed out once: never left in the pool to be read again.
+            next.fill(0);
+        }
         *used += 16;
         out
     })
