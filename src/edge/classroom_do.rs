@@ -740,19 +740,20 @@ impl Classroom {
 }
 
 /// A socket's [`Peer`], kept in its attachment as JSON text: one string
-/// crosses per message, where serde_wasm_bindgen walked an object field by
-/// field (every teacher message reads and writes it). Sockets accepted by an
-/// older build, hibernated across the deploy, still hold the object form.
+/// crosses per message (every teacher message reads and writes it), through
+/// the runtime's own methods rather than workers-rs's, which go through
+/// serde_wasm_bindgen even for a string. An attachment that is not such a
+/// text (none can survive a deploy: it disconnects every socket) reads as
+/// lost, and the socket is closed for the client to reconnect.
 fn peer_of(ws: &WebSocket) -> Option<Peer> {
-    match ws.deserialize_attachment::<String>() {
-        Ok(Some(text)) => serde_json::from_str(&text).ok(),
-        _ => ws.deserialize_attachment::<Peer>().ok().flatten(),
-    }
+    let raw: &web_sys_like::WebSocketLike = wasm_bindgen::JsCast::unchecked_ref(ws.as_ref());
+    serde_json::from_str(&raw.deserialize_attachment().ok()?.as_string()?).ok()
 }
 
 fn keep_peer(ws: &WebSocket, peer: &Peer) -> Result<()> {
     let text = serde_json::to_string(peer).map_err(|e| worker::Error::RustError(e.to_string()))?;
-    ws.serialize_attachment(text)
+    let raw: &web_sys_like::WebSocketLike = wasm_bindgen::JsCast::unchecked_ref(ws.as_ref());
+    raw.serialize_attachment(&JsValue::from_str(&text)).map_err(worker::Error::from)
 }
 
 fn status_name(s: Status) -> &'static str {
@@ -1031,5 +1032,9 @@ mod web_sys_like {
         pub fn ready_state(this: &WebSocketLike) -> u16;
         #[wasm_bindgen(method, catch)]
         pub fn send(this: &WebSocketLike, data: &JsValue) -> Result<(), JsValue>;
+        #[wasm_bindgen(method, catch, js_name = deserializeAttachment)]
+        pub fn deserialize_attachment(this: &WebSocketLike) -> Result<JsValue, JsValue>;
+        #[wasm_bindgen(method, catch, js_name = serializeAttachment)]
+        pub fn serialize_attachment(this: &WebSocketLike, value: &JsValue) -> Result<(), JsValue>;
     }
 }
