@@ -687,9 +687,12 @@ impl Classroom {
             .with_session(|s| (s.config.org.clone(), s.status, s.config.session_id.clone(), s.config.run_id.clone()))?
             .ok_or_else(|| AppError::internal("outbox of an uninitialised session"))?;
         // Nothing to write: no D1 round trip at all (presence-only alarms).
+        // The sessions row (status, observers) is written only when it
+        // changed: a cursor stream's batches carry events alone.
         let observers = self.observer_count();
-        let observers_synced = self.meta("d1_observers")?.and_then(|v| v.parse::<u32>().ok()) == Some(observers);
-        if rows.is_empty() && observers_synced {
+        let listed = format!("{} {observers}", status_name(status));
+        let listed_synced = self.meta("d1_listed")?.as_deref() == Some(listed.as_str());
+        if rows.is_empty() && listed_synced {
             return Ok(true);
         }
         let db = store::db(&self.env)?;
@@ -723,17 +726,19 @@ impl Classroom {
                 &[t(&run_id), t(&org), t(&Value::Array(table).to_string())],
             )?);
         }
-        stmts.push(store::stmt(
-            &db,
-            "UPDATE sessions SET status = ?1, observers = ?2 WHERE id = ?3",
-            &[t(status_name(status)), u(observers as u64), t(&session_id)],
-        )?);
+        if !listed_synced {
+            stmts.push(store::stmt(
+                &db,
+                "UPDATE sessions SET status = ?1, observers = ?2 WHERE id = ?3",
+                &[t(status_name(status)), u(observers as u64), t(&session_id)],
+            )?);
+        }
         db.batch(stmts).await?;
         if last != synced {
             self.set_meta("d1_synced_seq", &last.to_string())?;
         }
-        if !observers_synced {
-            self.set_meta("d1_observers", &observers.to_string())?;
+        if !listed_synced {
+            self.set_meta("d1_listed", &listed)?;
         }
         Ok(self.rows_after(last, 1)?.is_empty())
     }
@@ -882,6 +887,7 @@ impl Classroom {
                     return error(404, "not_found", "session not found");
                 }
                 self.set_meta("d1_synced_seq", "0")?;
+                self.set_meta("d1_listed", "")?;
                 self.set_meta("outbox_retry_at", "0")?;
                 self.schedule_alarm(OUTBOX_DELAY_MS);
                 json_response(200, &json!({"ok": true}))
