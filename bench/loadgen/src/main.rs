@@ -4,7 +4,7 @@
 //! loadgen learners --config <file.json>   (see learners.rs: the mixed class load)
 //! loadgen fanout --teacher <ws-url> --observers-file <file> --observers N
 //!                --rounds R --interval-ms I --protocol dropple|relay
-//!                [--warmup W] [--max-step S]
+//!                [--warmup W] [--max-step S] [--pad-to B]
 //! ```
 //!
 //! Opens N observer sockets (a bounded number of handshakes at a time), then
@@ -24,7 +24,14 @@
 //!   Observers also get `presence`, `snapshot`, other events, `pong`, `error`:
 //!   everything else is read and ignored.
 //!
-//! Output fields: `rounds` is the number of recorded rounds (R − W) and
+//! `--pad-to B` (relay only) pads the teacher's message with a `pad` field to
+//! B bytes: the durable room then stores and relays a text as long as the
+//! product's committed event (`round_bytes` of a `dropple` run), so message
+//! size is compared apart from everything else.
+//!
+//! Output fields: `round_bytes` is the length of the round message as the
+//! observers receive it (the first observer's, averaged over the recorded
+//! rounds); `rounds` is the number of recorded rounds (R − W) and
 //! `warmup` is W; `samples` + `missing` = observers × rounds; latencies are in
 //! ms over the recorded samples (nearest-rank percentiles; `null` if there are
 //! none); `connect_ms` is the time to get every socket ready and `close_ms` the
@@ -93,14 +100,16 @@ struct Args {
     interval: Duration,
     protocol: Protocol,
     max_step: Option<u64>,
+    pad_to: Option<usize>,
 }
 
 const USAGE: &str = "usage: loadgen fanout --teacher <ws-url> --observers-file <file> --observers N \
---rounds R --interval-ms I --protocol dropple|relay [--warmup W] [--max-step S]
+--rounds R --interval-ms I --protocol dropple|relay [--warmup W] [--max-step S] [--pad-to B]
 
   --rounds R     rounds in total; the first W of them (--warmup, default 0) are not recorded
   --max-step S   steps cycle 1..=S (the product refuses a cursor beyond the lesson's
-                 step count); default: step K = round number, never repeating";
+                 step count); default: step K = round number, never repeating
+  --pad-to B     (relay) pad each round message to B bytes with a `pad` field";
 
 fn parse_args() -> Result<Args, String> {
     let mut argv = std::env::args().skip(1);
@@ -120,6 +129,7 @@ fn parse_args() -> Result<Args, String> {
             "--protocol",
             "--warmup",
             "--max-step",
+            "--pad-to",
         ];
         if !known.contains(&flag.as_str()) {
             return Err(format!("unknown option {flag}\n{USAGE}"));
@@ -144,6 +154,10 @@ fn parse_args() -> Result<Args, String> {
     let warmup = number("--warmup", Some(0))?;
     let interval_ms = number("--interval-ms", None)?;
     let max_step = opts.get("--max-step").map(|_| number("--max-step", None)).transpose()?;
+    let pad_to = opts.get("--pad-to").map(|_| number("--pad-to", None)).transpose()?.map(|b| b as usize);
+    if pad_to.is_some() && protocol != Protocol::Relay {
+        return Err("--pad-to is for --protocol relay (the product's messages are what they are)".into());
+    }
     if observers == 0 {
         return Err("--observers must be at least 1".into());
     }
@@ -177,6 +191,7 @@ fn parse_args() -> Result<Args, String> {
         interval: Duration::from_millis(interval_ms),
         protocol,
         max_step,
+        pad_to,
     })
 }
 
@@ -188,7 +203,7 @@ fn redact(url: &str) -> &str {
 /// What the socket tasks tell the round loop.
 enum Report {
     /// Observer `observer` received the round message with this step at `at`.
-    Hit { observer: usize, step: u64, at: Instant },
+    Hit { observer: usize, step: u64, at: Instant, bytes: usize },
     /// Observer `observer`'s socket ended before the run did.
     Gone { observer: usize, why: String },
     /// The teacher's socket was refused something or ended: the run cannot go on.
@@ -287,7 +302,7 @@ async fn observe(
                 let why = match msg {
                     Some(Ok(Message::Text(t))) => {
                         if let Some(step) = round_step(protocol, t.as_str()) {
-                            let _ = reports.send(Report::Hit { observer: index, step, at });
+                            let _ = reports.send(Report::Hit { observer: index, step, at, bytes: t.len() });
                         }
                         continue;
                     }
@@ -378,6 +393,17 @@ fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
+/// The teacher's message of a round: `{"type":"cursor","step":K}`, padded
+/// to `pad_to` bytes when asked (never cut: a shorter target leaves it as is).
+fn round_message(step: u64, pad_to: Option<usize>) -> String {
+    let plain = json!({"type": "cursor", "step": step}).to_string();
+    let head = format!(r#"{{"type":"cursor","step":{step},"pad":""#);
+    match pad_to {
+        Some(b) if b >= head.len() + 2 => format!("{head}{}\"}}", "x".repeat(b - head.len() - 2)),
+        _ => plain,
+    }
+}
+
 /// Nearest-rank percentile of sorted samples.
 fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
@@ -429,6 +455,7 @@ async fn run(args: Args) -> Result<Value, String> {
     let mut alive = vec![true; n];
     let mut samples: Vec<Duration> = Vec::with_capacity(n * (args.rounds - args.warmup) as usize);
     let mut missing: u64 = 0;
+    let mut round_bytes: Vec<usize> = Vec::new();
     let mut measured_start: Option<(Instant, (Duration, Duration))> = None;
     let trace = std::env::var_os("LOADGEN_TRACE").is_some();
     let began = Instant::now();
@@ -441,7 +468,7 @@ async fn run(args: Args) -> Result<Value, String> {
             Some(max) => round % max + 1,
             None => round + 1,
         };
-        let text = json!({"type": "cursor", "step": step}).to_string();
+        let text = round_message(step, args.pad_to);
         let sent = Instant::now();
         teacher_tx.send(Message::text(text)).await.map_err(|e| format!("teacher send: {e}"))?;
 
@@ -455,10 +482,13 @@ async fn run(args: Args) -> Result<Value, String> {
                 Err(_) => break, // round timeout: the rest count as missing
             };
             match report {
-                Report::Hit { observer, step: s, at } if s == step && alive[observer] && !got[observer] => {
+                Report::Hit { observer, step: s, at, bytes } if s == step && alive[observer] && !got[observer] => {
                     got[observer] = true;
                     waiting -= 1;
                     if recorded {
+                        if observer == 0 {
+                            round_bytes.push(bytes);
+                        }
                         samples.push(at.duration_since(sent));
                     }
                 }
@@ -517,8 +547,10 @@ async fn run(args: Args) -> Result<Value, String> {
     samples.sort_unstable();
     let stat = |d: Option<Duration>| d.map(ms);
     let mean = (!samples.is_empty()).then(|| samples.iter().sum::<Duration>() / samples.len() as u32);
+    let round_bytes = (!round_bytes.is_empty()).then(|| round_bytes.iter().sum::<usize>() / round_bytes.len());
     Ok(json!({
         "protocol": protocol.name(),
+        "round_bytes": round_bytes,
         "observers": n,
         "rounds": args.rounds - args.warmup,
         "warmup": args.warmup,
@@ -583,6 +615,18 @@ fn report(outcome: Result<serde_json::Value, String>) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn padded_round_messages_have_the_asked_length_and_still_count() {
+        for (step, b) in [(7u64, 330usize), (1234, 64), (3, 35)] {
+            let text = round_message(step, Some(b));
+            assert_eq!(text.len(), b, "{text}");
+            assert_eq!(round_step(Protocol::Relay, &text), Some(step));
+        }
+        // A target shorter than the message leaves it as it is.
+        assert_eq!(round_message(7, Some(10)), r#"{"type":"cursor","step":7}"#);
+        assert_eq!(round_message(7, None), r#"{"type":"cursor","step":7}"#);
+    }
 
     #[test]
     fn round_messages_are_recognised_per_protocol() {
