@@ -69,6 +69,17 @@ test("a failing provider is retried to success; one that always fails is dead-le
   assert.equal(types[0], "ai_job.queued");
   assert.equal(types.filter((t) => t === "ai_job.running").length, 5);
   assert.ok(types.includes("ai_job.failed"));
+  // Each status change and its event land together (one batch, sealed after
+  // the head read with the job): the whole lifecycle in order, no gaps, and a
+  // chain that verifies.
+  assert.deepEqual(types, ["ai_job.queued", ...Array(4).fill(["ai_job.running", "ai_job.retrying"]).flat(), "ai_job.running", "ai_job.failed"]);
+  assert.deepEqual(events.json.events.map((e) => e.seq), types.map((_, n) => n + 1));
+  const verified = await api.call("GET", `/v1/runs/${doomed.run_id}/verify`, { token: author });
+  assert.equal(verified.status, 200, verified.text);
+  assert.equal(verified.json.ok, true, verified.text);
+  const flakyTypes = (await api.call("GET", `/v1/runs/${flaky.run_id}/events`, { token: author })).json.events.map((e) => e.type);
+  assert.deepEqual(flakyTypes, ["ai_job.queued", "ai_job.running", "ai_job.retrying", "ai_job.running", "ai_job.retrying", "ai_job.running", "ai_job.succeeded"]);
+  assert.equal((await api.call("GET", `/v1/runs/${flaky.run_id}/verify`, { token: author })).json.ok, true);
 });
 
 test("validation, isolation", async () => {

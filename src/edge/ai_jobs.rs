@@ -48,6 +48,10 @@ store::d1_row! {
         fail_first: u32,
         created_at: i64,
         updated_at: i64,
+        /// The job run's last event (seq, hash): read only by the consumer
+        /// ([`load_job_for_consumer`]); `None` from every other query.
+        head_seq: Option<u64>,
+        head_hash: Option<String>,
     }
 }
 
@@ -141,8 +145,7 @@ pub async fn enqueue(env: &Env, db: &Db, who: &Requester<'_>, req: &JobRequest, 
 
 /// Lifecycle events go to the job's own run (and so to replay and xAPI).
 async fn lifecycle(db: &Db, org: &str, run_id: &str, kind: &str, payload: Value, now_ms: i64) {
-    let run =
-        RunRow { id: run_id.into(), org: org.into(), kind: "ai_job".into(), creator: "system".into(), created_at: 0 };
+    let run = job_run(org, run_id);
     let ev = NewEvent { id: runs::new_id(), kind: kind.into(), payload };
     if let Err(e) = runs::append_events(db, &run, "system", &[ev], None, now_ms).await {
         worker::console_error!(
@@ -188,6 +191,61 @@ async fn request(ctx: &mut Ctx) -> AppResult<Response> {
 
 async fn load_job(db: &Db, id: &str) -> AppResult<Option<JobRow>> {
     store::first(db, &format!("SELECT {JOB_COLUMNS} FROM ai_jobs WHERE id = ?1"), &[t(id)]).await
+}
+
+/// The job with its run's head, in the one read the consumer makes before
+/// working: its lifecycle events are then sealed without reading it again.
+async fn load_job_for_consumer(db: &Db, id: &str) -> AppResult<Option<JobRow>> {
+    let head = "FROM events WHERE run_id = ai_jobs.run_id ORDER BY seq DESC LIMIT 1";
+    store::first(
+        db,
+        &format!("SELECT {JOB_COLUMNS}, (SELECT seq {head}) AS head_seq, (SELECT hash {head}) AS head_hash FROM ai_jobs WHERE id = ?1"),
+        &[t(id)],
+    )
+    .await
+}
+
+/// A job's status change (`update`, bound with `args`) and the lifecycle
+/// event that records it, in one D1 batch when the run's head is known: this
+/// isolate's, or read with the job. The event is sealed after that head and
+/// the batch lands whole only if it still is the head. Without a head, or
+/// when the batch fails (a redelivery of the job raced this one and moved
+/// the head, or D1 refused it), the change alone and then the event through
+/// the append path, as two round trips: the outcome is the same.
+async fn mark(
+    db: &Db,
+    job: &JobRow,
+    update: &str,
+    args: &[store::Arg<'_>],
+    kind: &str,
+    payload: Value,
+    now_ms: i64,
+) -> AppResult<()> {
+    let run_id = job.run_id.as_deref().unwrap_or_default();
+    // A run's first event is written with it, so a job's run is never empty:
+    // no head read (another query's row, or rows from before the chain) is
+    // left to the append path.
+    let read = job.head_seq.zip(job.head_hash.clone());
+    let head = runs::known_head(run_id).or(read);
+    if let (Some((head_seq, prev)), false) = (head, run_id.is_empty()) {
+        let run = job_run(&job.org, run_id);
+        let event = NewEvent { id: runs::new_id(), kind: kind.into(), payload: payload.clone() };
+        let mut sealed = runs::seal(db, &run, "system", &[&event], head_seq, &prev, now_ms)?;
+        let mut statements = vec![store::stmt(db, update, args)?];
+        statements.append(&mut sealed.statements);
+        if db.batch(statements).await.is_ok() {
+            sealed.landed();
+            worker::console_log!("{}", json!({"msg": "ai job", "event": kind, "run_id": run_id}));
+            return Ok(());
+        }
+    }
+    store::run(db, update, args).await?;
+    lifecycle(db, &job.org, run_id, kind, payload, now_ms).await;
+    Ok(())
+}
+
+fn job_run(org: &str, run_id: &str) -> RunRow {
+    RunRow { id: run_id.into(), org: org.into(), kind: "ai_job".into(), creator: "system".into(), created_at: 0 }
 }
 
 fn job_json(j: &JobRow) -> Value {
@@ -416,20 +474,22 @@ pub async fn process(env: &Env, job_id: &str, now_ms: i64) -> Outcome {
 
 async fn process_inner(env: &Env, job_id: &str, now_ms: i64) -> AppResult<Outcome> {
     let db = store::db(env)?;
-    let Some(job) = load_job(&db, job_id).await? else { return Ok(Outcome::Done) };
+    let Some(job) = load_job_for_consumer(&db, job_id).await? else { return Ok(Outcome::Done) };
     // Already finished (a redelivery): never run twice to completion.
     if job.status == "succeeded" || job.status == "failed" {
         return Ok(Outcome::Done);
     }
     let attempt = job.attempts + 1;
-    store::run(
+    mark(
         &db,
+        &job,
         "UPDATE ai_jobs SET status = 'running', attempts = ?2, updated_at = ?3 WHERE id = ?1",
         &[t(job_id), i(attempt), i(now_ms)],
+        "ai_job.running",
+        json!({"attempt": attempt}),
+        now_ms,
     )
     .await?;
-    let run_id = job.run_id.clone().unwrap_or_default();
-    lifecycle(&db, &job.org, &run_id, "ai_job.running", json!({"attempt": attempt}), now_ms).await;
 
     let result = run_job(env, &db, &job, attempt).await;
     match result {
@@ -441,42 +501,32 @@ async fn process_inner(env: &Env, job_id: &str, now_ms: i64) -> AppResult<Outcom
             {
                 deliver_to_session(env, session_id, step, job_id, &value).await?;
             }
-            store::run(
+            mark(
                 &db,
+                &job,
                 "UPDATE ai_jobs SET status = 'succeeded', result = ?2, cached = ?3, error = NULL, updated_at = ?4 WHERE id = ?1",
                 &[t(job_id), t(&value.to_string()), i(cached as i64), i(now_ms)],
-            )
-            .await?;
-            lifecycle(
-                &db,
-                &job.org,
-                &run_id,
                 "ai_job.succeeded",
                 json!({"attempt": attempt, "cached": cached}),
                 now_ms,
             )
-            .await;
+            .await?;
             Ok(Outcome::Done)
         }
         Err(e) => {
             let message = e.public_message();
             let retryable = !matches!(e, AppError::Rule { status: 400..=499, .. }) || e.status() == 429;
             if retryable && attempt < MAX_ATTEMPTS {
-                store::run(
+                mark(
                     &db,
+                    &job,
                     "UPDATE ai_jobs SET status = 'queued', error = ?2, updated_at = ?3 WHERE id = ?1",
                     &[t(job_id), t(&message), i(now_ms)],
-                )
-                .await?;
-                lifecycle(
-                    &db,
-                    &job.org,
-                    &run_id,
                     "ai_job.retrying",
                     json!({"attempt": attempt, "error": message}),
                     now_ms,
                 )
-                .await;
+                .await?;
                 let scale = env.var("AI_RETRY_SCALE").ok().and_then(|v| v.to_string().parse::<u32>().ok()).unwrap_or(1);
                 Ok(Outcome::RetryAfter(ai::retry_delay_secs(attempt).saturating_mul(scale)))
             } else {
@@ -509,22 +559,16 @@ async fn deliver_to_session(env: &Env, session_id: &str, step: u32, job_id: &str
 }
 
 async fn fail(db: &Db, job: &JobRow, message: &str, now_ms: i64) -> AppResult<()> {
-    store::run(
+    mark(
         db,
+        job,
         "UPDATE ai_jobs SET status = 'failed', error = ?2, updated_at = ?3 WHERE id = ?1 AND status != 'succeeded'",
         &[t(&job.id), t(message), i(now_ms)],
-    )
-    .await?;
-    lifecycle(
-        db,
-        &job.org,
-        job.run_id.as_deref().unwrap_or_default(),
         "ai_job.failed",
         json!({"error": message}),
         now_ms,
     )
-    .await;
-    Ok(())
+    .await
 }
 
 /// The dead-letter consumer: record the letter; the job is failed for good.
@@ -536,7 +580,7 @@ pub async fn dead_letter(env: &Env, job_id: &str, body: &str, now_ms: i64) {
         &[t(job_id), t(body), i(now_ms)],
     )
     .await;
-    if let Ok(Some(job)) = load_job(&db, job_id).await {
+    if let Ok(Some(job)) = load_job_for_consumer(&db, job_id).await {
         if job.status != "succeeded" && job.status != "failed" {
             let _ = fail(&db, &job, "dead-lettered after the last attempt", now_ms).await;
         }
