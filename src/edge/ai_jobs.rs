@@ -153,6 +153,10 @@ async fn lifecycle(db: &Db, org: &str, run_id: &str, kind: &str, payload: Value,
             json!({"msg": "ai job lifecycle event lost", "run_id": run_id, "error": e.to_string()})
         );
     }
+    log_lifecycle(kind, run_id);
+}
+
+fn log_lifecycle(kind: &str, run_id: &str) {
     worker::console_log!("{}", json!({"msg": "ai job", "event": kind, "run_id": run_id}));
 }
 
@@ -222,20 +226,16 @@ async fn mark(
     now_ms: i64,
 ) -> AppResult<()> {
     let run_id = job.run_id.as_deref().unwrap_or_default();
-    // A run's first event is written with it, so a job's run is never empty:
-    // no head read (another query's row, or rows from before the chain) is
-    // left to the append path.
-    let read = job.head_seq.zip(job.head_hash.clone());
-    let head = runs::known_head(run_id).or(read);
+    // The head this isolate wrote last, else the one read with the job. A
+    // row without one (read by another query, or holding events from before
+    // the chain) leaves the event to the append path, which reads it.
+    let head = runs::known_head(run_id).or_else(|| job.head_seq.zip(job.head_hash.clone()));
     if let (Some((head_seq, prev)), false) = (head, run_id.is_empty()) {
         let run = job_run(&job.org, run_id);
         let event = NewEvent { id: runs::new_id(), kind: kind.into(), payload: payload.clone() };
-        let mut sealed = runs::seal(db, &run, "system", &[&event], head_seq, &prev, now_ms)?;
-        let mut statements = vec![store::stmt(db, update, args)?];
-        statements.append(&mut sealed.statements);
-        if db.batch(statements).await.is_ok() {
-            sealed.landed();
-            worker::console_log!("{}", json!({"msg": "ai job", "event": kind, "run_id": run_id}));
+        let sealed = runs::seal(db, &run, "system", &[&event], head_seq, &prev, now_ms)?;
+        if sealed.write_after(db, vec![store::stmt(db, update, args)?]).await.is_ok() {
+            log_lifecycle(kind, run_id);
             return Ok(());
         }
     }

@@ -308,8 +308,8 @@ async fn start(ctx: &mut Ctx) -> AppResult<Response> {
         payload: json!({"lesson_id": lesson_id, "version": version, "sha256": row.sha256}),
     };
     // The run, the attempt that owns it and its first event, in one batch.
-    let mut sealed = runs::seal(&db, &run, &claims.sub, &[&started], 0, chain::GENESIS, ctx.now_ms)?;
-    let mut statements = vec![
+    let sealed = runs::seal(&db, &run, &claims.sub, &[&started], 0, chain::GENESIS, ctx.now_ms)?;
+    let statements = vec![
         runs::insert_run_stmt(&db, &run_id, &lesson.org, "attempt", &claims.sub, ctx.now_ms)?,
         store::stmt(
             &db,
@@ -317,9 +317,7 @@ async fn start(ctx: &mut Ctx) -> AppResult<Response> {
             &[t(&id), t(&lesson.org), t(&claims.sub), t(&claims.org), t(&lesson_id), i(version), t(&row.sha256), t(&run_id), i(ctx.now_ms)],
         )?,
     ];
-    statements.append(&mut sealed.statements);
-    db.batch(statements).await?;
-    sealed.landed();
+    sealed.write_after(&db, statements).await?;
     KEPT_ATTEMPTS.with(|k| {
         k.keep(
             id.clone(),
@@ -392,14 +390,12 @@ async fn answer(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
         // wrote, in a batch with a guard that fails it (NOT NULL) if the
         // attempt was submitted meanwhile. Either failing, nothing is written
         // and the reading path below answers.
-        let mut sealed = runs::seal(&db, &attempt_run(&a), &a.learner_id, &[&event], *head_seq, head_hash, ctx.now_ms)?;
-        let mut statements =
-            vec![store::stmt(&db, "UPDATE attempts SET submitted = NULL WHERE id = ?1 AND submitted != 0", &[t(id)])?];
-        statements.append(&mut sealed.statements);
-        match db.batch(statements).await.map_err(AppError::from) {
-            Ok(_) => {
-                let (Appended::New { last_seq: seq, .. } | Appended::AlreadyThere { last_seq: seq, .. }) =
-                    sealed.landed();
+        let sealed = runs::seal(&db, &attempt_run(&a), &a.learner_id, &[&event], *head_seq, head_hash, ctx.now_ms)?;
+        let guard =
+            store::stmt(&db, "UPDATE attempts SET submitted = NULL WHERE id = ?1 AND submitted != 0", &[t(id)])?;
+        match sealed.write_after(&db, vec![guard]).await {
+            Ok(appended) => {
+                let (Appended::New { last_seq: seq, .. } | Appended::AlreadyThere { last_seq: seq, .. }) = appended;
                 return created(json!({"attempt_id": id, "question_id": question_id, "choice": choice, "seq": seq}));
             }
             Err(e) if store::is_constraint(&e, "constraint failed") => {}

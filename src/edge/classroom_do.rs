@@ -333,10 +333,7 @@ impl Classroom {
         let js_text = wasm_bindgen::JsValue::from_str(text);
         self.with_connected(|list| {
             // A socket that can no longer be sent to has gone: drop it now.
-            list.retain(|(ws, _, _)| {
-                let raw: &web_sys_like::WebSocketLike = wasm_bindgen::JsCast::unchecked_ref(ws.as_ref());
-                raw.send(&js_text).is_ok()
-            })
+            list.retain(|(ws, _, _)| raw(ws).send(&js_text).is_ok())
         });
         if let Some((seq, kind)) = sse {
             let mut sse = self.sse.borrow_mut();
@@ -751,14 +748,12 @@ impl Classroom {
 /// text (none can survive a deploy: it disconnects every socket) reads as
 /// lost, and the socket is closed for the client to reconnect.
 fn peer_of(ws: &WebSocket) -> Option<Peer> {
-    let raw: &web_sys_like::WebSocketLike = wasm_bindgen::JsCast::unchecked_ref(ws.as_ref());
-    serde_json::from_str(&raw.deserialize_attachment().ok()?.as_string()?).ok()
+    serde_json::from_str(&raw(ws).deserialize_attachment().ok()?.as_string()?).ok()
 }
 
 fn keep_peer(ws: &WebSocket, peer: &Peer) -> Result<()> {
     let text = serde_json::to_string(peer).map_err(|e| worker::Error::RustError(e.to_string()))?;
-    let raw: &web_sys_like::WebSocketLike = wasm_bindgen::JsCast::unchecked_ref(ws.as_ref());
-    raw.serialize_attachment(&JsValue::from_str(&text)).map_err(worker::Error::from)
+    raw(ws).serialize_attachment(&JsValue::from_str(&text)).map_err(worker::Error::from)
 }
 
 fn status_name(s: Status) -> &'static str {
@@ -1024,8 +1019,13 @@ impl Classroom {
 
 /// A socket in CLOSING/CLOSED state no longer counts as present.
 fn other_closing(ws: &WebSocket) -> bool {
-    let raw: &web_sys_like::WebSocketLike = wasm_bindgen::JsCast::unchecked_ref(ws.as_ref());
-    raw.ready_state() >= 2
+    raw(ws).ready_state() >= 2
+}
+
+/// The socket as the runtime's own object: its methods called directly,
+/// not through workers-rs (see `peer_of` and `broadcast_text`).
+fn raw(ws: &WebSocket) -> &web_sys_like::WebSocketLike {
+    wasm_bindgen::JsCast::unchecked_ref(ws.as_ref())
 }
 
 mod web_sys_like {

@@ -524,8 +524,16 @@ impl Sealed {
     }
 
     /// Write its statements in one batch of their own, then [`Sealed::landed`].
-    async fn write(mut self, db: &Db) -> AppResult<Appended> {
-        db.batch(std::mem::take(&mut self.statements)).await?;
+    async fn write(self, db: &Db) -> AppResult<Appended> {
+        self.write_after(db, Vec::new()).await
+    }
+
+    /// Write `before` and then its statements in one batch (all land or
+    /// none), then [`Sealed::landed`]: a caller's own change recorded by
+    /// these events, or a guard that fails the batch.
+    pub async fn write_after(mut self, db: &Db, mut before: Vec<worker::D1PreparedStatement>) -> AppResult<Appended> {
+        before.append(&mut self.statements);
+        db.batch(before).await?;
         Ok(self.landed())
     }
 

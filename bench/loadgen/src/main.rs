@@ -396,11 +396,10 @@ fn ms(d: Duration) -> f64 {
 /// The teacher's message of a round: `{"type":"cursor","step":K}`, padded
 /// to `pad_to` bytes when asked (never cut: a shorter target leaves it as is).
 fn round_message(step: u64, pad_to: Option<usize>) -> String {
-    let plain = json!({"type": "cursor", "step": step}).to_string();
     let head = format!(r#"{{"type":"cursor","step":{step},"pad":""#);
     match pad_to {
         Some(b) if b >= head.len() + 2 => format!("{head}{}\"}}", "x".repeat(b - head.len() - 2)),
-        _ => plain,
+        _ => json!({"type": "cursor", "step": step}).to_string(),
     }
 }
 
