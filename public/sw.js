@@ -16,16 +16,16 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "5d480f43d2";
+const VERSION = "a30579e0d0";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const REFERENCE = "dropple-reference-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
   "/css/app.css?v=f7ae708f13", "/manifest.webmanifest", "/icon.svg",
-  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=56fc5f9641", "/js/core.js?v=a221234278",
-  "/core/dropple_core.js?v=3ef6623bdf", "/core/dropple_core_bg.wasm?v=3ef6623bdf",
-  "/js/home.js?v=c373d17f34", "/js/teach.js?v=dfb9e642e7", "/js/learn.js?v=3cdf61cc63", "/js/author.js?v=d61aa91a65", "/js/market.js?v=abe947f654", "/js/verify.js?v=ab2fed634e", "/js/replay.js?v=00898024d1",
+  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=aab9fc0c60", "/js/core.js?v=a6d6767f9b",
+  "/core/dropple_core.js?v=b2adf89fa6", "/core/dropple_core_bg.wasm?v=b2adf89fa6",
+  "/js/home.js?v=c373d17f34", "/js/teach.js?v=0b7315e7c3", "/js/learn.js?v=2fa275b913", "/js/author.js?v=6ed3780d2f", "/js/market.js?v=abe947f654", "/js/verify.js?v=8945bc5872", "/js/replay.js?v=9136981ce7",
 ];
 const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;

@@ -18,7 +18,7 @@
 //
 // Authority is the server's: the client only mirrors it (e.g. `isTeacher`).
 
-import { SessionFold } from "./core.js?v=a221234278";
+import { SessionFold } from "./core.js?v=a6d6767f9b";
 
 export const PROTOCOL_VERSION = 1;
 const CLOSE_UNSUPPORTED_VERSION = 4426;

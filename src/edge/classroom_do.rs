@@ -36,6 +36,8 @@ const OUTBOX_BATCH: usize = 100;
 /// at once (`OUTBOX_END_DELAY_MS`), so its replay from D1 is complete.
 const OUTBOX_DELAY_MS: i64 = 1000;
 const OUTBOX_END_DELAY_MS: i64 = 1;
+const INSERT_EVENT_SQL: &str =
+    "INSERT INTO events (seq, id, type, payload, timestamp, author_id, hash) VALUES (?, ?, ?, ?, ?, ?, ?)";
 /// Joins and leaves are announced at most this often, as one `presence` with
 /// the current count: announcing each one would make a class of N arriving
 /// (or a deploy dropping N sockets) cost N² sends.
@@ -79,6 +81,11 @@ pub struct Classroom {
     /// again. Every alarm reads the outbox's position and backoff; kept,
     /// that is no storage call at all.
     meta_kept: RefCell<std::collections::BTreeMap<String, Option<String>>>,
+    /// The storage's SQL handle and the event insert's text as a JS string,
+    /// made once per instance: `persist` is then one call into the runtime
+    /// per event, not a storage and a `sql` getter, an array, seven pushes
+    /// and the query text decoded again on every event.
+    insert: std::cell::OnceCell<(web_sys_like::SqlLike, js_sys::JsString)>,
 }
 
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -409,23 +416,25 @@ impl Classroom {
     }
 
     fn persist(&self, events: Vec<StoredEvent>) -> Result<()> {
-        let sql = self.sql();
+        let (sql, query) = self.insert.get_or_init(|| {
+            let sql = wasm_bindgen::JsCast::unchecked_into(AsRef::<JsValue>::as_ref(&self.sql()).clone());
+            (sql, js_sys::JsString::from(INSERT_EVENT_SQL))
+        });
         // No await between these statements: the object's storage commits
         // them together, so a batch lands whole or not at all.
         for e in events {
-            sql.exec(
-                "INSERT INTO events (seq, id, type, payload, timestamp, author_id, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                vec![
-                    SqlStorageValue::from(e.seq as f64),
-                    e.id.into(),
-                    e.kind.into(),
-                    // The canonical text the core wrote for the hash.
-                    e.payload.into(),
-                    SqlStorageValue::from(e.timestamp as f64),
-                    e.author_id.into(),
-                    e.hash.into(),
-                ],
-            )?;
+            // The payload is the canonical text the core wrote for the hash.
+            sql.insert_event(
+                query,
+                e.seq as f64,
+                &e.id,
+                &e.kind,
+                &e.payload,
+                e.timestamp as f64,
+                &e.author_id,
+                &e.hash,
+            )
+            .map_err(worker::Error::from)?;
         }
         Ok(())
     }
@@ -791,6 +800,7 @@ impl Classroom {
             alarm: std::cell::Cell::new(Alarm::Unknown),
             answer_key: RefCell::new(None),
             meta_kept: RefCell::new(std::collections::BTreeMap::new()),
+            insert: std::cell::OnceCell::new(),
         }
     }
 
@@ -1042,5 +1052,22 @@ mod web_sys_like {
         pub fn deserialize_attachment(this: &WebSocketLike) -> Result<JsValue, JsValue>;
         #[wasm_bindgen(method, catch, js_name = serializeAttachment)]
         pub fn serialize_attachment(this: &WebSocketLike, value: &JsValue) -> Result<(), JsValue>;
+
+        /// The object's `ctx.storage.sql`.
+        pub type SqlLike;
+        /// `exec(INSERT_EVENT_SQL, ...)` with the event's seven values.
+        #[allow(clippy::too_many_arguments)]
+        #[wasm_bindgen(method, catch, js_name = exec)]
+        pub fn insert_event(
+            this: &SqlLike,
+            query: &js_sys::JsString,
+            seq: f64,
+            id: &str,
+            kind: &str,
+            payload: &str,
+            timestamp: f64,
+            author_id: &str,
+            hash: &str,
+        ) -> Result<JsValue, JsValue>;
     }
 }
