@@ -7,7 +7,7 @@
 // workerd with the same D1 schema — a hibernating room that relays messages
 // unchanged, raw D1 inserts, and a bare SELECT scan.
 import { spawnSync } from "node:child_process";
-import { readdirSync, readFileSync, rmSync, writeFileSync, statSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, statSync } from "node:fs";
 import { cpus, totalmem, tmpdir, release } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
@@ -53,11 +53,50 @@ async function startOurs() {
   return w;
 }
 
-/** The baseline worker: same wrangler, same workerd, its own fresh state. */
-async function startBaseline() {
+/** The baseline worker: same wrangler, same workerd, its own fresh state.
+ *  `assets: false` runs it without the product's static assets (a config
+ *  written for the purpose, its paths absolute), only to measure the hop
+ *  through the local asset router that both sides otherwise pay. */
+async function startBaseline({ assets = true } = {}) {
+  let config = BASELINE_CONFIG, tmp;
+  if (!assets) {
+    tmp = mkdtempSync(join(tmpdir(), "dropple-baseline-"));
+    config = join(tmp, "wrangler.toml");
+    const text = readFileSync(BASELINE_CONFIG, "utf8")
+      .replace(/\n# The product's static web app[\s\S]*$/, "\n")
+      .replace('main = "worker.js"', `main = ${JSON.stringify(join(ROOT, "bench/baseline/worker.js"))}`)
+      .replace('migrations_dir = "../../schema/migrations"', `migrations_dir = ${JSON.stringify(join(ROOT, "schema/migrations"))}`);
+    if (/\[assets\]/.test(text)) throw new Error("bench: could not drop [assets] from the baseline's config");
+    writeFileSync(config, text);
+  }
   const t0 = process.hrtime.bigint();
-  const w = await startWorker({ config: BASELINE_CONFIG, health: "/ping" });
-  return { ...w, startMs: ms(process.hrtime.bigint() - t0), api: client(w.base) };
+  const w = await startWorker({ config, health: "/ping" });
+  const stop = async () => { await w.stop(); if (tmp) rmSync(tmp, { recursive: true, force: true }); };
+  return { ...w, stop, startMs: ms(process.hrtime.bigint() - t0), api: client(w.base) };
+}
+
+/** The asset router's hop under `wrangler dev`: `/ping` of the baseline with
+ *  the product's [assets] and without, interleaved (the same machine load). */
+async function routerHop(base) {
+  const plain = await startBaseline({ assets: false });
+  try {
+    const withAssets = [], without = [];
+    const once = async (url, into) => {
+      const t = performance.now();
+      const r = await fetch(url);
+      await r.text();
+      if (r.status !== 200) throw new Error(`router hop: ${url} answered ${r.status}`);
+      into.push(performance.now() - t);
+    };
+    for (let i = 0; i < 50; i++) { await once(`${base.base}/ping`, []); await once(`${plain.base}/ping`, []); }
+    for (let i = 0; i < 500; i++) {
+      await once(`${base.base}/ping`, withAssets);
+      await once(`${plain.base}/ping`, without);
+    }
+    return { withAssets: median(withAssets), without: median(without) };
+  } finally {
+    await plain.stop();
+  }
 }
 
 // ------------------------------------------------------------------ helpers
@@ -584,7 +623,7 @@ async function main() {
   const quick = process.env.BENCH_QUICK === "1";
   const only = process.env.BENCH_ONLY ? process.env.BENCH_ONLY.split(",").map((x) => x.trim()) : null;
   const want = (section) => !only || only.includes(section);
-  let hot, start, fan, app, rep, market, load, loop;
+  let hot, start, fan, app, rep, market, load, loop, hop;
   if (want("hotpath")) {
     log("hot path (native, callgrind)");
     hot = quick ? { ours: {}, core: {}, base: {}, floor: {}, hash: {} } : hotPath();
@@ -614,6 +653,8 @@ async function main() {
       if (want("readpath")) {
         log(`read path (${LISTINGS.toLocaleString("en-US")} listings)`);
         market = await readPath(base.api);
+        log("the asset router's hop (baseline with and without the product's assets)");
+        hop = await routerHop(base);
       }
     } finally {
       await ours.stop();
@@ -691,6 +732,9 @@ async function main() {
     row("marketplace search, D1 rows read per query (median / max)", `${int(median(m.searchRows))} / ${int(Math.max(...m.searchRows))}`, `${int(LISTINGS)} (whole marketplace)`, "", "∝ page, not marketplace", Math.max(...m.searchRows) < LISTINGS);
     row("marketplace search, far primary (d1_delay_ms = 150), cold, p50 (ms)", f2(median(m.searchFar)), `${f2(floor50)} (/ping)`, ratio(median(m.searchFar), floor50), "", undefined);
   }
+  if (hop) {
+    row("the local asset router's hop: baseline `/ping` with the product's [assets] (every baseline row above) vs without, p50 (ms)", f2(hop.withAssets), `${f2(hop.without)} (no assets)`, ratio(hop.withAssets, hop.without), "", undefined);
+  }
   if (load) loadRows(row, load);
   if (only) {
     log(`BENCH_ONLY=${only.join(",")}: BENCHMARKS.md left as it is`);
@@ -711,7 +755,9 @@ this run next to its baseline, measured the same way in the same run. Nothing he
 **Machine**: ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${release()}, Node ${process.version}.
 Ours: the release wasm (\`build/\`) on local workerd through \`wrangler dev\`, fresh state. Baseline:
 \`bench/baseline/worker.js\`, a minimal plain-JavaScript worker on the same wrangler and workerd, with
-the same D1 schema (\`schema/migrations\`).
+the same D1 schema (\`schema/migrations\`) and the same static assets (\`[assets]\`, \`public/\`): under
+\`wrangler dev\` each request to a worker with assets first passes a local router worker, which the
+product pays on every request, so the baseline pays it too (its cost is the last row of the read path).
 
 | figure | ours | baseline | ratio | goal | goal met |
 |---|---|---|---|---|---|
