@@ -79,6 +79,17 @@ async function sample(api, n, pathFor, opts = {}) {
   return out;
 }
 
+/** `sample`, each request after a baseline `/ping` (kept in `floor`): the
+ *  floor sees the same machine load as the reads it is compared with. */
+async function sampleBeside(ping, floor, api, n, pathFor) {
+  const out = [];
+  for (let i = 0; i < n; i++) {
+    floor.push(...(await sample(ping, 1, () => "/ping")));
+    out.push(...(await sample(api, 1, () => pathFor(i))));
+  }
+  return out;
+}
+
 /** Everything measured; `ping` is the baseline worker's client. */
 export async function readPath(ping) {
   const dir = mkdtempSync(join(tmpdir(), "dropple-readpath-"));
@@ -108,9 +119,9 @@ export async function readPath(ping) {
     const framePath = (i) => `/v1/lessons/${lesson.lesson_id}/versions/1/frames/${i % 41}`;
     await sample(api, 3, listPath);
     await sample(api, 41, framePath); // every frame once: warm
-    const floor = await sample(ping, N, () => "/ping");
-    const list = await sample(api, N, listPath);
-    const frame = await sample(api, N, framePath);
+    const floor = [];
+    const list = await sampleBeside(ping, floor, api, N, listPath);
+    const frame = await sampleBeside(ping, floor, api, N, framePath);
     // Cold searches: a new query every time (text, tag, both; both orders).
     const r = rng(7);
     const searchPath = (i) => {
@@ -124,7 +135,7 @@ export async function readPath(ping) {
     // The same with a far primary: warm reads should not notice.
     const far = await api.call("PUT", "/v1/dev/faults", { body: { d1_delay_ms: 150 } });
     if (far.status !== 200) throw new Error(`fault switch: ${far.text}`);
-    const listFar = await sample(api, N, listPath);
+    const listFar = await sampleBeside(ping, floor, api, N, listPath);
     const searchFar = await sample(api, 20, (i) => searchPath(1000 + i));
     await api.call("PUT", "/v1/dev/faults", { body: { d1_delay_ms: 0 } });
     const warmD1 = [...list, ...frame, ...listFar].map((s) => s.t.d1);

@@ -1,10 +1,11 @@
 //! The read side at the edge: public reads answered from the Workers Cache
 //! API (per location) or KV (global) without a D1 statement.
 //!
-//! Keys change when the data does. Immutable data (a lesson version's
-//! content, a frame) is addressed by content; what may change (which versions
-//! are public, listings, revocations) carries the generation stamp of its
-//! family, kept in KV and replaced by every write after D1 commits. A writer's
+//! Immutable data (a lesson version's content, a frame) is addressed by
+//! content; what may change (which versions are public, listings,
+//! revocations) is served only if it was built under the current generation
+//! stamp of its family, kept in KV and replaced by every write after D1
+//! commits (see [`lookup`]). A writer's
 //! next read sees its write at once (it reads the new stamp, and with its D1
 //! bookmark it bypasses the cache altogether); every read in the same
 //! location does too; other locations within KV's propagation bound (60 s).
@@ -80,7 +81,8 @@ impl Family {
     }
 }
 
-/// How long a location keeps an entry. Stamped keys are never stale, so this
+/// How long a location keeps an entry. One built under an old stamp is never
+/// served, so this
 /// only bounds what is derived from unstamped data (trust signals counted
 /// from attempts) and the space old stamps hold.
 const CACHE_SECS: u32 = 60;
@@ -128,10 +130,12 @@ impl Entry {
         Ok(r)
     }
 
-    /// What the Cache API stores: the entry, with a lifetime it honours.
-    fn stored(&self) -> AppResult<Response> {
+    /// What the Cache API stores: the entry, the stamp it was built under,
+    /// and a lifetime the cache honours.
+    fn stored(&self, stamp: &str) -> AppResult<Response> {
         let mut r = Response::from_bytes(self.body.clone())?;
         let h = r.headers_mut();
+        h.set("x-entry-stamp", stamp)?;
         h.set("content-type", &self.content_type)?;
         h.set("cache-control", &format!("public, max-age={CACHE_SECS}"))?;
         h.set("x-client-cache-control", self.client_cache_control)?;
@@ -141,8 +145,13 @@ impl Entry {
         Ok(r)
     }
 
-    async fn from_stored(mut r: Response) -> Option<Entry> {
+    /// The stored entry, if it was built under `stamp` (the body is read
+    /// only then).
+    async fn from_stored(mut r: Response, stamp: &str) -> Option<Entry> {
         let header = |r: &Response, name: &str| r.headers().get(name).ok().flatten();
+        if header(&r, "x-entry-stamp")? != stamp {
+            return None;
+        }
         let content_type = header(&r, "content-type")?;
         let client = match header(&r, "x-client-cache-control")?.as_str() {
             IMMUTABLE => IMMUTABLE,
@@ -153,19 +162,24 @@ impl Entry {
         Some(Entry { body, content_type, etag, client_cache_control: client })
     }
 
-    /// KV holds `{content_type}\n{etag}\n{client}\n{body}` (bodies here are text).
-    fn to_kv(&self) -> Option<String> {
+    /// KV holds `{stamp}\n{content_type}\n{etag}\n{client}\n{body}` (bodies
+    /// here are text).
+    fn to_kv(&self, stamp: &str) -> Option<String> {
         let body = std::str::from_utf8(&self.body).ok()?;
         Some(format!(
-            "{}\n{}\n{}\n{body}",
+            "{stamp}\n{}\n{}\n{}\n{body}",
             self.content_type,
             self.etag.as_deref().unwrap_or(""),
             self.client_cache_control
         ))
     }
 
-    fn from_kv(text: String) -> Option<Entry> {
-        let mut parts = text.splitn(4, '\n');
+    /// The entry KV holds, if it was built under `stamp`.
+    fn from_kv(text: String, stamp: &str) -> Option<Entry> {
+        let mut parts = text.splitn(5, '\n');
+        if parts.next()? != stamp {
+            return None;
+        }
         let content_type = parts.next()?.to_owned();
         let etag = Some(parts.next()?.to_owned()).filter(|e| !e.is_empty());
         let client = if parts.next()? == IMMUTABLE { IMMUTABLE } else { NO_STORE };
@@ -186,12 +200,9 @@ pub fn etag_matches(ctx: &Ctx, etag: &str) -> bool {
 }
 
 /// The family's current stamp (one KV read; `0` before the first write).
-pub async fn generation(ctx: &Ctx, family: Family) -> String {
+async fn generation(ctx: &Ctx, kv: &Kv, family: Family) -> String {
     ctx.meter.kv_op();
-    match Kv::of(&ctx.env) {
-        Ok(kv) => kv.get_text(family.key()).await.unwrap_or_else(|| "0".into()),
-        Err(_) => "0".into(),
-    }
+    kv.get_text(family.key()).await.unwrap_or_else(|| "0".into())
 }
 
 /// After a write has committed in D1: a new stamp, so every key built from
@@ -253,46 +264,58 @@ struct Miss {
     url: String,
     kv: Kv,
     kv_key: String,
+    stamp: String,
 }
 
+/// Entries are keyed by what they answer, not by the family's stamp: each
+/// carries the stamp it was built under, and only one built under the
+/// current stamp is a hit. So the stamp (KV) and the location's entry (the
+/// Cache API) are read at once, a warm read waiting for one round trip
+/// instead of two in a row. An entry built under an older stamp, even one
+/// written late by a slow reader, is a miss, rebuilt and replaced.
 async fn lookup(ctx: &Ctx, family: Option<Family>, key: &str) -> AppResult<Lookup> {
     if !usable(ctx) {
         ctx.meter.cache.set(Some("bypass"));
         return Ok(Lookup::Bypass);
     }
-    let stamp = match family {
-        Some(f) => generation(ctx, f).await,
-        None => "c".into(),
+    let kv = Kv::of(&ctx.env)?;
+    let hash = crate::canonical::sha256_hex(key.as_bytes());
+    let url = format!("https://edge-cache.dropple.invalid/{hash}");
+    let cached = async { Cache::default().get(url.as_str(), false).await.ok().flatten() };
+    let stamp = async {
+        match family {
+            Some(f) => generation(ctx, &kv, f).await,
+            // Immutable content: one stamp for ever.
+            None => "c".into(),
+        }
     };
-    let url = format!("https://edge-cache.dropple.invalid/{stamp}/{}", crate::canonical::sha256_hex(key.as_bytes()));
-    let cache = Cache::default();
-    if let Ok(Some(stored)) = cache.get(url.as_str(), false).await {
-        if let Some(entry) = Entry::from_stored(stored).await {
+    let (stored, stamp) = futures_util::future::join(cached, stamp).await;
+    if let Some(stored) = stored {
+        if let Some(entry) = Entry::from_stored(stored, &stamp).await {
             ctx.meter.cache.set(Some("hit"));
             return Ok(Lookup::Hit(entry));
         }
     }
-    let kv = Kv::of(&ctx.env)?;
-    let kv_key = format!("body:{}", &url["https://edge-cache.dropple.invalid/".len()..]);
+    let kv_key = format!("body:{hash}");
     ctx.meter.kv_op();
-    if let Some(entry) = kv.get_text(&kv_key).await.and_then(Entry::from_kv) {
+    if let Some(entry) = kv.get_text(&kv_key).await.and_then(|text| Entry::from_kv(text, &stamp)) {
         ctx.meter.cache.set(Some("hit"));
-        if let Ok(stored) = entry.stored() {
+        if let Ok(stored) = entry.stored(&stamp) {
             ctx.wctx.wait_until::<Later>(Box::pin(async move {
                 let _ = Cache::default().put(url.as_str(), stored).await;
             }));
         }
         return Ok(Lookup::Hit(entry));
     }
-    Ok(Lookup::Miss(Miss { url, kv, kv_key }))
+    Ok(Lookup::Miss(Miss { url, kv, kv_key, stamp }))
 }
 
 /// Keep a built entry in the location's cache and in KV, after the response.
 fn keep(ctx: &Ctx, miss: Miss, entry: &Entry) {
     ctx.meter.cache.set(Some("miss"));
-    let Miss { url, kv, kv_key } = miss;
-    let stored = entry.stored().ok();
-    let kv_text = if entry.body.len() <= KV_BODY_MAX { entry.to_kv() } else { None };
+    let Miss { url, kv, kv_key, stamp } = miss;
+    let stored = entry.stored(&stamp).ok();
+    let kv_text = if entry.body.len() <= KV_BODY_MAX { entry.to_kv(&stamp) } else { None };
     ctx.wctx.wait_until::<Later>(Box::pin(async move {
         if let Some(stored) = stored {
             let _ = Cache::default().put(url.as_str(), stored).await;
