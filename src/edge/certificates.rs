@@ -892,11 +892,11 @@ async fn verify(ctx: &mut Ctx) -> AppResult<Response> {
 /// that does not exist yet.
 async fn revoked_indexes(ctx: &Ctx, list: &str) -> AppResult<Vec<u64>> {
     let key = format!("revoked:{list}");
-    let entry = edge_cache::read_through(ctx, Some(Family::Revocations), &key, async {
+    let mut entry = edge_cache::read_through(ctx, Some(Family::Revocations), &key, async {
         Ok(Entry::json(&json!(revoked_in_d1(&*ctx.db()?, list).await?), NO_STORE))
     })
     .await?;
-    serde_json::from_slice(&entry.body).map_err(|e| AppError::internal(format!("cached status list: {e}")))
+    serde_json::from_slice(entry.bytes().await?).map_err(|e| AppError::internal(format!("cached status list: {e}")))
 }
 
 /// The revoked indexes of a list as D1 holds them (404: no such list yet).

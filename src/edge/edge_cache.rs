@@ -17,7 +17,8 @@ use crate::error::{AppError, AppResult};
 use wasm_bindgen::{JsCast, JsValue};
 use worker::js_sys::{Function, Object, Promise, Reflect};
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::{Cache, Response};
+use worker::worker_sys::web_sys;
+use worker::{Cache, Response, ResponseBody};
 
 /// The KV namespace, called directly. workers-rs's `KvStore` looks up five
 /// methods of the binding each time one is made, and puts every value
@@ -93,7 +94,7 @@ const KV_BODY_MAX: usize = 512 * 1024;
 
 /// A cacheable answer: what the client gets, minus per-request headers.
 pub struct Entry {
-    pub body: Vec<u8>,
+    pub body: Body,
     pub content_type: String,
     pub etag: Option<String>,
     /// What the client may do with it (`no-store` for stamped pages, which
@@ -101,10 +102,17 @@ pub struct Entry {
     pub client_cache_control: &'static str,
 }
 
+/// An entry's body: built here, or the location's cached one, passed on as
+/// the stream the Cache API gave (a hit never copies it into wasm and back).
+pub enum Body {
+    Bytes(Vec<u8>),
+    Cached(web_sys::ReadableStream),
+}
+
 impl Entry {
     pub fn json(body: &serde_json::Value, client_cache_control: &'static str) -> Entry {
         Entry {
-            body: body.to_string().into_bytes(),
+            body: Body::Bytes(body.to_string().into_bytes()),
             content_type: "application/json".into(),
             etag: None,
             client_cache_control,
@@ -119,8 +127,11 @@ impl Entry {
     /// The response a client gets (304 when its `If-None-Match` matches).
     pub fn respond(&self, ctx: &Ctx) -> AppResult<Response> {
         let not_modified = self.etag.as_deref().is_some_and(|e| etag_matches(ctx, e));
-        let mut r =
-            if not_modified { Response::empty()?.with_status(304) } else { Response::from_bytes(self.body.clone())? };
+        let mut r = match &self.body {
+            _ if not_modified => Response::empty()?.with_status(304),
+            Body::Bytes(bytes) => Response::from_bytes(bytes.clone())?,
+            Body::Cached(stream) => Response::from_body(ResponseBody::Stream(stream.clone()))?,
+        };
         let h = r.headers_mut();
         h.set("content-type", &self.content_type)?;
         h.set("cache-control", self.client_cache_control)?;
@@ -133,7 +144,10 @@ impl Entry {
     /// What the Cache API stores: the entry, the stamp it was built under,
     /// and a lifetime the cache honours.
     fn stored(&self, stamp: &str) -> AppResult<Response> {
-        let mut r = Response::from_bytes(self.body.clone())?;
+        let Body::Bytes(bytes) = &self.body else {
+            return Err(AppError::internal("a cached entry is not stored again"));
+        };
+        let mut r = Response::from_bytes(bytes.clone())?;
         let h = r.headers_mut();
         h.set("x-entry-stamp", stamp)?;
         h.set("content-type", &self.content_type)?;
@@ -145,9 +159,9 @@ impl Entry {
         Ok(r)
     }
 
-    /// The stored entry, if it was built under `stamp` (the body is read
-    /// only then).
-    async fn from_stored(mut r: Response, stamp: &str) -> Option<Entry> {
+    /// The stored entry, if it was built under `stamp`; its body stays the
+    /// cache's stream.
+    fn from_stored(r: Response, stamp: &str) -> Option<Entry> {
         let header = |r: &Response, name: &str| r.headers().get(name).ok().flatten();
         if header(&r, "x-entry-stamp")? != stamp {
             return None;
@@ -158,14 +172,35 @@ impl Entry {
             _ => NO_STORE,
         };
         let etag = header(&r, "x-entry-etag");
-        let body = r.bytes().await.ok()?;
+        let body = match r.body() {
+            ResponseBody::Stream(stream) => Body::Cached(stream.clone()),
+            ResponseBody::Body(bytes) => Body::Bytes(bytes.clone()),
+            ResponseBody::Empty => Body::Bytes(Vec::new()),
+        };
         Some(Entry { body, content_type, etag, client_cache_control: client })
+    }
+
+    /// The body's bytes, read from the cache's stream if it came from there
+    /// (for a handler that looks inside the entry rather than passing it on).
+    pub async fn bytes(&mut self) -> AppResult<&[u8]> {
+        if let Body::Cached(stream) = &self.body {
+            let bytes = Response::from_body(ResponseBody::Stream(stream.clone()))?.bytes().await?;
+            self.body = Body::Bytes(bytes);
+        }
+        match &self.body {
+            Body::Bytes(bytes) => Ok(bytes),
+            Body::Cached(_) => Err(AppError::internal("cached body unread")),
+        }
     }
 
     /// KV holds `{stamp}\n{content_type}\n{etag}\n{client}\n{body}` (bodies
     /// here are text).
     fn to_kv(&self, stamp: &str) -> Option<String> {
-        let body = std::str::from_utf8(&self.body).ok()?;
+        let Body::Bytes(bytes) = &self.body else { return None };
+        if bytes.len() > KV_BODY_MAX {
+            return None;
+        }
+        let body = std::str::from_utf8(bytes).ok()?;
         Some(format!(
             "{stamp}\n{}\n{}\n{}\n{body}",
             self.content_type,
@@ -183,7 +218,12 @@ impl Entry {
         let content_type = parts.next()?.to_owned();
         let etag = Some(parts.next()?.to_owned()).filter(|e| !e.is_empty());
         let client = if parts.next()? == IMMUTABLE { IMMUTABLE } else { NO_STORE };
-        Some(Entry { body: parts.next()?.as_bytes().to_vec(), content_type, etag, client_cache_control: client })
+        Some(Entry {
+            body: Body::Bytes(parts.next()?.as_bytes().to_vec()),
+            content_type,
+            etag,
+            client_cache_control: client,
+        })
     }
 }
 
@@ -291,7 +331,7 @@ async fn lookup(ctx: &Ctx, family: Option<Family>, key: &str) -> AppResult<Looku
     };
     let (stored, stamp) = futures_util::future::join(cached, stamp).await;
     if let Some(stored) = stored {
-        if let Some(entry) = Entry::from_stored(stored, &stamp).await {
+        if let Some(entry) = Entry::from_stored(stored, &stamp) {
             ctx.meter.cache.set(Some("hit"));
             return Ok(Lookup::Hit(entry));
         }
@@ -315,7 +355,7 @@ fn keep(ctx: &Ctx, miss: Miss, entry: &Entry) {
     ctx.meter.cache.set(Some("miss"));
     let Miss { url, kv, kv_key, stamp } = miss;
     let stored = entry.stored(&stamp).ok();
-    let kv_text = if entry.body.len() <= KV_BODY_MAX { entry.to_kv(&stamp) } else { None };
+    let kv_text = entry.to_kv(&stamp);
     ctx.wctx.wait_until::<Later>(Box::pin(async move {
         if let Some(stored) = stored {
             let _ = Cache::default().put(url.as_str(), stored).await;

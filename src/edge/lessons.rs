@@ -812,7 +812,7 @@ async fn download_asset(ctx: &mut Ctx, sha: &str) -> AppResult<Response> {
                 None => Vec::new(),
             };
             Ok(Entry {
-                body,
+                body: edge_cache::Body::Bytes(body),
                 content_type: row.content_type,
                 etag: Some(sha.to_owned()),
                 client_cache_control: IMMUTABLE,

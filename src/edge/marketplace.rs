@@ -359,7 +359,7 @@ async fn detail(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     let claims = optional_claims(ctx)?;
     let viewer = claims.as_ref().map(|c| c.org.clone());
     let key = market::detail_cache_key(id, &market::viewer_scope(viewer.as_deref()));
-    let (entry, state) = cached(ctx, &key, async {
+    let (mut entry, state) = cached(ctx, &key, async {
         let db = ctx.db()?;
         let row = load_listing(&db, id).await?;
         if !can_see(&row, claims.as_ref()) {
@@ -377,7 +377,7 @@ async fn detail(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     // they follow from the body's own status, author and org.
     let actions: Vec<&str> = match &claims {
         Some(c) => {
-            let body: Value = serde_json::from_slice(&entry.body).unwrap_or(Value::Null);
+            let body: Value = serde_json::from_slice(entry.bytes().await?).unwrap_or(Value::Null);
             let field = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
             let status = ListingStatus::parse(&field("status")).unwrap_or(ListingStatus::Suspended);
             let visibility = if field("visibility") == "org" { Visibility::Org } else { Visibility::Public };
