@@ -17,6 +17,7 @@ import { readPath, LISTINGS } from "./readpath.mjs";
 import { devLoop, releaseBuildPhases } from "./devloop.mjs";
 import { DEMO_LESSON } from "../scripts/seed.mjs";
 import { sizeTable } from "./size.mjs";
+import { explanationsDone } from "./settle.mjs";
 
 const LOADGEN = join(ROOT, "bench/loadgen/target/release/loadgen");
 const HOTPATH = join(ROOT, "target/release/examples/hotpath");
@@ -137,23 +138,6 @@ async function withCpu(worker, run) {
   const before = groupCpuMs(worker.pgid);
   const result = await run();
   return { ...result, worker_cpu_ms: groupCpuMs(worker.pgid) - before };
-}
-
-/** Publishing a lesson queues an AI explanation per step (up to 200) for
- *  the queue consumer: background work of the publish, not part of what a
- *  section measures. Wait until every one has finished, so that it never
- *  shares the worker with a measurement (before this wait, the 200 jobs of
- *  the fan-out lesson ran during the first session: its rounds took 100–600
- *  ms until they were done, then 3–5 ms). */
-async function explanationsDone(api, token, lessonId, version) {
-  const deadline = Date.now() + 180_000;
-  for (;;) {
-    const r = must(await api.call("GET", `/v1/lessons/${lessonId}/versions/${version}/explanations`, { token }), 200, "explanations");
-    const open = r.explanations.filter((e) => e.status !== "succeeded" && e.status !== "failed").length;
-    if (open === 0) return r.explanations.length;
-    if (Date.now() > deadline) throw new Error(`${open} publish-time explanations still open after 180 s`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
 }
 
 async function tokens(api, prefix, n, roles) {
