@@ -14,10 +14,10 @@
 //   for the new file instead of the year-long cached old one.
 //
 import { spawn } from "node:child_process";
-import { readdirSync, statSync, watch, writeFileSync } from "node:fs";
+import { readdirSync, statSync, watch } from "node:fs";
 import { join, relative } from "node:path";
 import { ROOT, timedBuild, fmtPhases } from "./build-timed.mjs";
-import { plan, stale, PUBLIC } from "./version-assets.mjs";
+import { restamp, PUBLIC } from "./version-assets.mjs";
 
 const PORT = Number(process.env.PORT ?? 8787);
 const STATE = process.env.DEV_STATE ?? ".state";
@@ -79,13 +79,10 @@ async function rebuild() {
 
 // ------------------------------------------------------------------ static assets
 
-function restamp(file) {
+function restampOnChange(file) {
   try {
-    const bad = stale();
-    if (!bad.length) return;
-    const { out } = plan();
-    for (const rel of bad) writeFileSync(join(ROOT, rel), out[rel]);
-    log(`${file} changed: stamps rewritten in ${bad.join(", ")}`);
+    const { rewritten } = restamp();
+    if (rewritten.length) log(`${file} changed: stamps rewritten in ${rewritten.join(", ")}`);
   } catch (e) {
     log(`${file} changed: stamps not rewritten (${e.message})`);
   }
@@ -131,7 +128,7 @@ const watchers = [];
 const onSource = debounced((path) => { changed.add(path); rebuild(); }, 100);
 watchers.push(watchTree(join(ROOT, "src"), (f) => { if (f.endsWith(".rs")) onSource(join("src", f)); }));
 watchers.push(watch(ROOT, (_e, f) => { if (f === "Cargo.toml" || f === "Cargo.lock") onSource(f); }));
-const onAsset = debounced((path) => restamp(path), 50);
+const onAsset = debounced((path) => restampOnChange(path), 50);
 watchers.push(watchTree(PUBLIC, (f) => {
   if (/^(js|css)[\\/][^\\/]+\.(js|css)$/.test(f)) onAsset(relative(ROOT, join(PUBLIC, f)));
 }));

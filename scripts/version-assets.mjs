@@ -49,9 +49,11 @@ export function coreStamp() {
 /** Compute every stamp and the rewritten text of every file that references one. */
 export function plan(root = PUBLIC) {
   const src = {};
+  // Each file's text as read, to write a new one only over that (`restamp`).
+  const read = {};
   for (const dir of ["js", "css"]) {
     for (const f of readdirSync(join(root, dir)).sort()) {
-      if (/\.(js|css)$/.test(f)) src[`${dir}/${f}`] = readFileSync(join(root, dir, f), "utf8");
+      if (/\.(js|css)$/.test(f)) read[`public/${dir}/${f}`] = src[`${dir}/${f}`] = readFileSync(join(root, dir, f), "utf8");
     }
   }
   const core = coreStamp();
@@ -83,14 +85,16 @@ export function plan(root = PUBLIC) {
     return `${q}/${key}?v=${stamps[key]}${q}`;
   };
   for (const f of readdirSync(root).filter((f) => f.endsWith(".html")).sort()) {
-    out[`public/${f}`] = readFileSync(join(root, f), "utf8").replace(ASSET_REF, ref);
+    read[`public/${f}`] = readFileSync(join(root, f), "utf8");
+    out[`public/${f}`] = read[`public/${f}`].replace(ASSET_REF, ref);
   }
   const release = sha([...Object.entries(stamps).sort(), ["core", core]].map(([k, v]) => `${k}=${v}`).join("\n"));
-  out["public/sw.js"] = readFileSync(join(root, "sw.js"), "utf8")
+  read["public/sw.js"] = readFileSync(join(root, "sw.js"), "utf8");
+  out["public/sw.js"] = read["public/sw.js"]
     .replace(ASSET_REF, ref)
     .replace(CORE_REF, coreRef)
     .replace(/const VERSION = "[^"]*";/, `const VERSION = "${release}";`);
-  return { stamps, core, release, out };
+  return { stamps, core, release, out, read };
 }
 
 /** Files whose committed text differs from what the stamps require. */
@@ -99,6 +103,29 @@ export function stale(root = PUBLIC) {
   return Object.entries(out)
     .filter(([rel, text]) => readFileSync(join(root, "..", rel), "utf8") !== text)
     .map(([rel]) => rel);
+}
+
+/** Rewrite every stale file, never over an edit made after `plan` read it:
+ *  the build re-stamps while a developer may be saving a module (`npm run
+ *  dev`), and writing the text planned from the old one would drop the edit.
+ *  A file that changed since it was read is planned again from what it holds
+ *  now. Returns the files rewritten and the release. */
+export function restamp(root = PUBLIC) {
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const { out, read, release } = plan(root);
+    const rewritten = [];
+    let moved = false;
+    for (const [rel, text] of Object.entries(out)) {
+      const path = join(root, "..", rel);
+      const now = readFileSync(path, "utf8");
+      if (now === text) continue;
+      if (now !== read[rel]) { moved = true; break; }
+      writeFileSync(path, text);
+      rewritten.push(rel);
+    }
+    if (!moved) return { rewritten, release };
+  }
+  throw new Error("asset stamps: public/ kept changing while being re-stamped");
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
@@ -111,8 +138,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     }
     console.log("asset stamps: up to date");
   } else {
-    const { out, release } = plan();
-    for (const rel of bad) writeFileSync(join(PUBLIC, "..", rel), out[rel]);
-    console.log(bad.length ? `asset stamps: rewrote ${bad.join(", ")} (release ${release})` : `asset stamps: up to date (release ${release})`);
+    const { rewritten, release } = restamp();
+    console.log(rewritten.length ? `asset stamps: rewrote ${rewritten.join(", ")} (release ${release})` : `asset stamps: up to date (release ${release})`);
   }
 }

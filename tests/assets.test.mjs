@@ -3,10 +3,10 @@
 // the committed files carry the current stamps. No worker needed.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, appendFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, appendFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PUBLIC, plan, stale } from "../scripts/version-assets.mjs";
+import { PUBLIC, plan, restamp, stale } from "../scripts/version-assets.mjs";
 
 test("every committed asset stamp is current (else run: node scripts/version-assets.mjs)", () => {
   assert.deepEqual(stale(), []);
@@ -52,8 +52,11 @@ test("a change to a module is caught, and re-stamping propagates it to its impor
     assert.equal(after.stamps["js/canvas.js"], before.stamps["js/canvas.js"], "an unrelated module keeps its stamp");
     assert.equal(after.stamps["css/app.css"], before.stamps["css/app.css"]);
     assert.notEqual(after.release, before.release);
-    for (const [rel, text] of Object.entries(after.out)) writeFileSync(join(dir, rel), text);
-    assert.deepEqual(stale(pub), [], "re-stamping is complete and idempotent");
+    const { rewritten } = restamp(pub);
+    assert.ok(rewritten.includes("public/js/teach.js") && !rewritten.includes("public/js/api.js"), rewritten.join(", "));
+    assert.deepEqual(stale(pub), [], "re-stamping is complete");
+    assert.deepEqual(restamp(pub).rewritten, [], "and idempotent");
+    assert.match(readFileSync(join(pub, "js", "api.js"), "utf8"), /\/\/ changed\n$/, "the edit itself is kept");
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
