@@ -91,9 +91,14 @@ export async function devLoop({ cycles = 2, log = () => {} } = {}) {
         const want = text === core ? "invalid token: " : `invalid token (edit ${i}):`;
         const t0 = performance.now();
         writeFileSync(CORE_FILE, text);
+        const built = reports.length;
         await until(async () => (await probe()).startsWith(want), 300_000, `the core change "${want}"`);
         rust.push(performance.now() - t0);
         log(`dev loop: core module change served after ${(rust.at(-1) / 1000).toFixed(1)} s`);
+        // The worker is served before the rebuild ends (the browser core and
+        // the asset stamps come after it): the next edit waits for its end,
+        // so that it neither queues behind it nor lands in the middle of it.
+        await until(async () => reports.length > built, 300_000, "the end of the rebuild");
       }
     }
     const stamp0 = await pageStamp();
