@@ -830,14 +830,21 @@ ${contributors ? contributors.lines.map((l) => "  " + l).join("\n") : "  | (no n
 
 - **Read path** (\`bench/readpath.mjs\`): a worker of its own whose D1 holds ${int(LISTINGS)} published
   listings, seeded by SQL before it starts (the migrations' FTS5 and tag triggers index them), plus
-  one public lesson of 40 steps published through the API. 200 sequential requests each on loopback.
-  *Warm*: the same list page, and frames 0–40 in turn, after one read of each
-  (${market.warmHits}/${market.warmCount} answered by the edge cache, the most D1 statements any of them ran:
-  ${market.warmD1Max}, from \`Server-Timing\`). *Far primary*: \`PUT /v1/dev/faults {"d1_delay_ms": 150}\`,
+  one public lesson of 40 steps published through the API, measured once its publish-time AI
+  explanations are done (the queue consumer's work would share the worker). 200 sequential
+  requests each on loopback, each after a baseline \`/ping\` (the floor, so both see the same
+  machine load). *Warm*: the same list page, and frames 0–40 in turn, after 50 reads of the page
+  and two of each frame: the cache filled, both workers past their first requests.
+  ${market.warmHits}/${market.warmCount} were answered by the edge cache; the most D1 statements any of them ran:
+  ${market.warmD1Max}, from \`Server-Timing\`. *Far primary*: \`PUT /v1/dev/faults {"d1_delay_ms": 150}\`,
   which adds 150 ms to every D1 call. *Cold search*: a new query every time (text, tag, both,
   two- and four-letter prefixes, both orders; ${market.searchNotMiss} of 200 not a miss); rows read
   is D1's own \`rows_read\`, reported by the worker in \`Server-Timing\` (\`d1_rows\`). Baseline:
-  the baseline worker's \`/ping\`, the floor of one request through wrangler and workerd here.
+  the baseline worker's \`/ping\`, the floor of one request through wrangler and workerd here
+  (with the asset router's hop, as the product's requests). A warm read of a family's entry waits
+  for one local round trip (the stamp in KV and the entry in the Cache API, fetched at once),
+  which \`/ping\` does not make. *The asset router's hop*: 500 \`/ping\`s of the baseline with
+  the product's \`[assets]\` and 500 of the same worker without them, interleaved.
 `;
   writeFileSync(join(ROOT, "BENCHMARKS.md"), md + "\n" + devLoopSection(loop, "same run"));
   log(`wrote BENCHMARKS.md in ${minutes} min`);
