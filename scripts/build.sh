@@ -61,36 +61,62 @@ fi
 
 # The browser build of the pure core (src/browser.rs): the same crate without
 # the default feature `edge`, so without `worker`, bound with wasm-bindgen
-# --target web into public/core/. Its own target dir: building it never
-# invalidates the worker's artifacts.
-core_stamp=target/browser/.stamp
+# --target web, served from the git-ignored public/core/. Its own target dir:
+# building it never invalidates the worker's artifacts. `--dev` builds it as
+# it builds the worker (the wasm-dev profile, no wasm-opt, glue as written):
+# a development rebuild then takes seconds, not the release core's ~17 s.
+# Each kind is built into its own directory with its own stamp (taken before
+# building, so an edit made during a build is seen by the next one) and
+# copied into public/core/, so switching between `npm run dev` and `npm
+# start` or `npm test` copies instead of rebuilding.
+if [ "$out" = build-dev ]; then core_kind=dev; else core_kind=release; fi
+core_out=target/browser/core-$core_kind
+core_stamp=target/browser/.stamp-$core_kind
 core=public/core/dropple_core_bg.wasm
-if [ -f "$core_stamp" ] && [ -f "$core" ] && [ -z "$(find src Cargo.toml Cargo.lock -newer "$core_stamp" -print -quit)" ]; then
+if [ -f "$core_stamp" ] && [ -f "$core_out/dropple_core_bg.wasm" ] && [ -z "$(find src Cargo.toml Cargo.lock -newer "$core_stamp" -print -quit)" ]; then
   echo "build: browser core up to date"
 else
-  cargo build --target wasm32-unknown-unknown --release --no-default-features --features browser --lib --target-dir target/browser
-  rm -rf public/core && mkdir -p public/core
-  wasm-bindgen --target web --no-typescript --out-dir public/core --out-name dropple_core \
-    target/browser/wasm32-unknown-unknown/release/dropple_edge.wasm
-  # As for the worker, a copy with names: `node bench/size.mjs
-  # target/size/dropple_core_bg.wasm` says what the browser core is made of.
-  mkdir -p target/size && cp "$core" target/size/dropple_core_bg.wasm
-  # Only features every current browser runs (--all-features would let
-  # binaryen write e.g. compact imports, which Chromium rejects).
-  # --low-memory-unused as for the worker (the same layout: the stack below
-  # 1 MiB, growing down; -0.7 KiB gzipped).
-  wasm-opt "$core" -o "$core" -Oz --strip-debug --strip-producers --low-memory-unused \
-    --enable-bulk-memory --enable-bulk-memory-opt --enable-sign-ext --enable-mutable-globals \
-    --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue --enable-call-indirect-overlong
-  # The glue as the browser needs it: wasm-bindgen writes it for reading
-  # (every doc comment of src/browser.rs, long local names); minified it is
-  # half as big gzipped. Exports and the names of the wasm's imports stay.
-  esbuild public/core/dropple_core.js --minify --format=esm --log-level=warning \
-    --outfile=public/core/dropple_core.js --allow-overwrite
-  touch "$core_stamp"
+  mkdir -p target/browser
+  rm -f "$core_stamp"
+  touch "$core_stamp.next"
+  if [ "$core_kind" = dev ]; then
+    cargo build --target wasm32-unknown-unknown --profile wasm-dev --no-default-features --features browser --lib --target-dir target/browser
+  else
+    cargo build --target wasm32-unknown-unknown --release --no-default-features --features browser --lib --target-dir target/browser
+  fi
+  profile_dir=$([ "$core_kind" = dev ] && echo wasm-dev || echo release)
+  rm -rf "$core_out" && mkdir -p "$core_out"
+  wasm-bindgen --target web --no-typescript --out-dir "$core_out" --out-name dropple_core \
+    "target/browser/wasm32-unknown-unknown/$profile_dir/dropple_edge.wasm"
+  if [ "$core_kind" = release ]; then
+    # As for the worker, a copy with names: `node bench/size.mjs
+    # target/size/dropple_core_bg.wasm` says what the browser core is made of.
+    mkdir -p target/size && cp "$core_out/dropple_core_bg.wasm" target/size/dropple_core_bg.wasm
+    # Only features every current browser runs (--all-features would let
+    # binaryen write e.g. compact imports, which Chromium rejects).
+    # --low-memory-unused as for the worker (the same layout: the stack below
+    # 1 MiB, growing down; -0.7 KiB gzipped).
+    wasm-opt "$core_out/dropple_core_bg.wasm" -o "$core_out/dropple_core_bg.wasm" -Oz --strip-debug --strip-producers --low-memory-unused \
+      --enable-bulk-memory --enable-bulk-memory-opt --enable-sign-ext --enable-mutable-globals \
+      --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue --enable-call-indirect-overlong
+    # The glue as the browser needs it: wasm-bindgen writes it for reading
+    # (every doc comment of src/browser.rs, long local names); minified it is
+    # half as big gzipped. Exports and the names of the wasm's imports stay.
+    esbuild "$core_out/dropple_core.js" --minify --format=esm --log-level=warning \
+      --outfile="$core_out/dropple_core.js" --allow-overwrite
+  fi
+  mv "$core_stamp.next" "$core_stamp"
 fi
-raw=$(wc -c < "$core"); gz=$(gzip -9 -c "$core" | wc -c); js=$(gzip -9 -c public/core/dropple_core.js | wc -c)
-echo "build: browser core $(( raw / 1024 )) KiB raw, $(( gz / 1024 )) KiB gzipped + $(( js / 1024 )) KiB JS glue gzipped (budget ≤ 150 KiB gzipped)"
+if ! cmp -s "$core_out/dropple_core_bg.wasm" "$core" || ! cmp -s "$core_out/dropple_core.js" public/core/dropple_core.js; then
+  rm -rf public/core && cp -r "$core_out" public/core
+fi
+raw=$(wc -c < "$core")
+if [ "$core_kind" = dev ]; then
+  echo "build: browser core $(( raw / 1024 )) KiB raw (development build, not optimized)"
+else
+  gz=$(gzip -9 -c "$core" | wc -c); js=$(gzip -9 -c public/core/dropple_core.js | wc -c)
+  echo "build: browser core $(( raw / 1024 )) KiB raw, $(( gz / 1024 )) KiB gzipped + $(( js / 1024 )) KiB JS glue gzipped (budget ≤ 150 KiB gzipped)"
+fi
 
 # The core's stamp is a hash of the Rust sources: keep every reference current.
 node scripts/version-assets.mjs
