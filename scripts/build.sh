@@ -69,7 +69,7 @@ fi
 # building, so an edit made during a build is seen by the next one) and
 # copied into public/core/, so switching between `npm run dev` and `npm
 # start` or `npm test` copies instead of rebuilding.
-if [ "$out" = build-dev ]; then core_kind=dev; else core_kind=release; fi
+if [ "$out" = build-dev ]; then core_kind=dev; core_profile=wasm-dev; else core_kind=release; core_profile=release; fi
 core_out=target/browser/core-$core_kind
 core_stamp=target/browser/.stamp-$core_kind
 core=public/core/dropple_core_bg.wasm
@@ -79,15 +79,10 @@ else
   mkdir -p target/browser
   rm -f "$core_stamp"
   touch "$core_stamp.next"
-  if [ "$core_kind" = dev ]; then
-    cargo build --target wasm32-unknown-unknown --profile wasm-dev --no-default-features --features browser --lib --target-dir target/browser
-  else
-    cargo build --target wasm32-unknown-unknown --release --no-default-features --features browser --lib --target-dir target/browser
-  fi
-  profile_dir=$([ "$core_kind" = dev ] && echo wasm-dev || echo release)
+  cargo build --target wasm32-unknown-unknown --profile "$core_profile" --no-default-features --features browser --lib --target-dir target/browser
   rm -rf "$core_out" && mkdir -p "$core_out"
   wasm-bindgen --target web --no-typescript --out-dir "$core_out" --out-name dropple_core \
-    "target/browser/wasm32-unknown-unknown/$profile_dir/dropple_edge.wasm"
+    "target/browser/wasm32-unknown-unknown/$core_profile/dropple_edge.wasm"
   if [ "$core_kind" = release ]; then
     # As for the worker, a copy with names: `node bench/size.mjs
     # target/size/dropple_core_bg.wasm` says what the browser core is made of.
