@@ -75,20 +75,34 @@ async function sample(api, n, pathFor, opts = {}) {
     const r = await api.call("GET", path, opts);
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
     if (r.status !== 200) throw new Error(`${path}: ${r.status} ${r.text.slice(0, 200)}`);
-    out.push({ ms, path, t: timing(r.headers) });
+    out.push({ ms, path, t: timing(r.headers), bytes: Buffer.byteLength(r.text) });
   }
   return out;
 }
 
 /** `sample`, each request after a baseline `/ping` (kept in `floor`): the
- *  floor sees the same machine load as the reads it is compared with. */
-async function sampleBeside(ping, floor, api, n, pathFor) {
+ *  floor sees the same machine load as the reads it is compared with; with
+ *  `ref`, each is followed by the baseline's read of the same bytes
+ *  (`ref.pathFor`, samples kept in `ref.into`). */
+async function sampleBeside(ping, floor, api, n, pathFor, ref) {
   const out = [];
   for (let i = 0; i < n; i++) {
     floor.push(...(await sample(ping, 1, () => "/ping")));
     out.push(...(await sample(api, 1, () => pathFor(i))));
+    if (ref) ref.into.push(...(await sample(ping, 1, () => ref.pathFor(i))));
   }
   return out;
+}
+
+/** The baseline keeps each of our answers (the same bytes) as a cached
+ *  entry, for its least consistent edge read (`GET /edge/{key}`). */
+async function keepForBaseline(api, ping, paths) {
+  for (const [key, path] of paths) {
+    const r = await api.call("GET", path);
+    if (r.status !== 200) throw new Error(`${path}: ${r.status}`);
+    const kept = await ping.call("PUT", `/edge/${key}`, { body: { body: r.text } });
+    if (kept.status !== 200) throw new Error(`baseline /edge/${key}: ${kept.status} ${kept.text}`);
+  }
 }
 
 /** Everything measured; `ping` is the baseline worker's client. */
@@ -125,9 +139,15 @@ export async function readPath(ping) {
     // start rows' business.
     await sampleBeside(ping, [], api, 50, listPath);
     await sampleBeside(ping, [], api, 82, framePath); // every frame, twice
+    // The least consistent edge read, in the baseline: the same bytes from
+    // its Cache API behind a KV stamp read at the same time (warmed alike).
+    await keepForBaseline(api, ping, [["list", listPath()], ...Array.from({ length: 41 }, (_, i) => [`frame-${i}`, framePath(i)])]);
+    const listRef = { into: [], pathFor: () => "/edge/list" }, frameRef = { into: [], pathFor: (i) => `/edge/frame-${i % 41}` };
+    await sampleBeside(ping, [], api, 50, listPath, { into: [], pathFor: listRef.pathFor });
+    await sampleBeside(ping, [], api, 82, framePath, { into: [], pathFor: frameRef.pathFor });
     const floor = [];
-    const list = await sampleBeside(ping, floor, api, N, listPath);
-    const frame = await sampleBeside(ping, floor, api, N, framePath);
+    const list = await sampleBeside(ping, floor, api, N, listPath, listRef);
+    const frame = await sampleBeside(ping, floor, api, N, framePath, frameRef);
     // Cold searches: a new query every time (text, tag, both; both orders).
     const r = rng(7);
     const searchPath = (i) => {
@@ -150,6 +170,9 @@ export async function readPath(ping) {
       floor: floor.map((s) => s.ms),
       list: list.map((s) => s.ms),
       frame: frame.map((s) => s.ms),
+      listRef: listRef.into.map((s) => s.ms),
+      frameRef: frameRef.into.map((s) => s.ms),
+      bodyBytes: { list: list[0]?.bytes, frame: Math.round(frame.reduce((a, s) => a + s.bytes, 0) / frame.length) },
       listFar: listFar.map((s) => s.ms),
       search: search.map((s) => s.ms),
       searchFar: searchFar.map((s) => s.ms),

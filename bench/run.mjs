@@ -337,23 +337,34 @@ async function append(api, base) {
   };
 }
 
+const COLD_RUNS = 3;
+
 async function replay(api, base, { browser = true } = {}) {
   const author = await api.token("recorder", ORG, ["author"]);
   const out = [];
   for (const n of [10_000, 100_000]) {
-    const run = must(await api.call("POST", "/v1/runs", { token: author, body: {} }), 201, "run").run_id;
-    must(await base.api.call("POST", "/run", { body: { run_id: run, org: ORG } }), 200, "baseline run");
-    log(`replay: recording ${n} events (ours and baseline)`);
-    for (let off = 0; off < n; off += 100) {
-      const events = canvasEvents(100, off);
-      must(await api.call("POST", `/v1/runs/${run}/events`, { token: author, body: { events } }), 201, "record");
-      must(await base.api.call("POST", "/insert", { body: { run_id: run, org: ORG, rows: asRows(events, off + 1, "recorder") } }), 200, "baseline record");
+    // Cold: the first replay ever of a run, straight from D1 (it also stores
+    // the checkpoints it passes, as in production). A run has one first
+    // replay, so the figure is the median over COLD_RUNS runs of the same
+    // events (one hiccup of the machine no longer decides it); the first of
+    // them is also recorded in the baseline and measured further.
+    const colds = [];
+    let run, cold;
+    for (let k = 0; k < COLD_RUNS; k++) {
+      const id = must(await api.call("POST", "/v1/runs", { token: author, body: {} }), 201, "run").run_id;
+      if (k === 0) must(await base.api.call("POST", "/run", { body: { run_id: id, org: ORG } }), 200, "baseline run");
+      log(`replay: recording ${n} events (ours${k === 0 ? " and baseline" : `, run ${k + 1} of ${COLD_RUNS}`})`);
+      for (let off = 0; off < n; off += 100) {
+        const events = canvasEvents(100, off);
+        must(await api.call("POST", `/v1/runs/${id}/events`, { token: author, body: { events } }), 201, "record");
+        if (k === 0) must(await base.api.call("POST", "/insert", { body: { run_id: id, org: ORG, rows: asRows(events, off + 1, "recorder") } }), 200, "baseline record");
+      }
+      const c = await timed(() => api.call("GET", `/v1/runs/${id}/state`, { token: author }));
+      must(c.r, 200, "cold replay");
+      if (k === 0) { run = id; cold = c; } else if (c.r.json.hash !== cold.r.json.hash) throw new Error("cold replays of the same events differ");
+      colds.push(c.ms);
     }
     const state = (q = "") => api.call("GET", `/v1/runs/${run}/state${q}`, { token: author });
-    // Cold: the first replay ever of this run, straight from D1 (it also
-    // stores the checkpoints it passes, as in production).
-    const cold = await timed(() => state());
-    must(cold.r, 200, "cold replay");
     const warm = [], tail = [], scan = [];
     for (let k = 0; k < 5; k++) {
       const a = await timed(() => state());
@@ -375,7 +386,7 @@ async function replay(api, base, { browser = true } = {}) {
       if (v.r.json.ok !== true || v.r.json.last_seq !== n) throw new Error(`verify: ${v.r.text}`);
       ver.push(v.ms);
     }
-    const row = { n, cold: cold.ms, warm: median(warm), tail: median(tail), scan: median(scan), verify: median(ver) };
+    const row = { n, cold: median(colds), colds, warm: median(warm), tail: median(tail), scan: median(scan), verify: median(ver) };
     if (n === 100_000 && browser) row.browser = await browserScrub(api, author, run, n, cold.r.json.hash);
     out.push(row);
   }
@@ -716,6 +727,10 @@ async function main() {
     row("warm marketplace list, p99 (ms)", f2(pct(m.list, 99)), `${f2(pct(m.floor, 99))} (/ping)`, ratio(pct(m.list, 99), pct(m.floor, 99)), "", undefined);
     row("warm marketplace list, far primary (d1_delay_ms = 150), p50 (ms)", f2(median(m.listFar)), `${f2(floor50)} (/ping)`, ratio(median(m.listFar), floor50), "≤ 1.3× floor", median(m.listFar) <= 1.3 * floor50);
     row("warm public frame read, p50 (ms)", f2(median(m.frame)), `${f2(floor50)} (/ping)`, ratio(median(m.frame), floor50), "≤ 1.3× floor", median(m.frame) <= 1.3 * floor50);
+    row(`warm marketplace list, p50 (ms), vs the least consistent edge read of the same ${int(m.bodyBytes.list)} bytes`, f2(median(m.list)), `${f2(median(m.listRef))} (KV stamp ∥ Cache API)`, ratio(median(m.list), median(m.listRef)), "", undefined);
+    row(`warm public frame read, p50 (ms), vs the least consistent edge read of the same bytes (${int(m.bodyBytes.frame)} on average)`, f2(median(m.frame)), `${f2(median(m.frameRef))} (KV stamp ∥ Cache API)`, ratio(median(m.frame), median(m.frameRef)), "", undefined);
+    const refs = [...m.listRef, ...m.frameRef];
+    row("the least consistent edge read (baseline: KV stamp ∥ Cache API, list and frames), p50 (ms), vs /ping", f2(median(refs)), `${f2(floor50)} (/ping)`, ratio(median(refs), floor50), "", undefined);
     row("D1 statements per warm public read (max over all warm reads)", String(m.warmD1Max), "0", "", "0", m.warmD1Max === 0);
     row(`marketplace search over ${int(LISTINGS)} listings, cold, p50 (ms)`, f2(median(m.search)), `${f2(floor50)} (/ping)`, ratio(median(m.search), floor50), "", undefined);
     row(`marketplace search over ${int(LISTINGS)} listings, cold, p99 (ms)`, f2(pct(m.search, 99)), `${f2(pct(m.floor, 99))} (/ping)`, "", "≤ 50 ms", pct(m.search, 99) <= 50);
@@ -794,7 +809,8 @@ ${load ? loadMethod(load) : ""}- **Append**: ${300} single-event requests one af
   the sum of its own request times.
 - **Replay**: runs of 10,000 and 100,000 recorded canvas events (200 elements moved, updated,
   narrated). *Cold* is the first \`GET /v1/runs/{id}/state\` ever (pages from D1, folds with the pure
-  reducer, stores the checkpoints it passes, one every \`CHECKPOINT_EVERY\` = 100 events); *from
+  reducer, stores the checkpoints it passes, one every \`CHECKPOINT_EVERY\` = 100 events), the
+  median over ${COLD_RUNS} runs recorded with the same events (each has one first replay; ${rep ? rep.map((r) => `${int(r.n)}: ${r.colds.map(f1).join(", ")} ms`).join("; ") : "not measured"}); *from
   checkpoints* is the median of 5 later calls (verified checkpoint + tail); the hash equals the
   cold replay's every time. Baseline: the median of 5 bare \`SELECT\` scans of the same rows.
   *Verify* is the median of 3 \`GET /v1/runs/{id}/verify\`: every event's chained SHA-256
@@ -849,7 +865,12 @@ ${contributors ? contributors.lines.map((l) => "  " + l).join("\n") : "  | (no n
   the baseline worker's \`/ping\`, the floor of one request through wrangler and workerd here
   (with the asset router's hop, as the product's requests). A warm read of a family's entry waits
   for one local round trip (the stamp in KV and the entry in the Cache API, fetched at once),
-  which \`/ping\` does not make. *The asset router's hop*: 500 \`/ping\`s of the baseline with
+  which \`/ping\` does not make. *The least consistent edge read*: the baseline's \`GET /edge/{key}\`,
+  which makes exactly that round trip and nothing else (no auth, routing or metering): KV's stamp
+  and the Cache API's entry at once, the entry's body when it was kept under that stamp. It holds
+  our own answers, byte for byte, and is sampled right after each of our reads (after the same
+  warm-up). A read that must see a write at once in its location (API.md, Marketplace) cannot skip
+  that round trip, so this is the nearest figure the \`/ping\` goal can reach. *The asset router's hop*: 500 \`/ping\`s of the baseline with
   the product's \`[assets]\` and 500 of the same worker without them, interleaved.
 `;
   writeFileSync(join(ROOT, "BENCHMARKS.md"), md + "\n" + devLoopSection(loop, "same run"));

@@ -10,6 +10,10 @@
 //   POST /run                  {"run_id","org"}: creates the `runs` row
 //   POST /insert               {"run_id","org","rows":[...]}: raw D1 inserts, one batch
 //   GET  /scan?run_id=         reads every event of the run in seq order
+//   PUT  /edge/{key}           {"body"}: keeps `body` as a cached entry under the current stamp
+//   GET  /edge/{key}           the least a consistent cached read at the edge does:
+//                              the stamp (KV) and the entry (Cache API) at once,
+//                              the entry's body if it was kept under that stamp
 
 import { DurableObject } from "cloudflare:workers";
 
@@ -73,6 +77,32 @@ function closeQuietly(ws) {
   } catch {
     // Already closed.
   }
+}
+
+// A cached read that honours a write at once in its location (API.md,
+// Marketplace) must learn the current stamp on every read: one KV read,
+// made at the same time as the Cache API lookup. Nothing else: no auth, no
+// routing, no metering.
+const EDGE_STAMP = "edge-stamp";
+const edgeUrl = (key) => `https://edge-cache.baseline.invalid/${encodeURIComponent(key)}`;
+
+async function keepEdgeEntry(env, key, body) {
+  if (typeof body !== "string") throw new BadRequest("body: a string is required");
+  let stamp = await env.KV.get(EDGE_STAMP);
+  if (stamp === null) {
+    stamp = String(Date.now());
+    await env.KV.put(EDGE_STAMP, stamp);
+  }
+  await caches.default.put(edgeUrl(key), new Response(body, {
+    headers: { "content-type": "application/json", "cache-control": "public, max-age=3600", "x-entry-stamp": stamp },
+  }));
+  return { ok: true };
+}
+
+async function edgeRead(env, key) {
+  const [stamp, hit] = await Promise.all([env.KV.get(EDGE_STAMP), caches.default.match(edgeUrl(key))]);
+  if (!hit || hit.headers.get("x-entry-stamp") !== stamp) return json({ error: "miss" }, 404);
+  return new Response(hit.body, { headers: { "content-type": "application/json" } });
 }
 
 function json(body, status = 200) {
@@ -146,7 +176,10 @@ export default {
       return env.DURABLE_ROOM.get(env.DURABLE_ROOM.idFromName(decodeURIComponent(durable[1]))).fetch(request);
     }
     const room = url.pathname.match(/^\/room\/([^/]+)\/ws$/);
+    const edge = url.pathname.match(/^\/edge\/([^/]+)$/);
     try {
+      if (edge && method === "GET") return await edgeRead(env, decodeURIComponent(edge[1]));
+      if (edge && method === "PUT") return json(await keepEdgeEntry(env, decodeURIComponent(edge[1]), (await readJson(request)).body));
       if (room && method === "GET") {
         return env.ROOM.get(env.ROOM.idFromName(decodeURIComponent(room[1]))).fetch(request);
       }
