@@ -16,16 +16,16 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "a30579e0d0";
+const VERSION = "6787f56497";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const REFERENCE = "dropple-reference-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
   "/css/app.css?v=f7ae708f13", "/manifest.webmanifest", "/icon.svg",
-  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=aab9fc0c60", "/js/core.js?v=a6d6767f9b",
-  "/core/dropple_core.js?v=b2adf89fa6", "/core/dropple_core_bg.wasm?v=b2adf89fa6",
-  "/js/home.js?v=c373d17f34", "/js/teach.js?v=0b7315e7c3", "/js/learn.js?v=2fa275b913", "/js/author.js?v=6ed3780d2f", "/js/market.js?v=abe947f654", "/js/verify.js?v=8945bc5872", "/js/replay.js?v=9136981ce7",
+  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=dbce402357", "/js/core.js?v=e575aca59f",
+  "/core/dropple_core.js?v=4ba31dee95", "/core/dropple_core_bg.wasm?v=4ba31dee95",
+  "/js/home.js?v=c373d17f34", "/js/teach.js?v=2182d024e8", "/js/learn.js?v=8296237185", "/js/author.js?v=226f7f5f98", "/js/market.js?v=abe947f654", "/js/verify.js?v=ad8c01e74f", "/js/replay.js?v=ef65fc741d",
 ];
 const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;

@@ -73,7 +73,7 @@ pub fn verify(token: &str, secret: &[u8], now_secs: i64) -> AppResult<Claims> {
     let header: serde_json::Value = B64
         .decode(h)
         .ok()
-        .and_then(|raw| serde_json::from_slice(&raw).ok())
+        .and_then(|raw| serde_json::from_str(std::str::from_utf8(&raw).ok()?).ok())
         .ok_or_else(|| bad("header is not base64url JSON"))?;
     if header.get("alg").and_then(|a| a.as_str()) != Some("HS256") {
         return Err(bad("only alg HS256 is accepted"));
@@ -87,7 +87,7 @@ pub fn verify(token: &str, secret: &[u8], now_secs: i64) -> AppResult<Claims> {
     let claims: Claims = B64
         .decode(b)
         .ok()
-        .and_then(|raw| serde_json::from_slice(&raw).ok())
+        .and_then(|raw| serde_json::from_str(std::str::from_utf8(&raw).ok()?).ok())
         .ok_or_else(|| bad("claims are missing or malformed"))?;
     if !is_valid_id(&claims.sub) || !is_valid_id(&claims.org) {
         return Err(bad("sub and org must be ids of [A-Za-z0-9._-], at most 64 characters"));

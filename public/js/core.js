@@ -9,9 +9,9 @@
 // Values cross as JSON text (big integers and odd floats arrive exactly as
 // the server wrote them); the helpers below parse what the pages render.
 
-import init, * as wasm from "/core/dropple_core.js?v=b2adf89fa6";
+import init, * as wasm from "/core/dropple_core.js?v=4ba31dee95";
 
-await init({ module_or_path: "/core/dropple_core_bg.wasm?v=b2adf89fa6" });
+await init({ module_or_path: "/core/dropple_core_bg.wasm?v=4ba31dee95" });
 
 export const core = wasm;
 

@@ -7,8 +7,8 @@
 // the classes the person taught or attended and the runs they wrote.
 
 import { api, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=aab9fc0c60";
-import { Replay, describeItems, lessonFrames } from "./core.js?v=a6d6767f9b";
+import { ClassroomClient } from "./classroom-client.js?v=dbce402357";
+import { Replay, describeItems, lessonFrames } from "./core.js?v=e575aca59f";
 import { renderCanvas } from "./canvas.js?v=cc346232db";
 import { shell, $, h, say, params } from "./ui.js?v=f44cea9744";
 

@@ -4,9 +4,9 @@
 // server's (what learners see), never a local guess.
 
 import { api, claims, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=aab9fc0c60";
+import { ClassroomClient } from "./classroom-client.js?v=dbce402357";
 import { renderCanvas } from "./canvas.js?v=cc346232db";
-import { describeItems, lessonFrames } from "./core.js?v=a6d6767f9b";
+import { describeItems, lessonFrames } from "./core.js?v=e575aca59f";
 import { shell, $, h, say, params, icon } from "./ui.js?v=f44cea9744";
 
 const SAVED = "dropple.teach.sessions";

@@ -8,7 +8,7 @@
 // last status list seen.
 
 import { api, describeError } from "./api.js?v=f3c5674699";
-import { verifyCredential, statusEntry } from "./core.js?v=a6d6767f9b";
+import { verifyCredential, statusEntry } from "./core.js?v=e575aca59f";
 import { shell, $, h, say, params, onFirstControl } from "./ui.js?v=f44cea9744";
 
 shell();

@@ -896,7 +896,8 @@ async fn revoked_indexes(ctx: &Ctx, list: &str) -> AppResult<Vec<u64>> {
         Ok(Entry::json(&json!(revoked_in_d1(&*ctx.db()?, list).await?), NO_STORE))
     })
     .await?;
-    serde_json::from_slice(entry.bytes().await?).map_err(|e| AppError::internal(format!("cached status list: {e}")))
+    let text = std::str::from_utf8(entry.bytes().await?).map_err(|e| AppError::internal(format!("cached status list: {e}")))?;
+    serde_json::from_str(text).map_err(|e| AppError::internal(format!("cached status list: {e}")))
 }
 
 /// The revoked indexes of a list as D1 holds them (404: no such list yet).
