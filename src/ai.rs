@@ -6,9 +6,10 @@
 
 use crate::canonical::canonical_sha256;
 use crate::error::{AppError, AppResult};
+use crate::json;
 use crate::lesson::{Artifact, TimelineItem};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

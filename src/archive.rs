@@ -94,7 +94,7 @@ pub struct SegmentRef {
 
 impl SegmentRef {
     pub fn to_value(&self) -> Value {
-        serde_json::json!({"address": self.address, "first_seq": self.first_seq, "last_seq": self.last_seq, "head_hash": self.head_hash})
+        crate::json!({"address": self.address, "first_seq": self.first_seq, "last_seq": self.last_seq, "head_hash": self.head_hash})
     }
     pub fn from_value(v: &Value) -> Option<Self> {
         Some(SegmentRef {
@@ -117,7 +117,7 @@ pub struct RunManifest {
 
 impl RunManifest {
     pub fn to_value(&self) -> Value {
-        serde_json::json!({
+        crate::json!({
             "format": self.format,
             "run_id": self.run_id,
             "last_seq": self.last_seq,
@@ -269,9 +269,9 @@ impl TablesManifest {
         // Inserts, not `collect`: collecting into a map links a sort.
         let mut tables = Map::new();
         for (k, t) in &self.tables {
-            tables.insert(k.clone(), serde_json::json!({"rows": t.rows, "segments": t.segments}));
+            tables.insert(k.clone(), crate::json!({"rows": t.rows, "segments": t.segments}));
         }
-        serde_json::json!({"format": self.format, "at": self.at, "tables": tables})
+        crate::json!({"format": self.format, "at": self.at, "tables": tables})
     }
 
     pub fn from_value(v: &Value) -> Option<Self> {

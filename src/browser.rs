@@ -183,9 +183,9 @@ impl Lesson {
     pub fn frame(&self, k: u32) -> String {
         let k = (k as usize).min(self.timeline.len());
         let item = k.checked_sub(1).and_then(|n| self.timeline.get(n));
-        let item = item.map(|(kind, payload)| serde_json::json!({"type": kind, "payload": payload}));
-        to_text(&serde_json::json!({
-            "cursor": k, "steps": self.timeline.len(), "item": item, "state": self.canvas_at(k),
+        let item = item.map(|(kind, payload)| crate::json!({"type": kind, "payload": payload}));
+        to_text(&crate::json!({
+            "cursor": k, "steps": self.timeline.len(), "item": item, "state": self.canvas_at(k).to_value(),
         }))
     }
 
@@ -270,7 +270,7 @@ impl SessionFold {
     }
 
     pub fn hash(&self) -> String {
-        canonical_sha256(&serde_json::to_value(&self.state).unwrap_or(Value::Null))
+        canonical_sha256(&crate::json_value::serialized(&self.state))
     }
 
     /// The teacher's view of the class (`classroom::class_summary`):
@@ -421,7 +421,7 @@ impl Replay {
             for e in tail {
                 s.apply(e);
             }
-            serde_json::to_value(&s).unwrap_or(Value::Null)
+            crate::json_value::serialized(&s)
         } else {
             let mut c = self.canvases.get(n / stride).cloned().unwrap_or_default();
             for e in tail {
@@ -429,7 +429,7 @@ impl Replay {
             }
             c.to_value()
         };
-        to_text(&serde_json::json!({"seq": at, "state": state}))
+        to_text(&crate::json!({"seq": at, "state": state}))
     }
 }
 
@@ -527,6 +527,6 @@ pub fn random_stream(seed: u32) -> String {
 pub fn random_stream_batches(seed: u32) -> Vec<String> {
     crate::streams::random_stream(u64::from(seed))
         .chunks(crate::run::MAX_BATCH_EVENTS)
-        .map(|batch| to_text(&serde_json::json!({ "events": batch })))
+        .map(|batch| to_text(&crate::json!({ "events": batch })))
         .collect()
 }

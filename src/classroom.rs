@@ -11,8 +11,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::json;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::run::Event;
 

@@ -87,7 +87,7 @@ impl AppError {
     }
     /// `{"error": {"code", "message"}}`
     pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({"error": {"code": self.code(), "message": self.public_message()}})
+        crate::json!({"error": {"code": self.code(), "message": self.public_message()}})
     }
 }
 

@@ -28,6 +28,7 @@
 //! - [`urlparts`]: URL path and query splitting without the `url` crate (size).
 //! - [`ai`]: AI job rules, cache keys, the builtin offline provider, OpenAI-compatible shaping.
 //! - [`canonical`]: canonical JSON (RFC 8785 style) and hashing shared by lessons, state and proofs.
+//! - [`json_value`]: the crate's `json!` (serde_json's syntax and values, less code per use).
 //! - [`order`]: the one stable sort every caller shares (wasm size).
 //! - [`streams`]: the seeded random event streams of the native / browser / edge parity tests.
 //!
@@ -69,6 +70,7 @@ pub mod classroom;
 pub mod error;
 pub mod grading;
 pub mod identity;
+pub mod json_value;
 // Only the browser reads it (and the native tests): the worker is compiled
 // without it, so its wasm does not change by a byte.
 #[cfg(any(test, feature = "browser"))]

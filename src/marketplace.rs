@@ -696,14 +696,11 @@ fn segment(s: &str) -> String {
 /// marketplace's generation stamp).
 pub fn list_cache_key(viewer_scope: &str, query: &Query) -> String {
     // A JSON array is an injective encoding of the fields.
-    let canonical = serde_json::json!([
-        query.sort.as_str(),
-        query.limit,
-        query.tag,
-        query.q,
-        query.cursor.as_ref().map(Cursor::encode),
-    ])
-    .to_string();
+    let canonical =
+        crate::json!(
+            [query.sort.as_str(), query.limit, query.tag, query.q, query.cursor.as_ref().map(Cursor::encode),]
+        )
+        .to_string();
     format!("{KEY_PREFIX}:list:{}:{}", segment(viewer_scope), sha256_hex(canonical.as_bytes()))
 }
 

@@ -34,7 +34,7 @@ pub struct Event {
 impl Event {
     /// The envelope as JSON (what every API answer and archive line holds).
     pub fn to_value(&self) -> Value {
-        serde_json::json!({
+        crate::json!({
             "id": self.id,
             "run_id": self.run_id,
             "seq": self.seq,
@@ -251,7 +251,7 @@ impl Canvas {
     }
 
     pub fn to_value(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
+        crate::json_value::serialized(&self)
     }
 
     /// sha256 of the canonical JSON of the state: equal states, equal hashes.
@@ -377,7 +377,7 @@ pub fn xapi_statement(e: &Event, base_url: &str) -> Value {
         .find(|(t, _)| *t == e.kind)
         .map(|(_, v)| (*v).to_owned())
         .unwrap_or_else(|| format!("{base_url}/xapi/verbs/{}", e.kind));
-    serde_json::json!({
+    crate::json!({
         "id": e.id,
         "actor": {"objectType": "Agent", "account": {"homePage": base_url, "name": e.author_id}},
         "verb": {"id": verb, "display": {"en-US": e.kind}},

@@ -10,7 +10,8 @@
 //! 1e21, 2^53 + 1, u64::MAX), keys whose UTF-8 and UTF-16 orders differ,
 //! escapes and astral characters. Every stream passes `run::validate_batch`.
 
-use serde_json::{json, Map, Value};
+use crate::json;
+use serde_json::{Map, Value};
 
 /// splitmix64: tiny, seedable, the same on every target.
 pub struct Rng(u64);

@@ -12,11 +12,12 @@ use super::system;
 use crate::ai::{self, JobKind, JobRequest};
 use crate::error::{AppError, AppResult};
 use crate::identity::Claims;
+use crate::json;
 use crate::lesson::Artifact;
 use crate::policy::{self, Action, Scope};
 use crate::run::{rfc3339_ms, NewEvent};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use worker::{Env, Method, Response};
 
 /// Deliveries before a job is failed and dead-lettered (wrangler.toml's

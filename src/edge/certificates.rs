@@ -15,9 +15,10 @@ use crate::chain;
 use crate::error::{AppError, AppResult};
 use crate::grading;
 use crate::identity::Claims;
+use crate::json;
 use crate::policy::{self, Action, Scope};
 use crate::run::{rfc3339_ms, NewEvent};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::rc::Rc;
 use worker::{Method, Response};
 
@@ -217,7 +218,7 @@ async fn attempt_and_events(
 
 /// The certificate's evidence: the SHA-256 of the covered events' RFC 8785 form.
 fn evidence_sha256(covered: &[crate::run::Event]) -> String {
-    canonical_sha256(&serde_json::to_value(covered).unwrap_or(Value::Null))
+    canonical_sha256(&crate::json_value::serialized(&covered))
 }
 
 /// The certificate id of an attempt: derived, so every retry issues the same.
@@ -629,7 +630,11 @@ async fn submit(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     let mut body = submit_json(&a, Some(grade.correct), Some(grade.total), false);
     // Additive: the pass mark and what was right, for the learner's feedback.
     super::http::set_field(&mut body, "pass_threshold", json!(artifact.pass_threshold));
-    super::http::set_field(&mut body, "questions", json!(grading::feedback(&artifact.quiz, &answers, &grade)));
+    super::http::set_field(
+        &mut body,
+        "questions",
+        crate::json_value::serialized(&grading::feedback(&artifact.quiz, &answers, &grade)),
+    );
     ok(body)
 }
 
@@ -884,7 +889,7 @@ async fn verify(ctx: &mut Ctx) -> AppResult<Response> {
         revoked,
         &rfc3339_ms(ctx.now_ms),
     );
-    ok(serde_json::to_value(result).unwrap_or(Value::Null))
+    ok(crate::json_value::serialized(&result))
 }
 
 /// The revoked indexes of a status list: at the edge when warm (no D1), keyed
@@ -896,7 +901,8 @@ async fn revoked_indexes(ctx: &Ctx, list: &str) -> AppResult<Vec<u64>> {
         Ok(Entry::json(&json!(revoked_in_d1(&*ctx.db()?, list).await?), NO_STORE))
     })
     .await?;
-    let text = std::str::from_utf8(entry.bytes().await?).map_err(|e| AppError::internal(format!("cached status list: {e}")))?;
+    let text = std::str::from_utf8(entry.bytes().await?)
+        .map_err(|e| AppError::internal(format!("cached status list: {e}")))?;
     serde_json::from_str(text).map_err(|e| AppError::internal(format!("cached status list: {e}")))
 }
 

@@ -13,9 +13,10 @@ use super::store::{self, t, u};
 use super::Later;
 use crate::classroom::{self, Effect, Peer, Role, ServerMsg, SessionConfig, SessionState, Status, StoredEvent};
 use crate::error::AppError;
+use crate::json;
 use crate::run::Event;
 use futures_channel::mpsc::{unbounded, UnboundedSender};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::cell::RefCell;
 use std::future::Future;
 use std::rc::Rc;
@@ -901,7 +902,7 @@ impl Classroom {
                 match self.with_session(|s| (status_name(s.status), s.cursor.clone(), s.seq, s.questions.len()))? {
                     Some((status, cursor, seq, questions)) => json_response(
                         200,
-                        &json!({"status": status, "cursor": cursor, "seq": seq, "participants": self.presence_count(), "questions": questions}),
+                        &json!({"status": status, "cursor": crate::json_value::serialized(&cursor), "seq": seq, "participants": self.presence_count(), "questions": questions}),
                     ),
                     None => error(404, "not_found", "session not found"),
                 }

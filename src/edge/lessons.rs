@@ -10,9 +10,10 @@ use super::store::{self, i, t, u, ARTIFACTS};
 use crate::canonical::sha256_hex;
 use crate::error::{AppError, AppResult};
 use crate::identity::Claims;
+use crate::json;
 use crate::lesson::{self, Artifact, Draft, Source};
 use crate::policy::{self, Action, Scope};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::rc::Rc;
 use worker::{Bucket, Conditional, HttpMetadata, Method, Range, Response};
 
@@ -302,7 +303,7 @@ async fn list(ctx: &mut Ctx) -> AppResult<Response> {
         &[t(&claims.org)],
     )
     .await?;
-    ok(json!({"lessons": rows}))
+    ok(json!({"lessons": crate::json_value::serialized(&rows)}))
 }
 
 /// Store a new version: artifact to R2 (create-only), index rows to D1 in one batch.
@@ -462,10 +463,7 @@ pub async fn export(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {
     }
     let mut merged = body.clone();
     if let Some(obj) = merged.as_object_mut() {
-        obj.insert(
-            "timeline".into(),
-            serde_json::to_value(lesson::timeline_from_events(&events)).unwrap_or(Value::Null),
-        );
+        obj.insert("timeline".into(), crate::json_value::serialized(&lesson::timeline_from_events(&events)));
     }
     let draft = lesson::validate_draft(&merged)?;
     let source = Source { run_id: run.id.clone(), from_seq: 1, to_seq: last };
@@ -571,8 +569,7 @@ async fn read_version(ctx: &mut Ctx, id: &str, version: u32) -> AppResult<Respon
         return immutable_json(ctx, &Value::Null, &row.sha256, private);
     }
     let artifact = fetch_artifact(ctx, &row).await?;
-    let body =
-        if full { serde_json::to_value(&*artifact).unwrap_or(Value::Null) } else { artifact.without_answer_key() };
+    let body = if full { crate::json_value::serialized(&*artifact) } else { artifact.without_answer_key() };
     immutable_json(ctx, &body, &row.sha256, private)
 }
 
@@ -590,7 +587,7 @@ async fn frame_body(ctx: &Ctx, row: &VersionRow, k: usize) -> AppResult<Value> {
     let item = k.checked_sub(1).and_then(|n| artifact.timeline.get(n));
     Ok(json!({
         "lesson_id": row.lesson_id, "version": row.version, "cursor": k, "steps": row.step_count,
-        "item": item, "state": canvas.to_value(),
+        "item": crate::json_value::serialized(&item), "state": canvas.to_value(),
     }))
 }
 

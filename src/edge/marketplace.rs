@@ -10,12 +10,13 @@ use super::store::Db;
 use super::store::{self, i, t, u};
 use crate::error::{AppError, AppResult};
 use crate::identity::Claims;
+use crate::json;
 use crate::marketplace::{
     self as market, Actor, DecisionRequest, ListingFacts, ListingStatus, ListingSummary, Query, TrustInput, Visibility,
 };
 use crate::policy::{self, Action, Scope};
 use crate::run::rfc3339_ms;
-use serde_json::{json, Value};
+use serde_json::Value;
 use worker::{Method, Response};
 
 #[derive(Clone)]
@@ -162,7 +163,10 @@ async fn list(ctx: &mut Ctx) -> AppResult<Response> {
     let key = market::list_cache_key(&market::viewer_scope(viewer.as_deref()), &query);
     let (entry, state) = cached(ctx, &key, async {
         let page = search(&*ctx.db()?, &query, viewer.as_deref()).await?;
-        Ok(Entry::json(&json!({"listings": page.items, "next_cursor": page.next_cursor}), NO_STORE))
+        Ok(Entry::json(
+            &json!({"listings": crate::json_value::serialized(&page.items), "next_cursor": page.next_cursor}),
+            NO_STORE,
+        ))
     })
     .await?;
     respond(ctx, &entry, state)
@@ -377,7 +381,10 @@ async fn detail(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     // they follow from the body's own status, author and org.
     let actions: Vec<&str> = match &claims {
         Some(c) => {
-            let body: Value = std::str::from_utf8(entry.bytes().await?).ok().and_then(|t| serde_json::from_str(t).ok()).unwrap_or(Value::Null);
+            let body: Value = std::str::from_utf8(entry.bytes().await?)
+                .ok()
+                .and_then(|t| serde_json::from_str(t).ok())
+                .unwrap_or(Value::Null);
             let field = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
             let status = ListingStatus::parse(&field("status")).unwrap_or(ListingStatus::Suspended);
             let visibility = if field("visibility") == "org" { Visibility::Org } else { Visibility::Public };
@@ -446,7 +453,7 @@ async fn decide(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     let actor = Actor { user_id: claims.sub.clone(), roles: claims.roles.clone(), org: claims.org.clone() };
     let decided = market::handle_decision(id, row.status(), &request, &actor, &row.facts(), ctx.now_ms)?;
     let reason = decided.reason.clone().unwrap_or_default();
-    let detail = serde_json::to_value(&decided).unwrap_or(Value::Null);
+    let detail = crate::json_value::serialized(&decided);
     let update = store::stmt(
         &db,
         "UPDATE listings SET status = ?1, updated_at = ?2 WHERE id = ?3 AND status = ?4",

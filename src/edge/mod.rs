@@ -43,7 +43,7 @@ async fn fetch(req: Request, env: Env, wctx: Context) -> worker::Result<Response
             if let AppError::Internal(detail) = &e {
                 worker::console_error!(
                     "{}",
-                    serde_json::json!({"msg": "internal error", "path": ctx.path, "detail": detail})
+                    crate::json!({"msg": "internal error", "path": ctx.path, "detail": detail})
                 );
             }
             http::error_response(&e)?
@@ -62,7 +62,7 @@ async fn fetch(req: Request, env: Env, wctx: Context) -> worker::Result<Response
     // One structured line per request: ids only, never personal data.
     request_log::line(
         &ctx.wctx,
-        &serde_json::json!({
+        &crate::json!({
             "method": method,
             "route": route_name(&ctx.path),
             "status": response.status_code(),
@@ -198,7 +198,7 @@ async fn queue(batch: MessageBatch<serde_json::Value>, env: Env, _ctx: Context) 
     let messages = match batch.messages() {
         Ok(m) => m,
         Err(e) => {
-            worker::console_error!("{}", serde_json::json!({"msg": "unreadable queue batch", "error": e.to_string()}));
+            worker::console_error!("{}", crate::json!({"msg": "unreadable queue batch", "error": e.to_string()}));
             batch.retry_all();
             return Ok(());
         }
@@ -229,10 +229,7 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     if let Ok(db) = store::db(&env) {
         store::flush_counters(&db).await;
         if let Err(e) = ai_jobs::requeue_stale(&env, &db, None, now).await {
-            worker::console_error!(
-                "{}",
-                serde_json::json!({"msg": "stale AI job sweep failed", "error": e.to_string()})
-            );
+            worker::console_error!("{}", crate::json!({"msg": "stale AI job sweep failed", "error": e.to_string()}));
         }
     }
     recovery::scheduled(&env, now).await;

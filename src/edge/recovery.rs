@@ -13,8 +13,9 @@ use super::store::{self, t, u, Arg, ARTIFACTS};
 use crate::archive::{self, RunManifest, TableSnapshot, TablesManifest};
 use crate::chain::{self, Walk};
 use crate::error::{AppError, AppResult};
+use crate::json;
 use crate::run::Event;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use worker::{Bucket, Conditional, Env, HttpMetadata, Method, Response};
 
 /// Runs an archive pass looks at, at most (the next pass continues).

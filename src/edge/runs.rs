@@ -17,10 +17,11 @@ use crate::canonical::write_canonical_str;
 use crate::chain;
 use crate::error::{AppError, AppResult};
 use crate::identity::Claims;
+use crate::json;
 use crate::policy::{self, Action, Decision, Scope};
 use crate::run::{self, Checkpoint, Event, NewEvent};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use worker::{Method, Response};
@@ -669,7 +670,7 @@ async fn list_events(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {
     let events = events_page(&db, run_id, after, i64::MAX as u64, limit).await?;
     let last_seq = last_seq(&db, run_id).await?;
     let next_after = events.last().map(|e| e.seq).filter(|s| *s < last_seq);
-    ok(json!({"events": events, "last_seq": last_seq, "next_after": next_after}))
+    ok(json!({"events": crate::json_value::serialized(&events), "last_seq": last_seq, "next_after": next_after}))
 }
 
 /// A replay page: `[seq, type, payload]` per event, in one JSON text built by

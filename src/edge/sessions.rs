@@ -9,8 +9,8 @@ use super::{lessons, runs, system};
 use crate::classroom::{self, QuizRef, SessionConfig};
 use crate::error::{AppError, AppResult};
 use crate::identity::Claims;
+use crate::json;
 use crate::policy::{self, Action, Scope};
-use serde_json::json;
 use worker::{Headers, Method, Response};
 
 pub const HDR_USER: &str = "x-dropple-user";

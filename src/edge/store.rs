@@ -505,7 +505,7 @@ pub async fn audit(
     if let Err(e) = result {
         worker::console_error!(
             "{}",
-            serde_json::json!({"msg": "audit write failed", "action": action, "error": e.to_string()})
+            crate::json!({"msg": "audit write failed", "action": action, "error": e.to_string()})
         );
     }
 }

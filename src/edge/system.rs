@@ -5,9 +5,10 @@ use super::store::Db;
 use super::store::{self, i, t};
 use crate::error::{AppError, AppResult};
 use crate::identity::{self, Claims, Role};
+use crate::json;
 use crate::policy::{self, Action, Plan, Scope};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use worker::{Method, Response};
 
 pub async fn route(ctx: &mut Ctx, rest: &[&str]) -> AppResult<Response> {
@@ -92,7 +93,7 @@ async fn dev_token(ctx: &mut Ctx) -> AppResult<Response> {
         .await?;
     }
     let token = identity::issue(&claims, ctx.auth_secret()?.as_bytes())?;
-    created(json!({"token": token, "claims": claims}))
+    created(json!({"token": token, "claims": crate::json_value::serialized(&claims)}))
 }
 
 /// Development-only fault switches. `d1_writes: "fail"` makes the classroom
@@ -151,7 +152,7 @@ async fn set_plan(ctx: &mut Ctx, org: &str) -> AppResult<Response> {
     ensure_org(&db, org, ctx.now_ms).await?;
     store::run(&db, "UPDATE orgs SET plan = ?1 WHERE id = ?2", &[t(plan.as_str()), t(org)]).await?;
     PLANS_READ.with(|p| p.keep(org.to_owned(), (plan, ctx.now_ms)));
-    ok(json!({"org": org, "plan": plan}))
+    ok(json!({"org": org, "plan": crate::json_value::serialized(&plan)}))
 }
 
 /// Orgs are created on first sight (development) on the free plan.
@@ -227,7 +228,9 @@ async fn usage(ctx: &mut Ctx, org: &str) -> AppResult<Response> {
     let db = ctx.db()?;
     let (plan, limits) = org_limits(ctx, &db, org).await?;
     let used = usage_counts(&db, org, ctx.now_ms).await?;
-    ok(json!({"org": org, "plan": plan, "limits": limits, "usage": used}))
+    ok(
+        json!({"org": org, "plan": crate::json_value::serialized(&plan), "limits": crate::json_value::serialized(&limits), "usage": used}),
+    )
 }
 
 /// Current use, read from the records themselves (tables created by later
