@@ -16,16 +16,16 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "c8740fb182";
+const VERSION = "a3f9391858";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const REFERENCE = "dropple-reference-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
   "/css/app.css?v=f7ae708f13", "/manifest.webmanifest", "/icon.svg",
-  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=bfed180d15", "/js/core.js?v=5c52664e64",
-  "/core/dropple_core.js?v=f8cbd44122", "/core/dropple_core_bg.wasm?v=f8cbd44122",
-  "/js/home.js?v=c373d17f34", "/js/teach.js?v=26a0443232", "/js/learn.js?v=1ca03dd145", "/js/author.js?v=2b6708607f", "/js/market.js?v=abe947f654", "/js/verify.js?v=724ff00772", "/js/replay.js?v=683fdc8010",
+  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=969eb1c75c", "/js/core.js?v=ee1c385e85",
+  "/core/dropple_core.js?v=68a12c657a", "/core/dropple_core_bg.wasm?v=68a12c657a",
+  "/js/home.js?v=c373d17f34", "/js/teach.js?v=e9b45e6e78", "/js/learn.js?v=8e08e5cbd8", "/js/author.js?v=9bbe805a7e", "/js/market.js?v=abe947f654", "/js/verify.js?v=592103477f", "/js/replay.js?v=aa353d2c01",
 ];
 const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;

@@ -18,7 +18,7 @@
 //
 // Authority is the server's: the client only mirrors it (e.g. `isTeacher`).
 
-import { SessionFold } from "./core.js?v=5c52664e64";
+import { SessionFold } from "./core.js?v=ee1c385e85";
 
 export const PROTOCOL_VERSION = 1;
 const CLOSE_UNSUPPORTED_VERSION = 4426;

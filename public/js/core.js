@@ -9,9 +9,9 @@
 // Values cross as JSON text (big integers and odd floats arrive exactly as
 // the server wrote them); the helpers below parse what the pages render.
 
-import init, * as wasm from "/core/dropple_core.js?v=f8cbd44122";
+import init, * as wasm from "/core/dropple_core.js?v=68a12c657a";
 
-await init({ module_or_path: "/core/dropple_core_bg.wasm?v=f8cbd44122" });
+await init({ module_or_path: "/core/dropple_core_bg.wasm?v=68a12c657a" });
 
 export const core = wasm;
 

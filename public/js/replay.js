@@ -7,8 +7,8 @@
 // the classes the person taught or attended and the runs they wrote.
 
 import { api, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=bfed180d15";
-import { Replay, describeItems, lessonFrames } from "./core.js?v=5c52664e64";
+import { ClassroomClient } from "./classroom-client.js?v=969eb1c75c";
+import { Replay, describeItems, lessonFrames } from "./core.js?v=ee1c385e85";
 import { renderCanvas } from "./canvas.js?v=cc346232db";
 import { shell, $, h, say, params } from "./ui.js?v=f44cea9744";
 
