@@ -3,6 +3,7 @@
 //! dead-lettered after the last attempt, results cached per lesson version
 //! and input. Rules and the builtin provider live in `crate::ai`.
 
+use super::binding::{self, Binding};
 use super::http::{self, allow, ok, path_id, Ctx};
 use super::lessons::{self, LessonRow};
 use super::runs::{self, RunRow};
@@ -16,8 +17,8 @@ use crate::json;
 use crate::lesson::Artifact;
 use crate::policy::{self, Action, Scope};
 use crate::run::{rfc3339_ms, NewEvent};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use wasm_bindgen::JsValue;
 use worker::{Env, Method, Response};
 
 /// Deliveries before a job is failed and dead-lettered (wrangler.toml's
@@ -25,9 +26,26 @@ use worker::{Env, Method, Response};
 pub const MAX_ATTEMPTS: u32 = 5;
 pub const DLQ: &str = "dropple-ai-jobs-dlq";
 
-#[derive(Serialize, Deserialize)]
-pub struct JobMessage {
-    pub job_id: String,
+/// Queue jobs for the consumer: a message is the JSON `{"job_id"}`, sent in
+/// batches of at most 100 (a queue batch's limit).
+async fn send_jobs(env: &Env, ids: &[&str]) -> AppResult<()> {
+    let queue = Binding::of(env, AI_JOBS)?;
+    for chunk in ids.chunks(100) {
+        let batch: worker::js_sys::Array = chunk
+            .iter()
+            .map(|id| {
+                let body = binding::object(&[("job_id", JsValue::from_str(id))]);
+                binding::object(&[("body", body), ("contentType", JsValue::from_str("json"))])
+            })
+            .collect();
+        queue.call("sendBatch", &[batch.into()]).await.map_err(AppError::internal)?;
+    }
+    Ok(())
+}
+
+/// The job a queue message names (`""` when it names none).
+pub fn job_id(body: &JsValue) -> String {
+    binding::text_field(body, "job_id").unwrap_or_default()
 }
 
 store::d1_row! {
@@ -140,7 +158,7 @@ pub async fn enqueue(env: &Env, db: &Db, who: &Requester<'_>, req: &JobRequest, 
     )
     .await?;
     lifecycle(db, org, &run_id, "ai_job.queued", json!({"job_id": id, "kind": req.kind.as_str()}), now_ms).await;
-    env.queue(AI_JOBS)?.send(JobMessage { job_id: id.clone() }).await?;
+    send_jobs(env, &[&id]).await?;
     Ok(id)
 }
 
@@ -376,19 +394,12 @@ async fn queue_explanations(ctx: &Ctx, claims: &Claims, artifact: &Artifact) -> 
         )?,
     ])
     .await?;
-    let queue = ctx.env.queue(AI_JOBS)?;
-    let messages: Vec<JobMessage> =
-        jobs.iter().map(|j| JobMessage { job_id: j["id"].as_str().unwrap_or_default().to_owned() }).collect();
-    // A queue batch holds at most 100 messages.
-    for chunk in messages.chunks(100) {
-        let batch: Vec<&JobMessage> = chunk.iter().collect();
-        if let Err(e) = queue.send_batch(batch).await {
-            worker::console_error!(
-                "{}",
-                json!({"msg": "publish-time explanations not sent; requeue_stale resends them", "error": e.to_string()})
-            );
-            break;
-        }
+    let ids: Vec<&str> = jobs.iter().filter_map(|j| j["id"].as_str()).collect();
+    if let Err(e) = send_jobs(&ctx.env, &ids).await {
+        worker::console_error!(
+            "{}",
+            json!({"msg": "publish-time explanations not sent; requeue_stale resends them", "error": e.to_string()})
+        );
     }
     Ok(json!({"queued": queued, "skipped": skipped, "reason": reason}))
 }
@@ -441,10 +452,7 @@ pub async fn requeue_stale(env: &Env, db: &Db, only: Option<&str>, now_ms: i64) 
         &[i(now_ms), i(now_ms - stale_ms), only.map(t).unwrap_or(store::Arg::Null)],
     )
     .await?;
-    let queue = env.queue(AI_JOBS)?;
-    for job in &ids {
-        queue.send(JobMessage { job_id: job.id.clone() }).await?;
-    }
+    send_jobs(env, &ids.iter().map(|job| job.id.as_str()).collect::<Vec<_>>()).await?;
     if !ids.is_empty() {
         worker::console_log!("{}", json!({"msg": "ai jobs re-sent", "count": ids.len()}));
     }
@@ -704,11 +712,18 @@ async fn workers_ai(
     artifact: &Artifact,
     model: &str,
 ) -> AppResult<Value> {
-    let binding = env.ai("AI").map_err(|_| AppError::internal("AI_PROVIDER=workers-ai needs the AI binding"))?;
+    let binding =
+        Binding::of(env, "AI").map_err(|_| AppError::internal("AI_PROVIDER=workers-ai needs the AI binding"))?;
     let body = ai::openai_request(kind, input, artifact, model);
     let messages = body.get("messages").cloned().unwrap_or(Value::Null);
-    let out: Value =
-        binding.run(model, json!({"messages": messages})).await.map_err(|e| AppError::internal(e.to_string()))?;
+    // JSON text across the boundary, both ways: serde_json is linked anyway.
+    let run_input = worker::js_sys::JSON::parse(&json!({"messages": messages}).to_string())
+        .map_err(|e| AppError::internal(super::store::js_message(&e)))?;
+    let output = binding.call("run", &[JsValue::from_str(model), run_input]).await.map_err(AppError::internal)?;
+    let out: Value = worker::js_sys::JSON::stringify(&output)
+        .ok()
+        .and_then(|text| serde_json::from_str(&String::from(text)).ok())
+        .unwrap_or(Value::Null);
     let content = out.get("response").cloned().unwrap_or(Value::Null);
     ai::parse_openai_response(&json!({"choices": [{"message": {"content": content}}]}), kind)
 }

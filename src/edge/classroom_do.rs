@@ -874,7 +874,9 @@ impl Classroom {
             }
             "/explanation" => {
                 let mut req = req;
-                let body: serde_json::Value = req.json().await.unwrap_or(serde_json::Value::Null);
+                // Text, then serde_json (workers-rs's `json` decodes through serde_wasm_bindgen).
+                let text = req.text().await.unwrap_or_default();
+                let body: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
                 let (Some(step), Some(job_id)) = (body["step"].as_u64(), body["job_id"].as_str()) else {
                     return error(400, "invalid_body", "step and job_id are required");
                 };

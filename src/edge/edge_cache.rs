@@ -10,57 +10,37 @@
 //! bookmark it bypasses the cache altogether); every read in the same
 //! location does too; other locations within KV's propagation bound (60 s).
 
+use super::binding::{object, Binding};
 use super::http::Ctx;
 use super::store::MARKET_CACHE;
 use super::Later;
 use crate::error::{AppError, AppResult};
-use wasm_bindgen::{JsCast, JsValue};
-use worker::js_sys::{Function, Object, Promise, Reflect};
-use worker::wasm_bindgen_futures::JsFuture;
+use wasm_bindgen::JsValue;
 use worker::worker_sys::web_sys;
 use worker::{Cache, Response, ResponseBody};
 
-/// The KV namespace, called directly. workers-rs's `KvStore` looks up five
-/// methods of the binding each time one is made, and puts every value
-/// through serde_wasm_bindgen and `f64`'s `Display` (linking a float printer
-/// for what is always text here); this is the two calls the cache makes.
-struct Kv(JsValue);
+/// The KV namespace, called directly (see [`Binding`]): `KvStore` would
+/// also put every value through `f64`'s `Display`, linking a float printer
+/// for what is always text here. These are the two calls the cache makes.
+struct Kv(Binding);
 
 impl Kv {
     fn of(env: &worker::Env) -> AppResult<Kv> {
-        match Reflect::get(env, &JsValue::from_str(MARKET_CACHE)) {
-            Ok(binding) if binding.is_object() => Ok(Kv(binding)),
-            _ => Err(AppError::internal(format!("no KV binding {MARKET_CACHE}"))),
-        }
-    }
-
-    async fn call(&self, method: &str, args: &[JsValue]) -> Result<JsValue, String> {
-        let function = Reflect::get(&self.0, &JsValue::from_str(method))
-            .ok()
-            .and_then(|f| f.dyn_into::<Function>().ok())
-            .ok_or_else(|| format!("KV has no {method}"))?;
-        let args: worker::js_sys::Array = args.iter().collect();
-        let promise =
-            function.apply(&self.0, &args).map_err(|e| format!("KV {method}: {}", super::store::js_message(&e)))?;
-        JsFuture::from(Promise::from(promise))
-            .await
-            .map_err(|e| format!("KV {method}: {}", super::store::js_message(&e)))
+        Binding::of(env, MARKET_CACHE).map(Kv)
     }
 
     /// The text under `key`, `None` when there is none (or KV failed: the
     /// caller then reads D1, which is always right).
     async fn get_text(&self, key: &str) -> Option<String> {
-        self.call("get", &[JsValue::from_str(key)]).await.ok().and_then(|v| v.as_string())
+        self.0.call("get", &[JsValue::from_str(key)]).await.ok().and_then(|v| v.as_string())
     }
 
     async fn put_text(&self, key: &str, text: &str, expiration_ttl_secs: Option<u32>) -> Result<(), String> {
         let mut args = vec![JsValue::from_str(key), JsValue::from_str(text)];
         if let Some(ttl) = expiration_ttl_secs {
-            let options = Object::new();
-            let _ = Reflect::set(&options, &JsValue::from_str("expirationTtl"), &JsValue::from(ttl));
-            args.push(options.into());
+            args.push(object(&[("expirationTtl", JsValue::from(ttl))]));
         }
-        self.call("put", &args).await.map(|_| ())
+        self.0.call("put", &args).await.map(|_| ())
     }
 }
 

@@ -2,6 +2,7 @@
 //! resource, the classroom Durable Object, stores and the queue consumer.
 
 mod ai_jobs;
+mod binding;
 mod certificates;
 mod classroom_do;
 mod edge_cache;
@@ -195,19 +196,15 @@ async fn route(ctx: &mut Ctx) -> AppResult<Response> {
 #[event(queue)]
 async fn queue(batch: MessageBatch<serde_json::Value>, env: Env, _ctx: Context) -> worker::Result<()> {
     let dead_letters = batch.queue() == ai_jobs::DLQ;
-    let messages = match batch.messages() {
-        Ok(m) => m,
-        Err(e) => {
-            worker::console_error!("{}", crate::json!({"msg": "unreadable queue batch", "error": e.to_string()}));
-            batch.retry_all();
-            return Ok(());
-        }
-    };
-    for message in messages {
-        let job_id = message.body().get("job_id").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+    // Raw messages: the body is read where it is (its `job_id`), not turned
+    // into a Rust value first.
+    for message in batch.raw_iter() {
+        let body = message.body();
+        let job_id = ai_jobs::job_id(&body);
         let now = worker::Date::now().as_millis() as i64;
         if dead_letters {
-            ai_jobs::dead_letter(&env, &job_id, &message.body().to_string(), now).await;
+            let text = worker::js_sys::JSON::stringify(&body).map(String::from).unwrap_or_default();
+            ai_jobs::dead_letter(&env, &job_id, &text, now).await;
             message.ack();
             continue;
         }
