@@ -16,16 +16,16 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "a3f9391858";
+const VERSION = "688d7e80ed";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const REFERENCE = "dropple-reference-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
   "/css/app.css?v=f7ae708f13", "/manifest.webmanifest", "/icon.svg",
-  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=969eb1c75c", "/js/core.js?v=ee1c385e85",
-  "/core/dropple_core.js?v=68a12c657a", "/core/dropple_core_bg.wasm?v=68a12c657a",
-  "/js/home.js?v=c373d17f34", "/js/teach.js?v=e9b45e6e78", "/js/learn.js?v=8e08e5cbd8", "/js/author.js?v=9bbe805a7e", "/js/market.js?v=abe947f654", "/js/verify.js?v=592103477f", "/js/replay.js?v=aa353d2c01",
+  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=4274caa8ea", "/js/core.js?v=023f812d8e",
+  "/core/dropple_core.js?v=a803e4c7e4", "/core/dropple_core_bg.wasm?v=a803e4c7e4",
+  "/js/home.js?v=c373d17f34", "/js/teach.js?v=4da3e323c4", "/js/learn.js?v=174bc33163", "/js/author.js?v=f8d96f528e", "/js/market.js?v=abe947f654", "/js/verify.js?v=b1922fa368", "/js/replay.js?v=e44ed4859f",
 ];
 const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;

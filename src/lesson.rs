@@ -258,7 +258,7 @@ impl Artifact {
 
     /// The hash of everything but the hash itself.
     pub fn content_hash(&self) -> String {
-        let mut v = crate::json_value::serialized(&self);
+        let mut v = crate::json_value::serialized(self);
         if let Some(o) = v.as_object_mut() {
             o.remove("sha256");
         }
@@ -267,7 +267,7 @@ impl Artifact {
 
     /// The artifact as learners see it: the answer key is gone.
     pub fn without_answer_key(&self) -> Value {
-        let mut v = crate::json_value::serialized(&self);
+        let mut v = crate::json_value::serialized(self);
         if let Some(quiz) = v.get_mut("quiz").and_then(Value::as_array_mut) {
             for q in quiz {
                 if let Some(o) = q.as_object_mut() {

@@ -18,7 +18,7 @@
 //
 // Authority is the server's: the client only mirrors it (e.g. `isTeacher`).
 
-import { SessionFold } from "./core.js?v=ee1c385e85";
+import { SessionFold } from "./core.js?v=023f812d8e";
 
 export const PROTOCOL_VERSION = 1;
 const CLOSE_UNSUPPORTED_VERSION = 4426;

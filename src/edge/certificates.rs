@@ -218,7 +218,7 @@ async fn attempt_and_events(
 
 /// The certificate's evidence: the SHA-256 of the covered events' RFC 8785 form.
 fn evidence_sha256(covered: &[crate::run::Event]) -> String {
-    canonical_sha256(&crate::json_value::serialized(&covered))
+    canonical_sha256(&crate::json_value::serialized(covered))
 }
 
 /// The certificate id of an attempt: derived, so every retry issues the same.
@@ -901,9 +901,12 @@ async fn revoked_indexes(ctx: &Ctx, list: &str) -> AppResult<Vec<u64>> {
         Ok(Entry::json(&json!(revoked_in_d1(&*ctx.db()?, list).await?), NO_STORE))
     })
     .await?;
-    let text = std::str::from_utf8(entry.bytes().await?)
-        .map_err(|e| AppError::internal(format!("cached status list: {e}")))?;
-    serde_json::from_str(text).map_err(|e| AppError::internal(format!("cached status list: {e}")))
+    entry
+        .value()
+        .await?
+        .as_array()
+        .and_then(|indexes| indexes.iter().map(Value::as_u64).collect::<Option<Vec<u64>>>())
+        .ok_or_else(|| AppError::internal("cached status list: not an array of indexes"))
 }
 
 /// The revoked indexes of a list as D1 holds them (404: no such list yet).

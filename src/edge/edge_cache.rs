@@ -160,17 +160,17 @@ impl Entry {
         Some(Entry { body, content_type, etag, client_cache_control: client })
     }
 
-    /// The body's bytes, read from the cache's stream if it came from there
+    /// The body as JSON, read from the cache's stream if it came from there
     /// (for a handler that looks inside the entry rather than passing it on).
-    pub async fn bytes(&mut self) -> AppResult<&[u8]> {
+    pub async fn value(&mut self) -> AppResult<serde_json::Value> {
         if let Body::Cached(stream) = &self.body {
             let bytes = Response::from_body(ResponseBody::Stream(stream.clone()))?.bytes().await?;
             self.body = Body::Bytes(bytes);
         }
-        match &self.body {
-            Body::Bytes(bytes) => Ok(bytes),
-            Body::Cached(_) => Err(AppError::internal("cached body unread")),
-        }
+        let unreadable = |why: String| AppError::internal(format!("cached body: {why}"));
+        let Body::Bytes(bytes) = &self.body else { return Err(unreadable("unread".into())) };
+        let text = std::str::from_utf8(bytes).map_err(|e| unreadable(e.to_string()))?;
+        serde_json::from_str(text).map_err(|e| unreadable(e.to_string()))
     }
 
     /// KV holds `{stamp}\n{content_type}\n{etag}\n{client}\n{body}` (bodies

@@ -381,10 +381,7 @@ async fn detail(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     // they follow from the body's own status, author and org.
     let actions: Vec<&str> = match &claims {
         Some(c) => {
-            let body: Value = std::str::from_utf8(entry.bytes().await?)
-                .ok()
-                .and_then(|t| serde_json::from_str(t).ok())
-                .unwrap_or(Value::Null);
+            let body = entry.value().await?;
             let field = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
             let status = ListingStatus::parse(&field("status")).unwrap_or(ListingStatus::Suspended);
             let visibility = if field("visibility") == "org" { Visibility::Org } else { Visibility::Public };

@@ -152,7 +152,7 @@ async fn set_plan(ctx: &mut Ctx, org: &str) -> AppResult<Response> {
     ensure_org(&db, org, ctx.now_ms).await?;
     store::run(&db, "UPDATE orgs SET plan = ?1 WHERE id = ?2", &[t(plan.as_str()), t(org)]).await?;
     PLANS_READ.with(|p| p.keep(org.to_owned(), (plan, ctx.now_ms)));
-    ok(json!({"org": org, "plan": crate::json_value::serialized(&plan)}))
+    ok(json!({"org": org, "plan": plan.as_str()}))
 }
 
 /// Orgs are created on first sight (development) on the free plan.
@@ -228,9 +228,7 @@ async fn usage(ctx: &mut Ctx, org: &str) -> AppResult<Response> {
     let db = ctx.db()?;
     let (plan, limits) = org_limits(ctx, &db, org).await?;
     let used = usage_counts(&db, org, ctx.now_ms).await?;
-    ok(
-        json!({"org": org, "plan": crate::json_value::serialized(&plan), "limits": crate::json_value::serialized(&limits), "usage": used}),
-    )
+    ok(json!({"org": org, "plan": plan.as_str(), "limits": crate::json_value::serialized(&limits), "usage": used}))
 }
 
 /// Current use, read from the records themselves (tables created by later
