@@ -84,7 +84,9 @@ export function family(fn) {
   const first = crates[0];
   if (first === "dropple_edge") {
     if (/serde(_core)?::/.test(fn)) return "dropple_edge: serde derive code (visitors, field matchers)";
-    if (/\{\{closure\}\}/.test(fn)) return "dropple_edge: async handler bodies";
+    // Legacy mangling writes a closure `{{closure}}`; v0 (what a build of
+    // std from source gives) `{closure#0}`.
+    if (/\{\{closure\}\}|\{closure#\d+\}/.test(fn)) return "dropple_edge: async handler bodies";
     return "dropple_edge: other";
   }
   if (/Future>::poll/.test(fn)) return "dropple_edge: async handler bodies";
