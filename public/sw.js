@@ -16,16 +16,16 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "688d7e80ed";
+const VERSION = "c4e8444c40";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const REFERENCE = "dropple-reference-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
   "/css/app.css?v=f7ae708f13", "/manifest.webmanifest", "/icon.svg",
-  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=4274caa8ea", "/js/core.js?v=023f812d8e",
-  "/core/dropple_core.js?v=a803e4c7e4", "/core/dropple_core_bg.wasm?v=a803e4c7e4",
-  "/js/home.js?v=c373d17f34", "/js/teach.js?v=4da3e323c4", "/js/learn.js?v=174bc33163", "/js/author.js?v=f8d96f528e", "/js/market.js?v=abe947f654", "/js/verify.js?v=b1922fa368", "/js/replay.js?v=e44ed4859f",
+  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=b45b9ea7b5", "/js/core.js?v=75b8f0246b",
+  "/core/dropple_core.js?v=473652e053", "/core/dropple_core_bg.wasm?v=473652e053",
+  "/js/home.js?v=c373d17f34", "/js/teach.js?v=d2869318a5", "/js/learn.js?v=4da1583705", "/js/author.js?v=62f89fec35", "/js/market.js?v=abe947f654", "/js/verify.js?v=fd386dac9b", "/js/replay.js?v=36567d62c0",
 ];
 const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;

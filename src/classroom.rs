@@ -284,7 +284,10 @@ pub fn decode_client_msg(text: &str) -> Result<ClientMsg, ProtocolError> {
     let Some(kind) = wire::Kind::parse(kind) else {
         return err(ErrorCode::UnknownMessageType, format!("unknown message type `{kind}`"));
     };
-    let msg = wire::variant(kind, value).map_err(|e| ProtocolError::new(ErrorCode::InvalidMessage, e.to_string()))?;
+    // The fields' error from the fast path's own decoder (the text, not the
+    // value): one decoder per message type in the build, not two.
+    let msg = wire::variant(kind, &mut serde_json::Deserializer::from_str(text))
+        .map_err(|e| ProtocolError::new(ErrorCode::InvalidMessage, e.to_string()))?;
     msg.validate()?;
     Ok(msg)
 }
@@ -1637,7 +1640,8 @@ mod tests {
         );
         assert_eq!(decode_client_msg(r#"["ping",1]"#).err().map(|e| e.code), Some(C::MalformedMessage));
         let e = decode_client_msg(r#"{"type":"respond","question_id":"k1","choice":-1}"#).unwrap_err();
-        assert_eq!(e.message, "invalid value: integer `-1`, expected u32");
+        // Where in the text, as the decoder of the fast path reports it.
+        assert_eq!(e.message, "invalid value: integer `-1`, expected u32 at line 1 column 48");
     }
 
     #[test]

@@ -9,9 +9,9 @@
 // Values cross as JSON text (big integers and odd floats arrive exactly as
 // the server wrote them); the helpers below parse what the pages render.
 
-import init, * as wasm from "/core/dropple_core.js?v=a803e4c7e4";
+import init, * as wasm from "/core/dropple_core.js?v=473652e053";
 
-await init({ module_or_path: "/core/dropple_core_bg.wasm?v=a803e4c7e4" });
+await init({ module_or_path: "/core/dropple_core_bg.wasm?v=473652e053" });
 
 export const core = wasm;
 
