@@ -524,7 +524,7 @@ async fn process_inner(env: &Env, job_id: &str, now_ms: i64) -> AppResult<Outcom
         }
         Err(e) => {
             let message = e.public_message();
-            let retryable = !matches!(e, AppError::Rule { status: 400..=499, .. }) || e.status() == 429;
+            let retryable = !(400..=499).contains(&e.status()) || e.status() == 429;
             if retryable && attempt < MAX_ATTEMPTS {
                 mark(
                     &db,

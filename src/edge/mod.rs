@@ -41,7 +41,7 @@ async fn fetch(req: Request, env: Env, wctx: Context) -> worker::Result<Response
     let mut response = match result {
         Ok(r) => r,
         Err(e) => {
-            if let AppError::Internal(detail) = &e {
+            if let crate::error::Failure::Internal(detail) = e.failure() {
                 worker::console_error!(
                     "{}",
                     crate::json!({"msg": "internal error", "path": ctx.path, "detail": detail})

@@ -468,7 +468,7 @@ pub async fn run(db: &Db, sql: &str, args: &[Arg<'_>]) -> AppResult<()> {
 
 /// The text D1 gives for a failed statement, for telling constraint kinds apart.
 pub fn is_constraint(e: &AppError, kind: &str) -> bool {
-    matches!(e, AppError::Internal(msg) if msg.contains(kind))
+    matches!(e.failure(), crate::error::Failure::Internal(msg) if msg.contains(kind))
 }
 
 /// Append to the audit log (itself append-only by trigger). Best effort for
