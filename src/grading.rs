@@ -1,7 +1,7 @@
 //! Deterministic grading of quiz attempts against a lesson's answer key.
 //! Pure: the same items and answers always give the same grade.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -92,13 +92,15 @@ pub fn feedback(items: &[QuizItem], answers: &BTreeMap<String, usize>, grade: &G
 /// choices, and an answer key that resolves to one of them.
 /// The error is (field path such as `quiz[2].answer`, message).
 pub fn validate_quiz(items: &[QuizItem]) -> Result<(), (String, String)> {
-    let mut seen = BTreeSet::new();
+    // Each id with where it first was (a map of the type grading already
+    // uses for answers: no set's B-tree code in the wasm).
+    let mut seen = BTreeMap::<String, usize>::new();
     for (i, item) in items.iter().enumerate() {
         let field = |name: &str| format!("quiz[{i}].{name}");
         if item.id.trim().is_empty() {
             return Err((field("id"), "must not be empty".into()));
         }
-        if !seen.insert(item.id.as_str()) {
+        if seen.insert(item.id.clone(), i).is_some() {
             return Err((field("id"), format!("duplicate question id {:?}", item.id)));
         }
         if item.choices.len() < 2 {

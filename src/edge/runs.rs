@@ -22,8 +22,6 @@ use crate::policy::{self, Action, Decision, Scope};
 use crate::run::{self, Checkpoint, Event, NewEvent};
 use serde::Deserialize;
 use serde_json::Value;
-use std::cell::RefCell;
-use std::collections::BTreeMap;
 use worker::{Method, Response};
 
 store::d1_row! {
@@ -111,44 +109,22 @@ pub async fn route(ctx: &mut Ctx, rest: &[&str]) -> AppResult<Response> {
 }
 
 thread_local! {
-    /// What this isolate knows of runs: their rows (a run row never changes
-    /// once written) and the head (seq, hash) its last append to each left.
-    /// The head is a hint, never trusted: an append sealed after it lands
-    /// only if SQL finds the run's last hash still equal to it.
-    static KNOWN: RefCell<BTreeMap<String, Known>> = const { RefCell::new(BTreeMap::new()) };
-}
-
-#[derive(Default)]
-struct Known {
-    run: Option<RunRow>,
-    head: Option<(u64, String)>,
-}
-
-/// Runs remembered per isolate before it starts over (a few hundred KB at most).
-const KNOWN_RUNS: usize = 4096;
-
-fn known<T>(id: &str, read: impl FnOnce(&Known) -> Option<T>) -> Option<T> {
-    KNOWN.with(|k| k.borrow().get(id).and_then(read))
-}
-
-fn remember(id: &str, write: impl FnOnce(&mut Known)) {
-    KNOWN.with(|k| {
-        let mut k = k.borrow_mut();
-        if k.len() >= KNOWN_RUNS && !k.contains_key(id) {
-            k.clear();
-        }
-        write(k.entry(id.to_owned()).or_default());
-    });
+    /// Runs this isolate has read (a run row never changes once written).
+    static RUNS_READ: store::Kept<RunRow> = const { store::Kept::new(4096) };
+    /// The head (seq, hash) this isolate's last append to each run left. A
+    /// hint, never trusted: an append sealed after it lands only if SQL finds
+    /// the run's last hash still equal to it.
+    static HEADS: store::Kept<(u64, String)> = const { store::Kept::new(4096) };
 }
 
 pub async fn load_run(db: &Db, id: &str) -> AppResult<Option<RunRow>> {
-    if let Some(run) = known(id, |k| k.run.clone()) {
+    if let Some(run) = RUNS_READ.with(|k| k.get(id)) {
         return Ok(Some(run));
     }
     let run: Option<RunRow> =
         store::first(db, "SELECT id, org, kind, creator, created_at FROM runs WHERE id = ?1", &[t(id)]).await?;
     if let Some(r) = &run {
-        remember(id, |k| k.run = Some(r.clone()));
+        RUNS_READ.with(|k| k.keep(id.to_owned(), r.clone()));
     }
     Ok(run)
 }
@@ -212,13 +188,13 @@ pub async fn insert_run(db: &Db, org: &str, kind: &str, creator: &str, now_ms: i
 /// The run's head (last seq and hash) as this isolate's own last append left
 /// it: a hint, for an append pinned to it, which lands only if true.
 pub fn known_head(id: &str) -> Option<(u64, String)> {
-    known(id, |k| k.head.clone())
+    HEADS.with(|k| k.get(id))
 }
 
 /// A run this isolate has just inserted holds no event: its first append
 /// needs no read of the head.
 pub fn run_inserted(id: &str) {
-    remember(id, |k| k.head = Some((0, chain::GENESIS.to_owned())));
+    HEADS.with(|k| k.keep(id.to_owned(), (0, chain::GENESIS.to_owned())));
 }
 
 /// The insert of a new run, to go in a batch with what the run belongs to.
@@ -391,12 +367,12 @@ pub async fn append_events(
     // batch, so it knows the head; the insert itself checks that it still
     // stands. A repeated id, a moved head or a pinned `expected_seq` that is
     // not the known head all take the reading path below, which answers them.
-    if let Some((head_seq, head_hash)) = known(&run.id, |k| k.head.clone()) {
+    if let Some((head_seq, head_hash)) = known_head(&run.id) {
         if expected_seq.is_none_or(|x| x == head_seq) {
             let all: Vec<&NewEvent> = events.iter().collect();
             match seal(db, run, author, &all, head_seq, &head_hash, now_ms)?.write(db).await {
                 Ok(appended) => return Ok(appended),
-                Err(e) if store::is_constraint(&e, "constraint failed") => remember(&run.id, |k| k.head = None),
+                Err(e) if store::is_constraint(&e, "constraint failed") => HEADS.with(|k| k.forget(&run.id)),
                 Err(e) => return Err(e),
             }
         }
@@ -545,10 +521,10 @@ impl Sealed {
             return Appended::AlreadyThere { first_seq: 0, last_seq: 0 };
         };
         let head = self.head;
-        remember(&self.run_id, |k| {
+        HEADS.with(|k| {
             // Responses may come back out of order: keep the furthest head.
-            if k.head.as_ref().is_none_or(|(s, _)| *s < last_seq) {
-                k.head = Some((last_seq, head));
+            if k.get(&self.run_id).is_none_or(|(s, _)| s < last_seq) {
+                k.keep(self.run_id.clone(), (last_seq, head));
             }
         });
         Appended::New { first_seq, last_seq, events: self.events }
