@@ -84,8 +84,7 @@ export function family(fn) {
   const first = crates[0];
   if (first === "dropple_edge") {
     if (/serde(_core)?::/.test(fn)) return "dropple_edge: serde derive code (visitors, field matchers)";
-    // Legacy mangling writes a closure `{{closure}}`; v0 (what a build of
-    // std from source gives) `{closure#0}`.
+    // Legacy mangling writes a closure `{{closure}}`, v0 mangling `{closure#0}`.
     if (/\{\{closure\}\}|\{closure#\d+\}/.test(fn)) return "dropple_edge: async handler bodies";
     return "dropple_edge: other";
   }

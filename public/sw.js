@@ -16,16 +16,16 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "f64cf30af0";
+const VERSION = "0e9d5e952a";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const REFERENCE = "dropple-reference-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
   "/css/app.css?v=f7ae708f13", "/manifest.webmanifest", "/icon.svg",
-  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=50c9325aeb", "/js/core.js?v=3024279e72",
-  "/core/dropple_core.js?v=1b5452fb23", "/core/dropple_core_bg.wasm?v=1b5452fb23",
-  "/js/home.js?v=c373d17f34", "/js/teach.js?v=99da7ff88a", "/js/learn.js?v=b072a5a008", "/js/author.js?v=73f5e9e371", "/js/market.js?v=abe947f654", "/js/verify.js?v=ee281199a9", "/js/replay.js?v=0457fb70af",
+  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=8dd477a3ae", "/js/core.js?v=d967994781",
+  "/core/dropple_core.js?v=7e633a3901", "/core/dropple_core_bg.wasm?v=7e633a3901",
+  "/js/home.js?v=c373d17f34", "/js/teach.js?v=82f6e48a75", "/js/learn.js?v=aca7eadb1b", "/js/author.js?v=b44ce9c3d8", "/js/market.js?v=abe947f654", "/js/verify.js?v=e0cd990e1a", "/js/replay.js?v=e7486564c0",
 ];
 const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;

@@ -15,20 +15,6 @@ export ESBUILD_BIN="$PWD/node_modules/.bin/esbuild"
 out=build
 if [ "${1:-}" = "--dev" ]; then out=build-dev; fi
 
-# Release builds (worker and browser core) compile the standard library with
-# the crate (`build-std`, source from rustup's rust-src, scripts/setup.sh)
-# instead of linking the prebuilt one: std is then optimized for size with the
-# rest under LTO, and with panic=immediate-abort a panic is the trap it already
-# was (no panic hook: nothing printed its message) without the formatting and
-# locations behind it: -25 KB gzipped on the worker. Both are unstable cargo
-# and rustc options, enabled on the stable toolchain with RUSTC_BOOTSTRAP=1 for
-# these two builds only (measured on Rust 1.95; unstable options may change
-# with a release, and a build that fails here says which).
-release_std() {
-  RUSTC_BOOTSTRAP=1 CARGO_UNSTABLE_BUILD_STD=std,panic_abort \
-    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none" "$@"
-}
-
 # Skip the build when nothing it reads (the sources, and how they are built)
 # changed since the last one started (the stamp is taken before building, so
 # an edit made during a build is seen by the next one).
@@ -42,7 +28,7 @@ else
   if [ "$out" = build-dev ]; then
     worker-build --profile wasm-dev --no-opt --out-dir build-dev
   else
-    release_std worker-build --release
+    worker-build --release
     # Exports of classes the glue can never hold an object of (their code
     # would otherwise stay: an export is a root).
     node scripts/strip-exports.mjs build/index.js build/index_bg.wasm
@@ -96,8 +82,7 @@ else
   mkdir -p target/browser
   rm -f "$core_stamp"
   touch "$core_stamp.next"
-  if [ "$core_kind" = release ]; then build_core=release_std; else build_core=; fi
-  $build_core cargo build --target wasm32-unknown-unknown --profile "$core_profile" --no-default-features --features browser --lib --target-dir target/browser
+  cargo build --target wasm32-unknown-unknown --profile "$core_profile" --no-default-features --features browser --lib --target-dir target/browser
   rm -rf "$core_out" && mkdir -p "$core_out"
   wasm-bindgen --target web --no-typescript --out-dir "$core_out" --out-name dropple_core \
     "target/browser/wasm32-unknown-unknown/$core_profile/dropple_edge.wasm"

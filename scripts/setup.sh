@@ -12,12 +12,6 @@ if ! rustup target list --installed 2>/dev/null | grep -q '^wasm32-unknown-unkno
   rustup target add wasm32-unknown-unknown
 fi
 
-# The release builds compile std from source (scripts/build.sh, build-std).
-if ! rustup component list --installed 2>/dev/null | grep -q '^rust-src'; then
-  step "rust component rust-src"
-  rustup component add rust-src
-fi
-
 # npm test lints with clippy (no unwrap, expect or panic outside tests).
 if ! cargo clippy --version >/dev/null 2>&1; then
   step "rust component clippy"
