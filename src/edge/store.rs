@@ -42,13 +42,14 @@ impl Meter {
     }
 }
 
-/// What this isolate keeps of things that never change once written
-/// (content-addressed artifacts, the immutable columns of lesson, version
-/// and session rows), by key. Bounded: when full it starts over.
+/// What this isolate keeps, by key: things that never change once written
+/// (content-addressed artifacts, the immutable columns of lesson, version,
+/// session and run rows), and hints checked where they are used (a run's
+/// head). Bounded: when full and given a new key, it starts over.
 ///
 /// The values are kept type-erased: every `Kept` shares one map type, so the
-/// B-tree's code is in the worker once, not once per kind of value (nine of
-/// them: -7 KB gzipped). A `get` checks the type and clones.
+/// B-tree's code is in the worker once, not once per kind of value (eleven
+/// of them: -9 KB gzipped). A `get` checks the type and clones.
 pub struct Kept<V> {
     map: std::cell::RefCell<std::collections::BTreeMap<String, Box<dyn std::any::Any>>>,
     capacity: usize,
