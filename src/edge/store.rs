@@ -248,12 +248,10 @@ impl Row {
         }
     }
 
-    /// `T` from this row, or an internal error naming the first bad column.
-    fn decode<T: FromRow>(value: JsValue) -> AppResult<T> {
-        let row = Row { value, failed: Cell::new(None) };
-        let decoded = T::from_row(&row);
-        match row.failed.get() {
-            None => Ok(decoded),
+    /// An internal error naming the first column that could not be read.
+    fn check(&self) -> AppResult<()> {
+        match self.failed.get() {
+            None => Ok(()),
             Some(name) => Err(AppError::internal(format!("SQL column {name}: missing or of another type"))),
         }
     }
@@ -324,10 +322,10 @@ pub async fn all<T: FromRow>(db: &Db, sql: &str, args: &[Arg<'_>]) -> AppResult<
     decode_all(raw_rows(db, sql, args).await?)
 }
 
-/// The first row (through `all`'s reading, so that D1's `rows_read` is
-/// counted too, and every row decoded as there).
+/// The first row (read as `all` reads, so that D1's `rows_read` is counted
+/// too).
 pub async fn first<T: FromRow>(db: &Db, sql: &str, args: &[Arg<'_>]) -> AppResult<Option<T>> {
-    Ok(decode_all::<T>(raw_rows(db, sql, args).await?)?.into_iter().next())
+    decode_first(raw_rows(db, sql, args).await?)
 }
 
 /// A query's rows as JS objects. Not generic, so that the future exists once
@@ -347,13 +345,42 @@ async fn raw_rows(db: &Db, sql: &str, args: &[Arg<'_>]) -> AppResult<Vec<JsValue
     }
 }
 
+// Decoding is a plain loop over `for_each_row` rather than an iterator
+// chain: what exists once per row type (~60 of them) is then `from_row` and
+// a push, where `map(..).collect::<Result<Vec<_>, _>>()` instantiated its
+// adapters (try_fold, the shunt, from_iter) for every row type.
+
 fn decode_all<T: FromRow>(rows: Vec<JsValue>) -> AppResult<Vec<T>> {
-    rows.into_iter().map(Row::decode).collect()
+    let mut out = Vec::with_capacity(rows.len());
+    for_each_row(rows, &mut |row| out.push(T::from_row(row)))?;
+    Ok(out)
+}
+
+fn decode_first<T: FromRow>(mut rows: Vec<JsValue>) -> AppResult<Option<T>> {
+    rows.truncate(1);
+    let mut out = None;
+    for_each_row(rows, &mut |row| out = Some(T::from_row(row)))?;
+    Ok(out)
+}
+
+/// Each row through `decode`, stopping at the first one a column of which
+/// could not be read.
+fn for_each_row(rows: Vec<JsValue>, decode: &mut dyn FnMut(&Row)) -> AppResult<()> {
+    for value in rows {
+        let row = Row { value, failed: Cell::new(None) };
+        decode(&row);
+        row.check()?;
+    }
+    Ok(())
 }
 
 /// Every row of a Durable Object SQL query, decoded as D1 rows are.
 pub fn sql_rows<T: FromRow>(cursor: worker::SqlCursor) -> worker::Result<Vec<T>> {
-    cursor.map(|row| Row::decode(row?).map_err(|e| worker::Error::RustError(e.to_string()))).collect()
+    let mut rows = Vec::new();
+    for row in cursor {
+        rows.push(row?);
+    }
+    decode_all(rows).map_err(|e| worker::Error::RustError(e.to_string()))
 }
 
 /// [`all`] for big pages (event pages read by replay and paging): the rows
@@ -421,9 +448,9 @@ pub async fn batch_rows(db: &Db, statements: Vec<D1PreparedStatement>) -> AppRes
 pub struct Rows(Vec<JsValue>);
 
 impl Rows {
-    /// The first row (every row decoded, as [`first`] does).
+    /// The first row, as [`first`] reads it.
     pub fn first<T: FromRow>(self) -> AppResult<Option<T>> {
-        Ok(decode_all::<T>(self.0)?.into_iter().next())
+        decode_first(self.0)
     }
 
     /// The text in `column` of the first row (`None` for no row or NULL).
