@@ -115,9 +115,14 @@ impl<V: ToJson> ToJson for BTreeMap<String, V> {
 /// A value of a type that only serde knows (a derived `Serialize`), for
 /// `json!`: what `serde_json::to_value` gives. It fails only for a map with
 /// keys that are not strings, which no derived type of the crate has; then
-/// `null`, never a panic.
+/// `null`, never a panic. Taken through the type's text: most of these types
+/// are also written as text (storage, events, artifacts), and one serializer
+/// per type is less code than two (-2.6 KB gzipped on the worker); doubles
+/// read back bit for bit (`float_roundtrip`). Not for hot paths: the live
+/// path's events use `to_value` directly, and a page of rows is written as
+/// text without a `Value` at all.
 pub fn serialized<T: serde::Serialize + ?Sized>(value: &T) -> Value {
-    serde_json::to_value(value).unwrap_or(Value::Null)
+    serde_json::to_string(value).ok().and_then(|text| serde_json::from_str(&text).ok()).unwrap_or(Value::Null)
 }
 
 /// One key of an object literal: the one copy of the insert every `json!` calls.
@@ -306,11 +311,33 @@ mod tests {
         assert_eq!(i64::MIN.to_json(), serde_json::json!(i64::MIN));
     }
 
+    #[derive(serde::Serialize)]
+    struct Row {
+        n: u64,
+        i: i64,
+        x: f64,
+        s: String,
+        o: Option<Vec<f64>>,
+        m: BTreeMap<String, Option<bool>>,
+    }
+
     proptest::proptest! {
         #[test]
         fn doubles_and_strings_match_serde_json(bits in proptest::prelude::any::<u64>(), s in ".{0,12}") {
             let v = f64::from_bits(bits);
             proptest::prop_assert_eq!(crate::json!({"v": v, "s": s}), serde_json::json!({"v": v, "s": s}));
+        }
+
+        #[test]
+        fn serialized_through_text_is_to_value(n in proptest::prelude::any::<u64>(), i in proptest::prelude::any::<i64>(),
+            bits in proptest::prelude::any::<u64>(), more in proptest::collection::vec(proptest::prelude::any::<u64>(), 0..4),
+            s in ".{0,12}", flag in proptest::prelude::any::<Option<bool>>()) {
+            let row = Row {
+                n, i, x: f64::from_bits(bits), s: s.clone(),
+                o: (!more.is_empty()).then(|| more.iter().map(|b| f64::from_bits(*b)).collect()),
+                m: BTreeMap::from([(s, flag)]),
+            };
+            proptest::prop_assert_eq!(super::serialized(&row), serde_json::to_value(&row).unwrap());
         }
     }
 }

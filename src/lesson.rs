@@ -203,7 +203,8 @@ pub fn validate_draft(body: &Value) -> AppResult<Draft> {
             let mut quiz = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
                 quiz.push(
-                    serde_json::from_value::<QuizItem>(item.clone())
+                    // From text: the one decoder of `QuizItem` the worker links.
+                    serde_json::from_str::<QuizItem>(&item.to_string())
                         .map_err(|e| invalid(&format!("quiz[{i}]"), &format!("{e}")))?,
                 );
             }

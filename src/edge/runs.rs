@@ -9,7 +9,7 @@
 //! unique per run, so parallel appends serialize into unique, gapless seqs
 //! and a repeated id can never land twice, without a per-run object.
 
-use super::http::{allow, created, ok, path_id, Ctx};
+use super::http::{allow, created, ok, ok_json_text, path_id, Ctx};
 use super::store::Db;
 use super::store::{self, i, t, u};
 use super::Later;
@@ -646,7 +646,9 @@ async fn list_events(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {
     let events = events_page(&db, run_id, after, i64::MAX as u64, limit).await?;
     let last_seq = last_seq(&db, run_id).await?;
     let next_after = events.last().map(|e| e.seq).filter(|s| *s < last_seq);
-    ok(json!({"events": crate::json_value::serialized(&events), "last_seq": last_seq, "next_after": next_after}))
+    let events = serde_json::to_string(&events).map_err(|e| AppError::internal(e.to_string()))?;
+    let next_after = next_after.map_or_else(|| "null".to_owned(), |s| s.to_string());
+    ok_json_text(format!("{{\"events\":{events},\"last_seq\":{last_seq},\"next_after\":{next_after}}}"))
 }
 
 /// A replay page: `[seq, type, payload]` per event, in one JSON text built by

@@ -68,7 +68,9 @@ async fn dev_token(ctx: &mut Ctx) -> AppResult<Response> {
         ttl_secs: Option<i64>,
         display_name: Option<String>,
     }
-    let body: Body = serde_json::from_value(ctx.json().await?).map_err(|e| {
+    // Decoded from text, as every other body type is (a decoder from a
+    // parsed `Value` would be a second one for `Role`).
+    let body: Body = serde_json::from_str(&ctx.json().await?.to_string()).map_err(|e| {
         AppError::bad_request("invalid_field", format!("{e} (roles: author, teacher, reviewer, learner, governor)"))
     })?;
     if !identity::is_valid_id(&body.sub) || !identity::is_valid_id(&body.org) {
