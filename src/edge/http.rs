@@ -222,22 +222,21 @@ impl Ctx {
 }
 
 pub fn json(status: u16, body: &Value) -> AppResult<Response> {
-    let mut r = Response::from_json(body)?.with_status(status);
-    r.headers_mut().set("cache-control", "no-store")?;
-    Ok(r)
+    json_text(status, body.to_string())
+}
+
+/// A JSON body already written as text (a page of typed rows goes to text
+/// once, without a `Value` in between); every JSON answer ends here.
+pub fn json_text(status: u16, text: String) -> AppResult<Response> {
+    Ok(worker::ResponseBuilder::new()
+        .with_status(status)
+        .with_header("content-type", "application/json")?
+        .with_header("cache-control", "no-store")?
+        .fixed(text.into_bytes()))
 }
 
 pub fn ok(body: Value) -> AppResult<Response> {
     json(200, &body)
-}
-
-/// 200 with a JSON body already written as text: a page of typed rows goes
-/// to text once, without a `Value` in between.
-pub fn ok_json_text(text: String) -> AppResult<Response> {
-    Ok(worker::ResponseBuilder::new()
-        .with_header("content-type", "application/json")?
-        .with_header("cache-control", "no-store")?
-        .fixed(text.into_bytes()))
 }
 
 pub fn created(body: Value) -> AppResult<Response> {

@@ -9,7 +9,7 @@
 //! unique per run, so parallel appends serialize into unique, gapless seqs
 //! and a repeated id can never land twice, without a per-run object.
 
-use super::http::{allow, created, ok, ok_json_text, path_id, Ctx};
+use super::http::{allow, created, json_text, ok, path_id, Ctx};
 use super::store::Db;
 use super::store::{self, i, t, u};
 use super::Later;
@@ -648,7 +648,7 @@ async fn list_events(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {
     let next_after = events.last().map(|e| e.seq).filter(|s| *s < last_seq);
     let events = serde_json::to_string(&events).map_err(|e| AppError::internal(e.to_string()))?;
     let next_after = next_after.map_or_else(|| "null".to_owned(), |s| s.to_string());
-    ok_json_text(format!("{{\"events\":{events},\"last_seq\":{last_seq},\"next_after\":{next_after}}}"))
+    json_text(200, format!("{{\"events\":{events},\"last_seq\":{last_seq},\"next_after\":{next_after}}}"))
 }
 
 /// A replay page: `[seq, type, payload]` per event, in one JSON text built by
