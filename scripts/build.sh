@@ -28,7 +28,15 @@ else
   if [ "$out" = build-dev ]; then
     worker-build --profile wasm-dev --no-opt --out-dir build-dev
   else
-    worker-build --release
+    # -Zlocation-detail=none: no file, line and column for panic sites in
+    # this crate and its dependencies (-8.3 KB gzipped of paths and location
+    # tables). A panic aborts the instance whatever its message says, and
+    # lib.rs denies every panicking call outside tests. The flag is unstable:
+    # RUSTC_BOOTSTRAP lets the stable compiler take it (it also names symbols
+    # in v0 mangling, which wasm-opt strips; bench/size.mjs reads both). std
+    # stays the prebuilt one: built with the crate (build-std) it saved more
+    # but made the class load slower in every A/B, for no reason we found.
+    RUSTC_BOOTSTRAP=1 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-Zlocation-detail=none" worker-build --release
     # Exports of classes the glue can never hold an object of (their code
     # would otherwise stay: an export is a root).
     node scripts/strip-exports.mjs build/index.js build/index_bg.wasm

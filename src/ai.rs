@@ -342,49 +342,51 @@ pub fn bm25_rank(passages: &[(u32, String)], query: &str) -> Vec<(usize, f64)> {
         let next = terms.len();
         terms.entry(t).or_insert(next);
     }
-    let docs: Vec<Vec<String>> = passages.iter().map(|(_, t)| tokens(t)).collect();
+    // Plain loops: the adapters' instances (collect, sum, zip, filter) for
+    // each closure here were ~2 KiB of the worker.
+    let mut docs: Vec<Vec<String>> = Vec::with_capacity(passages.len());
+    let mut total_len = 0;
+    for (_, text) in passages {
+        let doc = tokens(text);
+        total_len += doc.len();
+        docs.push(doc);
+    }
     let n = docs.len() as f64;
-    let avg = (docs.iter().map(Vec::len).sum::<usize>() as f64 / n.max(1.0)).max(1.0);
+    let avg = (total_len as f64 / n.max(1.0)).max(1.0);
     let mut df = vec![0.0f64; terms.len()];
     // Per document, (term index, count) for the terms it has, in index order
     // (a sorted Vec, not another BTreeMap type in the worker's wasm).
     let mut counts = vec![0.0f64; terms.len()];
-    let tfs: Vec<Vec<(usize, f64)>> = docs
-        .iter()
-        .map(|doc| {
-            for t in doc {
-                if let Some(c) = terms.get(t).and_then(|i| counts.get_mut(*i)) {
-                    *c += 1.0;
-                }
+    let mut tfs: Vec<Vec<(usize, f64)>> = Vec::with_capacity(docs.len());
+    for doc in &docs {
+        for t in doc {
+            if let Some(c) = terms.get(t).and_then(|i| counts.get_mut(*i)) {
+                *c += 1.0;
             }
-            let mut tf = Vec::new();
-            for (i, (c, d)) in counts.iter_mut().zip(df.iter_mut()).enumerate() {
-                if *c > 0.0 {
-                    tf.push((i, *c));
-                    *d += 1.0;
-                    *c = 0.0;
-                }
+        }
+        let mut tf = Vec::new();
+        for (i, (c, d)) in counts.iter_mut().zip(df.iter_mut()).enumerate() {
+            if *c > 0.0 {
+                tf.push((i, *c));
+                *d += 1.0;
+                *c = 0.0;
             }
-            tf
-        })
-        .collect();
-    let mut scores: Vec<(usize, f64)> = tfs
-        .iter()
-        .zip(&docs)
-        .enumerate()
-        .map(|(d, (tf, doc))| {
-            let norm = K1 * (1.0 - B + B * doc.len() as f64 / avg);
-            let score = tf
-                .iter()
-                .map(|(i, tf)| {
-                    let df = df.get(*i).copied().unwrap_or(0.0);
-                    ((n - df + 0.5) / (df + 0.5) + 1.0).ln() * tf * (K1 + 1.0) / (tf + norm)
-                })
-                .sum::<f64>();
-            (d, score)
-        })
-        .filter(|(_, s)| *s > 0.0)
-        .collect();
+        }
+        tfs.push(tf);
+    }
+    let mut scores: Vec<(usize, f64)> = Vec::new();
+    for (d, (tf, doc)) in tfs.iter().zip(&docs).enumerate() {
+        let norm = K1 * (1.0 - B + B * doc.len() as f64 / avg);
+        // From -0.0, as `Iterator::sum` starts.
+        let mut score = -0.0;
+        for (i, tf) in tf {
+            let df = df.get(*i).copied().unwrap_or(0.0);
+            score += ((n - df + 0.5) / (df + 0.5) + 1.0).ln() * tf * (K1 + 1.0) / (tf + norm);
+        }
+        if score > 0.0 {
+            scores.push((d, score));
+        }
+    }
     crate::order::sort_by(&mut scores, |a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     scores
 }

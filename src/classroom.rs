@@ -681,6 +681,16 @@ pub enum PauseReason {
     TeacherDisconnected,
 }
 
+impl PauseReason {
+    /// As serde writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PauseReason::Teacher => "teacher",
+            PauseReason::TeacherDisconnected => "teacher_disconnected",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Cursor {
     pub step: i64,
@@ -732,39 +742,61 @@ fn genesis() -> String {
     crate::chain::GENESIS.to_owned()
 }
 
-/// The events of a session's run (`type` = the serde rename, `payload` = the
-/// fields). Externally tagged in serde (`{type: payload}`, see [`Self::parts`]
-/// and [`Self::parse`]): adjacent tagging would buffer every payload (serde's
-/// `Content`) on the way in.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The events of a session's run: `type` and `payload` (the variant's
+/// fields) of the envelope. Turned into and read from a payload `Value` by
+/// hand ([`Self::parts`], [`Self::parse`]), as serde's derive would for this
+/// enum externally tagged: the derive cost the worker ~16 KiB before
+/// wasm-opt (a `Value` decoder per struct variant) for a dozen fields. The
+/// property tests check both against that derive, kept for the tests.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(test, derive(Serialize, Deserialize))]
 pub enum SessionEvent {
-    #[serde(rename = "session.started")]
+    #[cfg_attr(test, serde(rename = "session.started"))]
     Started {},
-    #[serde(rename = "cursor.moved")]
+    #[cfg_attr(test, serde(rename = "cursor.moved"))]
     CursorMoved { step: i64, x: Option<f64>, y: Option<f64> },
-    #[serde(rename = "annotation.added")]
+    #[cfg_attr(test, serde(rename = "annotation.added"))]
     AnnotationAdded(Annotation),
-    #[serde(rename = "annotations.cleared")]
+    #[cfg_attr(test, serde(rename = "annotations.cleared"))]
     AnnotationsCleared {},
-    #[serde(rename = "session.paused")]
+    #[cfg_attr(test, serde(rename = "session.paused"))]
     Paused { reason: PauseReason },
-    #[serde(rename = "session.resumed")]
+    #[cfg_attr(test, serde(rename = "session.resumed"))]
     Resumed {},
-    #[serde(rename = "session.ended")]
+    #[cfg_attr(test, serde(rename = "session.ended"))]
     Ended {},
-    #[serde(rename = "question.asked")]
+    #[cfg_attr(test, serde(rename = "question.asked"))]
     QuestionAsked { question_id: String, text: String, asker_id: String },
-    #[serde(rename = "question.answered")]
+    #[cfg_attr(test, serde(rename = "question.answered"))]
     QuestionAnswered { question_id: String, text: String },
-    #[serde(rename = "quiz.responded")]
+    #[cfg_attr(test, serde(rename = "quiz.responded"))]
     QuizResponded { question_id: String, choice: u32, learner_id: String },
-    #[serde(rename = "explanation.requested")]
+    #[cfg_attr(test, serde(rename = "explanation.requested"))]
     ExplanationRequested { step: u32 },
-    #[serde(rename = "explanation.ready")]
+    #[cfg_attr(test, serde(rename = "explanation.ready"))]
     ExplanationReady { step: u32, job_id: String, text: String },
 }
 
 impl SessionEvent {
+    /// The event's `type`.
+    pub fn kind(&self) -> &'static str {
+        use SessionEvent as E;
+        match self {
+            E::Started {} => "session.started",
+            E::CursorMoved { .. } => "cursor.moved",
+            E::AnnotationAdded(_) => "annotation.added",
+            E::AnnotationsCleared {} => "annotations.cleared",
+            E::Paused { .. } => "session.paused",
+            E::Resumed {} => "session.resumed",
+            E::Ended {} => "session.ended",
+            E::QuestionAsked { .. } => "question.asked",
+            E::QuestionAnswered { .. } => "question.answered",
+            E::QuizResponded { .. } => "quiz.responded",
+            E::ExplanationRequested { .. } => "explanation.requested",
+            E::ExplanationReady { .. } => "explanation.ready",
+        }
+    }
+
     /// Append the payload's canonical text to `out`; returns the type. The
     /// hot event (every cursor move) is written directly: no `Value` built,
     /// walked and dropped per move. The property tests check it against the
@@ -789,21 +821,157 @@ impl SessionEvent {
         kind
     }
 
-    /// `(type, payload)` for the envelope.
+    /// `(type, payload)` for the envelope: the fields by name, an absent
+    /// coordinate as `null` (a non-finite one too, as serde writes it).
     fn parts(&self) -> (String, Value) {
-        match serde_json::to_value(self) {
-            Ok(Value::Object(m)) => m.into_iter().next().unwrap_or_default(),
-            _ => (String::new(), Value::Null),
+        use SessionEvent as E;
+        let mut fields = serde_json::Map::new();
+        let mut put = |name: &str, value: Value| {
+            fields.insert(name.to_owned(), value);
+        };
+        match self {
+            E::Started {} | E::AnnotationsCleared {} | E::Resumed {} | E::Ended {} => {}
+            E::CursorMoved { step, x, y } => {
+                put("step", Value::from(*step));
+                put("x", Value::from(*x));
+                put("y", Value::from(*y));
+            }
+            // A rare event: through the text its snapshot is written in, not
+            // a second serializer for the type.
+            E::AnnotationAdded(a) => return (self.kind().to_owned(), crate::json_value::serialized(a)),
+            E::Paused { reason } => put("reason", Value::from(reason.as_str())),
+            E::QuestionAsked { question_id, text, asker_id } => {
+                put("question_id", Value::from(question_id.as_str()));
+                put("text", Value::from(text.as_str()));
+                put("asker_id", Value::from(asker_id.as_str()));
+            }
+            E::QuestionAnswered { question_id, text } => {
+                put("question_id", Value::from(question_id.as_str()));
+                put("text", Value::from(text.as_str()));
+            }
+            E::QuizResponded { question_id, choice, learner_id } => {
+                put("question_id", Value::from(question_id.as_str()));
+                put("choice", Value::from(*choice));
+                put("learner_id", Value::from(learner_id.as_str()));
+            }
+            E::ExplanationRequested { step } => put("step", Value::from(*step)),
+            E::ExplanationReady { step, job_id, text } => {
+                put("step", Value::from(*step));
+                put("job_id", Value::from(job_id.as_str()));
+                put("text", Value::from(text.as_str()));
+            }
         }
+        (self.kind().to_owned(), Value::Object(fields))
     }
 
-    /// `None` for types this module does not know (other writers, newer versions).
-    /// The tagged copy is decoded by value (its strings move into the event),
-    /// as snapshots are: one Value decoder for the session's types, not two.
+    /// `None` for types this module does not know (other writers, newer
+    /// versions) and for payloads that do not fit the type. Read as serde
+    /// reads a struct variant from a `Value`: fields by name from an object
+    /// (others ignored, an absent coordinate `None`), integers in range and
+    /// without a fraction.
     pub fn parse(ev: &Event) -> Option<SessionEvent> {
-        let mut tagged = serde_json::Map::new();
-        tagged.insert(ev.kind.clone(), ev.payload.clone());
-        SessionEvent::deserialize(Value::Object(tagged)).ok()
+        use SessionEvent as E;
+        let p = &ev.payload;
+        Some(match ev.kind.as_str() {
+            "session.started" => fields(p, [])
+                .map(|[]| E::Started {})?,
+            "cursor.moved" => {
+                let [step, x, y] = fields(p, ["step", "x", "y"])?;
+                E::CursorMoved { step: step?.as_i64()?, x: coordinate(x)?, y: coordinate(y)? }
+            }
+            "annotation.added" => E::AnnotationAdded(Annotation::from_value(p)?),
+            "annotations.cleared" => fields(p, []).map(|[]| E::AnnotationsCleared {})?,
+            "session.paused" => {
+                let [reason] = fields(p, ["reason"])?;
+                E::Paused { reason: PauseReason::deserialize(reason?.clone()).ok()? }
+            }
+            "session.resumed" => fields(p, []).map(|[]| E::Resumed {})?,
+            "session.ended" => fields(p, []).map(|[]| E::Ended {})?,
+            "question.asked" => {
+                let [question_id, text, asker_id] = fields(p, ["question_id", "text", "asker_id"])?;
+                E::QuestionAsked { question_id: string(question_id)?, text: string(text)?, asker_id: string(asker_id)? }
+            }
+            "question.answered" => {
+                let [question_id, text] = fields(p, ["question_id", "text"])?;
+                E::QuestionAnswered { question_id: string(question_id)?, text: string(text)? }
+            }
+            "quiz.responded" => {
+                let [question_id, choice, learner_id] = fields(p, ["question_id", "choice", "learner_id"])?;
+                E::QuizResponded { question_id: string(question_id)?, choice: small(choice)?, learner_id: string(learner_id)? }
+            }
+            "explanation.requested" => {
+                let [step] = fields(p, ["step"])?;
+                E::ExplanationRequested { step: small(step)? }
+            }
+            "explanation.ready" => {
+                let [step, job_id, text] = fields(p, ["step", "job_id", "text"])?;
+                E::ExplanationReady { step: small(step)?, job_id: string(job_id)?, text: string(text)? }
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// A struct variant's fields in `payload`, in `names`' order: by name from an
+/// object (others ignored); nothing else is a struct variant.
+fn fields<'a, const N: usize>(payload: &'a Value, names: [&str; N]) -> Option<[Option<&'a Value>; N]> {
+    let object = payload.as_object()?;
+    Some(names.map(|name| object.get(name)))
+}
+
+fn string(v: Option<&Value>) -> Option<String> {
+    v?.as_str().map(str::to_owned)
+}
+
+/// `Some(None)` when absent or `null`; `None` (not this event) when not a string.
+fn optional_string(v: Option<&Value>) -> Option<Option<String>> {
+    match v {
+        None | Some(Value::Null) => Some(None),
+        Some(Value::String(s)) => Some(Some(s.clone())),
+        Some(_) => None,
+    }
+}
+
+impl Annotation {
+    /// As [`SessionEvent::parse`] reads a payload.
+    fn from_value(payload: &Value) -> Option<Annotation> {
+        // A struct (not a struct variant) is also read by position.
+        let [id, kind, text, points, color, step] = match payload {
+            Value::Array(items) => match items.as_slice() {
+                [a, b, c, d, e, f] => [a, b, c, d, e, f].map(Some),
+                _ => return None,
+            },
+            _ => fields(payload, ["id", "kind", "text", "points", "color", "step"])?,
+        };
+        let items = points?.as_array()?;
+        let mut xy = Vec::with_capacity(items.len());
+        for point in items {
+            match point.as_array()?.as_slice() {
+                [x, y] => xy.push([x.as_f64()?, y.as_f64()?]),
+                _ => return None,
+            }
+        }
+        Some(Annotation {
+            id: string(id)?,
+            kind: string(kind)?,
+            text: optional_string(text)?,
+            points: xy,
+            color: optional_string(color)?,
+            step: step?.as_i64()?,
+        })
+    }
+}
+
+fn small(v: Option<&Value>) -> Option<u32> {
+    u32::try_from(v?.as_u64()?).ok()
+}
+
+/// `Some(None)` when absent or `null`; `None` (not this event) when not a number.
+fn coordinate(v: Option<&Value>) -> Option<Option<f64>> {
+    match v {
+        None | Some(Value::Null) => Some(None),
+        Some(Value::Number(n)) => n.as_f64().map(Some),
+        Some(_) => None,
     }
 }
 
@@ -2199,6 +2367,174 @@ mod tests {
             text in r#"\{"type":"(hello|cursor|annotate|answer|ask|respond|ping|x)"(,"[a-z_]{1,9}":(-?[0-9]{1,22}(\.[0-9]e[0-9]{1,3})?|"[a-z ]{0,5}"|null|\[\[[0-9.,e-]{0,12}\]\]|\{\}|true)){0,4}\}"#
         ) {
             let _ = decode_client_msg(&text);
+        }
+    }
+
+    /// Strings with what JSON escapes, and non-ASCII.
+    fn any_text() -> impl Strategy<Value = String> {
+        "[a-z \"\\\\é\n]{0,6}"
+    }
+
+    fn any_session_event() -> impl Strategy<Value = SessionEvent> {
+        let coordinate = || proptest::option::of(any::<u64>().prop_map(f64::from_bits));
+        let point = (any::<u64>(), any::<f64>()).prop_map(|(a, b)| [f64::from_bits(a), b]);
+        let annotation = (
+            any_text(),
+            any_text(),
+            proptest::option::of(any_text()),
+            proptest::collection::vec(point, 0..3),
+            proptest::option::of(any_text()),
+            any::<i64>(),
+        )
+            .prop_map(|(id, kind, text, points, color, step)| Annotation { id, kind, text, points, color, step });
+        prop_oneof![
+            Just(E::Started {}),
+            Just(E::AnnotationsCleared {}),
+            Just(E::Resumed {}),
+            Just(E::Ended {}),
+            (any::<i64>(), coordinate(), coordinate()).prop_map(|(step, x, y)| E::CursorMoved { step, x, y }),
+            annotation.prop_map(E::AnnotationAdded),
+            prop_oneof![Just(PauseReason::Teacher), Just(PauseReason::TeacherDisconnected)]
+                .prop_map(|reason| E::Paused { reason }),
+            (any_text(), any_text(), any_text())
+                .prop_map(|(question_id, text, asker_id)| E::QuestionAsked { question_id, text, asker_id }),
+            (any_text(), any_text()).prop_map(|(question_id, text)| E::QuestionAnswered { question_id, text }),
+            (any_text(), any::<u32>(), any_text())
+                .prop_map(|(question_id, choice, learner_id)| E::QuizResponded { question_id, choice, learner_id }),
+            any::<u32>().prop_map(|step| E::ExplanationRequested { step }),
+            (any::<u32>(), any_text(), any_text()).prop_map(|(step, job_id, text)| E::ExplanationReady { step, job_id, text }),
+        ]
+    }
+
+    /// The fields of each type in declaration order (serde's order for arrays).
+    fn declared(kind: &str) -> &'static [&'static str] {
+        match kind {
+            "cursor.moved" => &["step", "x", "y"],
+            "session.paused" => &["reason"],
+            "question.asked" => &["question_id", "text", "asker_id"],
+            "question.answered" => &["question_id", "text"],
+            "quiz.responded" => &["question_id", "choice", "learner_id"],
+            "explanation.requested" => &["step"],
+            "explanation.ready" => &["step", "job_id", "text"],
+            "annotation.added" => &["id", "kind", "text", "points", "color", "step"],
+            _ => &[],
+        }
+    }
+
+    /// Payloads near the real ones: any JSON whose keys are mostly field names.
+    fn any_payload() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            (0u64..4).prop_map(Value::from),
+            (u64::from(u32::MAX) - 1..u64::from(u32::MAX) + 2).prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            (-3i64..3).prop_map(|n| Value::from(n as f64)),
+            any_text().prop_map(Value::from),
+            prop_oneof![Just("teacher"), Just("teacher_disconnected"), Just("Teacher")].prop_map(Value::from),
+        ];
+        let key = prop_oneof![
+            prop::sample::select(vec![
+                "step", "x", "y", "reason", "question_id", "text", "asker_id", "choice", "learner_id", "job_id", "id",
+                "kind", "points", "color",
+            ])
+            .prop_map(str::to_owned),
+            "[a-z]{1,3}",
+        ];
+        leaf.prop_recursive(2, 24, 6, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                proptest::collection::btree_map(key.clone(), inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn event_of(kind: String, payload: Value) -> Event {
+        Event {
+            id: "e".into(),
+            run_id: "r".into(),
+            seq: 1,
+            kind,
+            payload,
+            timestamp: 0,
+            author_id: "a".into(),
+            hash: String::new(),
+        }
+    }
+
+    /// What serde's derive reads from the envelope's type and payload.
+    fn derived_parse(ev: &Event) -> Option<SessionEvent> {
+        let mut tagged = serde_json::Map::new();
+        tagged.insert(ev.kind.clone(), ev.payload.clone());
+        SessionEvent::deserialize(Value::Object(tagged)).ok()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn session_event_parts_are_what_the_derive_writes(event in any_session_event()) {
+            let (kind, payload) = event.parts();
+            prop_assert_eq!(kind.as_str(), event.kind());
+            let mut tagged = serde_json::Map::new();
+            tagged.insert(kind, payload);
+            prop_assert_eq!(Value::Object(tagged), serde_json::to_value(&event).unwrap());
+        }
+
+        #[test]
+        fn session_events_read_back_as_the_derive_reads_them(
+            event in any_session_event(),
+            as_array in any::<bool>(),
+            pick in any::<usize>(),
+            leave_out in any::<bool>(),
+            other in any_payload(),
+            kind in prop::sample::select(vec![
+                "session.started", "cursor.moved", "annotation.added", "annotations.cleared", "session.paused",
+                "session.resumed", "session.ended", "question.asked", "question.answered", "quiz.responded",
+                "explanation.requested", "explanation.ready", "session.unknown",
+            ]),
+        ) {
+            // A payload as written, by position, and any payload under any type.
+            let (written_kind, written) = event.parts();
+            let positional = match &written {
+                Value::Object(m) => Value::Array(
+                    declared(&written_kind).iter().map(|f| m.get(*f).cloned().unwrap_or(Value::Null)).collect(),
+                ),
+                other => other.clone(),
+            };
+            // One field of what was written changed to `other`, or left out.
+            let mut mutated = written.clone();
+            let names = declared(&written_kind);
+            if let (Value::Object(m), false) = (&mut mutated, names.is_empty()) {
+                let field = &names[pick % names.len()];
+                if leave_out {
+                    m.remove(*field);
+                } else {
+                    m.insert((*field).to_owned(), other.clone());
+                }
+            }
+            let mut cases = vec![
+                event_of(written_kind.clone(), written),
+                event_of(written_kind.clone(), mutated),
+                event_of(kind.to_owned(), other),
+            ];
+            if as_array {
+                cases.push(event_of(written_kind, positional));
+            }
+            for ev in cases {
+                let got = SessionEvent::parse(&ev);
+                prop_assert_eq!(&got, &derived_parse(&ev), "{} {}", ev.kind, ev.payload);
+            }
+            // What was written reads back (a point that is not finite is
+            // written as null, which an annotation cannot read).
+            let back = SessionEvent::parse(&event_of(event.kind().to_owned(), event.parts().1));
+            prop_assert!(back.is_some() || matches!(event, E::AnnotationAdded(_)));
+            if let Some(back) = back {
+                prop_assert_eq!(back.parts(), event.parts());
+            }
         }
     }
 }

@@ -92,51 +92,52 @@ pub fn validate_timeline(items: &Value, path: &str) -> AppResult<Vec<TimelineIte
     if arr.len() > MAX_TIMELINE_ITEMS {
         return Err(AppError::too_large(format!("{path}: at most {MAX_TIMELINE_ITEMS} items")));
     }
-    arr.iter()
-        .enumerate()
-        .map(|(i, item)| {
-            let at = format!("{path}[{i}]");
-            let kind = item.get("type").and_then(Value::as_str).unwrap_or_default();
-            let rules = ITEM_RULES
-                .iter()
-                .find(|(t, _)| *t == kind)
-                .map(|(_, r)| *r)
-                .ok_or_else(|| invalid(&format!("{at}.type"), "must be one of element.added, element.updated, element.moved, element.removed, edge.added, edge.removed, narration, chapter"))?;
-            let payload = item
-                .get("payload")
-                .filter(|p| p.is_object())
-                .ok_or_else(|| invalid(&format!("{at}.payload"), "must be an object"))?;
-            if payload.to_string().len() > crate::run::MAX_PAYLOAD_BYTES {
-                return Err(AppError::too_large(format!("{at}.payload: too large")));
+    // A loop, not `map(..).collect::<Result<..>>()`: one copy of the code
+    // rather than the iterator adapters' instances around it.
+    let mut items = Vec::with_capacity(arr.len());
+    for (i, item) in arr.iter().enumerate() {
+        let at = format!("{path}[{i}]");
+        let kind = item.get("type").and_then(Value::as_str).unwrap_or_default();
+        let rules = ITEM_RULES
+            .iter()
+            .find(|(t, _)| *t == kind)
+            .map(|(_, r)| *r)
+            .ok_or_else(|| invalid(&format!("{at}.type"), "must be one of element.added, element.updated, element.moved, element.removed, edge.added, edge.removed, narration, chapter"))?;
+        let payload = item
+            .get("payload")
+            .filter(|p| p.is_object())
+            .ok_or_else(|| invalid(&format!("{at}.payload"), "must be an object"))?;
+        if payload.to_string().len() > crate::run::MAX_PAYLOAD_BYTES {
+            return Err(AppError::too_large(format!("{at}.payload: too large")));
+        }
+        for (field, numeric) in rules {
+            let v = payload.get(*field);
+            let ok = if *numeric {
+                v.and_then(Value::as_f64).is_some_and(f64::is_finite)
+            } else {
+                v.and_then(Value::as_str).is_some_and(|s| !s.is_empty() && s.len() <= 10_000)
+            };
+            if !ok {
+                let want = if *numeric { "a number" } else { "a non-empty string" };
+                return Err(invalid(&format!("{at}.payload.{field}"), &format!("must be {want}")));
             }
-            for (field, numeric) in rules {
-                let v = payload.get(*field);
-                let ok = if *numeric {
-                    v.and_then(Value::as_f64).is_some_and(f64::is_finite)
-                } else {
-                    v.and_then(Value::as_str).is_some_and(|s| !s.is_empty() && s.len() <= 10_000)
-                };
-                if !ok {
-                    let want = if *numeric { "a number" } else { "a non-empty string" };
-                    return Err(invalid(&format!("{at}.payload.{field}"), &format!("must be {want}")));
+        }
+        if kind == "element.added" || kind == "element.updated" {
+            match payload.get(ASSET_FIELD) {
+                None => {}
+                Some(Value::Null) if kind == "element.updated" => {}
+                Some(v) if v.as_str().is_some_and(is_sha256) => {}
+                Some(_) => {
+                    return Err(invalid(
+                        &format!("{at}.payload.{ASSET_FIELD}"),
+                        "must be the sha256 of an uploaded asset (64 lowercase hex digits)",
+                    ))
                 }
             }
-            if kind == "element.added" || kind == "element.updated" {
-                match payload.get(ASSET_FIELD) {
-                    None => {}
-                    Some(Value::Null) if kind == "element.updated" => {}
-                    Some(v) if v.as_str().is_some_and(is_sha256) => {}
-                    Some(_) => {
-                        return Err(invalid(
-                            &format!("{at}.payload.{ASSET_FIELD}"),
-                            "must be the sha256 of an uploaded asset (64 lowercase hex digits)",
-                        ))
-                    }
-                }
-            }
-            Ok(TimelineItem { kind: kind.to_owned(), payload: payload.clone() })
-        })
-        .collect()
+        }
+        items.push(TimelineItem { kind: kind.to_owned(), payload: payload.clone() });
+    }
+    Ok(items)
 }
 
 /// The element field that references a media asset (`POST /v1/assets`) by
