@@ -873,8 +873,7 @@ impl SessionEvent {
         use SessionEvent as E;
         let p = &ev.payload;
         Some(match ev.kind.as_str() {
-            "session.started" => fields(p, [])
-                .map(|[]| E::Started {})?,
+            "session.started" => fields(p, []).map(|[]| E::Started {})?,
             "cursor.moved" => {
                 let [step, x, y] = fields(p, ["step", "x", "y"])?;
                 E::CursorMoved { step: step?.as_i64()?, x: coordinate(x)?, y: coordinate(y)? }
@@ -897,7 +896,11 @@ impl SessionEvent {
             }
             "quiz.responded" => {
                 let [question_id, choice, learner_id] = fields(p, ["question_id", "choice", "learner_id"])?;
-                E::QuizResponded { question_id: string(question_id)?, choice: small(choice)?, learner_id: string(learner_id)? }
+                E::QuizResponded {
+                    question_id: string(question_id)?,
+                    choice: small(choice)?,
+                    learner_id: string(learner_id)?,
+                }
             }
             "explanation.requested" => {
                 let [step] = fields(p, ["step"])?;
@@ -2386,7 +2389,14 @@ mod tests {
             proptest::option::of(any_text()),
             any::<i64>(),
         )
-            .prop_map(|(id, kind, text, points, color, step)| Annotation { id, kind, text, points, color, step });
+            .prop_map(|(id, kind, text, points, color, step)| Annotation {
+                id,
+                kind,
+                text,
+                points,
+                color,
+                step,
+            });
         prop_oneof![
             Just(E::Started {}),
             Just(E::AnnotationsCleared {}),
@@ -2396,13 +2406,23 @@ mod tests {
             annotation.prop_map(E::AnnotationAdded),
             prop_oneof![Just(PauseReason::Teacher), Just(PauseReason::TeacherDisconnected)]
                 .prop_map(|reason| E::Paused { reason }),
-            (any_text(), any_text(), any_text())
-                .prop_map(|(question_id, text, asker_id)| E::QuestionAsked { question_id, text, asker_id }),
+            (any_text(), any_text(), any_text()).prop_map(|(question_id, text, asker_id)| E::QuestionAsked {
+                question_id,
+                text,
+                asker_id
+            }),
             (any_text(), any_text()).prop_map(|(question_id, text)| E::QuestionAnswered { question_id, text }),
-            (any_text(), any::<u32>(), any_text())
-                .prop_map(|(question_id, choice, learner_id)| E::QuizResponded { question_id, choice, learner_id }),
+            (any_text(), any::<u32>(), any_text()).prop_map(|(question_id, choice, learner_id)| E::QuizResponded {
+                question_id,
+                choice,
+                learner_id
+            }),
             any::<u32>().prop_map(|step| E::ExplanationRequested { step }),
-            (any::<u32>(), any_text(), any_text()).prop_map(|(step, job_id, text)| E::ExplanationReady { step, job_id, text }),
+            (any::<u32>(), any_text(), any_text()).prop_map(|(step, job_id, text)| E::ExplanationReady {
+                step,
+                job_id,
+                text
+            }),
         ]
     }
 
@@ -2437,8 +2457,20 @@ mod tests {
         ];
         let key = prop_oneof![
             prop::sample::select(vec![
-                "step", "x", "y", "reason", "question_id", "text", "asker_id", "choice", "learner_id", "job_id", "id",
-                "kind", "points", "color",
+                "step",
+                "x",
+                "y",
+                "reason",
+                "question_id",
+                "text",
+                "asker_id",
+                "choice",
+                "learner_id",
+                "job_id",
+                "id",
+                "kind",
+                "points",
+                "color",
             ])
             .prop_map(str::to_owned),
             "[a-z]{1,3}",
