@@ -16,16 +16,16 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "ab3dd7d55f";
+const VERSION = "80af94d8a3";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const REFERENCE = "dropple-reference-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
   "/css/app.css?v=f7ae708f13", "/manifest.webmanifest", "/icon.svg",
-  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=0d0e893026", "/js/core.js?v=09384ab885",
-  "/core/dropple_core.js?v=86c90b3101", "/core/dropple_core_bg.wasm?v=86c90b3101",
-  "/js/home.js?v=c373d17f34", "/js/teach.js?v=6867933910", "/js/learn.js?v=4d042b9cba", "/js/author.js?v=9e1309bfb7", "/js/market.js?v=abe947f654", "/js/verify.js?v=3fa3c42b63", "/js/replay.js?v=1f95a3ed28",
+  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=3e92eeb55f", "/js/core.js?v=44e4284adf",
+  "/core/dropple_core.js?v=1c5e047e36", "/core/dropple_core_bg.wasm?v=1c5e047e36",
+  "/js/home.js?v=c373d17f34", "/js/teach.js?v=4b77772023", "/js/learn.js?v=50e06dde1a", "/js/author.js?v=f329d2aa6c", "/js/market.js?v=abe947f654", "/js/verify.js?v=6230592ee4", "/js/replay.js?v=79bd78e066",
 ];
 const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;

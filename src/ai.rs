@@ -162,7 +162,13 @@ pub fn validate_request(body: &Value) -> AppResult<JobRequest> {
             JobInput::Grade {
                 question: text_field(input, "question", MAX_QUESTION_CHARS)?,
                 answer: text_field(input, "answer", MAX_ANSWER_CHARS)?,
-                rubric: items.iter().enumerate().map(|(i, c)| criterion(i, c)).collect::<AppResult<Vec<_>>>()?,
+                rubric: {
+                    let mut rubric = Vec::with_capacity(items.len());
+                    for (i, c) in items.iter().enumerate() {
+                        rubric.push(criterion(i, c)?);
+                    }
+                    rubric
+                },
             }
         }
         JobKind::ReviewAssist => JobInput::ReviewAssist {
@@ -247,7 +253,14 @@ pub fn retry_delay_secs(attempt: u32) -> u32 {
 // ------------------------------------------------------------------ cache key
 
 fn normalize(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+    let mut out = String::with_capacity(s.len());
+    for word in s.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out.to_lowercase()
 }
 
 /// sha256 hex of the canonical JSON of (kind, lesson sha256, normalized input,
@@ -279,12 +292,19 @@ const STOP_WORDS: &[&str] = &[
 /// Rubric verbs that say how to answer, not what: "mentions the middle" wants "middle".
 const RUBRIC_VERBS: &str = "mention name state explain describe include identify note say show give use correct answer";
 
+// The text functions below are plain loops rather than iterator chains:
+// each chain's adapters (map, filter, collect, sum) were instantiated for its
+// closures, ~1 KiB of the worker per function.
+
 fn tokens(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric() && c != '/')
-        .map(|t| t.trim_matches('/').to_lowercase())
-        .filter(|t| !t.is_empty() && !STOP_WORDS.contains(&t.as_str()))
-        .map(|t| stem(&t))
-        .collect()
+    let mut out = Vec::new();
+    for piece in text.split(|c: char| !c.is_alphanumeric() && c != '/') {
+        let t = piece.trim_matches('/').to_lowercase();
+        if !t.is_empty() && !STOP_WORDS.contains(&t.as_str()) {
+            out.push(stem(&t));
+        }
+    }
+    out
 }
 
 /// A light stemmer (plural and common suffixes) so "halves" meets "half".
@@ -322,13 +342,15 @@ fn item_text(item: &TimelineItem) -> Option<String> {
 /// texts at the step that shows them (1-based); quiz prompts at the last step.
 fn passages(artifact: &Artifact) -> Vec<(u32, String)> {
     let end = artifact.timeline.len() as u32;
-    let mut out: Vec<(u32, String)> = artifact
-        .timeline
-        .iter()
-        .enumerate()
-        .filter_map(|(i, item)| item_text(item).map(|t| (i as u32 + 1, t)))
-        .collect();
-    out.extend(artifact.quiz.iter().map(|q| (end, q.prompt.clone())));
+    let mut out: Vec<(u32, String)> = Vec::new();
+    for (i, item) in artifact.timeline.iter().enumerate() {
+        if let Some(t) = item_text(item) {
+            out.push((i as u32 + 1, t));
+        }
+    }
+    for q in &artifact.quiz {
+        out.push((end, q.prompt.clone()));
+    }
     out
 }
 
@@ -442,9 +464,12 @@ fn explain(artifact: &Artifact, step: u32) -> AppResult<Value> {
     let next = artifact.frame((k + 1).min(len)).unwrap_or_default();
     let chapter = frame.chapters.last().map(|c| c.text.clone());
     // The steps around k (1-based, clipped): k-1, k, k+1.
-    let near: Vec<(usize, &TimelineItem)> = (k.saturating_sub(1).max(1)..=(k + 1).min(len))
-        .filter_map(|s| artifact.timeline.get(s - 1).map(|i| (s, i)))
-        .collect();
+    let mut near: Vec<(usize, &TimelineItem)> = Vec::with_capacity(3);
+    for s in k.saturating_sub(1).max(1)..=(k + 1).min(len) {
+        if let Some(item) = artifact.timeline.get(s - 1) {
+            near.push((s, item));
+        }
+    }
     let mut elements: Vec<String> = Vec::new();
     for (_, item) in &near {
         for key in ["id", "from", "to"] {
@@ -462,21 +487,23 @@ fn explain(artifact: &Artifact, step: u32) -> AppResult<Value> {
     if let Some(c) = &chapter {
         text.push_str(&format!(" This is part of the chapter \"{c}\"."));
     }
-    let said: Vec<String> =
-        near.iter().filter(|(_, i)| i.kind == "narration").filter_map(|(_, i)| item_text(i)).collect();
-    match (said.is_empty(), frame.narration.last()) {
-        (false, _) => said.iter().for_each(|n| text.push_str(&format!(" The teacher says: \"{n}\""))),
-        (true, Some(last)) => text.push_str(&format!(" Earlier the teacher said: \"{}\"", last.text.trim())),
-        (true, None) => {}
+    let mut said = false;
+    for (_, item) in &near {
+        if let Some(n) = item_text(item).filter(|_| item.kind == "narration") {
+            text.push_str(&format!(" The teacher says: \"{n}\""));
+            said = true;
+        }
     }
-    let labels: Vec<String> = elements
-        .iter()
-        .filter_map(|id| {
-            let el = frame.elements.get(id).or_else(|| next.elements.get(id))?;
-            let label = ["text", "label", "title"].iter().find_map(|f| el.get(*f).and_then(Value::as_str))?;
-            Some(format!("\"{id}\" shows \"{label}\""))
-        })
-        .collect();
+    if let (false, Some(last)) = (said, frame.narration.last()) {
+        text.push_str(&format!(" Earlier the teacher said: \"{}\"", last.text.trim()));
+    }
+    let mut labels: Vec<String> = Vec::new();
+    for id in &elements {
+        let Some(el) = frame.elements.get(id).or_else(|| next.elements.get(id)) else { continue };
+        if let Some(label) = ["text", "label", "title"].iter().find_map(|f| el.get(*f).and_then(Value::as_str)) {
+            labels.push(format!("\"{id}\" shows \"{label}\""));
+        }
+    }
     if !labels.is_empty() {
         text.push_str(&format!(" Around this step: {}.", labels.join(", ")));
     }
@@ -497,8 +524,12 @@ pub const NOT_COVERED: &str = "This lesson does not cover that question.";
 fn answer(artifact: &Artifact, question: &str) -> Value {
     let ps = passages(artifact);
     let ranked = bm25_rank(&ps, question);
-    let top: Vec<(u32, &str, f64)> =
-        ranked.iter().take(3).filter_map(|(i, s)| ps.get(*i).map(|(step, t)| (*step, t.as_str(), *s))).collect();
+    let mut top: Vec<(u32, &str, f64)> = Vec::with_capacity(3);
+    for (i, s) in ranked.iter().take(3) {
+        if let Some((step, t)) = ps.get(*i) {
+            top.push((*step, t.as_str(), *s));
+        }
+    }
     let Some((_, best_text, best)) = top.first().copied() else {
         return json!({"answer": NOT_COVERED, "citations": [], "confidence": 0.0});
     };
@@ -508,34 +539,46 @@ fn answer(artifact: &Artifact, question: &str) -> Value {
         answer.push(' ');
         answer.push_str(t);
     }
-    let citations: Vec<Value> =
-        top.iter().map(|(step, text, s)| json!({"step": step, "text": text, "score": round3(*s)})).collect();
+    let mut citations: Vec<Value> = Vec::with_capacity(top.len());
+    for (step, text, s) in &top {
+        citations.push(json!({"step": step, "text": text, "score": round3(*s)}));
+    }
     json!({"answer": answer, "citations": citations, "confidence": round3(best / (best + 2.0))})
 }
 
 fn grade(answer: &str, rubric: &[Criterion]) -> Value {
     let said = tokens(answer);
-    let total: f64 = rubric.iter().map(|c| c.weight.max(0.0)).sum();
+    let mut total = 0.0;
     let mut earned = 0.0;
     let mut missing: Vec<&str> = Vec::new();
-    let criteria: Vec<Value> = rubric
-        .iter()
-        .map(|c| {
-            let all = tokens(&c.criterion);
-            let content: Vec<&String> =
-                all.iter().filter(|t| !RUBRIC_VERBS.split(' ').any(|v| v == t.as_str())).collect();
-            let wanted = if content.is_empty() { all.iter().collect() } else { content };
-            let hit = wanted.iter().filter(|w| said.iter().any(|s| similar(s, w))).count();
-            // Met when at least half of the criterion's content words appear.
-            let met = !wanted.is_empty() && hit * 2 >= wanted.len();
-            if met {
-                earned += c.weight.max(0.0);
-            } else {
-                missing.push(&c.criterion);
+    let mut criteria: Vec<Value> = Vec::with_capacity(rubric.len());
+    for c in rubric {
+        total += c.weight.max(0.0);
+        let all = tokens(&c.criterion);
+        let mut wanted: Vec<&String> = Vec::new();
+        for t in &all {
+            if !RUBRIC_VERBS.split(' ').any(|v| v == t.as_str()) {
+                wanted.push(t);
             }
-            json!({"criterion": c.criterion, "met": met, "weight": c.weight})
-        })
-        .collect();
+        }
+        if wanted.is_empty() {
+            wanted.extend(&all);
+        }
+        let mut hit = 0;
+        for w in &wanted {
+            if said.iter().any(|s| similar(s, w)) {
+                hit += 1;
+            }
+        }
+        // Met when at least half of the criterion's content words appear.
+        let met = !wanted.is_empty() && hit * 2 >= wanted.len();
+        if met {
+            earned += c.weight.max(0.0);
+        } else {
+            missing.push(&c.criterion);
+        }
+        criteria.push(json!({"criterion": c.criterion, "met": met, "weight": c.weight}));
+    }
     let score = if total > 0.0 { round3((earned / total).clamp(0.0, 1.0)) } else { 0.0 };
     let feedback = if missing.is_empty() {
         "The answer covers every criterion.".to_owned()
@@ -670,10 +713,11 @@ pub fn openai_request(kind: JobKind, input: &JobInput, artifact: &Artifact, mode
     if let Some(item) = around.and_then(|s| artifact.timeline.get((s as usize).wrapping_sub(1))) {
         header.push_str(&format!("Step {} is a {} item: {}\n", around.unwrap_or(0), item.kind, item.payload));
     }
-    let mut lines: Vec<(u32, String)> = passages(artifact)
-        .into_iter()
-        .map(|(step, text)| (step, format!("[step {step}] {}\n", text.chars().take(PASSAGE_CHARS).collect::<String>())))
-        .collect();
+    let mut lines: Vec<(u32, String)> = Vec::new();
+    for (step, text) in passages(artifact) {
+        let cut = text.char_indices().nth(PASSAGE_CHARS).and_then(|(at, _)| text.get(..at)).unwrap_or(&text);
+        lines.push((step, format!("[step {step}] {cut}\n")));
+    }
     if let Some(s) = around {
         crate::order::sort_by_key(&mut lines, |(step, _)| step.abs_diff(s));
     }
@@ -687,7 +731,10 @@ pub fn openai_request(kind: JobKind, input: &JobInput, artifact: &Artifact, mode
         }
     }
     crate::order::sort_by_key(&mut kept, |(step, _)| *step);
-    let context: String = kept.into_iter().map(|(_, l)| l).collect();
+    let mut context = String::with_capacity(used);
+    for (_, line) in &kept {
+        context.push_str(line);
+    }
     let data = serde_json::to_string(input).unwrap_or_default();
     json!({
         "model": model,
@@ -742,7 +789,13 @@ fn pick(o: &Map<String, Value>, spec: &[(&str, char)]) -> Option<Map<String, Val
 /// Entries of the array `key` that `pick` accepts; malformed ones are skipped.
 fn entries(o: &Map<String, Value>, key: &str, spec: &[(&str, char)]) -> Vec<Value> {
     let items = o.get(key).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-    items.iter().filter_map(Value::as_object).filter_map(|e| pick(e, spec)).map(Value::Object).collect()
+    let mut out = Vec::new();
+    for entry in items.iter().filter_map(Value::as_object) {
+        if let Some(picked) = pick(entry, spec) {
+            out.push(Value::Object(picked));
+        }
+    }
+    out
 }
 
 /// The model's JSON content (a string, possibly fenced, or an object) checked

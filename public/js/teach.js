@@ -4,9 +4,9 @@
 // server's (what learners see), never a local guess.
 
 import { api, claims, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=0d0e893026";
+import { ClassroomClient } from "./classroom-client.js?v=3e92eeb55f";
 import { renderCanvas } from "./canvas.js?v=cc346232db";
-import { describeItems, lessonFrames } from "./core.js?v=09384ab885";
+import { describeItems, lessonFrames } from "./core.js?v=44e4284adf";
 import { shell, $, h, say, params, icon } from "./ui.js?v=f44cea9744";
 
 const SAVED = "dropple.teach.sessions";

@@ -31,13 +31,11 @@ pub const DLQ: &str = "dropple-ai-jobs-dlq";
 async fn send_jobs(env: &Env, ids: &[&str]) -> AppResult<()> {
     let queue = Binding::of(env, AI_JOBS)?;
     for chunk in ids.chunks(100) {
-        let batch: worker::js_sys::Array = chunk
-            .iter()
-            .map(|id| {
-                let body = binding::object(&[("job_id", JsValue::from_str(id))]);
-                binding::object(&[("body", body), ("contentType", JsValue::from_str("json"))])
-            })
-            .collect();
+        let batch = worker::js_sys::Array::new();
+        for id in chunk {
+            let body = binding::object(&[("job_id", JsValue::from_str(id))]);
+            batch.push(&binding::object(&[("body", body), ("contentType", JsValue::from_str("json"))]));
+        }
         queue.call("sendBatch", &[batch.into()]).await.map_err(AppError::internal)?;
     }
     Ok(())
@@ -351,26 +349,25 @@ async fn queue_explanations(ctx: &Ctx, claims: &Claims, artifact: &Artifact) -> 
         return Ok(json!({"queued": 0, "skipped": skipped, "reason": reason}));
     }
     let provider = provider_name(&ctx.env);
-    let jobs: Vec<Value> = (1..=queued)
-        .map(|step| {
-            let input = ai::JobInput::Explain { step: step as u32 };
-            let (id, run_id, event_id) = (runs::new_id(), runs::new_id(), runs::new_id());
-            // The job run's first event, sealed here like every other (seq 1 of a new run).
-            let queued = crate::run::Event {
-                id: event_id.clone(),
-                run_id: run_id.clone(),
-                seq: 1,
-                kind: "ai_job.queued".into(),
-                payload: json!({"job_id": id, "kind": "explain"}),
-                timestamp: ctx.now_ms,
-                author_id: "system".into(),
-                hash: String::new(),
-            };
-            let hash = crate::chain::event_hash(crate::chain::GENESIS, &queued);
-            json!({"id": id, "run_id": run_id, "event_id": event_id, "hash": hash,
-                   "input": serde_json::to_string(&input).unwrap_or_default()})
-        })
-        .collect();
+    let mut jobs: Vec<Value> = Vec::with_capacity(queued as usize);
+    for step in 1..=queued {
+        let input = ai::JobInput::Explain { step: step as u32 };
+        let (id, run_id, event_id) = (runs::new_id(), runs::new_id(), runs::new_id());
+        // The job run's first event, sealed here like every other (seq 1 of a new run).
+        let queued = crate::run::Event {
+            id: event_id.clone(),
+            run_id: run_id.clone(),
+            seq: 1,
+            kind: "ai_job.queued".into(),
+            payload: json!({"job_id": id, "kind": "explain"}),
+            timestamp: ctx.now_ms,
+            author_id: "system".into(),
+            hash: String::new(),
+        };
+        let hash = crate::chain::event_hash(crate::chain::GENESIS, &queued);
+        jobs.push(json!({"id": id, "run_id": run_id, "event_id": event_id, "hash": hash,
+               "input": serde_json::to_string(&input).unwrap_or_default()}));
+    }
     let list = Value::Array(jobs.clone()).to_string();
     let now = ctx.now_ms;
     // One parameter carries every job (json_each): three statements whatever the count.
@@ -425,14 +422,12 @@ pub async fn explanations(ctx: &mut Ctx, lesson_id: &str, version: u32) -> AppRe
         &[t(lesson_id), i(version), t(&lesson.org)],
     )
     .await?;
-    let steps: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            let input = serde_json::from_str::<Value>(&r.input).unwrap_or(Value::Null);
-            json!({"step": input.get("step"), "status": r.status, "job_id": r.id, "run_id": r.run_id,
-                   "explanation": r.result.as_deref().and_then(|x| serde_json::from_str::<Value>(x).ok())})
-        })
-        .collect();
+    let mut steps: Vec<Value> = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let input = serde_json::from_str::<Value>(&r.input).unwrap_or(Value::Null);
+        steps.push(json!({"step": input.get("step"), "status": r.status, "job_id": r.id, "run_id": r.run_id,
+               "explanation": r.result.as_deref().and_then(|x| serde_json::from_str::<Value>(x).ok())}));
+    }
     ok(json!({"lesson_id": lesson_id, "version": version, "explanations": steps}))
 }
 

@@ -821,14 +821,11 @@ async fn list(ctx: &mut Ctx) -> AppResult<Response> {
         }
         (None, None) => return Err(AppError::bad_request("invalid_query", "give learner_id or lesson_id")),
     };
-    let visible: Vec<Value> = rows
-        .into_iter()
-        .filter(|c| may_read(&claims, c).is_ok())
-        .map(|c| {
-            json!({"certificate_id": c.id, "learner_id": c.learner_id, "lesson_id": c.lesson_id, "version": c.version,
-                   "issued_at": rfc3339_ms(c.issued_at), "revoked": c.revoked_at.is_some(), "url": format!("/v1/certificates/{}", c.id)})
-        })
-        .collect();
+    let mut visible: Vec<Value> = Vec::new();
+    for c in rows.iter().filter(|c| may_read(&claims, c).is_ok()) {
+        visible.push(json!({"certificate_id": c.id, "learner_id": c.learner_id, "lesson_id": c.lesson_id, "version": c.version,
+               "issued_at": rfc3339_ms(c.issued_at), "revoked": c.revoked_at.is_some(), "url": format!("/v1/certificates/{}", c.id)}));
+    }
     ok(json!({"certificates": visible}))
 }
 

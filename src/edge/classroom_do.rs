@@ -196,10 +196,10 @@ impl Classroom {
     fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>> {
         // Loading first also seals rows stored before the chain existed.
         let run_id = self.with_session(|s| s.config.run_id.clone())?.unwrap_or_default();
-        Ok(self
-            .rows_after(after, limit)?
-            .into_iter()
-            .map(|r| Event {
+        let rows = self.rows_after(after, limit)?;
+        let mut events = Vec::with_capacity(rows.len());
+        for r in rows {
+            events.push(Event {
                 id: r.id,
                 run_id: run_id.clone(),
                 seq: r.seq as u64,
@@ -208,8 +208,9 @@ impl Classroom {
                 timestamp: r.timestamp as i64,
                 author_id: r.author_id,
                 hash: r.hash.unwrap_or_default(),
-            })
-            .collect())
+            });
+        }
+        Ok(events)
     }
 
     /// Load (replay) the session into the cache if needed, then run `f` on it.
@@ -719,13 +720,11 @@ impl Classroom {
         if !rows.is_empty() {
             // Every row in one statement: its fields as one JSON array each,
             // the payload as the text stored here (no parse, no re-serialize).
-            let table: Vec<Value> = rows
-                .iter()
-                .map(|r| {
-                    let hash = r.hash.as_deref().unwrap_or_default();
-                    json!([r.seq as u64, r.id, r.kind, r.payload, r.timestamp as i64, r.author_id, hash])
-                })
-                .collect();
+            let mut table: Vec<Value> = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let hash = r.hash.as_deref().unwrap_or_default();
+                table.push(json!([r.seq as u64, r.id, r.kind, r.payload, r.timestamp as i64, r.author_id, hash]));
+            }
             stmts.push(store::stmt(
                 &db,
                 "INSERT OR IGNORE INTO events (run_id, seq, id, type, payload, timestamp, author_id, org, hash) \

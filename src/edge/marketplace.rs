@@ -271,10 +271,9 @@ async fn search(db: &Db, query: &Query, viewer_org: Option<&str>) -> AppResult<m
         let primary = if sort == market::Sort::Rating { r.rank } else { r.created_at };
         market::Cursor { sort, primary, listing_id: r.id.clone() }.encode()
     });
-    let items: Vec<ListingSummary> = rows
-        .into_iter()
-        .take(limit)
-        .map(|r| ListingSummary {
+    let mut items: Vec<ListingSummary> = Vec::with_capacity(limit.min(rows.len()));
+    for r in rows.iter().take(limit) {
+        items.push(ListingSummary {
             listing_id: r.id.clone(),
             lesson_id: r.lesson_id.clone(),
             version: r.version,
@@ -289,8 +288,8 @@ async fn search(db: &Db, query: &Query, viewer_org: Option<&str>) -> AppResult<m
             rating_avg: market::mean_rating(r.rating_count, r.rating_sum),
             rating_count: r.rating_count,
             price_cents: r.price_cents,
-        })
-        .collect();
+        });
+    }
     Ok(market::Page { items, next_cursor })
 }
 
@@ -340,8 +339,20 @@ async fn trust(db: &Db, row: &ListingRow) -> AppResult<market::TrustSignals> {
     .await?;
     let c = counts.unwrap_or(Counts { attempts: 0, completed: 0, passed: 0, verified: 0 });
     Ok(market::trust_signals(&TrustInput {
-        completed_ratings: ratings.iter().filter(|r| r.completed != 0).map(|r| r.rating).collect(),
-        ratings: ratings.into_iter().map(|r| r.rating).collect(),
+        completed_ratings: {
+            let mut completed = Vec::new();
+            for r in ratings.iter().filter(|r| r.completed != 0) {
+                completed.push(r.rating);
+            }
+            completed
+        },
+        ratings: {
+            let mut all = Vec::with_capacity(ratings.len());
+            for r in &ratings {
+                all.push(r.rating);
+            }
+            all
+        },
         attempts: c.attempts,
         completed_attempts: c.completed,
         certificate_attempts_passed: c.passed,
@@ -387,13 +398,22 @@ async fn detail(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
             let visibility = if field("visibility") == "org" { Visibility::Org } else { Visibility::Public };
             let facts = ListingFacts { author_id: field("author_id"), org: field("org"), visibility };
             let actor = Actor { user_id: c.sub.clone(), roles: c.roles.clone(), org: c.org.clone() };
-            market::available_decisions(status, &actor, &facts).into_iter().map(|d| d.as_str()).collect()
+            decision_names(market::available_decisions(status, &actor, &facts))
         }
         None => Vec::new(),
     };
     let mut resp = respond(ctx, &entry, state)?;
     resp.headers_mut().set("x-available-decisions", &actions.join(","))?;
     Ok(resp)
+}
+
+/// What `decisions` are called in a response.
+fn decision_names(decisions: Vec<market::Decision>) -> Vec<&'static str> {
+    let mut names = Vec::with_capacity(decisions.len());
+    for d in decisions {
+        names.push(d.as_str());
+    }
+    names
 }
 
 async fn submit(ctx: &mut Ctx) -> AppResult<Response> {
@@ -550,10 +570,10 @@ async fn reviews(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
         &[t(id)],
     )
     .await?;
-    let list: Vec<Value> = rows
-        .into_iter()
-        .map(|r| json!({"learner_id": r.learner_id, "rating": r.rating, "text": r.text, "completed": r.completed != 0, "created_at": rfc3339_ms(r.created_at)}))
-        .collect();
+    let mut list: Vec<Value> = Vec::with_capacity(rows.len());
+    for r in &rows {
+        list.push(json!({"learner_id": r.learner_id, "rating": r.rating, "text": r.text, "completed": r.completed != 0, "created_at": rfc3339_ms(r.created_at)}));
+    }
     ok(json!({"reviews": list}))
 }
 
@@ -572,20 +592,18 @@ async fn queue(ctx: &mut Ctx) -> AppResult<Response> {
     )
     .await?;
     let actor = Actor { user_id: claims.sub.clone(), roles: claims.roles.clone(), org: claims.org.clone() };
-    let items: Vec<Value> = rows
-        .iter()
-        .filter_map(|r| {
-            let decisions: Vec<&str> =
-                market::available_decisions(r.status(), &actor, &r.facts()).into_iter().map(|d| d.as_str()).collect();
-            (!decisions.is_empty()).then(|| {
-                let mut v = listing_json(r);
-                super::http::set_field(&mut v, "available_decisions", json!(decisions));
-                if let (Some(decision), Some(actor)) = (&r.last_decision, &r.last_actor) {
-                    super::http::set_field(&mut v, "last_decision", json!({"decision": decision, "actor": actor}));
-                }
-                v
-            })
-        })
-        .collect();
+    let mut items: Vec<Value> = Vec::new();
+    for r in &rows {
+        let decisions = decision_names(market::available_decisions(r.status(), &actor, &r.facts()));
+        if decisions.is_empty() {
+            continue;
+        }
+        let mut v = listing_json(r);
+        super::http::set_field(&mut v, "available_decisions", json!(decisions));
+        if let (Some(decision), Some(actor)) = (&r.last_decision, &r.last_actor) {
+            super::http::set_field(&mut v, "last_decision", json!({"decision": decision, "actor": actor}));
+        }
+        items.push(v);
+    }
     ok(json!({"listings": items}))
 }

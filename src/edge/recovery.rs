@@ -390,14 +390,21 @@ async fn restore_tables(env: &Env, db: &Db) -> AppResult<Value> {
             let rows = archive::open_rows(&text, address).map_err(AppError::internal)?;
             let mut stmts = Vec::with_capacity(rows.len());
             for row in &rows {
-                let cols: Vec<&String> = row.keys().collect();
-                if let Some(bad) = cols.iter().find(|c| !archive::is_plain_column(c)) {
-                    return Err(AppError::internal(format!("table segment {table}/{address}: column {bad}")));
+                let (mut names, mut marks) = (String::new(), String::new());
+                let mut args: Vec<Arg> = Vec::with_capacity(row.len());
+                for (n, (column, value)) in row.iter().enumerate() {
+                    if !archive::is_plain_column(column) {
+                        return Err(AppError::internal(format!("table segment {table}/{address}: column {column}")));
+                    }
+                    if n > 0 {
+                        names.push_str(", ");
+                        marks.push_str(", ");
+                    }
+                    names.push_str(column);
+                    marks.push_str(&format!("?{}", n + 1));
+                    args.push(arg(value));
                 }
-                let names: Vec<&str> = cols.iter().map(|c| c.as_str()).collect();
-                let marks: Vec<String> = (1..=cols.len()).map(|n| format!("?{n}")).collect();
-                let sql = format!("INSERT OR IGNORE INTO {table} ({}) VALUES ({})", names.join(", "), marks.join(", "));
-                let args: Vec<Arg> = cols.iter().map(|c| arg(row.get(c.as_str()).unwrap_or(&Value::Null))).collect();
+                let sql = format!("INSERT OR IGNORE INTO {table} ({names}) VALUES ({marks})");
                 stmts.push(store::stmt(db, &sql, &args)?);
             }
             count += rows.len() as u64;
@@ -475,7 +482,10 @@ async fn restore_runs(env: &Env, db: &Db, after: &str, limit: u64) -> AppResult<
                 .ok_or_else(|| AppError::internal(format!("segment {} of run {} missing", seg.address, run.id)))?;
             let evs = archive::open_segment(&text, seg, &walk).map_err(AppError::internal)?;
             walk = Walk { last_seq: seg.last_seq, head: seg.head_hash.clone() };
-            let stmts = evs.iter().map(|e| insert_event_stmt(db, e, &run.org)).collect::<AppResult<Vec<_>>>()?;
+            let mut stmts = Vec::with_capacity(evs.len());
+            for e in &evs {
+                stmts.push(insert_event_stmt(db, e, &run.org)?);
+            }
             events += evs.len() as u64;
             for chunk in chunked(stmts, 100) {
                 db.batch(chunk).await?;

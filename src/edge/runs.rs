@@ -369,7 +369,8 @@ pub async fn append_events(
     // not the known head all take the reading path below, which answers them.
     if let Some((head_seq, head_hash)) = known_head(&run.id) {
         if expected_seq.is_none_or(|x| x == head_seq) {
-            let all: Vec<&NewEvent> = events.iter().collect();
+            let mut all: Vec<&NewEvent> = Vec::with_capacity(events.len());
+            all.extend(events);
             match seal(db, run, author, &all, head_seq, &head_hash, now_ms)?.write(db).await {
                 Ok(appended) => return Ok(appended),
                 Err(e) if store::is_constraint(&e, "constraint failed") => HEADS.with(|k| k.forget(&run.id)),
@@ -382,13 +383,21 @@ pub async fn append_events(
     // or a concurrent append of the same new id (UNIQUE), costs one more round.
     for _ in 0..MAX_APPEND_ROUNDS {
         let found = lookup(db, &run.id, events).await?;
-        let fresh: Vec<&NewEvent> =
-            events.iter().filter(|e| !found.existing.iter().any(|(id, _)| *id == e.id)).collect();
+        let mut fresh: Vec<&NewEvent> = Vec::new();
+        for e in events {
+            if !found.existing.iter().any(|(id, _)| *id == e.id) {
+                fresh.push(e);
+            }
+        }
         if fresh.is_empty() {
-            let seqs: Vec<u64> = found.existing.iter().map(|(_, s)| *s).collect();
+            let (mut first_seq, mut last_seq) = (u64::MAX, 0);
+            for (_, seq) in &found.existing {
+                first_seq = first_seq.min(*seq);
+                last_seq = last_seq.max(*seq);
+            }
             return Ok(Appended::AlreadyThere {
-                first_seq: seqs.iter().copied().min().unwrap_or(0),
-                last_seq: seqs.iter().copied().max().unwrap_or(0),
+                first_seq: if found.existing.is_empty() { 0 } else { first_seq },
+                last_seq,
             });
         }
         if let Some(x) = expected_seq.filter(|x| *x != found.head_seq) {
@@ -451,10 +460,9 @@ pub fn seal(
     prev: &str,
     now_ms: i64,
 ) -> AppResult<Sealed> {
-    let mut sealed: Vec<Event> = fresh
-        .iter()
-        .enumerate()
-        .map(|(n, e)| Event {
+    let mut sealed: Vec<Event> = Vec::with_capacity(fresh.len());
+    for (n, e) in fresh.iter().enumerate() {
+        sealed.push(Event {
             id: e.id.clone(),
             run_id: run.id.clone(),
             seq: head_seq + 1 + n as u64,
@@ -463,8 +471,8 @@ pub fn seal(
             timestamp: now_ms,
             author_id: author.to_owned(),
             hash: String::new(),
-        })
-        .collect();
+        });
+    }
     let head = chain::seal(prev, &mut sealed);
     let first_seq = sealed.first().map_or(0, |e| e.seq);
     let guard = if head_seq == 0 { store::Arg::Null } else { t(prev) };

@@ -338,15 +338,20 @@ pub async fn mine(ctx: &mut Ctx) -> AppResult<Response> {
         &[t(&claims.org), t(&claims.sub)],
     )
     .await?;
-    ok(json!({
-        "sessions": sessions.iter().map(|s| json!({
+    let mut session_list = Vec::with_capacity(sessions.len());
+    for s in &sessions {
+        session_list.push(json!({
             "session_id": s.session_id, "run_id": s.run_id, "lesson_id": s.lesson_id, "version": s.version,
             "title": s.title, "join_code": s.join_code, "status": s.status, "role": s.role,
             "created_at": crate::run::rfc3339_ms(s.created_at),
-        })).collect::<Vec<_>>(),
-        "runs": runs.iter().map(|r| json!({
+        }));
+    }
+    let mut run_list = Vec::with_capacity(runs.len());
+    for r in &runs {
+        run_list.push(json!({
             "run_id": r.run_id, "kind": r.kind, "lesson_id": r.lesson_id, "version": r.version, "title": r.title,
             "created_at": crate::run::rfc3339_ms(r.created_at),
-        })).collect::<Vec<_>>(),
-    }))
+        }));
+    }
+    ok(json!({"sessions": session_list, "runs": run_list}))
 }

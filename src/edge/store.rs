@@ -586,20 +586,18 @@ pub async fn flush_counters(db: &Db) {
     if taken.is_empty() {
         return;
     }
-    let statements: AppResult<Vec<D1PreparedStatement>> = taken
-        .iter()
-        .map(|(name, labels, by)| {
-            stmt(
-                db,
-                "INSERT INTO metrics (name, labels, value) VALUES (?1, ?2, ?3) ON CONFLICT (name, labels) DO UPDATE SET value = value + excluded.value",
-                &[t(name), t(labels), Arg::Real(*by)],
-            )
-        })
-        .collect();
-    let ok = match statements {
-        Ok(s) => db.batch(s).await.is_ok(),
-        Err(_) => false,
-    };
+    let mut statements = Vec::with_capacity(taken.len());
+    for (name, labels, by) in &taken {
+        match stmt(
+            db,
+            "INSERT INTO metrics (name, labels, value) VALUES (?1, ?2, ?3) ON CONFLICT (name, labels) DO UPDATE SET value = value + excluded.value",
+            &[t(name), t(labels), Arg::Real(*by)],
+        ) {
+            Ok(s) => statements.push(s),
+            Err(_) => break,
+        }
+    }
+    let ok = statements.len() == taken.len() && db.batch(statements).await.is_ok();
     if !ok {
         for (name, labels, by) in taken {
             count(name, &labels, by);

@@ -354,13 +354,11 @@ async fn audit(ctx: &mut Ctx) -> AppResult<Response> {
     )
     .await?;
     let next_after = (rows.len() as u64 == limit).then(|| rows.last().map(|r| r.id)).flatten();
-    let entries: Vec<Value> = rows
-        .into_iter()
-        .map(|r| {
-            json!({"id": r.id, "at": crate::run::rfc3339_ms(r.at), "actor": r.actor, "action": r.action, "target": r.target,
-                   "detail": serde_json::from_str::<Value>(&r.detail).unwrap_or(Value::Null)})
-        })
-        .collect();
+    let mut entries: Vec<Value> = Vec::with_capacity(rows.len());
+    for r in &rows {
+        entries.push(json!({"id": r.id, "at": crate::run::rfc3339_ms(r.at), "actor": r.actor, "action": r.action, "target": r.target,
+               "detail": serde_json::from_str::<Value>(&r.detail).unwrap_or(Value::Null)}));
+    }
     ok(json!({"entries": entries, "next_after": next_after}))
 }
 
