@@ -16,16 +16,16 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "80af94d8a3";
+const VERSION = "773572295c";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const REFERENCE = "dropple-reference-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
   "/css/app.css?v=f7ae708f13", "/manifest.webmanifest", "/icon.svg",
-  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=3e92eeb55f", "/js/core.js?v=44e4284adf",
-  "/core/dropple_core.js?v=1c5e047e36", "/core/dropple_core_bg.wasm?v=1c5e047e36",
-  "/js/home.js?v=c373d17f34", "/js/teach.js?v=4b77772023", "/js/learn.js?v=50e06dde1a", "/js/author.js?v=f329d2aa6c", "/js/market.js?v=abe947f654", "/js/verify.js?v=6230592ee4", "/js/replay.js?v=79bd78e066",
+  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=f4e164e924", "/js/core.js?v=144452c183",
+  "/core/dropple_core.js?v=819d2f9390", "/core/dropple_core_bg.wasm?v=819d2f9390",
+  "/js/home.js?v=c373d17f34", "/js/teach.js?v=eba874db76", "/js/learn.js?v=999725527a", "/js/author.js?v=ee52cadc85", "/js/market.js?v=abe947f654", "/js/verify.js?v=8e86723e3c", "/js/replay.js?v=13e3c0e367",
 ];
 const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;

@@ -617,11 +617,18 @@ pub fn quiz_feedback(key: &AnswerKey, effects: &[Effect], learner: &str) -> Opti
 
 // ---------------------------------------------------------------- session state
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Teacher,
     Observer,
+}
+
+impl<'de> Deserialize<'de> for Role {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const VARIANTS: &[(&str, Role)] = &[("teacher", Role::Teacher), ("observer", Role::Observer)];
+        crate::json_value::unit_variant(d, VARIANTS, &["teacher", "observer"])
+    }
 }
 
 /// The author of a message, as the adapter authenticated it.
@@ -1296,11 +1303,18 @@ struct ConnectionWire {
     last_seq: Option<u64>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy)]
 enum ConnectionState {
     AwaitingHello,
     Connected,
+}
+
+impl<'de> Deserialize<'de> for ConnectionState {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const VARIANTS: &[(&str, ConnectionState)] =
+            &[("awaiting_hello", ConnectionState::AwaitingHello), ("connected", ConnectionState::Connected)];
+        crate::json_value::unit_variant(d, VARIANTS, &["awaiting_hello", "connected"])
+    }
 }
 
 impl TryFrom<ConnectionWire> for Connection {

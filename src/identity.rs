@@ -9,7 +9,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Author,
@@ -21,6 +21,20 @@ pub enum Role {
 
 impl Role {
     pub const ALL: [Role; 5] = [Role::Author, Role::Teacher, Role::Reviewer, Role::Learner, Role::Governor];
+}
+
+impl<'de> Deserialize<'de> for Role {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const NAMES: &[&str] = &["author", "teacher", "reviewer", "learner", "governor"];
+        const VARIANTS: &[(&str, Role)] = &[
+            ("author", Role::Author),
+            ("teacher", Role::Teacher),
+            ("reviewer", Role::Reviewer),
+            ("learner", Role::Learner),
+            ("governor", Role::Governor),
+        ];
+        crate::json_value::unit_variant(d, VARIANTS, NAMES)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

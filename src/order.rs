@@ -6,21 +6,41 @@
 
 use std::cmp::Ordering;
 
-/// `v.sort_by(cmp)`.
+/// `v.sort_by(cmp)`. Plain loops: this is instantiated for every element
+/// type and comparator, and iterator adapters would be too.
 pub fn sort_by<T>(v: &mut Vec<T>, mut cmp: impl FnMut(&T, &T) -> Ordering) {
     // Already in order (the common case: rows read in order, keys of a map):
     // no allocation.
-    if v.is_sorted_by(|a, b| cmp(a, b) != Ordering::Greater) {
+    let mut sorted = true;
+    for pair in v.windows(2) {
+        if let [a, b] = pair {
+            if cmp(a, b) == Ordering::Greater {
+                sorted = false;
+                break;
+            }
+        }
+    }
+    if sorted {
         return;
     }
-    let mut order: Vec<usize> = (0..v.len()).collect();
+    let mut order: Vec<usize> = Vec::with_capacity(v.len());
+    for i in 0..v.len() {
+        order.push(i);
+    }
     let items = v.as_slice();
     sort_positions(&mut order, &mut |a, b| match (items.get(a), items.get(b)) {
         (Some(x), Some(y)) => cmp(x, y),
         _ => Ordering::Equal,
     });
-    let mut slots: Vec<Option<T>> = v.drain(..).map(Some).collect();
-    v.extend(order.into_iter().filter_map(|i| slots.get_mut(i).and_then(Option::take)));
+    let mut slots: Vec<Option<T>> = Vec::with_capacity(v.len());
+    for item in v.drain(..) {
+        slots.push(Some(item));
+    }
+    for i in order {
+        if let Some(item) = slots.get_mut(i).and_then(Option::take) {
+            v.push(item);
+        }
+    }
 }
 
 /// `v.sort_by_key(key)`.

@@ -9,9 +9,9 @@
 // Values cross as JSON text (big integers and odd floats arrive exactly as
 // the server wrote them); the helpers below parse what the pages render.
 
-import init, * as wasm from "/core/dropple_core.js?v=1c5e047e36";
+import init, * as wasm from "/core/dropple_core.js?v=819d2f9390";
 
-await init({ module_or_path: "/core/dropple_core_bg.wasm?v=1c5e047e36" });
+await init({ module_or_path: "/core/dropple_core_bg.wasm?v=819d2f9390" });
 
 export const core = wasm;
 

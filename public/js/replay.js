@@ -7,8 +7,8 @@
 // the classes the person taught or attended and the runs they wrote.
 
 import { api, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=3e92eeb55f";
-import { Replay, describeItems, lessonFrames } from "./core.js?v=44e4284adf";
+import { ClassroomClient } from "./classroom-client.js?v=f4e164e924";
+import { Replay, describeItems, lessonFrames } from "./core.js?v=144452c183";
 import { renderCanvas } from "./canvas.js?v=cc346232db";
 import { shell, $, h, say, params } from "./ui.js?v=f44cea9744";
 
