@@ -1018,7 +1018,7 @@ mod tests {
         for len in (0..300).chain(510..520).chain([774, 775, 776]) {
             for byte in [0u8, 143, 144, 255] {
                 let mut data = vec![7u8];
-                data.extend(std::iter::repeat(byte).take(len));
+                data.extend(std::iter::repeat_n(byte, len));
                 data.push(9);
                 read_back(&data);
             }
