@@ -9,9 +9,9 @@
 // Values cross as JSON text (big integers and odd floats arrive exactly as
 // the server wrote them); the helpers below parse what the pages render.
 
-import init, * as wasm from "/core/dropple_core.js?v=9d0eb0e22c";
+import init, * as wasm from "/core/dropple_core.js?v=2f75e79b93";
 
-await init({ module_or_path: "/core/dropple_core_bg.wasm?v=9d0eb0e22c" });
+await init({ module_or_path: "/core/dropple_core_bg.wasm?v=2f75e79b93" });
 
 export const core = wasm;
 

@@ -7,8 +7,8 @@
 // the classes the person taught or attended and the runs they wrote.
 
 import { api, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=c2a1936bea";
-import { Replay, describeItems, lessonFrames } from "./core.js?v=0b54e498a2";
+import { ClassroomClient } from "./classroom-client.js?v=ff3cae4b1b";
+import { Replay, describeItems, lessonFrames } from "./core.js?v=d7a4ce90a3";
 import { renderCanvas } from "./canvas.js?v=cc346232db";
 import { shell, $, h, say, params } from "./ui.js?v=f44cea9744";
 
