@@ -16,16 +16,16 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "47bcd13052";
+const VERSION = "32e33586ae";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const REFERENCE = "dropple-reference-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
   "/css/app.css?v=f7ae708f13", "/manifest.webmanifest", "/icon.svg",
-  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=ff3cae4b1b", "/js/core.js?v=d7a4ce90a3",
-  "/core/dropple_core.js?v=2f75e79b93", "/core/dropple_core_bg.wasm?v=2f75e79b93",
-  "/js/home.js?v=c373d17f34", "/js/teach.js?v=089f5a1bcf", "/js/learn.js?v=52523b90b9", "/js/author.js?v=46c9cb3f9b", "/js/market.js?v=abe947f654", "/js/verify.js?v=21c729de68", "/js/replay.js?v=d0d09f74a3",
+  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=d503dd8bda", "/js/core.js?v=07b63d6fbc",
+  "/core/dropple_core.js?v=f2476f48b1", "/core/dropple_core_bg.wasm?v=f2476f48b1",
+  "/js/home.js?v=c373d17f34", "/js/teach.js?v=fc30b5c5bb", "/js/learn.js?v=ee6767c340", "/js/author.js?v=080a48a03b", "/js/market.js?v=abe947f654", "/js/verify.js?v=a423dfa97d", "/js/replay.js?v=d18dc540ac",
 ];
 const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;

@@ -34,8 +34,8 @@ else
     # lib.rs denies every panicking call outside tests. The flag is unstable:
     # RUSTC_BOOTSTRAP lets the stable compiler take it (it also names symbols
     # in v0 mangling, which wasm-opt strips; bench/size.mjs reads both). std
-    # stays the prebuilt one: built with the crate (build-std) it saved more
-    # but made the class load slower in every A/B, for no reason we found.
+    # stays the prebuilt one: building it with the crate (build-std) saves
+    # more but needs rustup's rust-src, which an offline machine may lack.
     RUSTC_BOOTSTRAP=1 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-Zlocation-detail=none" worker-build --release
     # Exports of classes the glue can never hold an object of (their code
     # would otherwise stay: an export is a root).

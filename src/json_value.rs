@@ -119,8 +119,9 @@ impl<V: ToJson> ToJson for BTreeMap<String, V> {
 /// are also written as text (storage, events, artifacts), and one serializer
 /// per type is less code than two (-2.6 KB gzipped on the worker); doubles
 /// read back bit for bit (`float_roundtrip`). Not for hot paths: the live
-/// path's events use `to_value` directly, and a page of rows is written as
-/// text without a `Value` at all.
+/// path's events build their payloads field by field (only a drawn
+/// annotation, a rare event, comes through here), and a page of rows is
+/// written as text without a `Value` at all.
 pub fn serialized<T: serde::Serialize + ?Sized>(value: &T) -> Value {
     serde_json::to_string(value).ok().and_then(|text| serde_json::from_str(&text).ok()).unwrap_or(Value::Null)
 }
