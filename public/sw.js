@@ -16,16 +16,16 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "32e33586ae";
+const VERSION = "b64c27f3ea";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const REFERENCE = "dropple-reference-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
   "/css/app.css?v=f7ae708f13", "/manifest.webmanifest", "/icon.svg",
-  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=d503dd8bda", "/js/core.js?v=07b63d6fbc",
-  "/core/dropple_core.js?v=f2476f48b1", "/core/dropple_core_bg.wasm?v=f2476f48b1",
-  "/js/home.js?v=c373d17f34", "/js/teach.js?v=fc30b5c5bb", "/js/learn.js?v=ee6767c340", "/js/author.js?v=080a48a03b", "/js/market.js?v=abe947f654", "/js/verify.js?v=a423dfa97d", "/js/replay.js?v=d18dc540ac",
+  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=347796b738", "/js/core.js?v=7eae1e56b9",
+  "/core/dropple_core.js?v=4282dcdc92", "/core/dropple_core_bg.wasm?v=4282dcdc92",
+  "/js/home.js?v=c373d17f34", "/js/teach.js?v=938abbe09c", "/js/learn.js?v=ec64dae2f2", "/js/author.js?v=b4bd920b36", "/js/market.js?v=abe947f654", "/js/verify.js?v=e86a63424e", "/js/replay.js?v=6a4904b2f1",
 ];
 const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;

@@ -626,8 +626,7 @@ pub enum Role {
 
 impl<'de> Deserialize<'de> for Role {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        const VARIANTS: &[(&str, Role)] = &[("teacher", Role::Teacher), ("observer", Role::Observer)];
-        crate::json_value::unit_variant(d, VARIANTS, &["teacher", "observer"])
+        crate::json_value::unit_variant(d, &["teacher", "observer"], &[Role::Teacher, Role::Observer])
     }
 }
 
@@ -905,17 +904,17 @@ impl SessionEvent {
                 let [question_id, choice, learner_id] = fields(p, ["question_id", "choice", "learner_id"])?;
                 E::QuizResponded {
                     question_id: string(question_id)?,
-                    choice: small(choice)?,
+                    choice: whole_u32(choice)?,
                     learner_id: string(learner_id)?,
                 }
             }
             "explanation.requested" => {
                 let [step] = fields(p, ["step"])?;
-                E::ExplanationRequested { step: small(step)? }
+                E::ExplanationRequested { step: whole_u32(step)? }
             }
             "explanation.ready" => {
                 let [step, job_id, text] = fields(p, ["step", "job_id", "text"])?;
-                E::ExplanationReady { step: small(step)?, job_id: string(job_id)?, text: string(text)? }
+                E::ExplanationReady { step: whole_u32(step)?, job_id: string(job_id)?, text: string(text)? }
             }
             _ => return None,
         })
@@ -972,7 +971,8 @@ impl Annotation {
     }
 }
 
-fn small(v: Option<&Value>) -> Option<u32> {
+/// A `u32` as serde reads one: an integer in range, no fraction.
+fn whole_u32(v: Option<&Value>) -> Option<u32> {
     u32::try_from(v?.as_u64()?).ok()
 }
 
@@ -1311,9 +1311,11 @@ enum ConnectionState {
 
 impl<'de> Deserialize<'de> for ConnectionState {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        const VARIANTS: &[(&str, ConnectionState)] =
-            &[("awaiting_hello", ConnectionState::AwaitingHello), ("connected", ConnectionState::Connected)];
-        crate::json_value::unit_variant(d, VARIANTS, &["awaiting_hello", "connected"])
+        crate::json_value::unit_variant(
+            d,
+            &["awaiting_hello", "connected"],
+            &[ConnectionState::AwaitingHello, ConnectionState::Connected],
+        )
     }
 }
 

@@ -25,15 +25,8 @@ impl Role {
 
 impl<'de> Deserialize<'de> for Role {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        const NAMES: &[&str] = &["author", "teacher", "reviewer", "learner", "governor"];
-        const VARIANTS: &[(&str, Role)] = &[
-            ("author", Role::Author),
-            ("teacher", Role::Teacher),
-            ("reviewer", Role::Reviewer),
-            ("learner", Role::Learner),
-            ("governor", Role::Governor),
-        ];
-        crate::json_value::unit_variant(d, VARIANTS, NAMES)
+        // In the order of `Role::ALL`.
+        crate::json_value::unit_variant(d, &["author", "teacher", "reviewer", "learner", "governor"], &Role::ALL)
     }
 }
 

@@ -126,20 +126,19 @@ pub fn serialized<T: serde::Serialize + ?Sized>(value: &T) -> Value {
     serde_json::to_string(value).ok().and_then(|text| serde_json::from_str(&text).ok()).unwrap_or(Value::Null)
 }
 
-/// The unit variant named by a string, as its index in `variants` (the
-/// names serde's derive would use, in the enum's order). One decoder for
-/// every enum of names: the derive writes a field visitor, an enum visitor
-/// and a variant access for each (~1.5 KiB of the worker per enum). The
-/// derive's other form, an object `{"name": null}`, is not read: nothing
-/// writes it.
+/// The unit variant named by a string: `variants[i]` for the string
+/// `names[i]` (the names serde's derive would use). One decoder for every
+/// enum of names: the derive writes a field visitor, an enum visitor and a
+/// variant access for each (~1.5 KiB of the worker per enum). The derive's
+/// other form, an object `{"name": null}`, is not read: nothing writes it.
 pub fn unit_variant<'de, D: serde::Deserializer<'de>, T: Copy>(
     d: D,
-    variants: &'static [(&'static str, T)],
     names: &'static [&'static str],
+    variants: &[T],
 ) -> Result<T, D::Error> {
     let name = <String as serde::Deserialize>::deserialize(d)?;
-    match variants.iter().find(|(n, _)| *n == name) {
-        Some((_, v)) => Ok(*v),
+    match names.iter().position(|n| *n == name).and_then(|i| variants.get(i)) {
+        Some(v) => Ok(*v),
         None => Err(serde::de::Error::unknown_variant(&name, names)),
     }
 }
@@ -306,9 +305,8 @@ mod tests {
         struct Ours(Derived);
         impl<'de> serde::Deserialize<'de> for Ours {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                const VARIANTS: &[(&str, Ours)] =
-                    &[("awaiting_hello", Ours(Derived::AwaitingHello)), ("connected", Ours(Derived::Connected))];
-                super::unit_variant(d, VARIANTS, &["awaiting_hello", "connected"])
+                let variants = [Ours(Derived::AwaitingHello), Ours(Derived::Connected)];
+                super::unit_variant(d, &["awaiting_hello", "connected"], &variants)
             }
         }
         for text in

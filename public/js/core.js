@@ -9,9 +9,9 @@
 // Values cross as JSON text (big integers and odd floats arrive exactly as
 // the server wrote them); the helpers below parse what the pages render.
 
-import init, * as wasm from "/core/dropple_core.js?v=f2476f48b1";
+import init, * as wasm from "/core/dropple_core.js?v=4282dcdc92";
 
-await init({ module_or_path: "/core/dropple_core_bg.wasm?v=f2476f48b1" });
+await init({ module_or_path: "/core/dropple_core_bg.wasm?v=4282dcdc92" });
 
 export const core = wasm;
 

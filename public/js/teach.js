@@ -4,9 +4,9 @@
 // server's (what learners see), never a local guess.
 
 import { api, claims, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=d503dd8bda";
+import { ClassroomClient } from "./classroom-client.js?v=347796b738";
 import { renderCanvas } from "./canvas.js?v=cc346232db";
-import { describeItems, lessonFrames } from "./core.js?v=07b63d6fbc";
+import { describeItems, lessonFrames } from "./core.js?v=7eae1e56b9";
 import { shell, $, h, say, params, icon } from "./ui.js?v=f44cea9744";
 
 const SAVED = "dropple.teach.sessions";

@@ -338,21 +338,16 @@ async fn trust(db: &Db, row: &ListingRow) -> AppResult<market::TrustSignals> {
     )
     .await?;
     let c = counts.unwrap_or(Counts { attempts: 0, completed: 0, passed: 0, verified: 0 });
+    let (mut all_ratings, mut completed_ratings) = (Vec::with_capacity(ratings.len()), Vec::new());
+    for r in &ratings {
+        all_ratings.push(r.rating);
+        if r.completed != 0 {
+            completed_ratings.push(r.rating);
+        }
+    }
     Ok(market::trust_signals(&TrustInput {
-        completed_ratings: {
-            let mut completed = Vec::new();
-            for r in ratings.iter().filter(|r| r.completed != 0) {
-                completed.push(r.rating);
-            }
-            completed
-        },
-        ratings: {
-            let mut all = Vec::with_capacity(ratings.len());
-            for r in &ratings {
-                all.push(r.rating);
-            }
-            all
-        },
+        completed_ratings,
+        ratings: all_ratings,
         attempts: c.attempts,
         completed_attempts: c.completed,
         certificate_attempts_passed: c.passed,

@@ -369,8 +369,7 @@ pub async fn append_events(
     // not the known head all take the reading path below, which answers them.
     if let Some((head_seq, head_hash)) = known_head(&run.id) {
         if expected_seq.is_none_or(|x| x == head_seq) {
-            let mut all: Vec<&NewEvent> = Vec::with_capacity(events.len());
-            all.extend(events);
+            let all: Vec<&NewEvent> = events.iter().collect();
             match seal(db, run, author, &all, head_seq, &head_hash, now_ms)?.write(db).await {
                 Ok(appended) => return Ok(appended),
                 Err(e) if store::is_constraint(&e, "constraint failed") => HEADS.with(|k| k.forget(&run.id)),
