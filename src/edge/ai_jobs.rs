@@ -165,16 +165,13 @@ async fn lifecycle(db: &Db, org: &str, run_id: &str, kind: &str, payload: Value,
     let run = job_run(org, run_id);
     let ev = NewEvent { id: runs::new_id(), kind: kind.into(), payload };
     if let Err(e) = runs::append_events(db, &run, "system", &[ev], None, now_ms).await {
-        worker::console_error!(
-            "{}",
-            json!({"msg": "ai job lifecycle event lost", "run_id": run_id, "error": e.to_string()})
-        );
+        super::log::error(&json!({"msg": "ai job lifecycle event lost", "run_id": run_id, "error": e.to_string()}));
     }
     log_lifecycle(kind, run_id);
 }
 
 fn log_lifecycle(kind: &str, run_id: &str) {
-    worker::console_log!("{}", json!({"msg": "ai job", "event": kind, "run_id": run_id}));
+    super::log::info(&json!({"msg": "ai job", "event": kind, "run_id": run_id}));
 }
 
 async fn readable_lesson(db: &Db, claims: &Claims, lesson_id: &str, version: u32) -> AppResult<LessonRow> {
@@ -313,10 +310,7 @@ pub async fn on_publish(ctx: &Ctx, claims: &Claims, artifact: &Artifact) -> Valu
     match queue_explanations(ctx, claims, artifact).await {
         Ok(summary) => summary,
         Err(e) => {
-            worker::console_error!(
-                "{}",
-                json!({"msg": "publish-time explanations not queued", "error": e.to_string()})
-            );
+            super::log::error(&json!({"msg": "publish-time explanations not queued", "error": e.to_string()}));
             json!({"queued": 0, "skipped": artifact.timeline.len().min(200), "reason": "internal_error"})
         }
     }
@@ -393,9 +387,8 @@ async fn queue_explanations(ctx: &Ctx, claims: &Claims, artifact: &Artifact) -> 
     .await?;
     let ids: Vec<&str> = jobs.iter().filter_map(|j| j["id"].as_str()).collect();
     if let Err(e) = send_jobs(&ctx.env, &ids).await {
-        worker::console_error!(
-            "{}",
-            json!({"msg": "publish-time explanations not sent; requeue_stale resends them", "error": e.to_string()})
+        super::log::error(
+            &json!({"msg": "publish-time explanations not sent; requeue_stale resends them", "error": e.to_string()}),
         );
     }
     Ok(json!({"queued": queued, "skipped": skipped, "reason": reason}))
@@ -449,7 +442,7 @@ pub async fn requeue_stale(env: &Env, db: &Db, only: Option<&str>, now_ms: i64) 
     .await?;
     send_jobs(env, &ids.iter().map(|job| job.id.as_str()).collect::<Vec<_>>()).await?;
     if !ids.is_empty() {
-        worker::console_log!("{}", json!({"msg": "ai jobs re-sent", "count": ids.len()}));
+        super::log::info(&json!({"msg": "ai jobs re-sent", "count": ids.len()}));
     }
     Ok(ids.len())
 }
@@ -467,10 +460,7 @@ pub async fn process(env: &Env, job_id: &str, now_ms: i64) -> Outcome {
     match process_inner(env, job_id, now_ms).await {
         Ok(outcome) => outcome,
         Err(e) => {
-            worker::console_error!(
-                "{}",
-                json!({"msg": "ai job processing fault", "job_id": job_id, "error": e.to_string()})
-            );
+            super::log::error(&json!({"msg": "ai job processing fault", "job_id": job_id, "error": e.to_string()}));
             Outcome::RetryAfter(ai::retry_delay_secs(1))
         }
     }

@@ -453,10 +453,7 @@ impl Classroom {
                     if let Err(e) = self.persist(events) {
                         // Nothing broadcast yet: drop the cache so the next
                         // message replays exactly what storage holds.
-                        worker::console_error!(
-                            "{}",
-                            json!({"msg": "classroom persist failed", "error": e.to_string()})
-                        );
+                        super::log::error(&json!({"msg": "classroom persist failed", "error": e.to_string()}));
                         *self.session.borrow_mut() = None;
                         if let Some(ws) = ws {
                             Self::send(
@@ -563,7 +560,7 @@ impl Classroom {
             for effect in later {
                 match effect {
                     Effect::Audit { action, detail } => {
-                        worker::console_log!("{}", json!({"msg": "audit", "action": action, "actor": actor}));
+                        super::log::info(&json!({"msg": "audit", "action": action, "actor": actor}));
                         store::audit(&db, &org, now_ms(), actor, action, &session_id, &detail).await;
                     }
                     Effect::RequestExplanation { step, .. } => {
@@ -992,9 +989,8 @@ impl Classroom {
                 self.set_meta("outbox_failures", &failures.to_string())?;
                 // 250 ms, 500 ms, 1 s … capped at 30 s: D1 coming back is noticed quickly.
                 let delay = (250u64 << failures.min(7)).min(30_000);
-                worker::console_error!(
-                    "{}",
-                    json!({"msg": "outbox flush failed", "failures": failures, "retry_ms": delay, "error": e.to_string()})
+                super::log::error(
+                    &json!({"msg": "outbox flush failed", "failures": failures, "retry_ms": delay, "error": e.to_string()}),
                 );
                 self.set_meta("outbox_retry_at", &(now + delay as i64).to_string())?;
                 self.rearm(delay).await?;

@@ -240,7 +240,7 @@ pub async fn bump_env(env: &worker::Env, family: Family) {
         Err(e) => Err(e.to_string()),
     };
     if let Err(e) = put {
-        worker::console_error!("{}", crate::json!({"msg": "cache generation bump failed", "error": e}));
+        super::log::error(&crate::json!({"msg": "cache generation bump failed", "error": e}));
     }
 }
 

@@ -42,10 +42,7 @@ async fn fetch(req: Request, env: Env, wctx: Context) -> worker::Result<Response
         Ok(r) => r,
         Err(e) => {
             if let crate::error::Failure::Internal(detail) = e.failure() {
-                worker::console_error!(
-                    "{}",
-                    crate::json!({"msg": "internal error", "path": ctx.path, "detail": detail})
-                );
+                log::error(&crate::json!({"msg": "internal error", "path": ctx.path, "detail": detail}));
             }
             http::error_response(&e)?
         }
@@ -63,16 +60,34 @@ async fn fetch(req: Request, env: Env, wctx: Context) -> worker::Result<Response
     // One structured line per request: ids only, never personal data.
     request_log::line(
         &ctx.wctx,
-        &crate::json!({
+        &log::text(&crate::json!({
             "method": method,
             "route": route_name(&ctx.path),
             "status": response.status_code(),
             "ms": elapsed,
             "org": ctx.log_org,
-        })
-        .to_string(),
+        })),
     );
     Ok(response)
+}
+
+/// Structured logs: one JSON object per line. One function per level
+/// instead of `console_error!("{}", json!(..))` at each call site, where
+/// every site built its own `format!` (-0.8 KB gzipped for 17 sites).
+pub(crate) mod log {
+    use serde_json::Value;
+
+    pub fn error(line: &Value) {
+        worker::web_sys::console::error_1(&text(line).into());
+    }
+
+    pub fn info(line: &Value) {
+        worker::web_sys::console::log_1(&text(line).into());
+    }
+
+    pub fn text(line: &Value) -> String {
+        serde_json::to_string(line).unwrap_or_default()
+    }
 }
 
 /// The request log: one structured line per request, written in batches.
@@ -120,7 +135,7 @@ mod request_log {
         WAITING.with(|w| {
             let mut w = w.borrow_mut();
             if !w.is_empty() {
-                worker::console_log!("{}", w);
+                worker::web_sys::console::log_1(&w.as_str().into());
                 w.clear();
             }
         });
@@ -226,7 +241,7 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     if let Ok(db) = store::db(&env) {
         store::flush_counters(&db).await;
         if let Err(e) = ai_jobs::requeue_stale(&env, &db, None, now).await {
-            worker::console_error!("{}", crate::json!({"msg": "stale AI job sweep failed", "error": e.to_string()}));
+            log::error(&crate::json!({"msg": "stale AI job sweep failed", "error": e.to_string()}));
         }
     }
     recovery::scheduled(&env, now).await;

@@ -613,7 +613,7 @@ pub async fn scheduled(env: &Env, now_ms: i64) {
         Err(e) => Err(e),
     };
     match result {
-        Ok(report) => worker::console_log!("{}", json!({"msg": "archive pass", "report": report})),
-        Err(e) => worker::console_error!("{}", json!({"msg": "archive pass failed", "error": e.to_string()})),
+        Ok(report) => super::log::info(&json!({"msg": "archive pass", "report": report})),
+        Err(e) => super::log::error(&json!({"msg": "archive pass failed", "error": e.to_string()})),
     }
 }

@@ -780,7 +780,7 @@ pub async fn replay_to(
                 }
             }
             if let Err(e) = db.batch(stmts).await {
-                worker::console_error!("{}", json!({"msg": "checkpoint write failed", "error": e.to_string()}));
+                super::log::error(&json!({"msg": "checkpoint write failed", "error": e.to_string()}));
             }
         });
         match later {

@@ -258,10 +258,7 @@ async fn connect(ctx: &mut Ctx, id: &str, door: &str) -> AppResult<Response> {
     let (resp, recorded) =
         futures_util::future::join(door, record_attendance(&db, &session, &claims.sub, ctx.now_ms)).await;
     if let Err(e) = recorded {
-        worker::console_error!(
-            "{}",
-            json!({"msg": "attendance not recorded", "session": session.id, "error": e.to_string()})
-        );
+        super::log::error(&json!({"msg": "attendance not recorded", "session": session.id, "error": e.to_string()}));
     }
     resp
 }

@@ -544,10 +544,7 @@ pub async fn audit(
         Err(e) => Err(e),
     };
     if let Err(e) = result {
-        worker::console_error!(
-            "{}",
-            crate::json!({"msg": "audit write failed", "action": action, "error": e.to_string()})
-        );
+        super::log::error(&crate::json!({"msg": "audit write failed", "action": action, "error": e.to_string()}));
     }
 }
 
