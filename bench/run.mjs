@@ -835,16 +835,17 @@ ${load ? loadMethod(load) : ""}- **Append**: ${300} single-event requests one af
   seq inside the same D1 batch; the raw-insert baseline shows the ceiling local D1 sets on this
   machine. A cold replay reads every row and also stores checkpoints (one per 5,000-event page);
   replays after it start from the nearest checkpoint.
-- **Size**: \`build/index_bg.wasm\` after \`wasm-opt -Os\`, gzip -9. The browser core:
+- **Size**: \`build/index_bg.wasm\` after \`wasm-opt -Os\` (a function is inlined into its only caller
+  only when small: see \`scripts/build.sh\`), gzip -9. The browser core:
   \`public/core/dropple_core_bg.wasm\` (the same crate with \`--no-default-features --features browser\`,
-  wasm-bindgen \`--target web\`, \`wasm-opt -Oz\`) plus its JS glue (minified), gzip -9. **Start**: spawning \`wrangler dev\`
+  wasm-bindgen \`--target web\`, \`wasm-opt -Os\` as the worker) plus its JS glue (minified), gzip -9. **Start**: spawning \`wrangler dev\`
   until the first 200 (\`/v1/health\`; baseline \`/ping\`), median of 2.
 - **What the wasm is made of** (\`bench/size.mjs\`): the ten largest contributors, code bytes
   grouped by crate, or by family where a format's instances for our types dominate (a serde_json
   or serde_wasm_bindgen deserializer instantiated for one of our types is charged to that format),
   measured on the copy of this build that \`scripts/build.sh\` keeps with its names, before
   \`wasm-opt -Os\` (${contributors ? f1(contributors.total / 1024) : "n/a"} KiB there, names excluded; wasm-opt then takes it to the
-  ${f1(size.raw / 1024)} KiB shipped, mostly by inlining, after which names no longer say where bytes come from):
+  ${f1(size.raw / 1024)} KiB shipped, partly by inlining, after which names no longer say where bytes come from):
 
   | contributor | KiB before wasm-opt | share | functions |
   |---|---|---|---|
