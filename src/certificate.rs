@@ -4,9 +4,8 @@
 //! revocation. Pure: time and keys are parameters, nothing here panics on
 //! any input.
 
+use crate::base64url;
 use crate::json;
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-use base64::Engine;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -56,7 +55,7 @@ impl PublicIssuerKey {
         multikey_encode(&self.public_key)
     }
     pub fn jwk(&self) -> Value {
-        json!({"kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(self.public_key)})
+        json!({"kty": "OKP", "crv": "Ed25519", "x": base64url::encode(&self.public_key)})
     }
     pub fn verification_method(&self, issuer_id: &str) -> String {
         format!("{issuer_id}#{}", self.key_id)
@@ -83,10 +82,7 @@ impl IssuerKey {
         let bytes = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
             hex::decode(text).map_err(|e| format!("bad hex key: {e}"))?
         } else {
-            [URL_SAFE_NO_PAD, URL_SAFE, STANDARD_NO_PAD, STANDARD]
-                .iter()
-                .find_map(|engine| engine.decode(text).ok())
-                .ok_or_else(|| "signing key must be hex or base64url".to_owned())?
+            base64url::decode_lenient(text).ok_or_else(|| "signing key must be hex or base64url".to_owned())?
         };
         let seed: [u8; 32] =
             bytes.as_slice().try_into().map_err(|_| format!("signing key must be 32 bytes, got {}", bytes.len()))?;
@@ -198,7 +194,7 @@ pub fn resolve_from_profile(profile: &Value, verification_method: &str) -> Optio
         return Some(key);
     }
     let x = method.get("publicKeyJwk")?.get("x")?.as_str()?;
-    URL_SAFE_NO_PAD.decode(x).ok()?.as_slice().try_into().ok()
+    base64url::decode(x)?.as_slice().try_into().ok()
 }
 
 // ---------------------------------------------------------------- credential
@@ -558,7 +554,7 @@ pub fn encode_status_list(revoked_indexes: &[u64]) -> String {
             *byte |= 0x80 >> (index % 8);
         }
     }
-    format!("u{}", URL_SAFE_NO_PAD.encode(gzip(&bits)))
+    format!("u{}", base64url::encode(&gzip(&bits)))
 }
 
 /// One gzip member (RFC 1952) of `data`: no name, mtime 0, OS unknown.
@@ -658,8 +654,7 @@ impl Bits {
 /// The bitstring of an `encodedList`.
 pub fn decode_status_list(encoded: &str) -> Result<Vec<u8>, String> {
     let text = encoded.strip_prefix('u').ok_or("encodedList must be multibase base64url ('u' prefix)")?;
-    let zipped =
-        URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')).map_err(|e| format!("encodedList is not base64url: {e}"))?;
+    let zipped = base64url::decode(text.trim_end_matches('=')).ok_or("encodedList is not base64url")?;
     gunzip(&zipped, MAX_STATUS_LIST_BYTES as usize)
 }
 
@@ -754,6 +749,8 @@ pub fn status_list_credential(list_url: &str, issuer_id: &str, revoked: &[u64], 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use base64::Engine;
     use proptest::prelude::*;
 
     const ISSUER: &str = "https://edge.example/v1/issuer";

@@ -2,9 +2,8 @@
 //! Hand-written over `hmac` + `sha2` because a JWT crate would pull in RSA/EC
 //! code and a clock we cannot use on wasm; HS256 alone is forty lines.
 
+use crate::base64url;
 use crate::error::{AppError, AppResult};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -58,12 +57,12 @@ fn mac(secret: &[u8]) -> AppResult<Hmac<Sha256>> {
 }
 
 pub fn issue(claims: &Claims, secret: &[u8]) -> AppResult<String> {
-    let header = B64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let body = B64.encode(serde_json::to_vec(claims).map_err(|e| AppError::internal(e.to_string()))?);
+    let header = base64url::encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let body = base64url::encode(&serde_json::to_vec(claims).map_err(|e| AppError::internal(e.to_string()))?);
     let signing_input = format!("{header}.{body}");
     let mut m = mac(secret)?;
     m.update(signing_input.as_bytes());
-    Ok(format!("{signing_input}.{}", B64.encode(m.finalize().into_bytes())))
+    Ok(format!("{signing_input}.{}", base64url::encode(&m.finalize().into_bytes())))
 }
 
 /// Verify a token at `now_secs`. Every failure is a 401 with a reason that
@@ -77,23 +76,19 @@ pub fn verify(token: &str, secret: &[u8], now_secs: i64) -> AppResult<Claims> {
     let (Some(h), Some(b), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(bad("not three dot-separated parts"));
     };
-    let header: serde_json::Value = B64
-        .decode(h)
-        .ok()
+    let header: serde_json::Value = base64url::decode(h)
         .and_then(|raw| serde_json::from_str(std::str::from_utf8(&raw).ok()?).ok())
         .ok_or_else(|| bad("header is not base64url JSON"))?;
     if header.get("alg").and_then(|a| a.as_str()) != Some("HS256") {
         return Err(bad("only alg HS256 is accepted"));
     }
-    let sig = B64.decode(s).map_err(|_| bad("signature is not base64url"))?;
+    let sig = base64url::decode(s).ok_or_else(|| bad("signature is not base64url"))?;
     let mut m = mac(secret)?;
     m.update(h.as_bytes());
     m.update(b".");
     m.update(b.as_bytes());
     m.verify_slice(&sig).map_err(|_| bad("bad signature"))?;
-    let claims: Claims = B64
-        .decode(b)
-        .ok()
+    let claims: Claims = base64url::decode(b)
         .and_then(|raw| serde_json::from_str(std::str::from_utf8(&raw).ok()?).ok())
         .ok_or_else(|| bad("claims are missing or malformed"))?;
     if !is_valid_id(&claims.sub) || !is_valid_id(&claims.org) {
@@ -133,8 +128,8 @@ mod tests {
         let good = issue(&claims(2_000), SECRET).unwrap();
         let (h, rest) = good.split_once('.').unwrap();
         let (b, _s) = rest.split_once('.').unwrap();
-        let none_header = B64.encode(br#"{"alg":"none","typ":"JWT"}"#);
-        let forged_body = B64.encode(br#"{"sub":"ana","org":"acme","roles":["governor"],"exp":2000}"#);
+        let none_header = base64url::encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let forged_body = base64url::encode(br#"{"sub":"ana","org":"acme","roles":["governor"],"exp":2000}"#);
         let cases = [
             issue(&claims(2_000), b"other-secret").unwrap(), // bad signature
             format!("{none_header}.{b}."),                   // alg none

@@ -63,6 +63,7 @@
 
 pub mod ai;
 pub mod archive;
+pub mod base64url;
 pub mod canonical;
 pub mod certificate;
 pub mod chain;

@@ -3,12 +3,11 @@
 //! generation-stamped KV cache keys. Pure: no I/O, no clock (`now_ms` is a
 //! parameter); the edge loads rows from D1, calls in here and persists.
 
+use crate::base64url;
 use crate::canonical::sha256_hex;
 use crate::error::{AppError, AppResult};
 use crate::identity::{is_valid_id, Role};
 use crate::policy::{self, Action, Scope};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -468,10 +467,10 @@ impl Cursor {
     }
     /// Opaque to clients: base64url of `{sort}:{primary}:{listing_id}`.
     pub fn encode(&self) -> String {
-        B64.encode(format!("{}:{}:{}", self.sort.as_str(), self.primary, self.listing_id))
+        base64url::encode(format!("{}:{}:{}", self.sort.as_str(), self.primary, self.listing_id).as_bytes())
     }
     pub fn decode(s: &str) -> Option<Cursor> {
-        let raw = String::from_utf8(B64.decode(s).ok()?).ok()?;
+        let raw = String::from_utf8(base64url::decode(s)?).ok()?;
         let mut parts = raw.splitn(3, ':');
         let sort = match parts.next()? {
             "rating" => Sort::Rating,

@@ -8,7 +8,7 @@
 // last status list seen.
 
 import { api, describeError } from "./api.js?v=f3c5674699";
-import { verifyCredential, statusEntry } from "./core.js?v=7eae1e56b9";
+import { verifyCredential, statusEntry } from "./core.js?v=22e88e6ea4";
 import { shell, $, h, say, params, onFirstControl } from "./ui.js?v=f44cea9744";
 
 shell();
