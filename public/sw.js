@@ -16,16 +16,16 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "1e39883430";
+const VERSION = "6c824140e1";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const REFERENCE = "dropple-reference-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
   "/css/app.css?v=f7ae708f13", "/manifest.webmanifest", "/icon.svg",
-  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=635694d889", "/js/core.js?v=22e88e6ea4",
-  "/core/dropple_core.js?v=0f2b817e99", "/core/dropple_core_bg.wasm?v=0f2b817e99",
-  "/js/home.js?v=c373d17f34", "/js/teach.js?v=6e25c67e80", "/js/learn.js?v=3ce0c0d0ea", "/js/author.js?v=5f680ddcd9", "/js/market.js?v=abe947f654", "/js/verify.js?v=312bcad990", "/js/replay.js?v=068bf95f9b",
+  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=addba2e6ee", "/js/core.js?v=cef415c889",
+  "/core/dropple_core.js?v=57174077da", "/core/dropple_core_bg.wasm?v=57174077da",
+  "/js/home.js?v=c373d17f34", "/js/teach.js?v=41e8ab0b0a", "/js/learn.js?v=a06b278513", "/js/author.js?v=725618944d", "/js/market.js?v=abe947f654", "/js/verify.js?v=bc6dd37d3c", "/js/replay.js?v=8a8160dcd0",
 ];
 const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;

@@ -38,8 +38,8 @@ pub fn decode(text: &str) -> Option<Vec<u8>> {
 pub fn decode_lenient(text: &str) -> Option<Vec<u8>> {
     let bytes = text.as_bytes();
     let unpadded = match bytes {
-        [rest @ .., b'=', b'='] if bytes.len() % 4 == 0 && rest.len() % 4 == 2 => rest,
-        [rest @ .., b'='] if bytes.len() % 4 == 0 && rest.len() % 4 == 3 => rest,
+        [rest @ .., b'=', b'='] if bytes.len().is_multiple_of(4) && rest.len() % 4 == 2 => rest,
+        [rest @ .., b'='] if bytes.len().is_multiple_of(4) && rest.len() % 4 == 3 => rest,
         _ => bytes,
     };
     decode_with(unpadded, b'-', b'_').or_else(|| decode_with(unpadded, b'+', b'/'))

@@ -18,7 +18,7 @@
 //
 // Authority is the server's: the client only mirrors it (e.g. `isTeacher`).
 
-import { SessionFold } from "./core.js?v=22e88e6ea4";
+import { SessionFold } from "./core.js?v=cef415c889";
 
 export const PROTOCOL_VERSION = 1;
 const CLOSE_UNSUPPORTED_VERSION = 4426;

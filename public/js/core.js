@@ -9,9 +9,9 @@
 // Values cross as JSON text (big integers and odd floats arrive exactly as
 // the server wrote them); the helpers below parse what the pages render.
 
-import init, * as wasm from "/core/dropple_core.js?v=0f2b817e99";
+import init, * as wasm from "/core/dropple_core.js?v=57174077da";
 
-await init({ module_or_path: "/core/dropple_core_bg.wasm?v=0f2b817e99" });
+await init({ module_or_path: "/core/dropple_core_bg.wasm?v=57174077da" });
 
 export const core = wasm;
 

@@ -8,7 +8,7 @@
 // last status list seen.
 
 import { api, describeError } from "./api.js?v=f3c5674699";
-import { verifyCredential, statusEntry } from "./core.js?v=22e88e6ea4";
+import { verifyCredential, statusEntry } from "./core.js?v=cef415c889";
 import { shell, $, h, say, params, onFirstControl } from "./ui.js?v=f44cea9744";
 
 shell();
