@@ -1,9 +1,9 @@
 // What the worker wasm is made of: its code bytes grouped by crate (or by
 // family, where one family dominates), from the copy of the release build
 // that scripts/build.sh keeps as wasm-bindgen wrote it, names and all
-// (target/size/index_bg.wasm), before `wasm-opt -Os`: after it, binaryen's
-// inlining folds nearly every handler into one function and the names no
-// longer say where bytes come from. `node bench/size.mjs [file.wasm]` prints
+// (target/size/index_bg.wasm), before `wasm-opt -Os`: after it the names are
+// gone, and its inlining, merging and function order (scripts/build.sh) move
+// bytes between functions. `node bench/size.mjs [file.wasm]` prints
 // the table on its own.
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";

@@ -25,15 +25,15 @@ export ESBUILD_BIN="$PWD/node_modules/.bin/esbuild"
 # for these builds only (it also names symbols in v0 mangling, which wasm-opt
 # strips; bench/size.mjs reads both).
 release_env() {
-  local flags="-Zlocation-detail=none"
+  local flags="-Zlocation-detail=none" std=()
   if [ -d "$(rustc --print sysroot)/lib/rustlib/src/rust/library/std" ]; then
     flags="$flags -Zunstable-options -Cpanic=immediate-abort"
-    RUSTC_BOOTSTRAP=1 CARGO_UNSTABLE_BUILD_STD=std,panic_abort CARGO_UNSTABLE_BUILD_STD_FEATURES=optimize_for_size \
-      CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="$flags" "$@"
+    std=(CARGO_UNSTABLE_BUILD_STD=std,panic_abort CARGO_UNSTABLE_BUILD_STD_FEATURES=optimize_for_size)
   else
     echo "build: no rust-src, std stays prebuilt (a bigger wasm)"
-    RUSTC_BOOTSTRAP=1 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="$flags" "$@"
   fi
+  # (An empty array expands to nothing even under bash 3.2 with `set -u`.)
+  env RUSTC_BOOTSTRAP=1 ${std[@]+"${std[@]}"} CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="$flags" "$@"
 }
 
 # Two wasm-opt settings for gzip, measured on both wasm files:
@@ -44,7 +44,8 @@ release_env() {
 #   browser core 123,638 -> 115,783 (with -Os; with -Oz, its level before,
 #   115,921). 5 to 20 come within 1 KB of each other; 50 loses 5 KB,
 #   unlimited (binaryen's default) 29 KB.
-# - functions in the order of their (mangled) names: a type's instances and a
+# - functions in the order of their names (Rust paths, as wasm-bindgen keeps
+#   them in the names section until wasm-opt strips them): a type's instances and a
 #   module's functions lie together, in reach of gzip's 32 KiB window
 #   (worker -5.7 KB, browser core -0.9 KB). Ordered by call count instead:
 #   +8 KB.
