@@ -444,14 +444,29 @@ pub fn describe_items(json: &str) -> Result<String, JsError> {
 
 // ---------------------------------------------------------------- credentials
 
-/// Verify a credential with the server's code (`certificate::verify`):
+/// Verify a credential with the server's code (`certificate::verify`, the
+/// signature by the browser's Web Crypto as the worker's by workerd's):
 /// structure, eddsa-jcs-2022 proof with the key from `issuer_profile`,
 /// validity window at `now` (RFC 3339), and revocation from
 /// `status_list` (the status list credential as last fetched; empty text
 /// when none is at hand). The list's own proof is checked with the same
-/// profile before its bit is trusted. Returns `{valid, checks}`.
+/// profile before its bit is trusted. A promise of `{valid, checks}`.
 #[wasm_bindgen]
 pub fn verify_credential(
+    credential: String,
+    issuer_profile: String,
+    status_list: String,
+    now: String,
+) -> js_sys::Promise {
+    js_sys::futures::future_to_promise(async move {
+        match verify_credential_text(&credential, &issuer_profile, &status_list, &now).await {
+            Ok(text) => Ok(JsValue::from_str(&text)),
+            Err(e) => Err(e.into()),
+        }
+    })
+}
+
+async fn verify_credential_text(
     credential: &str,
     issuer_profile: &str,
     status_list: &str,
@@ -464,9 +479,8 @@ pub fn verify_credential(
     let mut list_note = None;
     let revoked = match (certificate::status_entry(&doc), &list) {
         (Some((url, index)), Some(list)) if list.get("id").and_then(Value::as_str) == Some(url.as_str()) => {
-            let list_ok =
-                certificate::verify(list, resolve, None, now).checks.iter().any(|c| c.name == "proof" && c.ok);
-            if list_ok {
+            let checked = crate::webcrypto::verify(list, resolve, None, now).await;
+            if checked.checks.iter().any(|c| c.name == "proof" && c.ok) {
                 let as_of = list.get("validFrom").and_then(Value::as_str).unwrap_or("?").to_owned();
                 list_note = Some(as_of);
                 certificate::revoked_in(list, index)
@@ -476,7 +490,7 @@ pub fn verify_credential(
         }
         _ => None,
     };
-    let mut result = certificate::verify(&doc, resolve, revoked, now);
+    let mut result = crate::webcrypto::verify(&doc, resolve, revoked, now).await;
     if let Some(as_of) = list_note {
         for c in result.checks.iter_mut().filter(|c| c.name == "status") {
             c.detail = format!("{} (status list of {as_of})", c.detail);

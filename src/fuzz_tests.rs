@@ -385,11 +385,11 @@ proptest! {
         now in prop_oneof![Just("2025-06-01T12:00:00Z".to_owned()), any::<String>()],
     ) {
         let (cred, resolve) = signed_credential();
-        let _ = certificate::verify(&junk, &resolve, None, &now);
-        let _ = certificate::verify(&junk, &resolve, Some(true), "2025-06-01T12:00:00Z");
+        let _ = certificate::native::verify(&junk, &resolve, None, &now);
+        let _ = certificate::native::verify(&junk, &resolve, Some(true), "2025-06-01T12:00:00Z");
         let mut tampered = cred.clone();
         set_path(&mut tampered, &path, replacement);
-        let v = certificate::verify(&tampered, &resolve, Some(false), &now);
+        let v = certificate::native::verify(&tampered, &resolve, Some(false), &now);
         if tampered != cred {
             prop_assert!(!v.valid || !path_is_signed(&path), "tampered credential verified: {:?}", path);
         }
@@ -417,7 +417,7 @@ fn path_is_signed(path: &[&str]) -> bool {
 
 fn signed_credential() -> (Value, impl Fn(&str) -> Option<[u8; 32]>) {
     let issuer = "https://edge.example/v1/issuer";
-    let key = certificate::IssuerKey::from_seed(&[7; 32], "k1").unwrap();
+    let key = certificate::native::Key::new(&[7; 32], "k1");
     let input: certificate::CredentialInput = serde_json::from_value(json!({
         "certificate_id": "urn:uuid:9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d",
         "issuer_id": issuer, "issuer_name": "Dropple Academy", "learner_id": "lrn_5f2c",
@@ -428,7 +428,7 @@ fn signed_credential() -> (Value, impl Fn(&str) -> Option<[u8; 32]>) {
         "status_list_url": "https://edge.example/v1/status-lists/1", "status_index": 17,
     }))
     .unwrap();
-    let cred = certificate::sign(certificate::build_credential(&input), &key, "2025-05-01T10:00:01Z");
+    let cred = key.sign(certificate::build_credential(&input), "2025-05-01T10:00:01Z");
     let profile = certificate::issuer_profile(issuer, "Dropple Academy", &[key.public()]);
     (cred, move |m: &str| certificate::resolve_from_profile(&profile, m))
 }
@@ -450,6 +450,6 @@ fn deeply_nested_json_is_refused() {
 #[test]
 fn genuine_credential_verifies() {
     let (cred, resolve) = signed_credential();
-    let v = certificate::verify(&cred, &resolve, Some(false), "2025-06-01T12:00:00Z");
+    let v = certificate::native::verify(&cred, &resolve, Some(false), "2025-06-01T12:00:00Z");
     assert!(v.valid, "{:?}", v.checks);
 }

@@ -21,7 +21,8 @@
 //! - [`run`]: event envelopes, validation, the canvas reducer, replay and checkpoints.
 //! - [`lesson`]: lesson artifacts, canonical JSON and sha256, validation, frames.
 //! - [`classroom`]: the live-session protocol and state machine (`handle` -> effects).
-//! - [`certificate`]: JCS, Ed25519 Data Integrity proofs, Open Badges 3.0, status lists.
+//! - [`certificate`]: JCS, Ed25519 Data Integrity proofs, Open Badges 3.0, status lists
+//!   (the signature arithmetic is the platform's: `webcrypto` on wasm32).
 //! - [`grading`]: deterministic scoring of quiz attempts.
 //! - `journal` (browser build and tests only): events and timeline items in words, one sentence each.
 //! - [`timefmt`]: RFC 3339 timestamps and UTC month starts, without `chrono` (size).
@@ -91,3 +92,5 @@ pub mod browser;
 mod edge;
 #[cfg(test)]
 mod fuzz_tests;
+#[cfg(target_arch = "wasm32")]
+pub mod webcrypto;

@@ -9,9 +9,9 @@
 // Values cross as JSON text (big integers and odd floats arrive exactly as
 // the server wrote them); the helpers below parse what the pages render.
 
-import init, * as wasm from "/core/dropple_core.js?v=57174077da";
+import init, * as wasm from "/core/dropple_core.js?v=6fb36c215a";
 
-await init({ module_or_path: "/core/dropple_core_bg.wasm?v=57174077da" });
+await init({ module_or_path: "/core/dropple_core_bg.wasm?v=6fb36c215a" });
 
 export const core = wasm;
 
@@ -69,10 +69,11 @@ export function describeItems(items) {
   return JSON.parse(wasm.describe_items(typeof items === "string" ? items : JSON.stringify(items)));
 }
 
-/** {valid, checks} for a credential, with the issuer profile and status list at hand. */
-export function verifyCredential(credential, profile, statusList, now = new Date().toISOString()) {
+/** A promise of {valid, checks} for a credential, with the issuer profile and status list at hand
+ * (the signature is checked by the browser's Web Crypto). */
+export async function verifyCredential(credential, profile, statusList, now = new Date().toISOString()) {
   const text = (v) => (v == null ? "" : typeof v === "string" ? v : JSON.stringify(v));
-  return JSON.parse(wasm.verify_credential(text(credential), text(profile), text(statusList), now));
+  return JSON.parse(await wasm.verify_credential(text(credential), text(profile), text(statusList), now));
 }
 
 /** [url, index] of a credential's status list entry, or null. */

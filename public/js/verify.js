@@ -8,7 +8,7 @@
 // last status list seen.
 
 import { api, describeError } from "./api.js?v=f3c5674699";
-import { verifyCredential, statusEntry } from "./core.js?v=cef415c889";
+import { verifyCredential, statusEntry } from "./core.js?v=06ca440033";
 import { shell, $, h, say, params, onFirstControl } from "./ui.js?v=f44cea9744";
 
 shell();
@@ -48,7 +48,7 @@ async function browserVerify(text, doc) {
       notes.push({ name: "status_list", ok: true, detail: `not at hand (${e.message}): revocation not checked` });
     }
   }
-  const result = verifyCredential(text, profile, list);
+  const result = await verifyCredential(text, profile, list);
   return [...result.checks, ...notes];
 }
 

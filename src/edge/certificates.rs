@@ -10,7 +10,7 @@ use super::runs::{self, Appended, RunRow};
 use super::store::Db;
 use super::store::{self, i, t, u};
 use crate::canonical::canonical_sha256;
-use crate::certificate::{self, CredentialInput, IssuerKey, PublicIssuerKey};
+use crate::certificate::{self, CredentialInput, IssuerSecret, PublicIssuerKey};
 use crate::chain;
 use crate::error::{AppError, AppResult};
 use crate::grading;
@@ -106,42 +106,62 @@ fn issuer_name(ctx: &Ctx) -> String {
     ctx.var("ISSUER_NAME").unwrap_or_else(|| "Dropple Edge".into())
 }
 
-fn signing_key(ctx: &Ctx) -> AppResult<IssuerKey> {
-    let secret = ctx.var("CERT_SIGNING_KEY").ok_or_else(|| AppError::internal("CERT_SIGNING_KEY is not set"))?;
-    let key_id = ctx.var("CERT_KEY_ID").unwrap_or_else(|| "key-1".into());
-    let kept = PARSED_KEY.with(|k| {
-        k.borrow().as_ref().filter(|(s, id, _)| *s == secret && *id == key_id).map(|(_, _, key)| key.clone())
-    });
-    if let Some(key) = kept {
-        return Ok(key);
+/// The signing key as imported into Web Crypto, with the secret text and
+/// key id it came from.
+struct IssuerSigner {
+    secret: String,
+    key_id: String,
+    public: PublicIssuerKey,
+    signer: crate::webcrypto::Signer,
+}
+
+impl IssuerSigner {
+    /// `credential` secured with an eddsa-jcs-2022 proof by this key.
+    async fn sign(&self, credential: Value, now: &str) -> AppResult<Value> {
+        let to_sign = certificate::to_sign(credential, &self.public, now);
+        let signature = self.signer.sign(to_sign.message()).await.map_err(AppError::internal)?;
+        Ok(to_sign.signed(&signature))
     }
-    let key = IssuerKey::parse(&secret, &key_id).map_err(|e| AppError::internal(format!("CERT_SIGNING_KEY: {e}")))?;
-    PARSED_KEY.with(|k| *k.borrow_mut() = Some((secret, key_id, key.clone())));
-    Ok(key)
 }
 
 thread_local! {
-    /// The signing key as last parsed, with the secret and key id it came
-    /// from: deriving the public half is a scalar multiplication, as costly
-    /// as the signature itself, and the secret rarely changes.
-    static PARSED_KEY: std::cell::RefCell<Option<(String, String, IssuerKey)>> = const { std::cell::RefCell::new(None) };
+    /// The signing key as last imported: once per isolate, not per
+    /// signature (the import derives the public half), and again only when
+    /// the secret or the key id changes.
+    static SIGNER: std::cell::RefCell<Option<Rc<IssuerSigner>>> = const { std::cell::RefCell::new(None) };
+}
+
+async fn issuer_signer(ctx: &Ctx) -> AppResult<Rc<IssuerSigner>> {
+    let secret = ctx.var("CERT_SIGNING_KEY").ok_or_else(|| AppError::internal("CERT_SIGNING_KEY is not set"))?;
+    let key_id = ctx.var("CERT_KEY_ID").unwrap_or_else(|| "key-1".into());
+    let kept = SIGNER.with(|k| k.borrow().as_ref().filter(|s| s.secret == secret && s.key_id == key_id).cloned());
+    if let Some(kept) = kept {
+        return Ok(kept);
+    }
+    let parsed =
+        IssuerSecret::parse(&secret, &key_id).map_err(|e| AppError::internal(format!("CERT_SIGNING_KEY: {e}")))?;
+    let signer = crate::webcrypto::signer(parsed.seed()).await.map_err(AppError::internal)?;
+    let public = parsed.public(signer.public_key);
+    let imported = Rc::new(IssuerSigner { secret, key_id, public, signer });
+    SIGNER.with(|k| *k.borrow_mut() = Some(imported.clone()));
+    Ok(imported)
 }
 
 /// Every key the issuer publishes: the signing key, then the retired keys of
 /// `CERT_PREVIOUS_KEYS` that still verify older certificates.
-fn published_keys(ctx: &Ctx) -> AppResult<Vec<PublicIssuerKey>> {
+async fn published_keys(ctx: &Ctx) -> AppResult<Vec<PublicIssuerKey>> {
     let previous = certificate::parse_previous_keys(&ctx.var("CERT_PREVIOUS_KEYS").unwrap_or_default())
         .map_err(|e| AppError::internal(format!("CERT_PREVIOUS_KEYS: {e}")))?;
-    Ok(certificate::published_keys(&signing_key(ctx)?, previous))
+    Ok(certificate::published_keys(&issuer_signer(ctx).await?.public, previous))
 }
 
-fn issuer_profile(ctx: &Ctx) -> AppResult<Value> {
-    Ok(certificate::issuer_profile(&issuer_id(ctx), &issuer_name(ctx), &published_keys(ctx)?))
+async fn issuer_profile(ctx: &Ctx) -> AppResult<Value> {
+    Ok(certificate::issuer_profile(&issuer_id(ctx), &issuer_name(ctx), &published_keys(ctx).await?))
 }
 
 pub async fn issuer(ctx: &mut Ctx) -> AppResult<Response> {
     allow(&ctx.method(), &[Method::Get])?;
-    ok(issuer_profile(ctx)?)
+    ok(issuer_profile(ctx).await?)
 }
 
 /// The columns of an [`AttemptRow`], for every statement that reads one
@@ -553,7 +573,7 @@ async fn submit(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
                 // A certificate that cannot be signed now (a broken key) is
                 // left to the issue below, which fails on its own: the grade
                 // is recorded either way.
-                match issuance.statements(ctx, &db, n) {
+                match issuance.statements(ctx, &db, n).await {
                     Ok(mut issuing) => {
                         statements.append(&mut issuing);
                         true
@@ -664,9 +684,9 @@ struct Issuance<'a> {
 impl Issuance<'_> {
     /// The credential signed at status slot `n`, as the statements that
     /// record it (certificate row, the attempt's `certificate_id`, audit).
-    fn statements(&self, ctx: &Ctx, db: &Db, n: u64) -> AppResult<Vec<worker::D1PreparedStatement>> {
+    async fn statements(&self, ctx: &Ctx, db: &Db, n: u64) -> AppResult<Vec<worker::D1PreparedStatement>> {
         let (a, artifact, cert_id) = (self.a, self.artifact, self.cert_id);
-        let key = signing_key(ctx)?;
+        let signer = issuer_signer(ctx).await?;
         let now = rfc3339_ms(ctx.now_ms);
         let (list, index) = certificate::status_slot(n);
         let list = list.to_string();
@@ -692,7 +712,7 @@ impl Issuance<'_> {
             status_list_url: status_list_url(ctx, &list),
             status_index: index,
         };
-        let signed = certificate::sign(certificate::build_credential(&input), &key, &now);
+        let signed = signer.sign(certificate::build_credential(&input), &now).await?;
         Ok(vec![
             store::stmt(
                 db,
@@ -723,7 +743,7 @@ async fn issue(ctx: &Ctx, db: &Db, issuance: &Issuance<'_>, taken_slot: Option<u
                     .n
             }
         };
-        match db.batch(issuance.statements(ctx, db, n)?).await.map_err(AppError::from) {
+        match db.batch(issuance.statements(ctx, db, n).await?).await.map_err(AppError::from) {
             Ok(_) => return Ok(()),
             Err(e) if store::is_constraint(&e, "UNIQUE") => {
                 // A concurrent submit of this attempt issued it: done.
@@ -870,7 +890,7 @@ async fn verify(ctx: &mut Ctx) -> AppResult<Response> {
     let body = ctx.json().await?;
     let credential = body.get("credential").filter(|c| c.is_object()).cloned().unwrap_or(body);
     // The key is chosen by the proof's verificationMethod among all published keys.
-    let profile = issuer_profile(ctx)?;
+    let profile = issuer_profile(ctx).await?;
     let revoked =
         match certificate::status_entry(&credential).and_then(|(url, index)| Some((local_list(ctx, &url)?, index))) {
             Some((list, index)) => match revoked_indexes(ctx, &list).await {
@@ -880,12 +900,8 @@ async fn verify(ctx: &mut Ctx) -> AppResult<Response> {
             },
             _ => None,
         };
-    let result = certificate::verify(
-        &credential,
-        |vm| certificate::resolve_from_profile(&profile, vm),
-        revoked,
-        &rfc3339_ms(ctx.now_ms),
-    );
+    let resolve = |vm: &str| certificate::resolve_from_profile(&profile, vm);
+    let result = crate::webcrypto::verify(&credential, resolve, revoked, &rfc3339_ms(ctx.now_ms)).await;
     ok(crate::json_value::serialized(&result))
 }
 
@@ -950,11 +966,11 @@ pub async fn status_list(ctx: &mut Ctx, list: &str) -> AppResult<Response> {
     let key = format!("status-list:{}:{list}", ctx.base_url());
     let entry = edge_cache::read_through(ctx, Some(Family::Revocations), &key, async {
         let revoked = revoked_in_d1(&*ctx.db()?, list).await?;
-        let key = signing_key(ctx)?;
+        let signer = issuer_signer(ctx).await?;
         let now = rfc3339_ms(ctx.now_ms);
         let credential =
             certificate::status_list_credential(&status_list_url(ctx, list), &issuer_id(ctx), &revoked, &now);
-        Ok(Entry::json(&certificate::sign(credential, &key, &now), NO_STORE))
+        Ok(Entry::json(&signer.sign(credential, &now).await?, NO_STORE))
     })
     .await?;
     entry.respond(ctx)
