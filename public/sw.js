@@ -16,16 +16,16 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "b49c1d513c";
+const VERSION = "6c6d6035c6";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const REFERENCE = "dropple-reference-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
   "/css/app.css?v=f7ae708f13", "/manifest.webmanifest", "/icon.svg",
-  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=2c4ad0fa40", "/js/core.js?v=06ca440033",
-  "/core/dropple_core.js?v=6fb36c215a", "/core/dropple_core_bg.wasm?v=6fb36c215a",
-  "/js/home.js?v=c373d17f34", "/js/teach.js?v=73c9af049e", "/js/learn.js?v=b0454c5134", "/js/author.js?v=8f6400ac4d", "/js/market.js?v=abe947f654", "/js/verify.js?v=f33a1096d3", "/js/replay.js?v=e0061d2369",
+  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=bda6c542a2", "/js/core.js?v=d763639a06",
+  "/core/dropple_core.js?v=27af168452", "/core/dropple_core_bg.wasm?v=27af168452",
+  "/js/home.js?v=c373d17f34", "/js/teach.js?v=5b090366f4", "/js/learn.js?v=d41eb3d950", "/js/author.js?v=7e6f29cf3b", "/js/market.js?v=abe947f654", "/js/verify.js?v=0318554f37", "/js/replay.js?v=9fab0f1274",
 ];
 const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;

@@ -5,6 +5,7 @@
 //! stores results. Plan and rate arithmetic lives in `crate::policy`.
 
 use crate::canonical::canonical_sha256;
+use crate::decode::{self, Obj};
 use crate::error::{AppError, AppResult};
 use crate::json;
 use crate::lesson::{Artifact, TimelineItem};
@@ -36,17 +37,16 @@ impl JobKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Criterion {
     pub criterion: String,
     pub weight: f64,
 }
 
-/// Stored as JSON (`untagged`: the variant's fields) and read back through
-/// [`JobInputWire`], most specific variant first: a derived untagged
-/// `Deserialize` would buffer the input (serde's `Content`) to try each variant.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged, try_from = "JobInputWire")]
+/// Stored as JSON (`untagged`: the variant's fields) and read back most
+/// specific variant first (`from_value`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
 pub enum JobInput {
     Grade { question: String, answer: String, rubric: Vec<Criterion> },
     Answer { question: String },
@@ -54,28 +54,33 @@ pub enum JobInput {
     ReviewAssist { listing_id: String },
 }
 
-/// Every variant's fields of a stored [`JobInput`].
-#[derive(Deserialize)]
-struct JobInputWire {
-    question: Option<String>,
-    answer: Option<String>,
-    rubric: Option<Vec<Criterion>>,
-    step: Option<u32>,
-    listing_id: Option<String>,
+// Decoded by hand (`crate::decode`: the wasm size of a derived decoder).
+decode::deserialize_from_value!(Criterion, JobInput);
+
+impl Criterion {
+    pub fn from_value(value: &Value) -> Result<Self, String> {
+        let o = Obj::of(value)?;
+        let criterion =
+            Criterion { criterion: o.req("criterion", decode::text), weight: o.req("weight", decode::number) };
+        o.done(criterion)
+    }
 }
 
-impl TryFrom<JobInputWire> for JobInput {
-    type Error = &'static str;
-    fn try_from(w: JobInputWire) -> Result<Self, Self::Error> {
-        Ok(match w {
-            JobInputWire { question: Some(question), answer: Some(answer), rubric: Some(rubric), .. } => {
-                JobInput::Grade { question, answer, rubric }
-            }
-            JobInputWire { question: Some(question), .. } => JobInput::Answer { question },
-            JobInputWire { step: Some(step), .. } => JobInput::Explain { step },
-            JobInputWire { listing_id: Some(listing_id), .. } => JobInput::ReviewAssist { listing_id },
-            _ => return Err("data did not match any variant of untagged enum JobInput"),
-        })
+impl JobInput {
+    pub fn from_value(value: &Value) -> Result<Self, String> {
+        let o = Obj::of(value)?;
+        let (question, answer) = (o.opt("question", decode::text), o.opt("answer", decode::text));
+        let rubric = o.opt("rubric", |v| decode::list(v, Criterion::from_value));
+        let step = o.opt("step", decode::uint);
+        let listing_id = o.opt("listing_id", decode::text);
+        let input = match (question, answer, rubric, step, listing_id) {
+            (Some(question), Some(answer), Some(rubric), ..) => Some(JobInput::Grade { question, answer, rubric }),
+            (Some(question), ..) => Some(JobInput::Answer { question }),
+            (_, _, _, Some(step), _) => Some(JobInput::Explain { step }),
+            (.., Some(listing_id)) => Some(JobInput::ReviewAssist { listing_id }),
+            _ => None,
+        };
+        o.done(input)?.ok_or_else(|| "data did not match any variant of untagged enum JobInput".to_owned())
     }
 }
 

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::decode::{self, Obj};
 use crate::json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -595,7 +596,7 @@ pub fn roster(observer_ids: impl IntoIterator<Item = String>, count: u32) -> Ser
 pub type AnswerKey = BTreeMap<String, u32>;
 
 /// What opens a session's object: its config, and beside it the answer key.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SessionInit {
     pub config: SessionConfig,
     #[serde(default)]
@@ -639,14 +640,14 @@ pub struct Who {
 
 /// A quiz question of the pinned lesson: only its id and number of choices
 /// (the answer key never enters the live session).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QuizRef {
     pub id: String,
     pub choices: u32,
 }
 
 /// Fixed when the session is created: the exact lesson version and its teacher.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SessionConfig {
     pub session_id: String,
     pub run_id: String,
@@ -660,7 +661,55 @@ pub struct SessionConfig {
     pub quiz: Vec<QuizRef>,
 }
 
+// Decoded by hand (`crate::decode`: the wasm size of a derived decoder).
+decode::deserialize_from_value!(SessionInit, SessionConfig, QuizRef);
+
+impl SessionInit {
+    pub fn from_value(value: &Value) -> Result<Self, String> {
+        let o = Obj::of(value)?;
+        let init = SessionInit {
+            config: o.req("config", SessionConfig::from_value),
+            answer_key: o.opt("answer_key", answer_key_from_value).unwrap_or_default(),
+        };
+        o.done(init)
+    }
+}
+
+/// `{question id: index of the correct choice}`.
+pub fn answer_key_from_value(value: &Value) -> Result<AnswerKey, String> {
+    let map = value.as_object().ok_or("expected an object")?;
+    let mut key = AnswerKey::new();
+    for (id, index) in map {
+        key.insert(id.clone(), decode::uint(index).map_err(|e| format!("{id}: {e}"))?);
+    }
+    Ok(key)
+}
+
+impl QuizRef {
+    pub fn from_value(value: &Value) -> Result<Self, String> {
+        let o = Obj::of(value)?;
+        let quiz = QuizRef { id: o.req("id", decode::text), choices: o.req("choices", decode::uint) };
+        o.done(quiz)
+    }
+}
+
 impl SessionConfig {
+    pub fn from_value(value: &Value) -> Result<Self, String> {
+        let o = Obj::of(value)?;
+        let config = SessionConfig {
+            session_id: o.req("session_id", decode::text),
+            run_id: o.req("run_id", decode::text),
+            lesson_id: o.req("lesson_id", decode::text),
+            version: o.req("version", decode::uint),
+            sha256: o.req("sha256", decode::text),
+            teacher_id: o.req("teacher_id", decode::text),
+            org: o.req("org", decode::text),
+            step_count: o.req("step_count", decode::uint),
+            quiz: o.req("quiz", |v| decode::list(v, QuizRef::from_value)),
+        };
+        o.done(config)
+    }
+
     /// The role a user gets in this session: only the session's teacher teaches.
     pub fn role_of(&self, user_id: &str) -> Role {
         if user_id == self.teacher_id {
@@ -1630,9 +1679,12 @@ fn commit(
 /// number reduced modulo 31^6 (bias below 2^-98, i.e. uniform), in base 31.
 /// Uniqueness among open sessions is the caller's (retry with new bytes).
 pub fn join_code(random: &[u8]) -> String {
-    let wide = random.iter().take(16).fold(0u128, |n, b| (n << 8) | u128::from(*b));
-    let base = JOIN_ALPHABET.len() as u128;
-    let mut n = wide % base.pow(JOIN_CODE_LEN as u32);
+    let base = JOIN_ALPHABET.len() as u64;
+    let modulus = base.pow(JOIN_CODE_LEN as u32);
+    // The 128-bit number mod 31^6 by Horner's rule, one byte at a time: the
+    // same remainder with no 128-bit division (a compiler-builtins routine
+    // of ~1 KB in the wasm).
+    let mut n = random.iter().take(16).fold(0u64, |n, b| ((n << 8) | u64::from(*b)) % modulus);
     let mut out = [0u8; JOIN_CODE_LEN];
     for c in out.iter_mut().rev() {
         *c = JOIN_ALPHABET.get((n % base) as usize).copied().unwrap_or(b'2');
@@ -2191,6 +2243,26 @@ mod tests {
             }
         }
         assert!(counts.iter().all(|c| (5400..6600).contains(c)), "{counts:?}");
+    }
+
+    /// The digits of the 128-bit number mod 31^6, as first defined.
+    fn join_code_by_u128(random: &[u8]) -> String {
+        let wide = random.iter().take(16).fold(0u128, |n, b| (n << 8) | u128::from(*b));
+        let base = JOIN_ALPHABET.len() as u128;
+        let mut n = wide % base.pow(JOIN_CODE_LEN as u32);
+        let mut out = [0u8; JOIN_CODE_LEN];
+        for c in out.iter_mut().rev() {
+            *c = JOIN_ALPHABET[(n % base) as usize];
+            n /= base;
+        }
+        out.iter().map(|b| char::from(*b)).collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn join_code_is_the_128_bit_remainder(random in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..24)) {
+            proptest::prop_assert_eq!(join_code(&random), join_code_by_u128(&random));
+        }
     }
 
     // ------------------------------------------------------------ properties

@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::decode::{self, Obj};
+
 /// One multiple-choice question. `answer` is the key: a choice index
 /// (number) or the exact text of one of the choices.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct QuizItem {
     pub id: String,
     pub prompt: String,
@@ -19,6 +21,23 @@ pub struct QuizItem {
     /// Skipped when absent, so artifacts written before it hash the same.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<u32>,
+}
+
+// Decoded by hand (`crate::decode`: the wasm size of a derived decoder).
+decode::deserialize_from_value!(QuizItem);
+
+impl QuizItem {
+    pub fn from_value(value: &Value) -> Result<Self, String> {
+        let o = Obj::of(value)?;
+        let item = QuizItem {
+            id: o.req("id", decode::text),
+            prompt: o.req("prompt", decode::text),
+            choices: o.req("choices", decode::texts),
+            answer: o.req("answer", decode::any),
+            step: o.opt("step", decode::uint),
+        };
+        o.done(item)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

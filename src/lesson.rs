@@ -4,10 +4,11 @@
 //! the timeline with the same reducer as run replay.
 
 use crate::canonical::canonical_sha256;
+use crate::decode::{self, Obj};
 use crate::error::{AppError, AppResult};
 use crate::grading::{validate_quiz, QuizItem};
 use crate::run::{Canvas, Event};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 pub const FORMAT: &str = "dropple.lesson/1";
@@ -26,14 +27,14 @@ const ITEM_RULES: &[(&str, &[(&str, bool)])] = &[
     ("chapter", &[("title", false)]),
 ];
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TimelineItem {
     #[serde(rename = "type")]
     pub kind: String,
     pub payload: Value,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Source {
     pub run_id: String,
     pub from_seq: u64,
@@ -52,7 +53,7 @@ pub struct Draft {
     pub pass_threshold: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Artifact {
     pub format: String,
     pub lesson_id: String,
@@ -72,6 +73,53 @@ pub struct Artifact {
     /// sha256 of the canonical JSON of every other field.
     #[serde(default)]
     pub sha256: String,
+}
+
+// Decoded by hand (`crate::decode`: the wasm size of a derived decoder).
+decode::deserialize_from_value!(TimelineItem, Source, Artifact);
+
+impl TimelineItem {
+    pub fn from_value(value: &Value) -> Result<Self, String> {
+        let o = Obj::of(value)?;
+        let item = TimelineItem { kind: o.req("type", decode::text), payload: o.req("payload", decode::any) };
+        o.done(item)
+    }
+}
+
+impl Source {
+    pub fn from_value(value: &Value) -> Result<Self, String> {
+        let o = Obj::of(value)?;
+        let source = Source {
+            run_id: o.req("run_id", decode::text),
+            from_seq: o.req("from_seq", decode::uint),
+            to_seq: o.req("to_seq", decode::uint),
+        };
+        o.done(source)
+    }
+}
+
+impl Artifact {
+    pub fn from_value(value: &Value) -> Result<Self, String> {
+        let o = Obj::of(value)?;
+        let artifact = Artifact {
+            format: o.req("format", decode::text),
+            lesson_id: o.req("lesson_id", decode::text),
+            version: o.req("version", decode::uint),
+            title: o.req("title", decode::text),
+            summary: o.req("summary", decode::text),
+            tags: o.req("tags", decode::texts),
+            language: o.req("language", decode::text),
+            author_id: o.req("author_id", decode::text),
+            org: o.req("org", decode::text),
+            created_at: o.req("created_at", decode::text),
+            timeline: o.req("timeline", |v| decode::list(v, TimelineItem::from_value)),
+            quiz: o.req("quiz", |v| decode::list(v, QuizItem::from_value)),
+            pass_threshold: o.req("pass_threshold", decode::number),
+            source: o.opt("source", Source::from_value),
+            sha256: o.opt("sha256", decode::text).unwrap_or_default(),
+        };
+        o.done(artifact)
+    }
 }
 
 fn invalid(path: &str, why: &str) -> AppError {
@@ -203,11 +251,7 @@ pub fn validate_draft(body: &Value) -> AppResult<Draft> {
             }
             let mut quiz = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
-                quiz.push(
-                    // From text: the one decoder of `QuizItem` the worker links.
-                    serde_json::from_str::<QuizItem>(&item.to_string())
-                        .map_err(|e| invalid(&format!("quiz[{i}]"), &format!("{e}")))?,
-                );
+                quiz.push(QuizItem::from_value(item).map_err(|e| invalid(&format!("quiz[{i}]"), &e))?);
             }
             quiz
         }
@@ -320,9 +364,7 @@ pub fn timeline_from_events(events: &[Event]) -> Vec<TimelineItem> {
 /// An imported artifact may carry its own sha256: if so it must match.
 pub fn check_import_hash(body: &Value, draft: &Draft) -> AppResult<()> {
     let Some(claimed) = body.get("sha256").and_then(Value::as_str) else { return Ok(()) };
-    // Read back from text, as stored artifacts are: the same fields accepted,
-    // and no second copy of the artifact's deserializer (for `Value`) in wasm.
-    let Ok(original) = serde_json::from_str::<Artifact>(&body.to_string()) else {
+    let Ok(original) = Artifact::from_value(body) else {
         return Err(AppError::unprocessable(
             "sha256_unverifiable",
             "sha256: given, but the artifact lacks the fields it covers",

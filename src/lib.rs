@@ -29,6 +29,7 @@
 //! - [`urlparts`]: URL path and query splitting without the `url` crate (size).
 //! - [`ai`]: AI job rules, cache keys, the builtin offline provider, OpenAI-compatible shaping.
 //! - [`canonical`]: canonical JSON (RFC 8785 style) and hashing shared by lessons, state and proofs.
+//! - [`decode`]: hand-written decoders from `Value` for rarely read structs (wasm size).
 //! - [`json_value`]: the crate's `json!` (serde_json's syntax and values, less code per use).
 //! - [`order`]: the one stable sort every caller shares (wasm size).
 //! - [`streams`]: the seeded random event streams of the native / browser / edge parity tests.
@@ -69,6 +70,7 @@ pub mod canonical;
 pub mod certificate;
 pub mod chain;
 pub mod classroom;
+pub mod decode;
 pub mod error;
 pub mod grading;
 pub mod identity;

@@ -9,9 +9,9 @@
 // Values cross as JSON text (big integers and odd floats arrive exactly as
 // the server wrote them); the helpers below parse what the pages render.
 
-import init, * as wasm from "/core/dropple_core.js?v=6fb36c215a";
+import init, * as wasm from "/core/dropple_core.js?v=27af168452";
 
-await init({ module_or_path: "/core/dropple_core_bg.wasm?v=6fb36c215a" });
+await init({ module_or_path: "/core/dropple_core_bg.wasm?v=27af168452" });
 
 export const core = wasm;
 

@@ -392,7 +392,8 @@ impl Classroom {
         }
         let stored = self.meta("answer_key").ok()?;
         let key = stored
-            .and_then(|text| serde_json::from_str::<classroom::AnswerKey>(&text).ok())
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .and_then(|value| classroom::answer_key_from_value(&value).ok())
             .filter(|key| !key.is_empty())
             .map(Rc::new);
         // Kept once the session exists; before that the key may still come.

@@ -3,11 +3,11 @@
 use super::http::{allow, created, ok, path_id, Ctx};
 use super::store::Db;
 use super::store::{self, i, t};
+use crate::decode::{self, Obj};
 use crate::error::{AppError, AppResult};
 use crate::identity::{self, Claims, Role};
 use crate::json;
 use crate::policy::{self, Action, Plan, Scope};
-use serde::Deserialize;
 use serde_json::Value;
 use worker::{Method, Response};
 
@@ -59,8 +59,6 @@ pub async fn route(ctx: &mut Ctx, rest: &[&str]) -> AppResult<Response> {
 }
 
 async fn dev_token(ctx: &mut Ctx) -> AppResult<Response> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
     struct Body {
         sub: String,
         org: String,
@@ -68,11 +66,19 @@ async fn dev_token(ctx: &mut Ctx) -> AppResult<Response> {
         ttl_secs: Option<i64>,
         display_name: Option<String>,
     }
-    // Decoded from text, as every other body type is (a decoder from a
-    // parsed `Value` would be a second one for `Role`).
-    let body: Body = serde_json::from_str(&ctx.json().await?.to_string()).map_err(|e| {
-        AppError::bad_request("invalid_field", format!("{e} (roles: author, teacher, reviewer, learner, governor)"))
-    })?;
+    let value = ctx.json().await?;
+    let decoded = Obj::of(&value).and_then(|o| {
+        o.only(&["sub", "org", "roles", "ttl_secs", "display_name"]);
+        let body = Body {
+            sub: o.req("sub", decode::text),
+            org: o.req("org", decode::text),
+            roles: o.req("roles", |v| decode::list(v, Role::from_value)),
+            ttl_secs: o.opt("ttl_secs", decode::int),
+            display_name: o.opt("display_name", decode::text),
+        };
+        o.done(body)
+    });
+    let body = decoded.map_err(|e| AppError::bad_request("invalid_field", e))?;
     if !identity::is_valid_id(&body.sub) || !identity::is_valid_id(&body.org) {
         return Err(AppError::bad_request(
             "invalid_field",
