@@ -1330,11 +1330,9 @@ pub fn class_summary(state: &SessionState, key: &AnswerKey, present: &[String]) 
 // ---------------------------------------------------------------- connections
 
 /// Per-socket protocol state, stored in the socket attachment (so it survives
-/// hibernation). Each variant carries only what is valid in it. Read back
-/// through [`ConnectionWire`]: a derived internally tagged `Deserialize` would
-/// buffer the attachment (serde's `Content`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case", try_from = "ConnectionWire")]
+/// hibernation). Each variant carries only what is valid in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
 pub enum Connection {
     /// Accepted, no `hello` yet: receives no broadcasts, may only say hello or ping.
     AwaitingHello { user_id: String, role: Role },
@@ -1343,40 +1341,40 @@ pub enum Connection {
     Connected { user_id: String, role: Role, last_seq: u64 },
 }
 
-/// A [`Connection`] as stored: its `state` and every variant's fields.
-#[derive(Deserialize)]
-struct ConnectionWire {
-    state: ConnectionState,
-    user_id: String,
-    role: Role,
-    last_seq: Option<u64>,
-}
+// Decoded by hand (`crate::decode`: the wasm size of a derived decoder).
+decode::deserialize_from_value!(Connection, RateBucket, Peer);
 
-#[derive(Clone, Copy)]
-enum ConnectionState {
-    AwaitingHello,
-    Connected,
-}
-
-impl<'de> Deserialize<'de> for ConnectionState {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        crate::json_value::unit_variant(
-            d,
-            &["awaiting_hello", "connected"],
-            &[ConnectionState::AwaitingHello, ConnectionState::Connected],
-        )
+impl Connection {
+    pub fn from_value(value: &Value) -> Result<Self, String> {
+        let o = Obj::of(value)?;
+        let user_id = o.req("user_id", decode::text);
+        let role = match o.req("role", decode::text).as_str() {
+            "teacher" => Role::Teacher,
+            "observer" => Role::Observer,
+            other => return Err(format!("role: unknown role `{other}`")),
+        };
+        let connection = match o.req("state", decode::text).as_str() {
+            "awaiting_hello" => Connection::AwaitingHello { user_id, role },
+            "connected" => Connection::Connected { user_id, role, last_seq: o.req("last_seq", decode::uint) },
+            other => return Err(format!("state: unknown state `{other}`")),
+        };
+        o.done(connection)
     }
 }
 
-impl TryFrom<ConnectionWire> for Connection {
-    type Error = &'static str;
-    fn try_from(w: ConnectionWire) -> Result<Self, Self::Error> {
-        let ConnectionWire { state, user_id, role, last_seq } = w;
-        match (state, last_seq) {
-            (ConnectionState::AwaitingHello, _) => Ok(Connection::AwaitingHello { user_id, role }),
-            (ConnectionState::Connected, Some(last_seq)) => Ok(Connection::Connected { user_id, role, last_seq }),
-            (ConnectionState::Connected, None) => Err("missing field `last_seq`"),
-        }
+impl RateBucket {
+    pub fn from_value(value: &Value) -> Result<Self, String> {
+        let o = Obj::of(value)?;
+        let bucket = RateBucket { tokens: o.req("tokens", decode::int), last_ms: o.req("last_ms", decode::int) };
+        o.done(bucket)
+    }
+}
+
+impl Peer {
+    pub fn from_value(value: &Value) -> Result<Self, String> {
+        let o = Obj::of(value)?;
+        let (conn, rate) = (o.opt("conn", Connection::from_value), o.req("rate", RateBucket::from_value));
+        o.done(conn)?.map(|conn| Peer { conn, rate }).ok_or_else(|| "missing field `conn`".to_owned())
     }
 }
 
@@ -1397,7 +1395,7 @@ impl Connection {
 }
 
 /// A token bucket in thousandths of a message (integers: exact, serializable).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct RateBucket {
     pub tokens: i64,
     pub last_ms: i64,
@@ -1423,7 +1421,7 @@ impl RateBucket {
 }
 
 /// The whole socket attachment: protocol state and rate bucket.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Peer {
     pub conn: Connection,
     pub rate: RateBucket,

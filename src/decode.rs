@@ -114,12 +114,18 @@ pub fn texts(value: &Value) -> Result<Vec<String>, String> {
 
 /// An array, each item decoded by `decode`.
 pub fn list<T>(value: &Value, decode: fn(&Value) -> Result<T, String>) -> Result<Vec<T>, String> {
-    let items = value.as_array().ok_or("expected an array")?;
-    let mut out = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        out.push(decode(item).map_err(|e| format!("[{i}]: {e}"))?);
-    }
+    let mut out = Vec::new();
+    each(value, &mut |item| decode(item).map(|decoded| out.push(decoded)))?;
     Ok(out)
+}
+
+/// The loop of [`list`], not generic: one copy for every item type.
+fn each(value: &Value, visit: &mut dyn FnMut(&Value) -> Result<(), String>) -> Result<(), String> {
+    let items = value.as_array().ok_or("expected an array")?;
+    for (i, item) in items.iter().enumerate() {
+        visit(item).map_err(|e| format!("[{i}]: {e}"))?;
+    }
+    Ok(())
 }
 
 /// `Deserialize` for a type with `fn from_value(&Value) -> Result<Self, String>`:

@@ -3,6 +3,7 @@
 //! and the xAPI view of events.
 
 use crate::canonical::canonical_sha256;
+use crate::decode::{self, Obj};
 use crate::error::{AppError, AppResult};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -140,7 +141,7 @@ pub fn validate_batch(events: &Value) -> AppResult<Vec<NewEvent>> {
 
 /// The canvas: what a run's events and a lesson's timeline fold into.
 /// BTreeMaps keep serialization (and so hashes) independent of insert order.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Canvas {
     pub elements: BTreeMap<String, Map<String, Value>>,
     pub edges: BTreeMap<String, Map<String, Value>>,
@@ -151,10 +152,47 @@ pub struct Canvas {
 }
 
 /// A narration line or chapter title and the step that produced it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Marker {
     pub step: u64,
     pub text: String,
+}
+
+// Decoded by hand (`crate::decode`: the wasm size of a derived decoder); a
+// checkpoint's state is read once per replay.
+decode::deserialize_from_value!(Canvas, Marker);
+
+impl Marker {
+    pub fn from_value(value: &Value) -> Result<Self, String> {
+        let o = Obj::of(value)?;
+        let marker = Marker { step: o.req("step", decode::uint), text: o.req("text", decode::text) };
+        o.done(marker)
+    }
+}
+
+/// `{id: object}`: the canvas's elements or edges.
+fn objects_by_id(value: &Value) -> Result<BTreeMap<String, Map<String, Value>>, String> {
+    let map = value.as_object().ok_or("expected an object")?;
+    let mut out = BTreeMap::new();
+    for (id, object) in map {
+        let object = object.as_object().ok_or_else(|| format!("{id}: expected an object"))?;
+        out.insert(id.clone(), object.clone());
+    }
+    Ok(out)
+}
+
+impl Canvas {
+    pub fn from_value(value: &Value) -> Result<Self, String> {
+        let o = Obj::of(value)?;
+        let canvas = Canvas {
+            elements: o.req("elements", objects_by_id),
+            edges: o.req("edges", objects_by_id),
+            narration: o.req("narration", |v| decode::list(v, Marker::from_value)),
+            chapters: o.req("chapters", |v| decode::list(v, Marker::from_value)),
+            applied: o.req("applied", decode::uint),
+        };
+        o.done(canvas)
+    }
 }
 
 fn str_field<'a>(p: &'a Value, key: &str) -> Option<&'a str> {

@@ -23,6 +23,16 @@ impl Binding {
         }
     }
 
+    /// Any runtime object (a queue batch, a message), called the same way.
+    pub fn wrap(name: &'static str, value: JsValue) -> Binding {
+        Binding { name, value }
+    }
+
+    /// `binding[key]` (`undefined` when absent).
+    pub fn field(&self, key: &str) -> JsValue {
+        Reflect::get(&self.value, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+    }
+
     /// `binding[method](...args)`, awaited when it returns a promise.
     pub async fn call(&self, method: &str, args: &[JsValue]) -> Result<JsValue, String> {
         let fail = |e: &JsValue| format!("{} {method}: {}", self.name, super::store::js_message(e));

@@ -207,16 +207,14 @@ async fn attempt_and_events(
     id: &str,
 ) -> AppResult<(AttemptRow, Vec<crate::run::Event>, Option<u64>)> {
     const PAGE: u64 = 1000;
-    let mut results = store::batch_rows(
-        db,
-        vec![
+    let mut results = db
+        .batch(vec![
             store::stmt(db, ATTEMPT_SQL, &[t(id)])?,
             store::stmt(db, ATTEMPT_EVENTS_SQL, &[t(id), u(0), u(i64::MAX as u64), u(PAGE)])?,
             store::stmt(db, OPEN_SLOT_SQL, &[t(&certificate_of(id)), t(id), t(&claims.sub), t(&claims.org)])?,
-        ],
-    )
-    .await?
-    .into_iter();
+        ])
+        .await?
+        .into_iter();
     let (Some(attempt), Some(page), Some(slot)) = (results.next(), results.next(), results.next()) else {
         return Err(AppError::internal("D1 batch: a result is missing"));
     };
@@ -583,7 +581,7 @@ async fn submit(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
             }
             _ => false,
         };
-        match store::batch_rows(&db, statements).await {
+        match db.batch(statements).await {
             Ok(results) => at_once = Some((results, sealed, issued.then_some(cert_id))),
             Err(e) if store::is_constraint(&e, "constraint failed") => {}
             Err(e) => return Err(e),
@@ -592,7 +590,7 @@ async fn submit(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
     // Either way the batch began with `flip_and_slot`'s statements.
     let (results, sealed, issued) = match at_once {
         Some((results, sealed, issued)) => (results, Some(sealed), issued),
-        None => (store::batch_rows(&db, flip_and_slot()?).await?, None, None),
+        None => (db.batch(flip_and_slot()?).await?, None, None),
     };
     let mut results = results.into_iter();
     let flipped = results.next().map(store::Rows::first::<AttemptRow>).transpose()?.flatten();
@@ -743,7 +741,7 @@ async fn issue(ctx: &Ctx, db: &Db, issuance: &Issuance<'_>, taken_slot: Option<u
                     .n
             }
         };
-        match db.batch(issuance.statements(ctx, db, n).await?).await.map_err(AppError::from) {
+        match db.batch(issuance.statements(ctx, db, n).await?).await {
             Ok(_) => return Ok(()),
             Err(e) if store::is_constraint(&e, "UNIQUE") => {
                 // A concurrent submit of this attempt issued it: done.

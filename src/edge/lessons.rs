@@ -366,7 +366,6 @@ async fn store_version(
         stmts.push(store::stmt(&db, &sql, &args)?);
     }
     if let Err(e) = db.batch(stmts).await {
-        let e = AppError::from(e);
         return Err(if store::is_constraint(&e, "UNIQUE") || store::is_constraint(&e, "PRIMARY KEY") {
             AppError::conflict("version_conflict", format!("version {version} was created concurrently; retry"))
         } else {

@@ -444,7 +444,7 @@ async fn submit(ctx: &mut Ctx) -> AppResult<Response> {
             i(ctx.now_ms),
         ],
     )?;
-    match db.batch(vec![insert]).await.map_err(AppError::from) {
+    match db.batch(vec![insert]).await {
         Ok(_) => edge_cache::bump(ctx, Family::Market).await,
         Err(e) if store::is_constraint(&e, "UNIQUE") => {
             return Err(AppError::conflict("already_listed", "this lesson version already has a listing"))
@@ -484,7 +484,7 @@ async fn decide(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
         .await?;
     edge_cache::bump(ctx, Family::Market).await;
     // A concurrent decision changed the status first: nothing of ours counts.
-    let changed = results.first().and_then(|r| r.meta().ok().flatten()).and_then(|m| m.changes).unwrap_or(1);
+    let changed = results.first().and_then(|r| r.changes).unwrap_or(1);
     if changed == 0 {
         return Err(AppError::conflict("illegal_transition", "the listing changed meanwhile; reload and decide again"));
     }
@@ -530,7 +530,7 @@ async fn review(ctx: &mut Ctx, id: &str) -> AppResult<Response> {
          rank = CAST(ROUND(((17.5 + rating_sum + ?2) / (5.0 + rating_count + 1)) * 1000000.0) AS INTEGER) WHERE id = ?1",
         &[t(id), i(r.rating)],
     )?;
-    match db.batch(vec![insert, tally]).await.map_err(AppError::from) {
+    match db.batch(vec![insert, tally]).await {
         Ok(_) => {
             edge_cache::bump(ctx, Family::Market).await;
             created(json!({"listing_id": id, "rating": r.rating, "completed": completed}))

@@ -19,10 +19,7 @@ use crate::error::{AppError, AppResult};
 use http::Ctx;
 use std::future::Future;
 use std::pin::Pin;
-use worker::{
-    event, Context, Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder, Request, Response, ScheduleContext,
-    ScheduledEvent,
-};
+use worker::{event, Context, Env, Request, Response, ScheduleContext, ScheduledEvent};
 
 /// Work finished after the response (`wait_until`). One future type for every
 /// caller: `wait_until` is generic, and each future type passed to it links
@@ -208,29 +205,45 @@ async fn route(ctx: &mut Ctx) -> AppResult<Response> {
 
 /// The AI jobs consumer (and its dead-letter queue). Every message is acked
 /// or retried here; the handler never returns an error (that would panic).
-#[event(queue)]
-async fn queue(batch: MessageBatch<serde_json::Value>, env: Env, _ctx: Context) -> worker::Result<()> {
-    let dead_letters = batch.queue() == ai_jobs::DLQ;
-    // Raw messages: the body is read where it is (its `job_id`), not turned
-    // into a Rust value first.
-    for message in batch.raw_iter() {
-        let body = message.body();
-        let job_id = ai_jobs::job_id(&body);
-        let now = worker::Date::now().as_millis() as i64;
-        if dead_letters {
-            let text = worker::js_sys::JSON::stringify(&body).map(String::from).unwrap_or_default();
-            ai_jobs::dead_letter(&env, &job_id, &text, now).await;
-            message.ack();
-            continue;
-        }
-        match ai_jobs::process(&env, &job_id, now).await {
-            ai_jobs::Outcome::Done => message.ack(),
-            ai_jobs::Outcome::RetryAfter(secs) => {
-                message.retry_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(secs).build())
+///
+/// Exported by hand rather than with `#[event(queue)]`: workers-rs's
+/// `retry_with_options` turns its options into a JS object through
+/// serde_wasm_bindgen, ~1.6 KB gzipped of the worker for `{delaySeconds}`.
+/// The batch and its messages are the runtime's objects, called by name.
+mod queue_export {
+    use super::{ai_jobs, binding::Binding};
+    use worker::wasm_bindgen::{prelude::wasm_bindgen, JsValue};
+
+    #[wasm_bindgen(wasm_bindgen = ::worker::wasm_bindgen, wasm_bindgen_futures = ::worker::wasm_bindgen_futures, js_sys = ::worker::js_sys)]
+    pub async fn queue(batch: JsValue, env: worker::Env, _ctx: JsValue) -> Result<JsValue, JsValue> {
+        let batch = Binding::wrap("batch", batch);
+        let dead_letters = batch.field("queue").as_string().as_deref() == Some(ai_jobs::DLQ);
+        let messages = worker::js_sys::Array::from(&batch.field("messages"));
+        for message in messages.iter() {
+            let message = Binding::wrap("message", message);
+            // The body is read where it is (its `job_id`), not turned into a Rust value first.
+            let body = message.field("body");
+            let job_id = ai_jobs::job_id(&body);
+            let now = worker::Date::now().as_millis() as i64;
+            let settled = if dead_letters {
+                let text = worker::js_sys::JSON::stringify(&body).map(String::from).unwrap_or_default();
+                ai_jobs::dead_letter(&env, &job_id, &text, now).await;
+                message.call("ack", &[]).await
+            } else {
+                match ai_jobs::process(&env, &job_id, now).await {
+                    ai_jobs::Outcome::Done => message.call("ack", &[]).await,
+                    ai_jobs::Outcome::RetryAfter(secs) => {
+                        let options = super::binding::object(&[("delaySeconds", JsValue::from(secs))]);
+                        message.call("retry", &[options]).await
+                    }
+                }
+            };
+            if let Err(e) = settled {
+                super::log::error(&crate::json!({"msg": "queue message not settled", "job_id": job_id, "error": e}));
             }
         }
+        Ok(JsValue::UNDEFINED)
     }
-    Ok(())
 }
 
 /// Every minute: re-send AI jobs whose queue message was lost, then the

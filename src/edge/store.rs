@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use std::cell::Cell;
 use std::rc::Rc;
 use wasm_bindgen::{JsCast, JsValue};
-use worker::{D1Database, D1DatabaseSession, D1PreparedStatement, D1Result, Env};
+use worker::{D1Database, D1DatabaseSession, D1PreparedStatement, Env};
 
 pub const DB: &str = "DB";
 pub const ARTIFACTS: &str = "ARTIFACTS";
@@ -35,10 +35,6 @@ impl Meter {
     }
     pub fn r2_op(&self) {
         self.r2.set(self.r2.get() + 1);
-    }
-    fn rows(&self, result: &D1Result) {
-        let read = result.meta().ok().flatten().and_then(|m| m.rows_read).unwrap_or(0) as u64;
-        self.d1_rows_read.set(self.d1_rows_read.get() + read);
     }
 }
 
@@ -126,16 +122,41 @@ impl Db {
         }
     }
 
-    /// One atomic batch (every statement counts).
-    pub async fn batch(&self, statements: Vec<D1PreparedStatement>) -> worker::Result<Vec<D1Result>> {
+    /// One atomic batch, in one round trip and one transaction (every
+    /// statement counts): each statement's rows come back on their own, to be
+    /// decoded as their own type. D1's `batch` is called directly:
+    /// workers-rs's wrapper reads each result's `meta` through
+    /// serde_wasm_bindgen.
+    pub async fn batch(&self, statements: Vec<D1PreparedStatement>) -> AppResult<Vec<Rows>> {
         self.before(statements.len()).await;
         self.meter.wrote.set(true);
-        let results = match &self.conn {
-            Conn::Plain(db) => db.batch(statements).await?,
-            Conn::Session(s) => s.batch(statements).await?,
+        let target: &JsValue = match &self.conn {
+            Conn::Plain(d) => d.as_ref(),
+            Conn::Session(s) => s.as_ref(),
         };
-        results.iter().for_each(|r| self.meter.rows(r));
-        Ok(results)
+        let batch = get(target, "batch")
+            .and_then(|f| f.dyn_into::<worker::js_sys::Function>().ok())
+            .ok_or_else(|| AppError::internal("D1 has no batch"))?;
+        let list: worker::js_sys::Array = statements.iter().map(|s| JsValue::from(s.inner().clone())).collect();
+        let promise = batch.call1(target, &list).map_err(|e| AppError::internal(js_message(&e)))?;
+        let results = worker::wasm_bindgen_futures::JsFuture::from(worker::js_sys::Promise::from(promise))
+            .await
+            .map_err(|e| AppError::internal(js_message(&e)))?;
+        let results = results
+            .dyn_into::<worker::js_sys::Array>()
+            .map_err(|_| AppError::internal("D1 batch results are not an array"))?;
+        Ok(results
+            .iter()
+            .map(|result| {
+                count_rows_read(self, &result);
+                let changes = get(&result, "meta").and_then(|m| get(&m, "changes")).and_then(|v| v.as_f64());
+                let rows = match get(&result, "results") {
+                    Some(rows) => rows.dyn_into::<worker::js_sys::Array>().map(|a| a.to_vec()).unwrap_or_default(),
+                    None => Vec::new(),
+                };
+                Rows { rows, changes: changes.map(|n| n as u64) }
+            })
+            .collect())
     }
 
     /// The session's latest bookmark, for `x-d1-bookmark`.
@@ -411,51 +432,21 @@ fn get(v: &JsValue, key: &str) -> Option<JsValue> {
     worker::js_sys::Reflect::get(v, &JsValue::from_str(key)).ok()
 }
 
-/// Statements whose rows differ in shape, in one round trip and one
-/// transaction (a batch, as [`Db::batch`]): each statement's rows come back
-/// on their own, to be decoded as their own type.
-pub async fn batch_rows(db: &Db, statements: Vec<D1PreparedStatement>) -> AppResult<Vec<Rows>> {
-    db.before(statements.len()).await;
-    db.meter.wrote.set(true);
-    let target: &JsValue = match &db.conn {
-        Conn::Plain(d) => d.as_ref(),
-        Conn::Session(s) => s.as_ref(),
-    };
-    let batch = get(target, "batch")
-        .and_then(|f| f.dyn_into::<worker::js_sys::Function>().ok())
-        .ok_or_else(|| AppError::internal("D1 has no batch"))?;
-    let list: worker::js_sys::Array = statements.iter().map(|s| JsValue::from(s.inner().clone())).collect();
-    let promise = batch.call1(target, &list).map_err(|e| AppError::internal(js_message(&e)))?;
-    let results = worker::wasm_bindgen_futures::JsFuture::from(worker::js_sys::Promise::from(promise))
-        .await
-        .map_err(|e| AppError::internal(js_message(&e)))?;
-    let results = results
-        .dyn_into::<worker::js_sys::Array>()
-        .map_err(|_| AppError::internal("D1 batch results are not an array"))?;
-    Ok(results
-        .iter()
-        .map(|result| {
-            count_rows_read(db, &result);
-            Rows(match get(&result, "results") {
-                Some(rows) => rows.dyn_into::<worker::js_sys::Array>().map(|a| a.to_vec()).unwrap_or_default(),
-                None => Vec::new(),
-            })
-        })
-        .collect())
+/// One statement's rows out of [`Db::batch`], and D1's `meta.changes`.
+pub struct Rows {
+    rows: Vec<JsValue>,
+    pub changes: Option<u64>,
 }
-
-/// One statement's rows out of [`batch_rows`].
-pub struct Rows(Vec<JsValue>);
 
 impl Rows {
     /// The first row, as [`first`] reads it.
     pub fn first<T: FromRow>(self) -> AppResult<Option<T>> {
-        decode_first(self.0)
+        decode_first(self.rows)
     }
 
     /// The text in `column` of the first row (`None` for no row or NULL).
     pub fn text(&self, column: &str) -> Option<String> {
-        self.0.first().and_then(|row| get(row, column)).and_then(|v| v.as_string())
+        self.rows.first().and_then(|row| get(row, column)).and_then(|v| v.as_string())
     }
 }
 
@@ -502,8 +493,10 @@ pub async fn run(db: &Db, sql: &str, args: &[Arg<'_>]) -> AppResult<()> {
     let statement = stmt(db, sql, args)?;
     db.before(1).await;
     db.meter.wrote.set(true);
-    let result = statement.run().await?;
-    db.meter.rows(&result);
+    let promise = statement.inner().run().map_err(|e| AppError::internal(js_message(&e)))?;
+    let result =
+        worker::wasm_bindgen_futures::JsFuture::from(promise).await.map_err(|e| AppError::internal(js_message(&e)))?;
+    count_rows_read(db, &result);
     Ok(())
 }
 
