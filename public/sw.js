@@ -16,16 +16,16 @@
 // new release is a new service worker with a new shell cache; the old one is
 // deleted on activation.
 
-const VERSION = "3f069f2cd8";
+const VERSION = "9d91f0ce22";
 const SHELL = `dropple-shell-${VERSION}`;
 const LESSONS = "dropple-lessons-v1";
 const REFERENCE = "dropple-reference-v1";
 const SHELL_URLS = [
   "/", "/teach", "/learn", "/author", "/market", "/verify", "/replay",
   "/css/app.css?v=f7ae708f13", "/manifest.webmanifest", "/icon.svg",
-  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=abac44fcf2", "/js/core.js?v=43d5aadc1a",
-  "/core/dropple_core.js?v=a7ce56d8d4", "/core/dropple_core_bg.wasm?v=a7ce56d8d4",
-  "/js/home.js?v=c373d17f34", "/js/teach.js?v=84b04b00fd", "/js/learn.js?v=3adf9d32ca", "/js/author.js?v=a5c3d2a7f8", "/js/market.js?v=abe947f654", "/js/verify.js?v=bb6ebbbe25", "/js/replay.js?v=128312a6a3",
+  "/js/api.js?v=f3c5674699", "/js/auth.js?v=b17be0e652", "/js/ui.js?v=f44cea9744", "/js/canvas.js?v=cc346232db", "/js/classroom-client.js?v=9100f94108", "/js/core.js?v=ce2217a5f0",
+  "/core/dropple_core.js?v=f3faad27b1", "/core/dropple_core_bg.wasm?v=f3faad27b1",
+  "/js/home.js?v=c373d17f34", "/js/teach.js?v=3db8aa5198", "/js/learn.js?v=538b2b0973", "/js/author.js?v=3c9ace7c78", "/js/market.js?v=abe947f654", "/js/verify.js?v=8c4e0c4191", "/js/replay.js?v=54bfacd734",
 ];
 const VERSIONED = /^\/(js|css|core)\//;
 const ISSUER = /^\/v1\/(issuer|status-lists\/\d+)$/;

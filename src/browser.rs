@@ -95,7 +95,7 @@ impl CanvasFold {
 
     /// Resume from a state the server sent (a checkpoint, a frame's `state`).
     pub fn from_state(json: &str) -> Result<CanvasFold, JsError> {
-        let canvas = serde_json::from_value(parse(json, "state")?)
+        let canvas = Canvas::from_value(&parse(json, "state")?)
             .map_err(|e| JsError::new(&format!("state: not a canvas ({e})")))?;
         Ok(CanvasFold { canvas })
     }
@@ -337,9 +337,9 @@ impl Replay {
 
     /// Start from a server checkpoint `{"seq", "state"}` (a canvas), before any event.
     pub fn from_checkpoint(&mut self, json: &str) -> Result<(), JsError> {
-        let mut v = parse(json, "checkpoint")?;
+        let v = parse(json, "checkpoint")?;
         let seq = v.get("seq").and_then(Value::as_u64).ok_or_else(|| JsError::new("checkpoint: no seq"))?;
-        let canvas: Canvas = serde_json::from_value(v.get_mut("state").map(Value::take).unwrap_or(Value::Null))
+        let canvas = Canvas::from_value(v.get("state").unwrap_or(&Value::Null))
             .map_err(|e| JsError::new(&format!("checkpoint: not a canvas ({e})")))?;
         if self.session || !self.events.is_empty() {
             return Err(JsError::new("checkpoint: only a canvas replay, before any event"));
@@ -514,7 +514,7 @@ pub fn status_entry(credential: &str) -> Result<String, JsError> {
 /// `answers` is `{question id: choice index}`. Returns a grade or `null`.
 #[wasm_bindgen]
 pub fn grade_preview(quiz: &str, answers: &str, pass_threshold: f64) -> Result<String, JsError> {
-    let items: Vec<QuizItem> = match serde_json::from_value(parse(quiz, "quiz")?) {
+    let items = match crate::decode::list(&parse(quiz, "quiz")?, QuizItem::from_value) {
         Ok(items) => items,
         Err(_) => return Ok("null".into()),
     };

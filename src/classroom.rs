@@ -661,8 +661,8 @@ pub struct SessionConfig {
     pub quiz: Vec<QuizRef>,
 }
 
-// Decoded by hand (`crate::decode`: the wasm size of a derived decoder).
-decode::deserialize_from_value!(SessionInit, SessionConfig, QuizRef);
+// In a derived `SessionState`.
+decode::deserialize_from_value!(SessionConfig);
 
 impl SessionInit {
     pub fn from_value(value: &Value) -> Result<Self, String> {
@@ -1340,9 +1340,6 @@ pub enum Connection {
     /// from then on it receives every broadcast event.
     Connected { user_id: String, role: Role, last_seq: u64 },
 }
-
-// Decoded by hand (`crate::decode`: the wasm size of a derived decoder).
-decode::deserialize_from_value!(Connection, RateBucket, Peer);
 
 impl Connection {
     pub fn from_value(value: &Value) -> Result<Self, String> {
@@ -2210,7 +2207,7 @@ mod tests {
         receive(&mut s, &mut peer, r#"{"type":"hello"}"#, 0, &mut ids());
         assert!(peer.conn.is_connected());
         let attachment = serde_json::to_string(&peer).unwrap();
-        assert_eq!(serde_json::from_str::<Peer>(&attachment).unwrap(), peer);
+        assert_eq!(decode::from_text(&attachment, Peer::from_value).unwrap(), peer);
         let codes: Vec<_> = (0..RATE_BURST)
             .map(|_| error_code(&receive(&mut s, &mut peer, r#"{"type":"ping"}"#, 0, &mut ids())))
             .collect();

@@ -128,9 +128,9 @@ fn each(value: &Value, visit: &mut dyn FnMut(&Value) -> Result<(), String>) -> R
     Ok(())
 }
 
-/// `Deserialize` for a type with `fn from_value(&Value) -> Result<Self, String>`:
-/// through a `Value`, so that `serde_json::from_str::<T>` and derived
-/// containers keep working.
+/// `Deserialize` for a type with `fn from_value(&Value) -> Result<Self, String>`
+/// that a derived container holds (a session state's config, a checkpoint's
+/// canvas): through a `Value`. Elsewhere [`from_text`] reads them.
 macro_rules! deserialize_from_value {
     ($($t:ty),+) => {$(
         impl<'de> serde::Deserialize<'de> for $t {
@@ -142,6 +142,12 @@ macro_rules! deserialize_from_value {
     )+};
 }
 pub(crate) use deserialize_from_value;
+
+/// JSON text decoded by `decode` (serde_json's own message when it is not JSON).
+pub fn from_text<T>(text: &str, decode: fn(&Value) -> Result<T, String>) -> Result<T, String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    decode(&value)
+}
 
 #[cfg(test)]
 mod tests {

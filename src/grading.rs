@@ -23,9 +23,6 @@ pub struct QuizItem {
     pub step: Option<u32>,
 }
 
-// Decoded by hand (`crate::decode`: the wasm size of a derived decoder).
-decode::deserialize_from_value!(QuizItem);
-
 impl QuizItem {
     pub fn from_value(value: &Value) -> Result<Self, String> {
         let o = Obj::of(value)?;

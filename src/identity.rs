@@ -27,9 +27,6 @@ impl Role {
 /// In the order of `Role::ALL`.
 const ROLE_NAMES: [&str; 5] = ["author", "teacher", "reviewer", "learner", "governor"];
 
-// Decoded by hand (`crate::decode`: the wasm size of a derived decoder).
-decode::deserialize_from_value!(Role, Claims);
-
 impl Role {
     pub fn from_value(value: &Value) -> Result<Self, String> {
         let name = value.as_str().ok_or("expected a role name")?;
@@ -110,8 +107,8 @@ pub fn verify(token: &str, secret: &[u8], now_secs: i64) -> AppResult<Claims> {
     m.update(b".");
     m.update(b.as_bytes());
     m.verify_slice(&sig).map_err(|_| bad("bad signature"))?;
-    let claims: Claims = base64url::decode(b)
-        .and_then(|raw| serde_json::from_str(std::str::from_utf8(&raw).ok()?).ok())
+    let claims = base64url::decode(b)
+        .and_then(|raw| decode::from_text(std::str::from_utf8(&raw).ok()?, Claims::from_value).ok())
         .ok_or_else(|| bad("claims are missing or malformed"))?;
     if !is_valid_id(&claims.sub) || !is_valid_id(&claims.org) {
         return Err(bad("sub and org must be ids of [A-Za-z0-9._-], at most 64 characters"));

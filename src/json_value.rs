@@ -324,7 +324,8 @@ mod tests {
         }
         for role in crate::identity::Role::ALL {
             let text = serde_json::to_string(&role).unwrap();
-            assert_eq!(serde_json::from_str::<crate::identity::Role>(&text).unwrap(), role);
+            let back = crate::decode::from_text(&text, crate::identity::Role::from_value).unwrap();
+            assert_eq!(back, role);
         }
         for role in [crate::classroom::Role::Teacher, crate::classroom::Role::Observer] {
             let text = serde_json::to_string(&role).unwrap();

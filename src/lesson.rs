@@ -75,9 +75,6 @@ pub struct Artifact {
     pub sha256: String,
 }
 
-// Decoded by hand (`crate::decode`: the wasm size of a derived decoder).
-decode::deserialize_from_value!(TimelineItem, Source, Artifact);
-
 impl TimelineItem {
     pub fn from_value(value: &Value) -> Result<Self, String> {
         let o = Obj::of(value)?;

@@ -158,9 +158,8 @@ pub struct Marker {
     pub text: String,
 }
 
-// Decoded by hand (`crate::decode`: the wasm size of a derived decoder); a
-// checkpoint's state is read once per replay.
-decode::deserialize_from_value!(Canvas, Marker);
+// In a derived `Checkpoint`.
+decode::deserialize_from_value!(Canvas);
 
 impl Marker {
     pub fn from_value(value: &Value) -> Result<Self, String> {
@@ -633,7 +632,7 @@ mod tests {
         assert_eq!(c.hash(), "774b97d435ceefe1df2b47dac72c348179ab2a1d76e66c891913840a7c55ab62");
         assert_eq!(c.hash(), canonical_sha256(&c.to_value()));
         assert_eq!(c.hash().len(), 64);
-        let again: Canvas = serde_json::from_value(c.to_value()).unwrap();
+        let again = Canvas::from_value(&c.to_value()).unwrap();
         assert_eq!(again.hash(), c.hash());
     }
 }

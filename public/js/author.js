@@ -7,7 +7,7 @@
 
 import { api, claims, describeError, uuid } from "./api.js?v=f3c5674699";
 import { renderCanvas, svgPoint } from "./canvas.js?v=cc346232db";
-import { describeItems, foldTimeline } from "./core.js?v=43d5aadc1a";
+import { describeItems, foldTimeline } from "./core.js?v=ce2217a5f0";
 import { shell, $, $$, h, say } from "./ui.js?v=f44cea9744";
 
 const DRAFT_KEY = "dropple.author.draft";

@@ -9,9 +9,9 @@
 // Values cross as JSON text (big integers and odd floats arrive exactly as
 // the server wrote them); the helpers below parse what the pages render.
 
-import init, * as wasm from "/core/dropple_core.js?v=a7ce56d8d4";
+import init, * as wasm from "/core/dropple_core.js?v=f3faad27b1";
 
-await init({ module_or_path: "/core/dropple_core_bg.wasm?v=a7ce56d8d4" });
+await init({ module_or_path: "/core/dropple_core_bg.wasm?v=f3faad27b1" });
 
 export const core = wasm;
 

@@ -6,9 +6,9 @@
 //   /learn                               join form and the org's lessons.
 
 import { api, claims, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=abac44fcf2";
+import { ClassroomClient } from "./classroom-client.js?v=9100f94108";
 import { renderCanvas } from "./canvas.js?v=cc346232db";
-import { lessonFrames, gradePreview } from "./core.js?v=43d5aadc1a";
+import { lessonFrames, gradePreview } from "./core.js?v=ce2217a5f0";
 import { shell, $, h, say, params, fmtPct, onFirstControl, icon } from "./ui.js?v=f44cea9744";
 
 /** The step at which a quiz item is asked: its `step`, else the lesson's end. */

@@ -7,8 +7,8 @@
 // the classes the person taught or attended and the runs they wrote.
 
 import { api, describeError, getToken } from "./api.js?v=f3c5674699";
-import { ClassroomClient } from "./classroom-client.js?v=abac44fcf2";
-import { Replay, describeItems, lessonFrames } from "./core.js?v=43d5aadc1a";
+import { ClassroomClient } from "./classroom-client.js?v=9100f94108";
+import { Replay, describeItems, lessonFrames } from "./core.js?v=ce2217a5f0";
 import { renderCanvas } from "./canvas.js?v=cc346232db";
 import { shell, $, h, say, params } from "./ui.js?v=f44cea9744";
 

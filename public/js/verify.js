@@ -8,7 +8,7 @@
 // last status list seen.
 
 import { api, describeError } from "./api.js?v=f3c5674699";
-import { verifyCredential, statusEntry } from "./core.js?v=43d5aadc1a";
+import { verifyCredential, statusEntry } from "./core.js?v=ce2217a5f0";
 import { shell, $, h, say, params, onFirstControl } from "./ui.js?v=f44cea9744";
 
 shell();

@@ -11,6 +11,7 @@ use super::store::Db;
 use super::store::{self, i, t, AI_JOBS};
 use super::system;
 use crate::ai::{self, JobKind, JobRequest};
+use crate::decode;
 use crate::error::{AppError, AppResult};
 use crate::identity::Claims;
 use crate::json;
@@ -491,7 +492,7 @@ async fn process_inner(env: &Env, job_id: &str, now_ms: i64) -> AppResult<Outcom
             // Delivered before the job is marked done: a retry may deliver again,
             // and the session drops the duplicate by job id.
             if let (Some(session_id), Ok(ai::JobInput::Explain { step })) =
-                (&job.session_id, serde_json::from_str::<ai::JobInput>(&job.input))
+                (&job.session_id, decode::from_text(&job.input, ai::JobInput::from_value))
             {
                 deliver_to_session(env, session_id, step, job_id, &value).await?;
             }
@@ -585,7 +586,7 @@ async fn run_job(env: &Env, db: &Db, job: &JobRow, attempt: u32) -> AppResult<(V
     let row = lessons::load_version(db, &job.lesson_id, job.version)
         .await?
         .ok_or_else(|| AppError::unprocessable("lesson_gone", "the lesson version no longer exists"))?;
-    let input: ai::JobInput = serde_json::from_str(&job.input).map_err(|e| AppError::internal(e.to_string()))?;
+    let input = decode::from_text(&job.input, ai::JobInput::from_value).map_err(AppError::internal)?;
     let kind = JobKind::parse(&job.kind).ok_or_else(|| AppError::internal("unknown job kind"))?;
     let model = model_name(env, &job.provider);
     let key = ai::cache_key(kind, &row.sha256, &input, &job.provider, &model);
@@ -669,7 +670,7 @@ async fn openai(env: &Env, kind: JobKind, input: &ai::JobInput, artifact: &Artif
     let timer = worker::Delay::from(std::time::Duration::from_millis(timeout_ms));
     futures_util::pin_mut!(call);
     futures_util::pin_mut!(timer);
-    let mut resp = match futures_util::future::select(call, timer).await {
+    let resp = match futures_util::future::select(call, timer).await {
         futures_util::future::Either::Left((r, _)) => r?,
         futures_util::future::Either::Right(_) => {
             controller.abort();
@@ -684,7 +685,10 @@ async fn openai(env: &Env, kind: JobKind, input: &ai::JobInput, artifact: &Artif
     if resp.status_code() >= 400 {
         return Err(AppError::internal(format!("the AI provider answered {}", resp.status_code())));
     }
-    let v: Value = resp.json().await.map_err(|e| AppError::internal(format!("provider response unreadable: {e}")))?;
+    let unreadable = |e: String| AppError::internal(format!("provider response unreadable: {e}"));
+    let bytes = super::binding::response_bytes(&resp.into()).await.map_err(unreadable)?;
+    let text = String::from_utf8(bytes).map_err(|e| unreadable(e.to_string()))?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| unreadable(e.to_string()))?;
     ai::parse_openai_response(&v, kind)
 }
 

@@ -62,3 +62,41 @@ pub fn object(fields: &[(&str, JsValue)]) -> JsValue {
 pub fn text_field(value: &JsValue, key: &str) -> Option<String> {
     Reflect::get(value, &JsValue::from_str(key)).ok()?.as_string()
 }
+
+/// Everything a stream holds, read by the runtime as one buffer:
+/// `new Response(stream).arrayBuffer()`. Not workers-rs's `Response::bytes`,
+/// which pulls the stream chunk by chunk through wasm-streams.
+pub async fn read_all(stream: &JsValue) -> Result<Vec<u8>, String> {
+    let response = worker::web_sys::Response::new_with_opt_readable_stream(stream.dyn_ref())
+        .map_err(|e| super::store::js_message(&e))?;
+    response_bytes(&response).await
+}
+
+/// A response's whole body (`arrayBuffer()`).
+pub async fn response_bytes(response: &worker::web_sys::Response) -> Result<Vec<u8>, String> {
+    let promise = response.array_buffer().map_err(|e| super::store::js_message(&e))?;
+    let buffer = JsFuture::from(promise).await.map_err(|e| super::store::js_message(&e))?;
+    Ok(worker::js_sys::Uint8Array::new(&buffer).to_vec())
+}
+
+/// `bucket.put(key, bytes, {httpMetadata: {contentType}, onlyIf})`, R2's own
+/// call: workers-rs's put builder also handles stream bodies, and with them
+/// links wasm-streams, for bodies never put here. `create_only` never
+/// overwrites (`onlyIf: {etagDoesNotMatch: "*"}`); its `false` means the key
+/// was already there.
+pub async fn r2_put(
+    bucket: &worker::Bucket,
+    key: &str,
+    bytes: &[u8],
+    content_type: &str,
+    create_only: bool,
+) -> Result<bool, String> {
+    let bucket = Binding::wrap("R2", bucket.as_ref().clone());
+    let mut options = vec![("httpMetadata", object(&[("contentType", JsValue::from_str(content_type))]))];
+    if create_only {
+        options.push(("onlyIf", object(&[("etagDoesNotMatch", JsValue::from_str("*"))])));
+    }
+    let body = worker::js_sys::Uint8Array::from(bytes);
+    let stored = bucket.call("put", &[JsValue::from_str(key), body.into(), object(&options)]).await?;
+    Ok(!stored.is_null() && !stored.is_undefined())
+}

@@ -15,7 +15,6 @@ use crate::classroom::{self, Effect, Peer, Role, ServerMsg, SessionConfig, Sessi
 use crate::error::AppError;
 use crate::json;
 use crate::run::Event;
-use futures_channel::mpsc::{unbounded, UnboundedSender};
 use serde_json::Value;
 use std::cell::RefCell;
 use std::future::Future;
@@ -44,8 +43,58 @@ const INSERT_EVENT_SQL: &str =
 /// (or a deploy dropping N sockets) cost N² sends.
 const PRESENCE_DELAY_MS: i64 = 100;
 
-/// One open SSE stream's sending end.
-type SseSender = UnboundedSender<std::result::Result<Vec<u8>, worker::Error>>;
+/// One open SSE stream: the writer of the `TransformStream` whose readable
+/// side is the response body. The runtime's own stream, written from here:
+/// workers-rs's `Response::from_stream` links wasm-streams (its pull
+/// machinery and three exported classes) for this one use.
+struct SseStream {
+    writer: wasm_bindgen::JsValue,
+}
+
+thread_local! {
+    /// Ignores a write's rejection (the client went away meanwhile): one
+    /// closure for every stream, never dropped.
+    static IGNORE_REJECTION: Closure<dyn FnMut(wasm_bindgen::JsValue)> = Closure::new(|_| {});
+}
+
+impl SseStream {
+    fn open() -> std::result::Result<(SseStream, web_sys::ReadableStream), wasm_bindgen::JsValue> {
+        let global = worker::js_sys::global();
+        let class = worker::js_sys::Reflect::get(&global, &"TransformStream".into())?;
+        let class: &worker::js_sys::Function = class.unchecked_ref();
+        let stream = worker::js_sys::Reflect::construct(class, &worker::js_sys::Array::new())?;
+        let readable = worker::js_sys::Reflect::get(&stream, &"readable".into())?;
+        let writable = worker::js_sys::Reflect::get(&stream, &"writable".into())?;
+        let get_writer = worker::js_sys::Reflect::get(&writable, &"getWriter".into())?;
+        let writer = get_writer.unchecked_ref::<worker::js_sys::Function>().call0(&writable)?;
+        Ok((SseStream { writer }, readable.unchecked_into()))
+    }
+
+    /// Whether the client still reads: a cancelled body errors the writable
+    /// side, and an errored writer's `desiredSize` is `null`.
+    fn is_open(&self) -> bool {
+        worker::js_sys::Reflect::get(&self.writer, &"desiredSize".into()).is_ok_and(|size| !size.is_null())
+    }
+
+    /// Queue `bytes` (not awaited: the stream takes them in order); false
+    /// once the client has gone.
+    fn send(&self, bytes: &[u8]) -> bool {
+        if !self.is_open() {
+            return false;
+        }
+        let chunk = worker::js_sys::Uint8Array::from(bytes);
+        let write = worker::js_sys::Reflect::get(&self.writer, &"write".into());
+        let written = write.and_then(|w| w.unchecked_ref::<worker::js_sys::Function>().call1(&self.writer, &chunk));
+        match written {
+            Ok(promise) => {
+                let _ =
+                    IGNORE_REJECTION.with(|ignore| promise.unchecked_into::<worker::js_sys::Promise>().catch(ignore));
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
 
 /// Exported by hand rather than through workers-rs's `#[durable_object]`:
 /// that macro makes every handler an async export, so each socket message
@@ -61,7 +110,7 @@ pub struct Classroom {
     /// handlers take `&self`; never borrowed across an `.await`.
     session: RefCell<Option<SessionState>>,
     /// Open SSE streams. They keep the object awake, so memory is fine here.
-    sse: RefCell<Vec<SseSender>>,
+    sse: RefCell<Vec<SseStream>>,
     /// Sockets that said hello, with their role: derived from the attachments
     /// (the truth, which survive hibernation) once per wake-up, then kept in
     /// step on hello and close. Without it every broadcast would deserialize
@@ -311,7 +360,7 @@ impl Classroom {
 
     /// Everyone present: connected sockets (with `role`, only those) and SSE streams.
     fn count_present(&self, role: Option<Role>) -> u32 {
-        self.sse.borrow_mut().retain(|s| !s.is_closed());
+        self.sse.borrow_mut().retain(SseStream::is_open);
         let sockets = self.with_connected(|l| l.iter().filter(|(_, r, _)| role.is_none_or(|want| *r == want)).count());
         (sockets + self.sse.borrow().len()) as u32
     }
@@ -348,7 +397,7 @@ impl Classroom {
             let mut sse = self.sse.borrow_mut();
             if !sse.is_empty() {
                 let frame = sse_frame(seq, kind, text);
-                sse.retain(|s| s.unbounded_send(Ok(frame.clone().into_bytes())).is_ok());
+                sse.retain(|s| s.send(frame.as_bytes()));
             }
         }
     }
@@ -652,7 +701,7 @@ impl Classroom {
             .find(|(k, _)| k == "after")
             .and_then(|(_, v)| v.parse::<u64>().ok())
             .or_else(|| req.headers().get("last-event-id").ok().flatten().and_then(|v| v.trim().parse().ok()));
-        let (tx, rx) = unbounded();
+        let (stream, body) = SseStream::open().map_err(|e| worker::Error::JsError(store::js_message(&e)))?;
         let mut preamble = String::from("retry: 1000\n\n");
         let known = self.with_session(|s| s.seq)?.unwrap_or(0);
         match after {
@@ -676,9 +725,9 @@ impl Classroom {
                 }
             }
         }
-        let _ = tx.unbounded_send(Ok(preamble.into_bytes()));
-        self.sse.borrow_mut().push(tx);
-        let mut resp = Response::from_stream(rx)?;
+        stream.send(preamble.as_bytes());
+        self.sse.borrow_mut().push(stream);
+        let mut resp = Response::from_body(worker::ResponseBody::Stream(body))?;
         let h = resp.headers_mut();
         h.set("content-type", "text/event-stream; charset=utf-8")?;
         h.set("cache-control", "no-store")?;
@@ -755,7 +804,7 @@ impl Classroom {
 /// text (none can survive a deploy: it disconnects every socket) reads as
 /// lost, and the socket is closed for the client to reconnect.
 fn peer_of(ws: &WebSocket) -> Option<Peer> {
-    serde_json::from_str(&raw(ws).deserialize_attachment().ok()?.as_string()?).ok()
+    crate::decode::from_text(&raw(ws).deserialize_attachment().ok()?.as_string()?, Peer::from_value).ok()
 }
 
 fn keep_peer(ws: &WebSocket, peer: &Peer) -> Result<()> {
@@ -855,7 +904,8 @@ impl Classroom {
             "/init" => {
                 let mut req = req;
                 let text = req.text().await.unwrap_or_default();
-                let classroom::SessionInit { config, answer_key } = match serde_json::from_str(&text) {
+                let init = crate::decode::from_text(&text, classroom::SessionInit::from_value);
+                let classroom::SessionInit { config, answer_key } = match init {
                     Ok(init) => init,
                     Err(_) => return error(400, "invalid_config", "session config is malformed"),
                 };

@@ -164,7 +164,7 @@ impl Entry {
     /// (for a handler that looks inside the entry rather than passing it on).
     pub async fn value(&mut self) -> AppResult<serde_json::Value> {
         if let Body::Cached(stream) = &self.body {
-            let bytes = Response::from_body(ResponseBody::Stream(stream.clone()))?.bytes().await?;
+            let bytes = super::binding::read_all(stream).await.map_err(AppError::internal)?;
             self.body = Body::Bytes(bytes);
         }
         let unreadable = |why: String| AppError::internal(format!("cached body: {why}"));

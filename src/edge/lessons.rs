@@ -15,7 +15,7 @@ use crate::lesson::{self, Artifact, Draft, Source};
 use crate::policy::{self, Action, Scope};
 use serde_json::Value;
 use std::rc::Rc;
-use worker::{Bucket, Conditional, HttpMetadata, Method, Range, Response};
+use worker::{Bucket, Method, Range, Response};
 
 const IMMUTABLE_PRIVATE: &str = "private, max-age=31536000, immutable";
 
@@ -234,8 +234,8 @@ async fn read_artifact(env: &worker::Env, sha256: &str, r2_key: &str) -> AppResu
         .await?
         .ok_or_else(|| AppError::internal(format!("artifact {r2_key} missing from R2")))?;
     let text = obj.body().ok_or_else(|| AppError::internal("artifact without body"))?.text().await?;
-    let artifact: Artifact =
-        serde_json::from_str(&text).map_err(|e| AppError::internal(format!("stored artifact unreadable: {e}")))?;
+    let artifact = crate::decode::from_text(&text, Artifact::from_value)
+        .map_err(|e| AppError::internal(format!("stored artifact unreadable: {e}")))?;
     let artifact = Rc::new(artifact);
     // Kept only under the hash it says it has: a different object at the
     // key is served as stored but never cached for the hash asked for.
@@ -325,12 +325,7 @@ async fn store_version(
     let key = artifact_key(&artifact.sha256);
     // Create-only: an existing key is never overwritten (and, being
     // content-addressed, would hold these very bytes).
-    bucket(ctx)?
-        .put(&key, bytes)
-        .http_metadata(HttpMetadata { content_type: Some("application/json".into()), ..Default::default() })
-        .only_if(Conditional { etag_does_not_match: Some("*".into()), ..Default::default() })
-        .execute()
-        .await?;
+    super::binding::r2_put(&bucket(ctx)?, &key, &bytes, "application/json", true).await.map_err(AppError::internal)?;
     let mut stmts = Vec::new();
     if new_lesson {
         stmts.push(store::stmt(
@@ -676,12 +671,9 @@ async fn upload_asset(ctx: &mut Ctx) -> AppResult<Response> {
         return Err(e);
     }
     // Create-only: bytes already stored under this sha are never overwritten.
-    bucket(ctx)?
-        .put(format!("assets/{sha}"), bytes)
-        .http_metadata(HttpMetadata { content_type: Some(content_type.clone()), ..Default::default() })
-        .only_if(Conditional { etag_does_not_match: Some("*".into()), ..Default::default() })
-        .execute()
-        .await?;
+    super::binding::r2_put(&bucket(ctx)?, &format!("assets/{sha}"), &bytes, &content_type, true)
+        .await
+        .map_err(AppError::internal)?;
     db.batch(vec![
         store::stmt(
             &db,

@@ -16,7 +16,7 @@ use crate::error::{AppError, AppResult};
 use crate::json;
 use crate::run::Event;
 use serde_json::{Map, Value};
-use worker::{Bucket, Conditional, Env, HttpMetadata, Method, Response};
+use worker::{Bucket, Env, Method, Response};
 
 /// Runs an archive pass looks at, at most (the next pass continues).
 const RUNS_PER_PASS: u64 = 500;
@@ -102,21 +102,12 @@ async fn get_text(b: &Bucket, key: &str) -> AppResult<Option<String>> {
 /// Create-only put: `true` when this call sealed it, `false` when the key
 /// (content-addressed, so these very bytes) was already there.
 async fn seal(b: &Bucket, key: &str, bytes: Vec<u8>) -> AppResult<bool> {
-    let put = b
-        .put(key, bytes)
-        .http_metadata(HttpMetadata { content_type: Some("application/x-ndjson".into()), ..Default::default() })
-        .only_if(Conditional { etag_does_not_match: Some("*".into()), ..Default::default() })
-        .execute()
-        .await?;
-    Ok(put.is_some())
+    super::binding::r2_put(b, key, &bytes, "application/x-ndjson", true).await.map_err(AppError::internal)
 }
 
 async fn put_json(b: &Bucket, key: &str, value: &Value) -> AppResult<()> {
     let bytes = value.to_string().into_bytes();
-    b.put(key, bytes)
-        .http_metadata(HttpMetadata { content_type: Some("application/json".into()), ..Default::default() })
-        .execute()
-        .await?;
+    super::binding::r2_put(b, key, &bytes, "application/json", false).await.map_err(AppError::internal)?;
     Ok(())
 }
 

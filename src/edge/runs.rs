@@ -20,7 +20,6 @@ use crate::identity::Claims;
 use crate::json;
 use crate::policy::{self, Action, Decision, Scope};
 use crate::run::{self, Checkpoint, Event, NewEvent};
-use serde::Deserialize;
 use serde_json::Value;
 use worker::{Method, Response};
 
@@ -35,17 +34,18 @@ store::d1_row! {
     }
 }
 
-#[derive(Deserialize)]
-struct EventRow {
-    id: String,
-    run_id: String,
-    seq: u64,
-    #[serde(rename = "type")]
-    kind: String,
-    payload: String,
-    timestamp: i64,
-    author_id: String,
-    hash: Option<String>,
+store::d1_row! {
+    /// An event row as D1 holds it (`type AS kind`).
+    struct EventRow {
+        id: String,
+        run_id: String,
+        seq: u64,
+        kind: String,
+        payload: String,
+        timestamp: i64,
+        author_id: String,
+        hash: Option<String>,
+    }
 }
 
 impl EventRow {
@@ -631,9 +631,11 @@ impl PendingPage {
         if let Some(events) = text.as_deref().and_then(page_events) {
             return Ok(events);
         }
-        let rows: Vec<EventRow> = store::all_bulk(
+        // Rare (a page of big payloads), so read as any other rows are: no
+        // serde decoder of its own for this row type.
+        let rows: Vec<EventRow> = store::all(
             db,
-            "SELECT id, run_id, seq, type, payload, timestamp, author_id, hash FROM events WHERE run_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
+            "SELECT id, run_id, seq, type AS kind, payload, timestamp, author_id, hash FROM events WHERE run_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
             &[t(&self.run_id), u(after), u(to), u(limit)],
         )
         .await?;
