@@ -33,17 +33,25 @@ impl Binding {
         Reflect::get(&self.value, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
     }
 
-    /// `binding[method](...args)`, awaited when it returns a promise.
-    pub async fn call(&self, method: &str, args: &[JsValue]) -> Result<JsValue, String> {
-        let fail = |e: &JsValue| format!("{} {method}: {}", self.name, super::store::js_message(e));
+    /// `binding[method](...args)` as it returns (a promise is not awaited).
+    pub fn call_now(&self, method: &str, args: &[JsValue]) -> Result<JsValue, String> {
         let function = Reflect::get(&self.value, &JsValue::from_str(method))
             .ok()
             .and_then(|f| f.dyn_into::<Function>().ok())
             .ok_or_else(|| format!("{} has no {method}", self.name))?;
         let args: worker::js_sys::Array = args.iter().collect();
-        let returned = function.apply(&self.value, &args).map_err(|e| fail(&e))?;
+        function
+            .apply(&self.value, &args)
+            .map_err(|e| format!("{} {method}: {}", self.name, super::store::js_message(&e)))
+    }
+
+    /// `binding[method](...args)`, awaited when it returns a promise.
+    pub async fn call(&self, method: &str, args: &[JsValue]) -> Result<JsValue, String> {
+        let returned = self.call_now(method, args)?;
         match returned.dyn_into::<Promise>() {
-            Ok(promise) => JsFuture::from(promise).await.map_err(|e| fail(&e)),
+            Ok(promise) => JsFuture::from(promise)
+                .await
+                .map_err(|e| format!("{} {method}: {}", self.name, super::store::js_message(&e))),
             Err(value) => Ok(value),
         }
     }

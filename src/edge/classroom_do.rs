@@ -8,6 +8,7 @@
 //! An alarm forwards events to D1 (the outbox), retrying with backoff, so a D1
 //! fault loses nothing.
 
+use super::binding::Binding;
 use super::sessions::{HDR_OBSERVER_LIMIT, HDR_ROLE, HDR_USER};
 use super::store::{self, t, u};
 use super::Later;
@@ -48,7 +49,7 @@ const PRESENCE_DELAY_MS: i64 = 100;
 /// workers-rs's `Response::from_stream` links wasm-streams (its pull
 /// machinery and three exported classes) for this one use.
 struct SseStream {
-    writer: wasm_bindgen::JsValue,
+    writer: Binding,
 }
 
 thread_local! {
@@ -58,22 +59,20 @@ thread_local! {
 }
 
 impl SseStream {
-    fn open() -> std::result::Result<(SseStream, web_sys::ReadableStream), wasm_bindgen::JsValue> {
-        let global = worker::js_sys::global();
-        let class = worker::js_sys::Reflect::get(&global, &"TransformStream".into())?;
+    fn open() -> std::result::Result<(SseStream, web_sys::ReadableStream), String> {
+        let class = Binding::wrap("globalThis", worker::js_sys::global().into()).field("TransformStream");
         let class: &worker::js_sys::Function = class.unchecked_ref();
-        let stream = worker::js_sys::Reflect::construct(class, &worker::js_sys::Array::new())?;
-        let readable = worker::js_sys::Reflect::get(&stream, &"readable".into())?;
-        let writable = worker::js_sys::Reflect::get(&stream, &"writable".into())?;
-        let get_writer = worker::js_sys::Reflect::get(&writable, &"getWriter".into())?;
-        let writer = get_writer.unchecked_ref::<worker::js_sys::Function>().call0(&writable)?;
-        Ok((SseStream { writer }, readable.unchecked_into()))
+        let stream = worker::js_sys::Reflect::construct(class, &worker::js_sys::Array::new())
+            .map(|stream| Binding::wrap("TransformStream", stream))
+            .map_err(|e| store::js_message(&e))?;
+        let writer = Binding::wrap("writable", stream.field("writable")).call_now("getWriter", &[])?;
+        Ok((SseStream { writer: Binding::wrap("sse writer", writer) }, stream.field("readable").unchecked_into()))
     }
 
     /// Whether the client still reads: a cancelled body errors the writable
     /// side, and an errored writer's `desiredSize` is `null`.
     fn is_open(&self) -> bool {
-        worker::js_sys::Reflect::get(&self.writer, &"desiredSize".into()).is_ok_and(|size| !size.is_null())
+        !self.writer.field("desiredSize").is_null()
     }
 
     /// Queue `bytes` (not awaited: the stream takes them in order); false
@@ -82,10 +81,7 @@ impl SseStream {
         if !self.is_open() {
             return false;
         }
-        let chunk = worker::js_sys::Uint8Array::from(bytes);
-        let write = worker::js_sys::Reflect::get(&self.writer, &"write".into());
-        let written = write.and_then(|w| w.unchecked_ref::<worker::js_sys::Function>().call1(&self.writer, &chunk));
-        match written {
+        match self.writer.call_now("write", &[worker::js_sys::Uint8Array::from(bytes).into()]) {
             Ok(promise) => {
                 let _ =
                     IGNORE_REJECTION.with(|ignore| promise.unchecked_into::<worker::js_sys::Promise>().catch(ignore));
@@ -701,7 +697,7 @@ impl Classroom {
             .find(|(k, _)| k == "after")
             .and_then(|(_, v)| v.parse::<u64>().ok())
             .or_else(|| req.headers().get("last-event-id").ok().flatten().and_then(|v| v.trim().parse().ok()));
-        let (stream, body) = SseStream::open().map_err(|e| worker::Error::JsError(store::js_message(&e)))?;
+        let (stream, body) = SseStream::open().map_err(worker::Error::JsError)?;
         let mut preamble = String::from("retry: 1000\n\n");
         let known = self.with_session(|s| s.seq)?.unwrap_or(0);
         match after {
