@@ -300,8 +300,9 @@ test("SSE: id is the seq, resumable with after", async () => {
   await t.close();
 });
 
-test("the outbox delivers every session event to D1, also after a D1 outage", async () => {
+test("the outbox delivers every session event and attendance to D1, also after a D1 outage", async () => {
   const s = await newSession();
+  let leo;
   const t = await openSocket(wsUrl(s.session_id, teacher));
   await t.next((m) => m.type === "snapshot");
   for (let i = 1; i <= 5; i++) t.send({ type: "cursor", step: i });
@@ -309,13 +310,24 @@ test("the outbox delivers every session event to D1, also after a D1 outage", as
   await eventually(async () => assert.equal((await d1Events(s.run_id)).length, 6));
   assert.equal((await api.call("PUT", "/v1/dev/faults", { body: { d1_writes: "fail" } })).status, 200);
   try {
+    // A learner comes in while D1 is down: the classroom lets her in and
+    // keeps her attendance (her right to replay this class) for D1.
+    leo = await openSocket(wsUrl(s.session_id, learner2));
+    await leo.next((m) => m.type === "snapshot");
     for (let i = 6; i <= 12; i++) t.send({ type: "cursor", step: i % 12 });
     await t.events(7);
     await new Promise((r) => setTimeout(r, 700));
     assert.equal((await d1Events(s.run_id)).length, 6, "D1 is down: nothing new lands");
+    const early = await api.call("GET", `/v1/runs/${s.run_id}/events?after=0`, { token: learner2 });
+    assert.equal(early.status, 403, `D1 is down: her attendance has not landed: ${early.text}`);
   } finally {
     await api.call("PUT", "/v1/dev/faults", { body: { d1_writes: "ok" } });
   }
+  await eventually(async () => {
+    const r = await api.call("GET", `/v1/runs/${s.run_id}/events?after=0`, { token: learner2 });
+    assert.equal(r.status, 200, r.text);
+  }, 15000);
+  await leo.close();
   const stored = await eventually(async () => {
     const evs = await d1Events(s.run_id);
     assert.equal(evs.length, 13);

@@ -57,8 +57,14 @@ test("an attendee lists the class and replays its run; the teacher lists it too;
     await lea.next((m) => m.type === "snapshot");
     lea.ws.close();
   }
-  const mine = await api.call("GET", "/v1/me/sessions", { token: tokens.lea });
-  assert.equal(mine.status, 200, mine.text);
+  // The classroom records her at the door and its outbox carries the row to
+  // D1 with its next batch (about 100 ms after a join).
+  let mine;
+  for (const deadline = Date.now() + 20_000; ; await new Promise((r) => setTimeout(r, 50))) {
+    mine = await api.call("GET", "/v1/me/sessions", { token: tokens.lea });
+    assert.equal(mine.status, 200, mine.text);
+    if (mine.json.sessions.length > 0 || Date.now() > deadline) break;
+  }
   assert.equal(mine.json.sessions.length, 1, mine.text);
   const row = mine.json.sessions[0];
   assert.deepEqual(

@@ -164,6 +164,14 @@ store::d1_row! {
 }
 
 store::d1_row! {
+    struct AttendeeRow {
+        n: f64,
+        user_id: String,
+        joined_at: f64,
+    }
+}
+
+store::d1_row! {
     struct MetaRow {
         value: String,
     }
@@ -193,6 +201,9 @@ impl Classroom {
             "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, type TEXT NOT NULL, payload TEXT NOT NULL, timestamp INTEGER NOT NULL, author_id TEXT NOT NULL)",
             None,
         )?;
+        // Who came (everyone but the session's teacher), once per person: the
+        // outbox forwards new rows to D1 with the events, by rowid.
+        sql.exec("CREATE TABLE IF NOT EXISTS attendance (user_id TEXT PRIMARY KEY, joined_at INTEGER NOT NULL)", None)?;
         // The chain (issue 19): objects created before it get the column; their
         // rows' hashes are filled on the next load (`with_session`).
         let has_hash = store::sql_rows::<CountRow>(
@@ -679,6 +690,9 @@ impl Classroom {
         let refusal = classroom::admission(role, observers)
             .or_else(|| over_plan.then_some(Effect::Close { code: classroom::CLOSE_ROOM_FULL, reason: "room_full" }));
         self.state.accept_websocket_with_tags(&pair.server, &[tag]);
+        if refusal.is_none() {
+            self.record_attendance(&user)?;
+        }
         keep_peer(&pair.server, &Peer::new(user, role, now_ms()))?;
         if let Some(Effect::Close { code, reason }) = refusal {
             Self::send(
@@ -690,7 +704,33 @@ impl Classroom {
         Response::from_websocket(pair.client)
     }
 
+    /// `user` opened the door (a socket let in, or a stream): their
+    /// attendance, the record of their right to replay this class and of
+    /// their past sessions. Written here, in the object's own storage, and
+    /// carried to D1 by the outbox in the batch it writes anyway: not one D1
+    /// write per join, which a class arriving at once would queue behind
+    /// every other D1 write of the moment.
+    fn record_attendance(&self, user: &str) -> Result<()> {
+        let teacher = self.with_session(|s| s.config.teacher_id == user)?.unwrap_or(true);
+        if teacher || user.is_empty() {
+            return Ok(());
+        }
+        let written = self
+            .sql()
+            .exec(
+                "INSERT OR IGNORE INTO attendance (user_id, joined_at) VALUES (?, ?)",
+                vec![user.into(), SqlStorageValue::from(now_ms() as f64)],
+            )?
+            .rows_written();
+        if written > 0 {
+            self.schedule_alarm(PRESENCE_DELAY_MS);
+        }
+        Ok(())
+    }
+
     fn open_sse(&self, req: &Request) -> Result<Response> {
+        let user = req.headers().get(HDR_USER)?.unwrap_or_default();
+        self.record_attendance(&user)?;
         let (_, _, query) = crate::urlparts::split(&req.inner().url());
         let after = query
             .into_iter()
@@ -743,7 +783,12 @@ impl Classroom {
         let observers = self.observer_count();
         let listed = format!("{} {observers}", status_name(status));
         let listed_synced = self.meta("d1_listed")?.as_deref() == Some(listed.as_str());
-        if rows.is_empty() && listed_synced {
+        let attended_synced: u64 = self.meta("d1_attendance_rowid")?.and_then(|v| v.parse().ok()).unwrap_or(0);
+        let attendees: Vec<AttendeeRow> = store::sql_rows(self.sql().exec(
+            "SELECT rowid AS n, user_id, joined_at FROM attendance WHERE rowid > ? ORDER BY rowid LIMIT ?",
+            vec![SqlStorageValue::from(attended_synced as f64), SqlStorageValue::from(OUTBOX_BATCH as f64)],
+        )?)?;
+        if rows.is_empty() && attendees.is_empty() && listed_synced {
             return Ok(true);
         }
         let db = store::db(&self.env)?;
@@ -775,6 +820,15 @@ impl Classroom {
                 &[t(&run_id), t(&org), t(&Value::Array(table).to_string())],
             )?);
         }
+        if !attendees.is_empty() {
+            let table: Vec<Value> = attendees.iter().map(|a| json!([a.user_id, a.joined_at as i64])).collect();
+            stmts.push(store::stmt(
+                &db,
+                "INSERT OR IGNORE INTO attendance (run_id, user_id, session_id, org, joined_at) \
+                 SELECT ?1, value ->> 0, ?2, ?3, value ->> 1 FROM json_each(?4)",
+                &[t(&run_id), t(&session_id), t(&org), t(&Value::Array(table).to_string())],
+            )?);
+        }
         if !listed_synced {
             stmts.push(store::stmt(
                 &db,
@@ -789,7 +843,10 @@ impl Classroom {
         if !listed_synced {
             self.set_meta("d1_listed", &listed)?;
         }
-        Ok(self.rows_after(last, 1)?.is_empty())
+        if let Some(a) = attendees.last() {
+            self.set_meta("d1_attendance_rowid", &(a.n as u64).to_string())?;
+        }
+        Ok(attendees.len() < OUTBOX_BATCH && self.rows_after(last, 1)?.is_empty())
     }
 }
 
@@ -932,12 +989,14 @@ impl Classroom {
             }
             "/resync" => {
                 // D1 lost rows the outbox had already forwarded (a restore from an
-                // archive older than them): forward the whole log again. D1 keeps
-                // what it has (INSERT OR IGNORE on (run_id, seq)).
+                // archive older than them): forward the whole log and the
+                // attendance again. D1 keeps what it has (INSERT OR IGNORE on
+                // (run_id, seq), and on (run_id, user_id)).
                 if self.with_session(|_| ())?.is_none() {
                     return error(404, "not_found", "session not found");
                 }
                 self.set_meta("d1_synced_seq", "0")?;
+                self.set_meta("d1_attendance_rowid", "0")?;
                 self.set_meta("d1_listed", "")?;
                 self.set_meta("outbox_retry_at", "0")?;
                 self.schedule_alarm(OUTBOX_DELAY_MS);

@@ -24,7 +24,6 @@ store::d1_row! {
         pub id: String,
         pub org: String,
         pub teacher_id: String,
-        pub run_id: String,
     }
 }
 
@@ -85,7 +84,7 @@ pub async fn load_session(ctx: &Ctx, id: &str) -> AppResult<SessionRow> {
         return Ok(kept);
     }
     let db = ctx.db()?;
-    let row: SessionRow = store::first(&db, "SELECT id, org, teacher_id, run_id FROM sessions WHERE id = ?1", &[t(id)])
+    let row: SessionRow = store::first(&db, "SELECT id, org, teacher_id FROM sessions WHERE id = ?1", &[t(id)])
         .await?
         .ok_or_else(|| AppError::not_found("session"))?;
     SESSIONS_READ.with(|k| k.keep(id.to_owned(), row.clone()));
@@ -247,29 +246,9 @@ async fn connect(ctx: &mut Ctx, id: &str, door: &str) -> AppResult<Response> {
     let db = ctx.db()?;
     let (_, limits) = system::org_limits(ctx, &db, &session.org).await?;
     let path = format!("/{door}");
-    let door =
-        to_object(ctx, &session.id, &path, Method::Get, None, Some((&claims, role, limits.observers_per_session)));
-    if session.teacher_id == claims.sub {
-        return door.await;
-    }
-    // Attendance is written once per connection, beside the object's answer
-    // (not after it, not per message): the person's "past sessions" and
-    // their right to replay this class.
-    let (resp, recorded) =
-        futures_util::future::join(door, record_attendance(&db, &session, &claims.sub, ctx.now_ms)).await;
-    if let Err(e) = recorded {
-        super::log::error(&json!({"msg": "attendance not recorded", "session": session.id, "error": e.to_string()}));
-    }
-    resp
-}
-
-async fn record_attendance(db: &store::Db, session: &SessionRow, user: &str, now_ms: i64) -> AppResult<()> {
-    store::run(
-        db,
-        "INSERT OR IGNORE INTO attendance (run_id, user_id, session_id, org, joined_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        &[t(&session.run_id), t(user), t(&session.id), t(&session.org), i(now_ms)],
-    )
-    .await
+    // The object records the attendance of anyone but the teacher (its
+    // outbox carries it to D1 with the session's events).
+    to_object(ctx, &session.id, &path, Method::Get, None, Some((&claims, role, limits.observers_per_session))).await
 }
 
 /// Did `user` attend the session this run records?
