@@ -397,6 +397,14 @@ test("protocol abuse gets clear errors", async () => {
   for (let i = 0; i < 60; i++) b.send({ type: "ping" });
   await b.next((m) => m.type === "error" && m.code === "rate_limited");
   await b.close();
+  // Two sockets taking turns keep a bucket each: every message of one takes
+  // the other's place in the object's memory, which writes the other's back.
+  const c = await openSocket(wsUrl(s.session_id, learner));
+  const d = await openSocket(wsUrl(s.session_id, learner2));
+  await Promise.all([c.next((m) => m.type === "snapshot"), d.next((m) => m.type === "snapshot")]);
+  for (let i = 0; i < 60; i++) { c.send({ type: "ping" }); d.send({ type: "ping" }); }
+  await Promise.all([c.next((m) => m.type === "error" && m.code === "rate_limited"), d.next((m) => m.type === "error" && m.code === "rate_limited")]);
+  await Promise.all([c.close(), d.close()]);
   const status = await new Promise((resolve, reject) => {
     const req = http.get(`${w.base}/v1/sessions/${s.session_id}/ws?token=garbage`, {
       headers: { connection: "Upgrade", upgrade: "websocket", "sec-websocket-version": "13", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==" },

@@ -623,7 +623,7 @@ async fn run_job(env: &Env, db: &Db, job: &JobRow, attempt: u32) -> AppResult<(V
         store::stmt(
             db,
             "INSERT OR IGNORE INTO ai_results (cache_key, result, created_at) VALUES (?1, ?2, ?3)",
-            &[t(&key), t(&value.to_string()), i(worker::Date::now().as_millis() as i64)],
+            &[t(&key), t(&value.to_string()), i(super::now_ms())],
         )?,
         store::stmt(db, "UPDATE ai_jobs SET cache_key = ?2 WHERE id = ?1", &[t(&job.id), t(&key)])?,
     ])

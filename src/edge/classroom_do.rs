@@ -9,6 +9,7 @@
 //! fault loses nothing.
 
 use super::binding::Binding;
+use super::now_ms;
 use super::sessions::{HDR_OBSERVER_LIMIT, HDR_ROLE, HDR_USER};
 use super::store::{self, t, u};
 use super::Later;
@@ -16,7 +17,6 @@ use crate::classroom::{self, Effect, Peer, Role, ServerMsg, SessionConfig, Sessi
 use crate::error::AppError;
 use crate::json;
 use crate::run::Event;
-use serde_json::Value;
 use std::cell::RefCell;
 use std::future::Future;
 use std::rc::Rc;
@@ -132,6 +132,14 @@ pub struct Classroom {
     /// per event, not a storage and a `sql` getter, an array, seven pushes
     /// and the query text decoded again on every event.
     insert: std::cell::OnceCell<(web_sys_like::SqlLike, js_sys::JsString)>,
+    /// The last sender's [`Peer`], and whether its rate bucket is newer than
+    /// its attachment. A cursor stream is one socket's messages in a row:
+    /// its peer stays here instead of a read and a write of the attachment
+    /// per message. A change of connection state (hello) is written at once;
+    /// the bucket alone is written back when another socket takes the slot.
+    /// Lost with the instance, a bucket would be full again anyway: an
+    /// object hibernates after 10 s without messages, a bucket refills in 2 s.
+    sender: RefCell<Option<(WebSocket, Peer, bool)>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -164,10 +172,12 @@ store::d1_row! {
 }
 
 store::d1_row! {
-    struct AttendeeRow {
+    /// What the outbox has to forward from a table: how many rows, the last
+    /// one's key, and the rows as one JSON array of arrays.
+    struct Pending {
         n: f64,
-        user_id: String,
-        joined_at: f64,
+        last: Option<f64>,
+        rows: String,
     }
 }
 
@@ -175,10 +185,6 @@ store::d1_row! {
     struct MetaRow {
         value: String,
     }
-}
-
-fn now_ms() -> i64 {
-    worker::Date::now().as_millis() as i64
 }
 
 fn json_response(status: u16, body: &serde_json::Value) -> Result<Response> {
@@ -770,10 +776,24 @@ impl Classroom {
         Ok(resp)
     }
 
+    /// Up to `OUTBOX_BATCH` rows after `after` (a `?`, then the limit's `?`).
+    fn pending(&self, query: &str, after: u64) -> Result<Pending> {
+        let args = vec![SqlStorageValue::from(after as f64), SqlStorageValue::from(OUTBOX_BATCH as f64)];
+        let rows: Vec<Pending> = store::sql_rows(self.sql().exec(query, args)?)?;
+        Ok(rows.into_iter().next().unwrap_or(Pending { n: 0.0, last: None, rows: "[]".into() }))
+    }
+
     /// Forward events D1 has not seen yet; returns whether everything is synced.
     async fn flush_outbox(&self) -> std::result::Result<bool, AppError> {
         let synced: u64 = self.meta("d1_synced_seq")?.and_then(|v| v.parse().ok()).unwrap_or(0);
-        let rows = self.rows_after(synced, OUTBOX_BATCH)?;
+        // The rows as D1's statement takes them, one JSON array each, made
+        // by SQLite: one text crosses into wasm and on to D1, no row decoded.
+        let events = self.pending(
+            "SELECT COUNT(*) AS n, MAX(seq) AS last, \
+             json_group_array(json_array(seq, id, type, payload, timestamp, author_id, COALESCE(hash, ''))) AS rows \
+             FROM (SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?)",
+            synced,
+        )?;
         let (org, status, session_id, run_id) = self
             .with_session(|s| (s.config.org.clone(), s.status, s.config.session_id.clone(), s.config.run_id.clone()))?
             .ok_or_else(|| AppError::internal("outbox of an uninitialised session"))?;
@@ -784,15 +804,16 @@ impl Classroom {
         let listed = format!("{} {observers}", status_name(status));
         let listed_synced = self.meta("d1_listed")?.as_deref() == Some(listed.as_str());
         let attended_synced: u64 = self.meta("d1_attendance_rowid")?.and_then(|v| v.parse().ok()).unwrap_or(0);
-        let attendees: Vec<AttendeeRow> = store::sql_rows(self.sql().exec(
-            "SELECT rowid AS n, user_id, joined_at FROM attendance WHERE rowid > ? ORDER BY rowid LIMIT ?",
-            vec![SqlStorageValue::from(attended_synced as f64), SqlStorageValue::from(OUTBOX_BATCH as f64)],
-        )?)?;
-        if rows.is_empty() && attendees.is_empty() && listed_synced {
+        let attendees = self.pending(
+            "SELECT COUNT(*) AS n, MAX(rowid) AS last, json_group_array(json_array(user_id, joined_at)) AS rows \
+             FROM (SELECT rowid, user_id, joined_at FROM attendance WHERE rowid > ? ORDER BY rowid LIMIT ?)",
+            attended_synced,
+        )?;
+        if events.n == 0.0 && attendees.n == 0.0 && listed_synced {
             return Ok(true);
         }
         let db = store::db(&self.env)?;
-        let last = rows.last().map(|r| r.seq as u64).unwrap_or(synced);
+        let last = events.last.map(|l| l as u64).unwrap_or(synced);
         let mut stmts = Vec::with_capacity(3);
         if self.env.var("ENVIRONMENT").map(|v| v.to_string()).ok().as_deref() == Some("development") {
             // The development fault switch, checked inside the batch rather than
@@ -805,28 +826,21 @@ impl Classroom {
                 &[],
             )?);
         }
-        if !rows.is_empty() {
-            // Every row in one statement: its fields as one JSON array each,
-            // the payload as the text stored here (no parse, no re-serialize).
-            let mut table: Vec<Value> = Vec::with_capacity(rows.len());
-            for r in &rows {
-                let hash = r.hash.as_deref().unwrap_or_default();
-                table.push(json!([r.seq as u64, r.id, r.kind, r.payload, r.timestamp as i64, r.author_id, hash]));
-            }
+        if events.n > 0.0 {
+            // Every row in one statement, the payload as the text stored here.
             stmts.push(store::stmt(
                 &db,
                 "INSERT OR IGNORE INTO events (run_id, seq, id, type, payload, timestamp, author_id, org, hash) \
                  SELECT ?1, value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, ?2, value ->> 6 FROM json_each(?3)",
-                &[t(&run_id), t(&org), t(&Value::Array(table).to_string())],
+                &[t(&run_id), t(&org), t(&events.rows)],
             )?);
         }
-        if !attendees.is_empty() {
-            let table: Vec<Value> = attendees.iter().map(|a| json!([a.user_id, a.joined_at as i64])).collect();
+        if attendees.n > 0.0 {
             stmts.push(store::stmt(
                 &db,
                 "INSERT OR IGNORE INTO attendance (run_id, user_id, session_id, org, joined_at) \
                  SELECT ?1, value ->> 0, ?2, ?3, value ->> 1 FROM json_each(?4)",
-                &[t(&run_id), t(&session_id), t(&org), t(&Value::Array(table).to_string())],
+                &[t(&run_id), t(&session_id), t(&org), t(&attendees.rows)],
             )?);
         }
         if !listed_synced {
@@ -843,10 +857,12 @@ impl Classroom {
         if !listed_synced {
             self.set_meta("d1_listed", &listed)?;
         }
-        if let Some(a) = attendees.last() {
-            self.set_meta("d1_attendance_rowid", &(a.n as u64).to_string())?;
+        if let Some(rowid) = attendees.last {
+            self.set_meta("d1_attendance_rowid", &(rowid as u64).to_string())?;
         }
-        Ok(attendees.len() < OUTBOX_BATCH && self.rows_after(last, 1)?.is_empty())
+        // More to forward: a full batch, or events stored while D1 answered.
+        let stored = self.with_session(|s| s.seq)?.unwrap_or(last);
+        Ok(attendees.n < OUTBOX_BATCH as f64 && last >= stored)
     }
 }
 
@@ -901,6 +917,7 @@ impl Classroom {
             answer_key: RefCell::new(None),
             meta_kept: RefCell::new(std::collections::BTreeMap::new()),
             insert: std::cell::OnceCell::new(),
+            sender: RefCell::new(None),
         }
     }
 
@@ -1027,11 +1044,27 @@ impl Classroom {
         }
     }
 
+    /// `ws`'s peer: the one kept in the slot if `ws` sent last, else its
+    /// attachment (the slot's previous holder written back first).
+    fn sender_peer(&self, ws: &WebSocket) -> Option<Peer> {
+        let held = self.sender.borrow_mut().take();
+        if let Some((held, peer, unwritten)) = held {
+            if held == *ws {
+                return Some(peer);
+            }
+            if unwritten {
+                let _ = keep_peer(&held, &peer);
+            }
+        }
+        peer_of(ws)
+    }
+
     fn on_message(&self, ws: WebSocket, text: &str) -> Result<Option<impl Future<Output = ()>>> {
-        let Some(mut peer) = peer_of(&ws) else {
+        let Some(mut peer) = self.sender_peer(&ws) else {
             let _ = ws.close(Some(1011), Some("lost attachment"));
             return Ok(None);
         };
+        let conn_before = peer.conn.clone();
         let was_connected = peer.conn.is_connected();
         let now = now_ms();
         let effects = self
@@ -1043,7 +1076,10 @@ impl Classroom {
         if let (Some(msg), true) = (feedback, self.session.borrow().is_some()) {
             Self::send(&ws, &msg);
         }
-        keep_peer(&ws, &peer)?;
+        let conn_changed = peer.conn != conn_before;
+        if conn_changed {
+            keep_peer(&ws, &peer)?;
+        }
         if !was_connected && peer.conn.is_connected() {
             let who = peer.conn.who();
             let role = who.role;
@@ -1057,7 +1093,9 @@ impl Classroom {
             }
         }
         let actor = peer.conn.who().user_id;
-        Ok(self.run_later(Some(&ws), later, &actor))
+        let later = self.run_later(Some(&ws), later, &actor);
+        *self.sender.borrow_mut() = Some((ws, peer, !conn_changed));
+        Ok(later)
     }
 
     async fn on_alarm(&self) -> Result<()> {
@@ -1108,6 +1146,11 @@ impl Classroom {
 
 impl Classroom {
     fn on_socket_gone(&self, ws: &WebSocket) {
+        let mut sender = self.sender.borrow_mut();
+        if sender.as_ref().is_some_and(|(held, _, _)| held == ws) {
+            *sender = None;
+        }
+        drop(sender);
         let peer = peer_of(ws);
         let _ = ws.close(Some(1000), Some("bye"));
         let Some(peer) = peer else { return };

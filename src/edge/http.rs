@@ -70,7 +70,7 @@ impl Ctx {
             req,
             env,
             wctx,
-            now_ms: worker::Date::now().as_millis() as i64,
+            now_ms: super::now_ms(),
             query,
             log_org: None,
             meter: Rc::default(),

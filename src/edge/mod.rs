@@ -26,9 +26,15 @@ use worker::{event, Context, Env, Request, Response, ScheduleContext, ScheduledE
 /// its own copy of the promise plumbing.
 pub(crate) type Later = Pin<Box<dyn Future<Output = ()>>>;
 
+/// The clock, in ms: `Date.now()` itself (workers-rs's `Date::now` makes a
+/// `Date` object to read it, which the live path would pay per message).
+pub(crate) fn now_ms() -> i64 {
+    js_sys::Date::now() as i64
+}
+
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, wctx: Context) -> worker::Result<Response> {
-    let started = worker::Date::now().as_millis();
+    let started = now_ms();
     let method = req.method().to_string();
     let mut ctx = match Ctx::new(req, env, wctx) {
         Ok(c) => c,
@@ -44,7 +50,7 @@ async fn fetch(req: Request, env: Env, wctx: Context) -> worker::Result<Response
             http::error_response(&e)?
         }
     };
-    let elapsed = worker::Date::now().as_millis().saturating_sub(started);
+    let elapsed = now_ms().saturating_sub(started).max(0) as u64;
     see_cost(&ctx, &mut response, elapsed);
     // Counters are kept in memory on request paths; a request that wrote to
     // D1 anyway carries the pending ones there after its response.
@@ -211,7 +217,7 @@ async fn route(ctx: &mut Ctx) -> AppResult<Response> {
 /// serde_wasm_bindgen, ~1.6 KB gzipped of the worker for `{delaySeconds}`.
 /// The batch and its messages are the runtime's objects, called by name.
 mod queue_export {
-    use super::{ai_jobs, binding::Binding};
+    use super::{ai_jobs, binding::Binding, now_ms};
     use worker::wasm_bindgen::{prelude::wasm_bindgen, JsValue};
 
     #[wasm_bindgen(wasm_bindgen = ::worker::wasm_bindgen, wasm_bindgen_futures = ::worker::wasm_bindgen_futures, js_sys = ::worker::js_sys)]
@@ -224,7 +230,7 @@ mod queue_export {
             // The body is read where it is (its `job_id`), not turned into a Rust value first.
             let body = message.field("body");
             let job_id = ai_jobs::job_id(&body);
-            let now = worker::Date::now().as_millis() as i64;
+            let now = now_ms();
             let settled = if dead_letters {
                 let text = worker::js_sys::JSON::stringify(&body).map(String::from).unwrap_or_default();
                 ai_jobs::dead_letter(&env, &job_id, &text, now).await;
@@ -250,7 +256,7 @@ mod queue_export {
 /// archive pass (seal new events into R2; tables when due).
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
-    let now = worker::Date::now().as_millis() as i64;
+    let now = now_ms();
     if let Ok(db) = store::db(&env) {
         store::flush_counters(&db).await;
         if let Err(e) = ai_jobs::requeue_stale(&env, &db, None, now).await {

@@ -832,10 +832,10 @@ async fn state(ctx: &mut Ctx, run_id: &str) -> AppResult<Response> {
         }
         (None, None) => last,
     };
-    let started = worker::Date::now().as_millis();
+    let started = super::now_ms();
     let every = ctx.var_u64("CHECKPOINT_EVERY", 100).max(1);
     let (canvas, seq) = replay_to(&db, &ctx.env, Some(&ctx.wctx), run_id, target, every).await?;
-    let elapsed = (worker::Date::now().as_millis() - started) as f64 / 1000.0;
+    let elapsed = (super::now_ms() - started) as f64 / 1000.0;
     store::count("dropple_replay_seconds_sum", "", elapsed);
     store::count("dropple_replay_seconds_count", "", 1.0);
     // The state's JSON once: the answer and its hash (what `Canvas::hash` computes).

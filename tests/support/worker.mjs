@@ -123,7 +123,7 @@ export async function startWorker({ persistDir, port, vars = {}, keepState = fal
     await exited;
   };
   // pgid: the process group (wrangler and its workerd), for CPU accounting.
-  return { base, port: p, dir, pgid: child.pid, stop, kill, log: () => log };
+  return { base, port: p, inspector, dir, pgid: child.pid, stop, kill, log: () => log };
 }
 
 /** A small API client bound to one worker. */
