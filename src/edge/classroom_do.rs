@@ -137,8 +137,9 @@ pub struct Classroom {
     /// its peer stays here instead of a read and a write of the attachment
     /// per message. A change of connection state (hello) is written at once;
     /// the bucket alone is written back when another socket takes the slot.
-    /// Lost with the instance, a bucket would be full again anyway: an
-    /// object hibernates after 10 s without messages, a bucket refills in 2 s.
+    /// Lost with the instance, the attachment's older bucket counts: an
+    /// object is evicted after 10 s without messages, when any bucket is full
+    /// again (it refills in 2 s); a restart mid-stream allows one burst more.
     sender: RefCell<Option<(WebSocket, Peer, bool)>>,
 }
 
