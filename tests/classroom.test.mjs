@@ -399,11 +399,20 @@ test("protocol abuse gets clear errors", async () => {
   await b.close();
   // Two sockets taking turns keep a bucket each: every message of one takes
   // the other's place in the object's memory, which writes the other's back.
+  // Strict turns (each ping answered before the other socket sends), until
+  // both were refused: a bucket lost at each turn would never run out.
   const c = await openSocket(wsUrl(s.session_id, learner));
   const d = await openSocket(wsUrl(s.session_id, learner2));
   await Promise.all([c.next((m) => m.type === "snapshot"), d.next((m) => m.type === "snapshot")]);
-  for (let i = 0; i < 60; i++) { c.send({ type: "ping" }); d.send({ type: "ping" }); }
-  await Promise.all([c.next((m) => m.type === "error" && m.code === "rate_limited"), d.next((m) => m.type === "error" && m.code === "rate_limited")]);
+  const limited = new Set();
+  for (let i = 0; i < 400 && limited.size < 2; i++) {
+    for (const sock of [c, d]) {
+      sock.send({ type: "ping" });
+      const reply = await sock.next((m) => m.type === "pong" || m.type === "error");
+      if (reply.type === "error") { assert.equal(reply.code, "rate_limited"); limited.add(sock); }
+    }
+  }
+  assert.equal(limited.size, 2, "both sockets taking turns were rate limited");
   await Promise.all([c.close(), d.close()]);
   const status = await new Promise((resolve, reject) => {
     const req = http.get(`${w.base}/v1/sessions/${s.session_id}/ws?token=garbage`, {

@@ -40,18 +40,18 @@ impl Binding {
             .and_then(|f| f.dyn_into::<Function>().ok())
             .ok_or_else(|| format!("{} has no {method}", self.name))?;
         let args: worker::js_sys::Array = args.iter().collect();
-        function
-            .apply(&self.value, &args)
-            .map_err(|e| format!("{} {method}: {}", self.name, super::store::js_message(&e)))
+        function.apply(&self.value, &args).map_err(|e| self.failed(method, &e))
+    }
+
+    fn failed(&self, method: &str, error: &JsValue) -> String {
+        format!("{} {method}: {}", self.name, super::store::js_message(error))
     }
 
     /// `binding[method](...args)`, awaited when it returns a promise.
     pub async fn call(&self, method: &str, args: &[JsValue]) -> Result<JsValue, String> {
         let returned = self.call_now(method, args)?;
         match returned.dyn_into::<Promise>() {
-            Ok(promise) => JsFuture::from(promise)
-                .await
-                .map_err(|e| format!("{} {method}: {}", self.name, super::store::js_message(&e))),
+            Ok(promise) => JsFuture::from(promise).await.map_err(|e| self.failed(method, &e)),
             Err(value) => Ok(value),
         }
     }

@@ -1147,11 +1147,9 @@ impl Classroom {
 
 impl Classroom {
     fn on_socket_gone(&self, ws: &WebSocket) {
-        let mut sender = self.sender.borrow_mut();
-        if sender.as_ref().is_some_and(|(held, _, _)| held == ws) {
-            *sender = None;
+        if self.sender.borrow().as_ref().is_some_and(|(held, _, _)| held == ws) {
+            *self.sender.borrow_mut() = None;
         }
-        drop(sender);
         let peer = peer_of(ws);
         let _ = ws.close(Some(1000), Some("bye"));
         let Some(peer) = peer else { return };
